@@ -1,0 +1,101 @@
+"""The attractor training loss (section 2.5.2, Eq. 4-5):
+
+    L = a1 * L_rec + a2 * L_eigen + a3 * L_cls,    L_eigen = 1/2 * sum_ij (dG(x)_i / dx_j)^2
+
+L_eigen is half the squared Frobenius norm of the autoencoder's Jacobian at the training sample;
+keeping it small makes the samples stable fixed points (attractors) of x <- G(x).
+
+Three ways to compute ||J||_F^2 per sample:
+
+- `jacobian_sq_norm_naive`: the oracle, `vmap(jacrev(G))`, a full d_out x d_in Jacobian.
+- `jacobian_sq_norm_exact`: exact and much cheaper. For a Linear/elementwise stack
+  J = D_L W_L ... D_1 W_1 factors at its narrowest hidden layer k as J = B A, and
+  ||B A||_F^2 = <B^T B, A A^T>. A A^T is propagated as a Gram matrix from the input side
+  (W_1 W_1^T is shared by the batch), B is built explicitly from the narrow side.
+- `jacobian_sq_norm_estimate`: unbiased, E_v ||J v||^2 = ||J||_F^2 for v ~ N(0, I), one
+  forward-mode product (`torch.func.jvp`) per projection.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+
+from .models import Chain
+
+
+class PenaltyMethod(str, Enum):
+    EXACT = "exact"
+    ESTIMATE = "estimate"
+
+
+class RecReduction(str, Enum):
+    MEAN = "mean"  # MSE averaged over pixels and batch (torch's default; the paper's "mean squared error")
+    SUM = "sum"  # squared error summed over pixels, averaged over the batch
+
+
+def jacobian_sq_norm_naive(chain: Chain, x: torch.Tensor) -> torch.Tensor:
+    """x (B, d) -> (B,) ||J(x)||_F^2 via the full Jacobian. Slow: for tests and benchmarks."""
+    jac = torch.func.vmap(torch.func.jacrev(lambda v: chain.output(v[None])[0]))(x)  # (B, d_out, d_in)
+    return jac.pow(2).sum((1, 2))
+
+
+def jacobian_sq_norm_exact(chain: Chain, derivs: list[torch.Tensor]) -> torch.Tensor:
+    """(B,) ||J||_F^2 from the activation derivatives of a forward pass (`Chain.__call__`)."""
+    weights = [layer.weight for layer in chain.layers]
+    widths = [w.shape[0] for w in weights[:-1]]
+    k = min(range(len(widths)), key=widths.__getitem__)  # split at the narrowest hidden layer
+    # Input side: G = A A^T with A = D_k W_k ... D_1 W_1, propagated as a Gram matrix. Masking the
+    # columns of W_{i+1} by D_i (instead of masking a per-sample Gram matrix) keeps the first
+    # product one large GEMM against W_1 W_1^T, which the batch shares.
+    gram = weights[0] @ weights[0].T  # (n_1, n_1)
+    for i in range(1, k + 1):
+        p = weights[i] * derivs[i - 1][:, None, :]  # (B, n_i, n_{i-1}) = W_i D_{i-1}
+        gram = p @ gram @ p.transpose(1, 2)  # (B, n_i, n_i)
+    gram = gram * (derivs[k][:, :, None] * derivs[k][:, None, :])  # D_k G D_k
+    # Narrow side: B = D_L W_L ... D_{k+1} W_{k+1}, explicitly, (B, d_out, n_k).
+    b = derivs[k + 1][:, :, None] * weights[k + 1]
+    for i in range(k + 2, len(weights)):
+        b = derivs[i][:, :, None] * (weights[i] @ b)
+    btb = b.transpose(1, 2) @ b  # (B, n_k, n_k)
+    return (btb * gram).sum((1, 2))
+
+
+def jacobian_sq_norm_estimate(chain: Chain, x: torch.Tensor, n_projections: int = 1) -> torch.Tensor:
+    """(B,) unbiased estimate of ||J(x)||_F^2 from `n_projections` Gaussian directions."""
+    total = x.new_zeros(x.shape[0])
+    for _ in range(n_projections):
+        v = torch.randn_like(x)
+        _, jv = torch.func.jvp(chain.output, (x,), (v,))  # (B, d_out)
+        total = total + jv.pow(2).sum(1)
+    return total / n_projections
+
+
+def attractor_loss(
+    chain: Chain,
+    head: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: tuple[float, float, float],
+    penalty: PenaltyMethod = PenaltyMethod.EXACT,
+    n_projections: int = 1,
+    rec_reduction: RecReduction = RecReduction.MEAN,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 4 on a batch x (B, d) with labels y (B,); the reconstruction target is x itself."""
+    a_rec, a_eigen, a_cls = weights
+    recon, feats, derivs = chain(x)
+    sq_err = (recon - x).pow(2)
+    l_rec = sq_err.mean() if rec_reduction is RecReduction.MEAN else sq_err.sum(1).mean()
+    l_cls = F.cross_entropy(head(feats), y)
+    loss = a_rec * l_rec + a_cls * l_cls
+    l_eigen = torch.zeros(())
+    if a_eigen > 0:
+        if penalty is PenaltyMethod.EXACT:
+            sq = jacobian_sq_norm_exact(chain, derivs)
+        else:
+            sq = jacobian_sq_norm_estimate(chain, x, n_projections)
+        l_eigen = 0.5 * sq.mean()
+        loss = loss + a_eigen * l_eigen
+    return loss, {"rec": l_rec.item(), "eigen": l_eigen.item(), "cls": l_cls.item()}
