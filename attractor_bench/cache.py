@@ -1,0 +1,82 @@
+"""Trained models cached on disk, keyed by everything that determines them: the training
+configuration, the model definition's version and the training/validation data.
+
+Files: `<cache_dir>/models/<key>.pt`, written atomically and read with `weights_only=True`.
+The cache directory is the explicit argument, else `$ATTRACTOR_BENCH_CACHE`, else
+`~/.cache/attractor-bench`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .data import Split
+from .errors import CheckpointError
+from .models import AttractorNet
+from .training import History, ProgressFn, TrainConfig, select_training_data, train
+
+ENV_VAR = "ATTRACTOR_BENCH_CACHE"
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    if cache_dir is None:
+        cache_dir = os.environ.get(ENV_VAR) or Path.home() / ".cache" / "attractor-bench"
+    return Path(cache_dir).expanduser()
+
+
+def model_key(cfg: TrainConfig, train_split: Split, val_split: Split) -> str:
+    tr, va = select_training_data(train_split, val_split, cfg)
+    h = hashlib.sha256(cfg.key().encode())
+    for arr in (tr.x, tr.y, va.x, va.y):
+        h.update(arr.tobytes())
+    return h.hexdigest()[:20]
+
+
+def load_checkpoint(path: Path) -> tuple[AttractorNet, dict]:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = TrainConfig.from_dict(blob["config"])
+        model = AttractorNet(cfg.output_activation)
+        model.load_state_dict(blob["state_dict"])
+    except Exception as e:  # torch.load raises many types for a bad file; all mean the same to the user
+        cause = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"Checkpoint {path} is corrupt or does not match the architecture. Delete it to retrain. "
+            f"({type(e).__name__}: {cause})"
+        ) from e
+    model.eval()
+    return model, blob
+
+
+def save_checkpoint(path: Path, model: AttractorNet, cfg: TrainConfig, history: History) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"state_dict": model.state_dict(), "config": cfg.to_dict(), "history": history.stages}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def get_or_train(
+    cfg: TrainConfig,
+    train_split: Split,
+    val_split: Split,
+    cache_dir: str | os.PathLike | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[AttractorNet, dict, bool]:
+    """Return (model, checkpoint blob, loaded_from_cache)."""
+    path = resolve_cache_dir(cache_dir) / "models" / f"{model_key(cfg, train_split, val_split)}.pt"
+    if path.is_file():
+        model, blob = load_checkpoint(path)
+        return model, blob, True
+    model, history = train(train_split, val_split, cfg, progress)
+    save_checkpoint(path, model, cfg, history)
+    return model, {"config": cfg.to_dict(), "history": history.stages}, False
