@@ -1,0 +1,94 @@
+"""The attractor fixed-point defence (Alipour & SeyyedSalehi, Fig. 4-b, Eq. 6).
+
+Feed the autoencoder's output back to its input, x_{k+1} = G(x_k), until the iterate stops
+changing: max_i |x_{k+1} - x_k|_i < `tol` for that sample, or `max_iter` iterations. Samples that
+converged are frozen while the rest go on, so a sample's result does not depend on its batch.
+Iterates are clipped to the input domain [0, 1] (`clip=True`) since G's ReLU output is unbounded.
+
+What an attack's gradient sees (`backward`):
+- `unrolled`: autograd through every iteration actually performed (the full pipeline);
+- `bpda`: straight-through, d x_n / d x = I (Athalye et al. 2018, BPDA with the identity).
+
+>>> defence = AttractorDefence(model, tol=1e-3, max_iter=50)
+>>> clf = make_classifier(model, defence=defence)     # an ART PyTorchClassifier
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
+
+
+class Backward(str, Enum):
+    UNROLLED = "unrolled"
+    BPDA = "bpda"
+
+
+def check_images(x: torch.Tensor, where: str) -> None:
+    """Raise ValueError for inputs this project's models cannot take."""
+    if x.ndim < 2 or x[0].numel() != 784:
+        raise ValueError(f"{where}: expected a batch of 28x28 images (N, 1, 28, 28) or (N, 784), got shape {tuple(x.shape)}.")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{where}: input contains NaN or Inf.")
+    lo, hi = x.min().item(), x.max().item()
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ValueError(f"{where}: pixel values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}].")
+
+
+class AttractorDefence(PreprocessorPyTorch):
+    """Fixed-point iteration x <- G(x) of the attractor network, as an ART PyTorch preprocessor."""
+
+    params = ["tol", "max_iter", "backward", "clip"]
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tol: float = 1e-3,
+        max_iter: int = 50,
+        backward: str | Backward = Backward.UNROLLED,
+        clip: bool = True,
+        device_type: str = "cpu",
+    ):
+        super().__init__(device_type=device_type, is_fitted=True, apply_fit=False, apply_predict=True)
+        self.model = model
+        self.tol = tol
+        self.max_iter = max_iter
+        self.backward = Backward(backward)
+        self.clip = clip
+        self._check_params()
+
+    def _check_params(self) -> None:
+        if not (isinstance(self.max_iter, int) and self.max_iter >= 0):
+            raise ValueError("max_iter must be a non-negative integer.")
+        if not self.tol > 0:
+            raise ValueError("tol must be positive.")
+
+    def iterate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, ...) -> (fixed point G^n(x) with x's shape, iterations per sample (B,) int).
+
+        Differentiable (autograd follows the iterations performed)."""
+        shape = x.shape
+        cur = x.reshape(shape[0], -1)  # (B, 784)
+        n_iter = torch.zeros(shape[0], dtype=torch.long, device=x.device)
+        active = torch.ones(shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(self.max_iter):
+            nxt = self.model.reconstruct(cur)
+            if self.clip:
+                nxt = nxt.clamp(0.0, 1.0)
+            step = (nxt - cur).abs().amax(1).detach()
+            cur = torch.where(active[:, None], nxt, cur)
+            n_iter = n_iter + active.long()
+            active = active & (step >= self.tol)
+            if not active.any():
+                break
+        return cur.reshape(shape), n_iter
+
+    def forward(self, x: torch.Tensor, y=None):
+        check_images(x, type(self).__name__)
+        if self.backward is Backward.BPDA:
+            with torch.no_grad():
+                fixed, _ = self.iterate(x)
+            return x + (fixed - x).detach(), y  # value G^n(x), gradient identity
+        return self.iterate(x)[0], y
