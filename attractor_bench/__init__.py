@@ -1,0 +1,19 @@
+"""attractor-bench: the attractor network of Alipour & SeyyedSalehi as an ART classifier, its
+fixed-point defence and OOD rejector, and a harness that benchmarks them."""
+
+from .attacks import ATTACKS
+from .classifier import make_classifier
+from .defenses import DEFENCES, AttractorDefence, PearsonRejector
+from .models import AttractorNet
+
+__version__ = "0.1.0"
+
+
+def run_suite(*args, **kwargs):
+    """Run a suite (see `attractor_bench.runner.run_suite`)."""
+    from .runner import run_suite as _run
+
+    return _run(*args, **kwargs)
+
+
+__all__ = ["AttractorNet", "make_classifier", "AttractorDefence", "PearsonRejector", "run_suite", "ATTACKS", "DEFENCES"]

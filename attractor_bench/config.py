@@ -1,0 +1,257 @@
+"""Suite files: YAML (read with a safe loader) validated into typed configuration.
+
+Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.5 is outside
+[0, 1]`, and is raised as ConfigError (exit code 2 in the CLI) before anything is computed.
+
+    name: mnist_fgsm                 # optional; defaults to the file name
+    seed: 0
+    reference: paper                 # optional: show the paper's numbers beside ours
+    data: {n_test: null, n_ood: null, ood: [fashion_mnist, cifar10_bw]}
+    models:
+      baseline: {preset: baseline}
+      attractor: {preset: attractor, train: {max_epochs: 100}}
+    defence: {name: attractor, tol: 0.001, max_iter: 50, backward: unrolled}
+    rejector: {threshold: 0.8}       # or {target_tpr: 0.95}, calibrated on the validation split
+    attacks:
+      - {name: fgsm, eps: [1/255, 20/255], target: network}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .attacks import ATTACKS
+from .data import DATASETS
+from .defenses import DEFENCES, Backward
+from .errors import ConfigError
+from .training import PRESETS, TrainConfig
+
+
+class Target(str, Enum):
+    """What the attack's gradient sees."""
+
+    NETWORK = "network"  # the trained network, one pass, no iteration (the paper's FGSM)
+    PIPELINE = "pipeline"  # the defended classifier: fixed-point iteration, then the head
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    n_test: int | None = None  # MNIST test images (None: all 10,000)
+    n_ood: int | None = None  # images per OOD set
+    ood: tuple[str, ...] = ("fashion_mnist", "cifar10_bw")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    preset: str
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class DefenceSpec:
+    name: str = "attractor"
+    params: dict = field(default_factory=lambda: {"tol": 1e-3, "max_iter": 50, "backward": "unrolled"})
+
+
+@dataclass(frozen=True)
+class RejectorSpec:
+    threshold: float | None = 0.8
+    target_tpr: float | None = None
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    label: str
+    name: str
+    eps: tuple[float, ...]
+    target: Target
+    params: dict
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    seed: int
+    reference: str | None
+    data: DataSpec
+    models: tuple[ModelSpec, ...]
+    defence: DefenceSpec
+    rejector: RejectorSpec
+    attacks: tuple[AttackSpec, ...]
+
+
+class _Reader:
+    """Small typed accessors that raise ConfigError naming the file and key."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {key}: {msg}")
+
+    def mapping(self, value: Any, key: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {type(value).__name__}.")
+        unknown = sorted(set(map(str, value)) - allowed)
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}" if key else unknown[0],
+                            f"unknown key. Allowed here: {', '.join(sorted(allowed))}.")
+        missing = sorted(required - set(value))
+        if missing:
+            raise self.fail(key or missing[0], f"missing required key {missing[0]!r}.")
+        return value
+
+    def integer(self, value: Any, key: str, minimum: int = 0, optional: bool = False) -> int | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"expected an integer, got {value!r}.")
+        if value < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {value}.")
+        return value
+
+    def number(self, value: Any, key: str, lo: float, hi: float) -> float:
+        if isinstance(value, str):
+            m = re.fullmatch(r"\s*([0-9.]+)\s*/\s*([0-9.]+)\s*", value)
+            try:
+                value = float(m.group(1)) / float(m.group(2)) if m else float(value)
+            except (ValueError, ZeroDivisionError):
+                raise self.fail(key, f"{value!r} is not a number or a fraction such as 20/255.") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(key, f"expected a number, got {value!r}.")
+        value = float(value)
+        if not lo <= value <= hi:
+            raise self.fail(key, f"{value:g} is outside [{lo:g}, {hi:g}].")
+        return value
+
+    def choice(self, value: Any, key: str, options) -> str:
+        options = list(options)
+        if value not in options:
+            raise self.fail(key, f"unknown value {value!r}. Choose one of: {', '.join(map(str, options))}.")
+        return value
+
+
+def _train_config(r: _Reader, preset: str, overrides: Any, key: str) -> TrainConfig:
+    base = PRESETS[preset]
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    overrides = r.mapping(overrides or {}, key, set(fields))
+    merged = base.to_dict()
+    for k, v in overrides.items():
+        sub = f"{key}.{k}"
+        if k in ("n_train", "n_val"):
+            v = r.integer(v, sub, 1, optional=True)
+        elif k in ("max_epochs", "patience", "batch_size", "n_projections"):
+            v = r.integer(v, sub, 1)
+        elif k == "seed":
+            v = r.integer(v, sub, 0)
+        elif k == "pretrain":
+            if not isinstance(v, bool):
+                raise r.fail(sub, f"expected true or false, got {v!r}.")
+        elif k in ("weights", "pretrain_lrs"):
+            if not isinstance(v, list) or len(v) != 3:
+                raise r.fail(sub, "expected a list of three numbers.")
+            v = [r.number(e, f"{sub}[{i}]", 0.0, 1e6) for i, e in enumerate(v)]
+        elif k == "finetune_lr":
+            v = r.number(v, sub, 0.0, 1e6)
+        else:  # enums
+            v = r.choice(v, sub, [e.value for e in type(getattr(base, k))])
+        merged[k] = v
+    return TrainConfig.from_dict(merged)
+
+
+def parse_suite(raw: Any, path: Path) -> Suite:
+    r = _Reader(path)
+    top = r.mapping(raw, "", {"name", "seed", "reference", "data", "models", "defence", "rejector", "attacks"},
+                    {"models", "attacks"})
+    seed = r.integer(top.get("seed", 0), "seed")
+
+    d = r.mapping(top.get("data") or {}, "data", {"n_test", "n_ood", "ood"})
+    ood = d.get("ood", list(DataSpec.ood))
+    if not isinstance(ood, list):
+        raise r.fail("data.ood", "expected a list of dataset names.")
+    ood = tuple(r.choice(o, f"data.ood[{i}]", [n for n in DATASETS if n != "mnist"]) for i, o in enumerate(ood))
+    data = DataSpec(r.integer(d.get("n_test"), "data.n_test", 1, True), r.integer(d.get("n_ood"), "data.n_ood", 1, True), ood)
+
+    models_raw = r.mapping(top["models"], "models", set(map(str, top["models"])) if isinstance(top["models"], dict) else set())
+    if not models_raw:
+        raise r.fail("models", "at least one model is required.")
+    models = []
+    for name, spec in models_raw.items():
+        key = f"models.{name}"
+        spec = r.mapping(spec or {}, key, {"preset", "train"}, {"preset"})
+        preset = r.choice(spec["preset"], f"{key}.preset", PRESETS)
+        cfg = _train_config(r, preset, spec.get("train"), f"{key}.train")
+        if "seed" not in (spec.get("train") or {}):
+            cfg = dataclasses.replace(cfg, seed=seed)
+        models.append(ModelSpec(str(name), preset, cfg))
+
+    dr = r.mapping(top.get("defence") or {}, "defence", {"name", "tol", "max_iter", "backward", "clip"})
+    params = dict(DefenceSpec().params)
+    if "tol" in dr:
+        params["tol"] = r.number(dr["tol"], "defence.tol", 1e-12, 1.0)
+    if "max_iter" in dr:
+        params["max_iter"] = r.integer(dr["max_iter"], "defence.max_iter", 0)
+    if "backward" in dr:
+        params["backward"] = r.choice(dr["backward"], "defence.backward", [b.value for b in Backward])
+    if "clip" in dr:
+        if not isinstance(dr["clip"], bool):
+            raise r.fail("defence.clip", f"expected true or false, got {dr['clip']!r}.")
+        params["clip"] = dr["clip"]
+    defence = DefenceSpec(r.choice(dr.get("name", "attractor"), "defence.name", DEFENCES), params)
+
+    rr = r.mapping(top.get("rejector") or {}, "rejector", {"threshold", "target_tpr"})
+    if "threshold" in rr and "target_tpr" in rr:
+        raise r.fail("rejector", "give either threshold or target_tpr, not both.")
+    if "target_tpr" in rr:
+        rejector = RejectorSpec(None, r.number(rr["target_tpr"], "rejector.target_tpr", 1e-6, 1.0))
+    else:
+        rejector = RejectorSpec(r.number(rr.get("threshold", 0.8), "rejector.threshold", -1.0, 1.0), None)
+
+    if not isinstance(top["attacks"], list) or not top["attacks"]:
+        raise r.fail("attacks", "expected a non-empty list of attacks.")
+    attacks, labels = [], set()
+    for i, a in enumerate(top["attacks"]):
+        key = f"attacks[{i}]"
+        a = r.mapping(a, key, {"name", "label", "eps", "target", "params"}, {"name", "eps"})
+        name = r.choice(a["name"], f"{key}.name", ATTACKS)
+        label = str(a.get("label", name))
+        if label in labels or label == "none":
+            raise r.fail(f"{key}.label", f"label {label!r} is used twice (or reserved); give each attack a unique label.")
+        labels.add(label)
+        eps = a["eps"]
+        if not isinstance(eps, list) or not eps:
+            raise r.fail(f"{key}.eps", "expected a non-empty list of epsilons in [0, 1] (such as 0.1 or 20/255).")
+        eps = tuple(r.number(e, f"{key}.eps[{j}]", 0.0, 1.0) for j, e in enumerate(eps))
+        target = Target(r.choice(a.get("target", "network"), f"{key}.target", [t.value for t in Target]))
+        params = r.mapping(a.get("params") or {}, f"{key}.params", set(map(str, a.get("params") or {})))
+        attacks.append(AttackSpec(label, name, eps, target, params))
+
+    reference = top.get("reference")
+    if reference is not None:
+        reference = r.choice(reference, "reference", ["paper"])
+    name = str(top.get("name", path.stem))
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise r.fail("name", f"{name!r} must use only letters, digits, '_', '-', '.' (it names a results folder).")
+    return Suite(name, path, seed, reference, data, tuple(models), defence, rejector, tuple(attacks))
+
+
+def load_suite(path: str | Path) -> Suite:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: suite file not found. Pass the path of a YAML suite, e.g. suites/smoke.yaml.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e}).") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a suite must be a YAML mapping with at least 'models' and 'attacks'.")
+    return parse_suite(raw, path)
