@@ -1,0 +1,117 @@
+"""The `attractor-bench` command line. This is the one place where domain errors become
+messages and exit codes: 2 for usage/configuration errors, 1 for other failures, 130 for Ctrl-C."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Iterator
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import AttractorBenchError
+
+app = typer.Typer(help="Adversarial-robustness benchmark of the attractor network and its defences, on ART.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+
+DataRoot = Annotated[Path | None, typer.Option("--data-root", envvar="ATTRACTOR_BENCH_DATA",
+                     help="Folder with the datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py).")]
+CacheDir = Annotated[Path | None, typer.Option("--cache-dir", envvar="ATTRACTOR_BENCH_CACHE",
+                     help="Where trained models are cached (default ~/.cache/attractor-bench).")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+
+
+@contextmanager
+def _errors(debug: bool) -> Iterator[None]:
+    try:
+        yield
+    except AttractorBenchError as e:
+        if debug:
+            raise
+        err.print(f"[bold red]Error:[/] {e}", highlight=False)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]Interrupted: nothing was written for this run.[/]")
+        raise typer.Exit(130) from None
+
+
+def _summary(result) -> Table:
+    t = result.table
+    table = Table(title=f"{result.suite.name}: MNIST accuracy (after the fixed-point iteration) and OOD accuracy, %")
+    table.add_column("model")
+    table.add_column("attack")
+    table.add_column("eps")
+    table.add_column("accuracy", justify="right")
+    for ds in result.suite.data.ood:
+        table.add_column(f"OOD acc {ds}", justify="right")
+    keyed = t.set_index(["model", "attack", "eps", "dataset", "metric"]).value
+    for (model, attack, eps), _ in t.groupby(["model", "attack", "eps"], sort=False):
+        cells = [f"{100 * keyed[(model, attack, eps, 'mnist', 'accuracy')]:.2f}"]
+        cells += [f"{100 * keyed[(model, attack, eps, ds, 'ood_accuracy')]:.2f}" for ds in result.suite.data.ood]
+        table.add_row(model, attack, f"{eps * 255:.4g}/255", *cells)
+    return table
+
+
+@app.command()
+def run(
+    suite: Annotated[Path, typer.Argument(help="Suite YAML file, e.g. suites/mnist_fgsm.yaml.")],
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Results go to RESULTS_DIR/<suite name>/.")] = Path("results"),
+    data_root: DataRoot = None,
+    cache_dir: CacheDir = None,
+    download: Annotated[bool, typer.Option("--download/--no-download", help="Download missing datasets (needs network).")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    debug: Debug = False,
+) -> None:
+    """Train (or load from the cache) the suite's models, run its attacks, write result tables."""
+    from .config import load_suite
+    from .report import write_results
+    from .runner import run_suite
+
+    with _errors(debug):
+        spec = load_suite(suite)  # validate before any work
+        result = run_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err, progress=progress)
+        command = "attractor-bench run " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else f"attractor-bench run {suite}"
+        folder = write_results(result, results_dir, command)
+        out.print(_summary(result))
+        out.print(f"Wrote {folder}/results.csv, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
+
+
+@app.command()
+def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")], debug: Debug = False) -> None:
+    """Check a suite file without running it."""
+    from .config import load_suite
+
+    with _errors(debug):
+        s = load_suite(suite)
+        n = sum(len(a.eps) for a in s.attacks) + 1
+        out.print(f"{suite}: OK ({len(s.models)} models, {len(s.attacks)} attacks, {n} (attack, eps) points, "
+                  f"{1 + len(s.data.ood)} datasets).")
+
+
+@app.command("list")
+def list_registered() -> None:
+    """Show the registered models (presets), defences and attacks."""
+    from .attacks import ATTACKS
+    from .defenses import DEFENCES
+    from .training import PRESETS
+
+    table = Table(title="registered")
+    for col in ("kind", "name", "description"):
+        table.add_column(col)
+    for name, cfg in PRESETS.items():
+        table.add_row("model", name, f"attractor network, weights a = {cfg.weights}, n_train = {cfg.n_train}")
+    for name, factory in DEFENCES.items():
+        table.add_row("defence", name, ((factory.__doc__ or "").strip().splitlines() or [""])[0])
+    for name, entry in ATTACKS.items():
+        table.add_row("attack", name, f"{entry.description} ({entry.norm})")
+    out.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,52 @@
+"""Metrics of the result tables. OOD detection treats in-distribution (ID) as the positive class,
+as the paper's tables do: recall is the share of ID images accepted, precision the share of
+accepted images that are ID. Scores are similarities: higher means more ID-like.
+All values are fractions in [0, 1]."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(pred == y))
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_vals = values[order]
+    ranks = np.empty(len(values), dtype=np.float64)
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_vals)) + 1]
+    ends = np.r_[starts[1:], len(values)]
+    for s, e in zip(starts, ends):
+        ranks[order[s:e]] = (s + e + 1) / 2.0
+    return ranks
+
+
+def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Area under the ROC curve, ID positive (Mann-Whitney U / (n_id * n_ood))."""
+    n_id, n_ood = len(id_scores), len(ood_scores)
+    ranks = _ranks(np.concatenate([id_scores, ood_scores]).astype(np.float64))
+    u = ranks[:n_id].sum() - n_id * (n_id + 1) / 2.0
+    return float(u / (n_id * n_ood))
+
+
+def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95) -> float:
+    """Share of OOD images accepted at the highest threshold that accepts >= `tpr` of ID images."""
+    threshold = np.sort(id_scores)[::-1][int(np.ceil(tpr * len(id_scores))) - 1]
+    return float(np.mean(ood_scores >= threshold))
+
+
+def ood_metrics(id_scores: np.ndarray, ood_scores: np.ndarray, threshold: float) -> dict[str, float]:
+    id_acc, ood_acc = id_scores >= threshold, ood_scores >= threshold
+    tp, fn = id_acc.sum(), (~id_acc).sum()
+    fp, tn = ood_acc.sum(), (~ood_acc).sum()
+    return {
+        "ood_accuracy": float((tp + tn) / (tp + fn + fp + tn)),
+        "ood_precision": float(tp / (tp + fp)) if tp + fp else float("nan"),
+        "ood_recall": float(tp / (tp + fn)),
+        "ood_auroc": auroc(id_scores, ood_scores),
+        "ood_fpr_at_95tpr": fpr_at_tpr(id_scores, ood_scores, 0.95),
+        "accepted": float(ood_acc.mean()),
+    }
