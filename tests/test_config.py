@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from attractor_bench.config import Target, load_suite
+from attractor_bench.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = {
+    "seed": 1,
+    "models": {"base": {"preset": "baseline", "train": {"n_train": 100, "max_epochs": 1}}},
+    "attacks": [{"name": "fgsm", "eps": [0.1, "20/255"]}],
+}
+
+
+def write(tmp_path, doc, name="suite.yaml"):
+    p = tmp_path / name
+    p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return p
+
+
+def test_committed_suites_are_valid():
+    for path in sorted((REPO / "suites").glob("*.yaml")):
+        assert load_suite(path).attacks, path
+
+
+def test_good_suite_parses(tmp_path):
+    s = load_suite(write(tmp_path, GOOD))
+    assert s.name == "suite" and s.seed == 1
+    assert s.attacks[0].eps == (0.1, pytest.approx(20 / 255))
+    assert s.attacks[0].target is Target.NETWORK
+    m = s.models[0]
+    assert m.train.n_train == 100 and m.train.max_epochs == 1 and m.train.weights == (0.99, 0.0, 0.01)
+    assert m.train.seed == 1  # the suite seed reaches the model
+
+
+def bad(**changes):
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    for path, value in changes.items():
+        node = doc
+        keys = path.split(".")
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node[k]
+        node[keys[-1]] = value
+    return doc
+
+
+CASES = [
+    (bad(colour="red"), r"colour: unknown key"),
+    (bad(**{"attacks": [{"name": "deepfoo", "eps": [0.1]}]}), r"attacks\[0\]\.name: unknown value 'deepfoo'"),
+    (bad(**{"attacks": [{"name": "fgsm", "eps": [0.1, -0.2]}]}), r"attacks\[0\]\.eps\[1\]: -0.2 is outside \[0, 1\]"),
+    (bad(**{"attacks": [{"name": "fgsm", "eps": ["300/255"]}]}), r"attacks\[0\]\.eps\[0\]: 1.17647 is outside"),
+    (bad(**{"attacks": [{"name": "fgsm", "eps": ["lots"]}]}), r"attacks\[0\]\.eps\[0\]: 'lots' is not a number"),
+    (bad(**{"attacks": [{"name": "fgsm", "eps": []}]}), r"attacks\[0\]\.eps: expected a non-empty list"),
+    (bad(**{"attacks": [{"name": "fgsm", "eps": [0.1], "target": "brain"}]}), r"attacks\[0\]\.target: unknown value"),
+    (bad(**{"attacks": []}), r"attacks: expected a non-empty list"),
+    (bad(**{"data": {"ood": ["svhn"]}}), r"data\.ood\[0\]: unknown value 'svhn'"),
+    (bad(**{"models": {"m": {"preset": "resnet"}}}), r"models\.m\.preset: unknown value 'resnet'"),
+    (bad(**{"models": {"m": {"preset": "baseline", "train": {"epochs": 3}}}}), r"models\.m\.train\.epochs: unknown key"),
+    (bad(**{"models": {"m": {"preset": "baseline", "train": {"max_epochs": "3"}}}}), r"models\.m\.train\.max_epochs: expected an integer"),
+    (bad(**{"models": {}}), r"models: at least one model"),
+    (bad(**{"defence": {"name": "magic"}}), r"defence\.name: unknown value 'magic'"),
+    (bad(**{"rejector": {"threshold": 0.8, "target_tpr": 0.95}}), r"rejector: give either"),
+    (bad(seed=-1), r"seed: must be >= 0"),
+    ({k: v for k, v in GOOD.items() if k != "attacks"}, r"missing required key 'attacks'"),
+]
+
+
+@pytest.mark.parametrize("doc,match", CASES)
+def test_errors_name_file_and_key(tmp_path, doc, match):
+    path = write(tmp_path, doc)
+    with pytest.raises(ConfigError, match=match) as e:
+        load_suite(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("text,match", [("models: [unclosed", "not valid YAML"), ("- 1\n- 2\n", "must be a YAML mapping"),
+                                        ("", "must be a YAML mapping")])
+def test_unreadable_files(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        load_suite(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="suite file not found"):
+        load_suite(tmp_path / "nope.yaml")
+
+
+def test_unsafe_yaml_is_not_executed(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_suite(write(tmp_path, "models: !!python/object/apply:os.system ['echo pwned']\n"))

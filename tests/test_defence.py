@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+from attractor_bench.defenses import AttractorDefence, PearsonRejector, pearson
+
+
+class Contraction(torch.nn.Module):
+    """G(x) = 0.5 x + 0.25: a contraction with fixed point 0.5 everywhere."""
+
+    def reconstruct(self, x):
+        return 0.5 * x + 0.25
+
+
+def test_pearson_matches_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((6, 784)), rng.random((6, 784))
+    b[1] = 2 * a[1] + 0.1  # perfectly correlated
+    ours = pearson(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    ref = [np.corrcoef(a[i], b[i])[0, 1] for i in range(6)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-10)
+    assert ours[1] == pytest.approx(1.0)
+
+
+def test_pearson_of_constant_image_is_zero():
+    assert pearson(torch.zeros(1, 784), torch.rand(1, 784)).item() == 0.0
+
+
+def test_converges_on_contraction():
+    d = AttractorDefence(Contraction(), tol=1e-4, max_iter=100)
+    x = torch.rand(5, 1, 28, 28)
+    fixed, n = d.iterate(x)
+    assert torch.allclose(fixed, torch.full_like(x, 0.5), atol=1e-4)
+    # |x_k - 0.5| = |x_0 - 0.5| / 2^k: the step at k is |x_0 - 0.5| / 2^k, which falls below 1e-4 by k = 13
+    assert (n <= 14).all() and (n >= 2).all()
+    assert fixed.shape == x.shape
+
+
+def test_stops_at_max_iter_and_converged_samples_are_frozen():
+    d = AttractorDefence(Contraction(), tol=1e-4, max_iter=3)
+    x = torch.rand(4, 784)
+    _, n = d.iterate(x)
+    assert (n == 3).all()
+    # a sample's result does not depend on the rest of its batch
+    d = AttractorDefence(Contraction(), tol=1e-2, max_iter=50)
+    x = torch.stack([torch.full((784,), 0.5), torch.rand(784)])
+    batch, n_batch = d.iterate(x)
+    alone, n_alone = d.iterate(x[:1])
+    assert n_batch[0] == n_alone[0] == 1
+    assert torch.equal(batch[0], alone[0])
+
+
+@pytest.mark.parametrize("backward,expected", [("unrolled", None), ("bpda", 1.0)])
+def test_gradients_flow_in_both_modes(backward, expected):
+    d = AttractorDefence(Contraction(), tol=1e-3, max_iter=5, backward=backward)
+    x = torch.full((2, 1, 28, 28), 0.9, requires_grad=True)
+    out, _ = d.forward(x)
+    out.sum().backward()
+    # unrolled: d/dx of 5 applications of 0.5 x + 0.25 is 0.5^5; bpda: identity
+    want = 0.5**5 if expected is None else expected
+    torch.testing.assert_close(x.grad, torch.full_like(x, want))
+    torch.testing.assert_close(out, d.iterate(x.detach())[0])  # both modes return the fixed point
+
+
+def test_gradient_through_real_model(model):
+    d = AttractorDefence(model, max_iter=4)
+    x = torch.rand(3, 1, 28, 28, requires_grad=True)
+    model(d.forward(x)[0]).logsumexp(1).sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad,match", [
+    (torch.rand(2, 3, 32, 32), "expected a batch of 28x28"),
+    (torch.full((2, 784), float("nan")), "NaN or Inf"),
+    (torch.full((2, 784), 1.5), r"must lie in \[0, 1\]"),
+])
+def test_bad_inputs_raise(model, bad, match):
+    with pytest.raises(ValueError, match=match):
+        AttractorDefence(model).forward(bad)
+    with pytest.raises(ValueError, match=match):
+        PearsonRejector(AttractorDefence(model)).detect(bad.numpy())
+
+
+def test_bad_parameters_raise(model):
+    with pytest.raises(ValueError, match="max_iter"):
+        AttractorDefence(model, max_iter=-1)
+    with pytest.raises(ValueError, match="Backward|backward|'sideways'"):
+        AttractorDefence(model, backward="sideways")
+    with pytest.raises(ValueError, match="threshold"):
+        PearsonRejector(AttractorDefence(model), threshold=2.0)
+
+
+def test_rejector_detect_and_calibrate(images):
+    d = AttractorDefence(Contraction(), tol=1e-4, max_iter=1)  # one step: G(x) is an affine image of x
+    rejector = PearsonRejector(d, threshold=0.8)
+    report, is_ood = rejector.detect(images)
+    np.testing.assert_allclose(report["similarity"], 1.0, atol=1e-5)  # affine map: correlation 1
+    assert not is_ood.any()
+    # calibration: accept the requested share of ID samples
+    class Noisy(torch.nn.Module):
+        def reconstruct(self, x):
+            g = torch.Generator().manual_seed(0)
+            return (x + torch.rand(x.shape, generator=g) * torch.linspace(0, 3, x.shape[0])[:, None]).clamp(0, 1)
+
+    rejector = PearsonRejector(AttractorDefence(Noisy(), max_iter=1)).fit(images, target_tpr=0.75)
+    report, is_ood = rejector.detect(images)
+    assert is_ood.sum() == 4  # 16 images, 75% accepted
+    assert rejector.threshold == pytest.approx(np.sort(report["similarity"])[4])

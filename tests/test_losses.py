@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from attractor_bench.losses import (
+    PenaltyMethod, attractor_loss, jacobian_sq_norm_estimate, jacobian_sq_norm_exact, jacobian_sq_norm_naive,
+)
+from attractor_bench.models import AttractorNet
+
+
+def chains(model):
+    return {"full": model.chain(), "stage1": model.stage_chain(0), "stage2": model.stage_chain(1), "stage3": model.stage_chain(2)}
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "linear"])
+@pytest.mark.parametrize("which", ["full", "stage1", "stage2", "stage3"])
+def test_exact_penalty_matches_jacrev(act, which):
+    torch.manual_seed(1)
+    chain = chains(AttractorNet(act))[which]
+    x = torch.rand(5, chain.layers[0].in_features)
+    exact = jacobian_sq_norm_exact(chain, chain(x)[2])
+    naive = jacobian_sq_norm_naive(chain, x)
+    torch.testing.assert_close(exact, naive, rtol=1e-4, atol=0)
+
+
+def test_exact_penalty_gradient_matches_jacrev():
+    torch.manual_seed(2)
+    model = AttractorNet().double()
+    chain = model.stage_chain(1)
+    x = torch.rand(3, chain.layers[0].in_features, dtype=torch.float64)
+    g_exact = torch.autograd.grad(jacobian_sq_norm_exact(chain, chain(x)[2]).sum(), chain.layers[0].weight)[0]
+    g_naive = torch.autograd.grad(jacobian_sq_norm_naive(chain, x).sum(), chain.layers[0].weight)[0]
+    torch.testing.assert_close(g_exact, g_naive, rtol=1e-8, atol=1e-10)
+
+
+def test_estimator_is_unbiased():
+    torch.manual_seed(3)
+    chain = AttractorNet().chain()
+    x = torch.rand(4, 784)
+    exact = jacobian_sq_norm_exact(chain, chain(x)[2])
+    estimate = jacobian_sq_norm_estimate(chain, x, n_projections=400)
+    torch.testing.assert_close(estimate, exact, rtol=0.1, atol=0)
+    one = jacobian_sq_norm_estimate(chain, x, n_projections=1)
+    assert not torch.allclose(one, exact, rtol=1e-3)  # one draw is noisy: the average above is doing the work
+
+
+def test_loss_weights():
+    torch.manual_seed(4)
+    model = AttractorNet()
+    x, y = torch.rand(8, 784), torch.randint(0, 10, (8,))
+    base, parts = attractor_loss(model.chain(), model.head, x, y, (0.99, 0.0, 0.01))
+    assert parts["eigen"] == 0.0
+    assert base.item() == pytest.approx(0.99 * parts["rec"] + 0.01 * parts["cls"], rel=1e-5)
+    full, parts = attractor_loss(model.chain(), model.head, x, y, (0.988, 0.002, 0.01), PenaltyMethod.EXACT)
+    half_sq = 0.5 * jacobian_sq_norm_naive(model.chain(), x).mean().item()
+    assert parts["eigen"] == pytest.approx(half_sq, rel=1e-4)
+    assert full.item() == pytest.approx(0.988 * parts["rec"] + 0.002 * half_sq + 0.01 * parts["cls"], rel=1e-4)
