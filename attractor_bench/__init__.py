@@ -2,6 +2,7 @@
 fixed-point defence and OOD rejector, and a harness that benchmarks them."""
 
 from .attacks import ATTACKS
+from .cache import load_model
 from .classifier import make_classifier
 from .defenses import DEFENCES, AttractorDefence, PearsonRejector
 from .models import AttractorNet
@@ -16,4 +17,4 @@ def run_suite(*args, **kwargs):
     return _run(*args, **kwargs)
 
 
-__all__ = ["AttractorNet", "make_classifier", "AttractorDefence", "PearsonRejector", "run_suite", "ATTACKS", "DEFENCES"]
+__all__ = ["AttractorNet", "load_model", "make_classifier", "AttractorDefence", "PearsonRejector", "run_suite", "ATTACKS", "DEFENCES"]

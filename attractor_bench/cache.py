@@ -80,3 +80,28 @@ def get_or_train(
     model, history = train(train_split, val_split, cfg, progress)
     save_checkpoint(path, model, cfg, history)
     return model, {"config": cfg.to_dict(), "history": history.stages}, False
+
+
+def load_model(
+    preset: str = "attractor",
+    data_root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    **overrides,
+) -> AttractorNet:
+    """The trained model of a preset (`baseline`, `attractor`), optionally with TrainConfig fields
+    overridden; trained on first use, then loaded from the cache.
+
+    >>> model = load_model("attractor")     # the paper's 1,000-sample attractor network
+    """
+    import dataclasses
+
+    from .data import mnist_train_val
+    from .errors import ConfigError
+    from .training import PRESETS
+
+    if preset not in PRESETS:
+        raise ConfigError(f"Unknown model preset {preset!r}; known: {', '.join(PRESETS)}.")
+    cfg = dataclasses.replace(PRESETS[preset], **overrides)
+    train_split, val_split = mnist_train_val(data_root, download)
+    return get_or_train(cfg, train_split, val_split, cache_dir)[0]

@@ -4,7 +4,6 @@ messages and exit codes: 2 for usage/configuration errors, 1 for other failures,
 from __future__ import annotations
 
 import shlex
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Iterator
@@ -76,7 +75,9 @@ def run(
     with _errors(debug):
         spec = load_suite(suite)  # validate before any work
         result = run_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err, progress=progress)
-        command = "attractor-bench run " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else f"attractor-bench run {suite}"
+        command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "run", suite]
+                           + (["--results-dir", results_dir] if results_dir != Path("results") else [])
+                           + (["--data-root", data_root] if data_root else []))
         folder = write_results(result, results_dir, command)
         out.print(_summary(result))
         out.print(f"Wrote {folder}/results.csv, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")

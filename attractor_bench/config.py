@@ -232,16 +232,23 @@ def parse_suite(raw: Any, path: Path) -> Suite:
             raise r.fail(f"{key}.eps", "expected a non-empty list of epsilons in [0, 1] (such as 0.1 or 20/255).")
         eps = tuple(r.number(e, f"{key}.eps[{j}]", 0.0, 1.0) for j, e in enumerate(eps))
         target = Target(r.choice(a.get("target", "network"), f"{key}.target", [t.value for t in Target]))
-        params = r.mapping(a.get("params") or {}, f"{key}.params", set(map(str, a.get("params") or {})))
+        params = r.mapping(a.get("params") or {}, f"{key}.params", ATTACKS[name].allowed_params())
         attacks.append(AttackSpec(label, name, eps, target, params))
 
     reference = top.get("reference")
     if reference is not None:
         reference = r.choice(reference, "reference", ["paper"])
+        if paper_attack(attacks) is None:
+            raise r.fail("reference", "'paper' compares with the paper's FGSM: add an attack with name fgsm and target network.")
     name = str(top.get("name", path.stem))
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise r.fail("name", f"{name!r} must use only letters, digits, '_', '-', '.' (it names a results folder).")
     return Suite(name, path, seed, reference, data, tuple(models), defence, rejector, tuple(attacks))
+
+
+def paper_attack(attacks) -> AttackSpec | None:
+    """The attack that plays the paper's FGSM: FGSM on the trained network's single pass."""
+    return next((a for a in attacks if a.name == "fgsm" and a.target is Target.NETWORK), None)
 
 
 def load_suite(path: str | Path) -> Suite:

@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import paper_attack
 from .paper import PAPER
 from .runner import RunResult
 
@@ -95,15 +95,16 @@ def render_readme(result: RunResult, command: str) -> str:
     parts.append("")
 
     if s.reference == "paper":
-        rows = []
-        for (model, eps, ds, metric), ref in PAPER.items():
-            ours = _value(t, model, "none" if eps == 0 else s.attacks[0].label, eps, ds, metric)
-            if ours is None:
-                continue
-            rows.append([model, _eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {OOD_NAMES[ds]}", metric,
-                         f"{ref:.2f}", _pct(ours), f"{100 * ours - ref:+.2f}"])
+        fgsm, rows = paper_attack(s.attacks), []
+        for spec in s.models:  # matched on the preset, whatever the model is called in the suite
+            for (preset, eps, ds, metric), ref in PAPER.items():
+                ours = _value(t, spec.name, "none" if eps == 0 else fgsm.label, eps, ds, metric) if preset == spec.preset else None
+                if ours is not None:
+                    rows.append([spec.name, _eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {OOD_NAMES[ds]}", metric,
+                                 f"{ref:.2f}", _pct(ours), f"{100 * ours - ref:+.2f}"])
         parts += ["## Beside the paper", "",
-                  f"Paper: Alipour & SeyyedSalehi, Tables 1-2 (FGSM = attack `{s.attacks[0].label}`).", "",
+                  f"Paper: Alipour & SeyyedSalehi, Tables 1-2 and section 3.2, in percent; ours from attack `{fgsm.label}` "
+                  "(FGSM on the network's single pass), evaluated after the fixed-point iteration.", "",
                   _md(["model", "eps", "data", "metric", "paper", "ours", "ours - paper"], rows), ""]
 
     for a in s.attacks:
@@ -124,6 +125,12 @@ def render_readme(result: RunResult, command: str) -> str:
                                          for k in ("ood_accuracy", "ood_precision", "ood_recall", "ood_auroc")])
             parts += [f"### OOD detection, MNIST vs {OOD_NAMES[ds]}, under `{a.label}` (both attacked)", "", _md(header, rows), ""]
 
+    cells = pd.DataFrame(meta["cell_seconds"])
+    if len(cells):
+        rows = [[m, f"{meta['models'][m]['seconds_train_or_load']:.0f}" + (" (cache)" if meta["models"][m]["from_cache"] else ""),
+                 f"{cells[cells.model == m].seconds.sum():.0f}"] for m in models]
+        parts += ["## Time (seconds)", "", _md(["model", "train (or load)", "attacks + evaluation, all cells"], rows), "",
+                  "Per-cell times are in `run.json` (`cell_seconds`).", ""]
     parts += ["## Versions", "", _md(["package", "version"], [[k, v] for k, v in meta["versions"].items()]), ""]
     return "\n".join(parts)
 
@@ -131,7 +138,7 @@ def render_readme(result: RunResult, command: str) -> str:
 def write_results(result: RunResult, results_dir: str | Path, command: str) -> Path:
     """Write the three files for `result` atomically; return the suite's results folder."""
     result.meta.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), commit=git_commit(),
-                       versions=versions(), command=command, seed=result.suite.seed, argv=sys.argv)
+                       versions=versions(), command=command, seed=result.suite.seed)
     final = Path(results_dir) / result.suite.name
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{result.suite.name}.", dir=final.parent))

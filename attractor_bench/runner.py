@@ -51,13 +51,13 @@ def evaluate(model: AttractorNet, defence, x: np.ndarray) -> dict[str, np.ndarra
     """Per-sample outputs of the defended pipeline on images x (N, 1, 28, 28)."""
     out = {k: [] for k in ("pred", "pred_single", "similarity", "n_iter")}
     for start in range(0, len(x), EVAL_BATCH):
-        xb = torch.from_numpy(x[start : start + EVAL_BATCH])
+        xb = torch.from_numpy(x[start : start + EVAL_BATCH]).to(defence.device)
         fixed, n_iter = defence.iterate(xb)
         out["pred"].append(model(fixed).argmax(1))
         out["pred_single"].append(model(xb).argmax(1))
         out["similarity"].append(pearson(fixed, xb))
         out["n_iter"].append(n_iter)
-    return {k: torch.cat(v).numpy() for k, v in out.items()}
+    return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
 
 
 def _cell_seed(seed: int, *parts) -> int:
@@ -109,7 +109,8 @@ def run_suite(
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=console, disable=not progress)
     plain_log = progress and not console.is_terminal  # no live bars in a log file: print lines instead
-    rows, meta = [], {"models": {}}
+    # Timings go to the metadata, not the table: the table is identical run after run.
+    rows, meta = [], {"models": {}, "cell_seconds": []}
     with bar if progress else nullcontext():
         cells = bar.add_task("cells", total=n_cells)
         for spec in suite.models:
@@ -166,7 +167,7 @@ def run_suite(
                     else:
                         metrics = {**ood_metrics(outputs["mnist"]["similarity"], out["similarity"], rejector.threshold), **common}
                     seconds = time.perf_counter() - t0
-                    metrics["seconds"] = seconds
+                    meta["cell_seconds"].append(dict(model=spec.name, attack=label, eps=eps, dataset=ds, seconds=round(seconds, 2)))
                     outputs[ds] = out
                     rows += _rows(spec.name, label, eps, ds, metrics)
                     bar.advance(cells)

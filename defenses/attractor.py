@@ -53,6 +53,8 @@ class AttractorDefence(PreprocessorPyTorch):
     ):
         super().__init__(device_type=device_type, is_fitted=True, apply_fit=False, apply_predict=True)
         self.model = model
+        # Run where the model lives, whatever device_type says (ART's numpy path uses self.device).
+        self._device = next(model.parameters(), torch.empty(0)).device if isinstance(model, torch.nn.Module) else self._device
         self.tol = tol
         self.max_iter = max_iter
         self.backward = Backward(backward)
@@ -60,6 +62,7 @@ class AttractorDefence(PreprocessorPyTorch):
         self._check_params()
 
     def _check_params(self) -> None:
+        self.backward = Backward(self.backward)  # also after ART's set_params(backward="bpda")
         if not (isinstance(self.max_iter, int) and self.max_iter >= 0):
             raise ValueError("max_iter must be a non-negative integer.")
         if not self.tol > 0:

@@ -49,8 +49,8 @@ class PearsonRejector(EvasionDetector):
         out = []
         with torch.no_grad():
             for start in range(0, len(xt), batch_size):
-                xb = xt[start : start + batch_size]
-                out.append(pearson(self.defence.iterate(xb)[0], xb))
+                xb = xt[start : start + batch_size].to(self.defence.device)
+                out.append(pearson(self.defence.iterate(xb)[0], xb).cpu())
         return torch.cat(out).numpy()
 
     def fit(self, x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 512, nb_epochs: int = 0,

@@ -15,11 +15,13 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("smoke")
-    args = ["run", str(REPO / "suites" / "smoke.yaml"), "--data-root", str(data_root), "--cache-dir", str(tmp / "cache"),
-            "--results-dir", str(tmp / "results"), "--no-progress", "--no-download"]
-    first = runner.invoke(app, args)
+    def args(cache):
+        return ["run", str(REPO / "suites" / "smoke.yaml"), "--data-root", str(data_root), "--cache-dir", str(tmp / cache),
+                "--results-dir", str(tmp / "results"), "--no-progress", "--no-download"]
+
+    first = runner.invoke(app, args("cache1"))
     table1 = pd.read_csv(tmp / "results" / "smoke" / "results.csv") if first.exit_code == 0 else None
-    second = runner.invoke(app, args)  # models now come from the cache
+    second = runner.invoke(app, args("cache2"))  # a fresh cache: trains again from the same seed
     return tmp, first, second, table1
 
 
@@ -43,17 +45,32 @@ def test_smoke_run_writes_tables(smoke):
     values = table[table.metric.isin(["accuracy", "ood_accuracy", "ood_auroc"])].value
     assert values.between(0, 1).all()
     readme = (tmp / "results" / "smoke" / "README.md").read_text()
-    assert "attractor-bench run" in readme and "## Choices" in readme and "## Versions" in readme
+    assert f"attractor-bench run {REPO / 'suites' / 'smoke.yaml'} --results-dir" in readme
+    assert "## Choices" in readme and "## Versions" in readme and "## Time" in readme
     assert (tmp / "results" / "smoke" / "run.json").is_file()
     assert not [p for p in (tmp / "results").iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
-def test_rerun_from_cache_gives_identical_numbers(smoke):
+def test_same_seed_gives_identical_numbers(smoke):
     tmp, _, second, table1 = smoke
     assert second.exit_code == 0, second.output
     table2 = pd.read_csv(tmp / "results" / "smoke" / "results.csv")
-    keep = table1.metric != "seconds"
-    pd.testing.assert_frame_equal(table1[keep].reset_index(drop=True), table2[table2.metric != "seconds"].reset_index(drop=True))
+    pd.testing.assert_frame_equal(table1, table2, check_exact=True)
+
+
+def test_metrics_are_wired_consistently(smoke):
+    """The OOD tables reuse the MNIST scores of the same (attack, eps): ID recall is MNIST's accepted share."""
+    table = smoke[3]
+    v = table.set_index(["model", "attack", "eps", "dataset", "metric"]).value
+    for (model, attack, eps), _ in table.groupby(["model", "attack", "eps"]):
+        accepted = v[(model, attack, eps, "mnist", "accepted")]
+        for ds in ("fashion_mnist", "cifar10_bw"):
+            assert v[(model, attack, eps, ds, "ood_recall")] == pytest.approx(accepted)
+            # 300 ID + 300 OOD: accuracy = (accepted ID + rejected OOD) / 600
+            want = (accepted + 1 - v[(model, attack, eps, ds, "accepted")]) / 2
+            assert v[(model, attack, eps, ds, "ood_accuracy")] == pytest.approx(want, abs=1e-6)
+        e2e = v[(model, attack, eps, "mnist", "end_to_end_accuracy")]
+        assert e2e <= min(accepted, v[(model, attack, eps, "mnist", "accuracy")]) + 1e-9
 
 
 def test_bad_suite_exit_code_2_and_nothing_written(tmp_path):

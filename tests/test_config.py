@@ -63,6 +63,9 @@ CASES = [
     (bad(**{"defence": {"name": "magic"}}), r"defence\.name: unknown value 'magic'"),
     (bad(**{"rejector": {"threshold": 0.8, "target_tpr": 0.95}}), r"rejector: give either"),
     (bad(seed=-1), r"seed: must be >= 0"),
+    (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "params": {"max_iters": 5}}]}), r"attacks\[0\]\.params\.max_iters: unknown key"),
+    (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "params": {"eps_step": 0.1}}]}), r"params\.eps_step: unknown key.*eps_step_ratio"),
+    (bad(reference="paper", **{"attacks": [{"name": "pgd", "eps": [0.1]}]}), r"reference: 'paper' compares with the paper's FGSM"),
     ({k: v for k, v in GOOD.items() if k != "attacks"}, r"missing required key 'attacks'"),
 ]
 

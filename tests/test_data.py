@@ -25,11 +25,20 @@ def test_train_validation_split(data_root):
 def test_cifar10_bw_is_the_red_channel_resized(data_root):
     import pickle
 
+    import torch
+    import torch.nn.functional as F
+
     with open(data_root / "cifar-10-batches-py" / "test_batch", "rb") as f:
-        raw = pickle.load(f, encoding="latin1")["data"][0].reshape(3, 32, 32)
-    x = data.load("cifar10_bw", "test", data_root, download=False).x[0, 0]
-    # the resized red channel keeps the red channel's mean closely, not the green/blue ones'
-    assert abs(x.mean() - raw[0].mean() / 255) < 0.01
+        raw = pickle.load(f, encoding="latin1")["data"][:20].reshape(20, 3, 32, 32)
+    x = data.load("cifar10_bw", "test", data_root, download=False).x[:20]
+    rgb = torch.from_numpy(raw).float() / 255
+
+    def resized(channel, antialias=True):
+        return F.interpolate(rgb[:, channel : channel + 1], size=(28, 28), mode="bilinear", antialias=antialias).numpy()
+
+    np.testing.assert_allclose(x, resized(0), atol=1e-6)  # red channel, antialiased bilinear 32 -> 28
+    assert np.abs(x - resized(1)).max() > 0.05  # not the green channel
+    assert np.abs(x - resized(0, antialias=False)).max() > 1e-3  # not plain bilinear
 
 
 def test_missing_files_offline_name_folder_and_files(tmp_path, monkeypatch):

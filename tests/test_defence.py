@@ -41,12 +41,15 @@ def test_stops_at_max_iter_and_converged_samples_are_frozen():
     x = torch.rand(4, 784)
     _, n = d.iterate(x)
     assert (n == 3).all()
-    # a sample's result does not depend on the rest of its batch
+    # A converged sample is frozen: its result does not depend on the rest of its batch.
+    # Sample 0 starts 0.03 from the fixed point: steps 0.015, 0.0075 -> it stops after 2 iterations
+    # (the step of the 2nd is below tol), at 0.5 + 0.03 / 4; sample 1 starts far away and needs more.
     d = AttractorDefence(Contraction(), tol=1e-2, max_iter=50)
-    x = torch.stack([torch.full((784,), 0.5), torch.rand(784)])
+    x = torch.stack([torch.full((784,), 0.53, dtype=torch.float64), torch.full((784,), 0.99, dtype=torch.float64)])
     batch, n_batch = d.iterate(x)
     alone, n_alone = d.iterate(x[:1])
-    assert n_batch[0] == n_alone[0] == 1
+    assert n_batch.tolist() == [2, 6] and n_alone.tolist() == [2]
+    torch.testing.assert_close(batch[0], torch.full((784,), 0.5 + 0.03 / 4, dtype=torch.float64))
     assert torch.equal(batch[0], alone[0])
 
 
@@ -60,6 +63,14 @@ def test_gradients_flow_in_both_modes(backward, expected):
     want = 0.5**5 if expected is None else expected
     torch.testing.assert_close(x.grad, torch.full_like(x, want))
     torch.testing.assert_close(out, d.iterate(x.detach())[0])  # both modes return the fixed point
+
+
+def test_set_params_switches_backward():
+    d = AttractorDefence(Contraction(), tol=1e-3, max_iter=5)
+    d.set_params(backward="bpda")  # ART's generic setter stores strings
+    x = torch.full((1, 784), 0.9, requires_grad=True)
+    d.forward(x)[0].sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones_like(x))
 
 
 def test_gradient_through_real_model(model):
