@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -53,12 +54,13 @@ def load_checkpoint(path: Path) -> tuple[AttractorNet, dict]:
     return model, blob
 
 
-def save_checkpoint(path: Path, model: AttractorNet, cfg: TrainConfig, history: History) -> None:
+def save_checkpoint(path: Path, model: AttractorNet, cfg: TrainConfig, history: History, train_seconds: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save({"state_dict": model.state_dict(), "config": cfg.to_dict(), "history": history.stages}, tmp)
+        torch.save({"state_dict": model.state_dict(), "config": cfg.to_dict(), "history": history.stages,
+                    "train_seconds": train_seconds}, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -77,9 +79,11 @@ def get_or_train(
     if path.is_file():
         model, blob = load_checkpoint(path)
         return model, blob, True
+    t0 = time.perf_counter()
     model, history = train(train_split, val_split, cfg, progress)
-    save_checkpoint(path, model, cfg, history)
-    return model, {"config": cfg.to_dict(), "history": history.stages}, False
+    seconds = round(time.perf_counter() - t0, 1)
+    save_checkpoint(path, model, cfg, history, seconds)
+    return model, {"config": cfg.to_dict(), "history": history.stages, "train_seconds": seconds}, False
 
 
 def load_model(

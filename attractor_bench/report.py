@@ -127,9 +127,12 @@ def render_readme(result: RunResult, command: str) -> str:
 
     cells = pd.DataFrame(meta["cell_seconds"])
     if len(cells):
-        rows = [[m, f"{meta['models'][m]['seconds_train_or_load']:.0f}" + (" (cache)" if meta["models"][m]["from_cache"] else ""),
+        def trained(m: dict) -> str:
+            return "unknown" if m.get("train_seconds") is None else f"{m['train_seconds']:.0f}"
+
+        rows = [[m, trained(meta["models"][m]), "yes" if meta["models"][m]["from_cache"] else "no",
                  f"{cells[cells.model == m].seconds.sum():.0f}"] for m in models]
-        parts += ["## Time (seconds)", "", _md(["model", "train (or load)", "attacks + evaluation, all cells"], rows), "",
+        parts += ["## Time (seconds)", "", _md(["model", "training", "loaded from cache in this run", "attacks + evaluation, all cells"], rows), "",
                   "Per-cell times are in `run.json` (`cell_seconds`).", ""]
     parts += ["## Versions", "", _md(["package", "version"], [[k, v] for k, v in meta["versions"].items()]), ""]
     return "\n".join(parts)

@@ -132,6 +132,7 @@ def run_suite(
             meta["models"][spec.name] = {
                 "preset": spec.preset, "config": spec.train.to_dict(), "from_cache": cached,
                 "seconds_train_or_load": round(time.perf_counter() - t0, 1), "threshold": rejector.threshold,
+                "train_seconds": blob.get("train_seconds"),  # when it was trained (older checkpoints lack it)
                 "history": {k: {"best_epoch": v["best_epoch"], "epochs": len(v["val_accuracy"]),
                                 "best_val_accuracy": v["best_val_accuracy"]} for k, v in blob["history"].items()},
             }

@@ -16,9 +16,9 @@ def splits(data_root):
 
 def test_second_call_loads_the_same_model(tmp_path, splits):
     m1, blob, cached = get_or_train(TINY, *splits, cache_dir=tmp_path)
-    assert not cached and blob["history"]["finetune"]["best_epoch"] == 1
-    m2, _, cached = get_or_train(TINY, *splits, cache_dir=tmp_path)
-    assert cached
+    assert not cached and blob["history"]["finetune"]["best_epoch"] == 1 and blob["train_seconds"] > 0
+    m2, blob2, cached = get_or_train(TINY, *splits, cache_dir=tmp_path)
+    assert cached and blob2["train_seconds"] == blob["train_seconds"]
     for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
         assert torch.equal(a, b), k
 
