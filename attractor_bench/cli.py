@@ -15,6 +15,7 @@ from rich.table import Table
 from .errors import AttractorBenchError
 
 app = typer.Typer(help="Adversarial-robustness benchmark of the attractor network and its defences, on ART.",
+                  epilog="Example: attractor-bench run suites/mnist_fgsm.yaml --data-root ../shared/datasets",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 err = Console(stderr=True)
 out = Console()
@@ -81,6 +82,18 @@ def run(
         folder = write_results(result, results_dir, command)
         out.print(_summary(result))
         out.print(f"Wrote {folder}/results.csv, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="A run's results folder, e.g. results/mnist_fgsm.")],
+    debug: Debug = False,
+) -> None:
+    """Re-render a results folder's README.md from its results.csv and run.json (numbers are not recomputed)."""
+    from .report import rerender
+
+    with _errors(debug):
+        out.print(f"Wrote {rerender(folder)}.")
 
 
 @app.command()

@@ -49,13 +49,15 @@ class RunResult:
 @torch.no_grad()
 def evaluate(model: AttractorNet, defence, x: np.ndarray) -> dict[str, np.ndarray]:
     """Per-sample outputs of the defended pipeline on images x (N, 1, 28, 28)."""
-    out = {k: [] for k in ("pred", "pred_single", "similarity", "n_iter")}
+    out = {k: [] for k in ("pred", "pred_single", "similarity", "similarity_single", "n_iter")}
     for start in range(0, len(x), EVAL_BATCH):
         xb = torch.from_numpy(x[start : start + EVAL_BATCH]).to(defence.device)
         fixed, n_iter = defence.iterate(xb)
+        recon, logits = model.reconstruct_and_classify(xb)  # the single pass: G(x) and its logits
         out["pred"].append(model(fixed).argmax(1))
-        out["pred_single"].append(model(xb).argmax(1))
+        out["pred_single"].append(logits.argmax(1))
         out["similarity"].append(pearson(fixed, xb))
+        out["similarity_single"].append(pearson(recon.clamp(0, 1) if defence.clip else recon, xb))
         out["n_iter"].append(n_iter)
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
 
@@ -163,10 +165,18 @@ def run_suite(
                             "accuracy_single_pass": accuracy(out["pred_single"], split.y),
                             "accepted": accepted.mean(),
                             "end_to_end_accuracy": (correct & accepted).mean(),
+                            "accepted_single_pass": (out["similarity_single"] >= rejector.threshold).mean(),
                             **common,
                         }
                     else:
-                        metrics = {**ood_metrics(outputs["mnist"]["similarity"], out["similarity"], rejector.threshold), **common}
+                        id_out = outputs["mnist"]
+                        single = ood_metrics(id_out["similarity_single"], out["similarity_single"], rejector.threshold)
+                        metrics = {
+                            **ood_metrics(id_out["similarity"], out["similarity"], rejector.threshold),
+                            # the same rejector on Pearson(G(x), x), one pass without iteration
+                            **{f"{k}_single_pass": single[k] for k in ("ood_accuracy", "ood_precision", "ood_recall", "ood_auroc")},
+                            **common,
+                        }
                     seconds = time.perf_counter() - t0
                     meta["cell_seconds"].append(dict(model=spec.name, attack=label, eps=eps, dataset=ds, seconds=round(seconds, 2)))
                     outputs[ds] = out

@@ -35,9 +35,10 @@ def test_smoke_run_writes_tables(smoke):
     assert set(table.attack) == {"none", "fgsm", "fgsm_pipeline"}
     assert sorted(set(table.eps.round(6))) == sorted({0.0, round(10 / 255, 6), round(20 / 255, 6)})
     mnist = set(table[table.dataset == "mnist"].metric)
-    assert {"accuracy", "accuracy_single_pass", "accepted", "end_to_end_accuracy", "perturbation_linf"} <= mnist
+    assert {"accuracy", "accuracy_single_pass", "accepted", "accepted_single_pass", "end_to_end_accuracy",
+            "mean_iterations", "perturbation_linf"} <= mnist
     ood = set(table[table.dataset == "fashion_mnist"].metric)
-    assert {"ood_accuracy", "ood_precision", "ood_recall", "ood_auroc", "ood_fpr_at_95tpr"} <= ood
+    assert {"ood_accuracy", "ood_precision", "ood_recall", "ood_auroc", "ood_fpr_at_95tpr", "ood_auroc_single_pass"} <= ood
     # every measured perturbation respects its eps, and attacked cells really were perturbed
     linf = table[table.metric == "perturbation_linf"]
     assert (linf.value <= linf.eps + 1e-5).all()
@@ -66,11 +67,21 @@ def test_metrics_are_wired_consistently(smoke):
         accepted = v[(model, attack, eps, "mnist", "accepted")]
         for ds in ("fashion_mnist", "cifar10_bw"):
             assert v[(model, attack, eps, ds, "ood_recall")] == pytest.approx(accepted)
+            assert v[(model, attack, eps, ds, "ood_recall_single_pass")] == pytest.approx(v[(model, attack, eps, "mnist", "accepted_single_pass")])
             # 300 ID + 300 OOD: accuracy = (accepted ID + rejected OOD) / 600
             want = (accepted + 1 - v[(model, attack, eps, ds, "accepted")]) / 2
             assert v[(model, attack, eps, ds, "ood_accuracy")] == pytest.approx(want, abs=1e-6)
         e2e = v[(model, attack, eps, "mnist", "end_to_end_accuracy")]
         assert e2e <= min(accepted, v[(model, attack, eps, "mnist", "accuracy")]) + 1e-9
+
+
+def test_report_rerenders_the_same_readme(smoke):
+    folder = smoke[0] / "results" / "smoke"
+    before = (folder / "README.md").read_text()
+    (folder / "README.md").unlink()
+    result = runner.invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "README.md").read_text() == before
 
 
 def test_bad_suite_exit_code_2_and_nothing_written(tmp_path):
