@@ -62,6 +62,36 @@ def evaluate(model: AttractorNet, defence, x: np.ndarray) -> dict[str, np.ndarra
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
 
 
+def cell_metrics(out: dict, id_out: dict | None, y: np.ndarray | None, threshold: float,
+                 x: np.ndarray, x_adv: np.ndarray) -> dict[str, float]:
+    """The metrics of one cell from `evaluate`'s outputs. For MNIST (`y` given): accuracies and
+    acceptance; for an OOD set: detection metrics against `id_out`, MNIST's outputs at the same
+    (attack, eps). Both: iterations and the size of the perturbation applied."""
+    delta = (x_adv - x).reshape(len(x), -1)
+    common = {
+        "mean_iterations": out["n_iter"].mean(),
+        "perturbation_linf": np.abs(delta).max(1).mean(),
+        "perturbation_l2": np.linalg.norm(delta, axis=1).mean(),
+    }
+    accepted = out["similarity"] >= threshold
+    if y is not None:
+        return {
+            "accuracy": accuracy(out["pred"], y),
+            "accuracy_single_pass": accuracy(out["pred_single"], y),
+            "accepted": accepted.mean(),
+            "end_to_end_accuracy": ((out["pred"] == y) & accepted).mean(),
+            "accepted_single_pass": (out["similarity_single"] >= threshold).mean(),
+            **common,
+        }
+    single = ood_metrics(id_out["similarity_single"], out["similarity_single"], threshold)
+    return {
+        **ood_metrics(id_out["similarity"], out["similarity"], threshold),
+        # the same rejector on Pearson(G(x), x), one pass without iteration
+        **{f"{k}_single_pass": single[k] for k in ("ood_accuracy", "ood_precision", "ood_recall", "ood_auroc")},
+        **common,
+    }
+
+
 def _cell_seed(seed: int, *parts) -> int:
     return int.from_bytes(hashlib.sha256(repr((seed, *parts)).encode()).digest()[:4], "little")
 
@@ -151,32 +181,7 @@ def run_suite(
                     if attack is not None:
                         x_adv = _attack(attack, eps, classifiers, x, y, _cell_seed(suite.seed, spec.name, label, eps, ds))
                     out = evaluate(model, defence, x_adv)
-                    delta = (x_adv - x).reshape(len(x), -1)
-                    accepted = out["similarity"] >= rejector.threshold
-                    common = {
-                        "mean_iterations": out["n_iter"].mean(),
-                        "perturbation_linf": np.abs(delta).max(1).mean(),
-                        "perturbation_l2": np.linalg.norm(delta, axis=1).mean(),
-                    }
-                    if ds == "mnist":
-                        correct = out["pred"] == split.y
-                        metrics = {
-                            "accuracy": accuracy(out["pred"], split.y),
-                            "accuracy_single_pass": accuracy(out["pred_single"], split.y),
-                            "accepted": accepted.mean(),
-                            "end_to_end_accuracy": (correct & accepted).mean(),
-                            "accepted_single_pass": (out["similarity_single"] >= rejector.threshold).mean(),
-                            **common,
-                        }
-                    else:
-                        id_out = outputs["mnist"]
-                        single = ood_metrics(id_out["similarity_single"], out["similarity_single"], rejector.threshold)
-                        metrics = {
-                            **ood_metrics(id_out["similarity"], out["similarity"], rejector.threshold),
-                            # the same rejector on Pearson(G(x), x), one pass without iteration
-                            **{f"{k}_single_pass": single[k] for k in ("ood_accuracy", "ood_precision", "ood_recall", "ood_auroc")},
-                            **common,
-                        }
+                    metrics = cell_metrics(out, outputs.get("mnist"), y, rejector.threshold, x, x_adv)
                     seconds = time.perf_counter() - t0
                     meta["cell_seconds"].append(dict(model=spec.name, attack=label, eps=eps, dataset=ds, seconds=round(seconds, 2)))
                     outputs[ds] = out
