@@ -110,3 +110,16 @@ def test_validate_list_and_help():
     for cmd in ([], ["run"], ["validate"], ["list"]):
         h = runner.invoke(app, [*cmd, "--help"])
         assert h.exit_code == 0 and "Usage" in h.output
+
+
+def test_ctrl_c_exits_130_and_writes_nothing(tmp_path, monkeypatch):
+    import attractor_bench.runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(attractor_bench.runner, "run_suite", interrupted)
+    result = runner.invoke(app, ["run", str(REPO / "suites" / "smoke.yaml"), "--results-dir", str(tmp_path / "results")])
+    assert result.exit_code == 130
+    assert "Interrupted" in result.output
+    assert not (tmp_path / "results").exists()
