@@ -8,6 +8,7 @@ The cache directory is the explicit argument, else `$ATTRACTOR_BENCH_CACHE`, els
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from .data import Split
-from .errors import CheckpointError
+from .data import Split, mnist_train_val
+from .errors import CheckpointError, ConfigError
 from .models import AttractorNet
-from .training import History, ProgressFn, TrainConfig, select_training_data, train
+from .training import PRESETS, History, ProgressFn, TrainConfig, select_training_data, train
 
 ENV_VAR = "ATTRACTOR_BENCH_CACHE"
 
@@ -98,12 +99,6 @@ def load_model(
 
     >>> model = load_model("attractor")     # the paper's 1,000-sample attractor network
     """
-    import dataclasses
-
-    from .data import mnist_train_val
-    from .errors import ConfigError
-    from .training import PRESETS
-
     if preset not in PRESETS:
         raise ConfigError(f"Unknown model preset {preset!r}; known: {', '.join(PRESETS)}.")
     cfg = dataclasses.replace(PRESETS[preset], **overrides)

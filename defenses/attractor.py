@@ -54,7 +54,8 @@ class AttractorDefence(PreprocessorPyTorch):
         super().__init__(device_type=device_type, is_fitted=True, apply_fit=False, apply_predict=True)
         self.model = model
         # Run where the model lives, whatever device_type says (ART's numpy path uses self.device).
-        self._device = next(model.parameters(), torch.empty(0)).device if isinstance(model, torch.nn.Module) else self._device
+        if isinstance(model, torch.nn.Module):
+            self._device = next(model.parameters(), torch.empty(0)).device
         self.tol = tol
         self.max_iter = max_iter
         self.backward = Backward(backward)
