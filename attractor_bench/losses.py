@@ -12,8 +12,11 @@ Three ways to compute ||J||_F^2 per sample:
   J = D_L W_L ... D_1 W_1 factors at its narrowest hidden layer k as J = B A, and
   ||B A||_F^2 = <B^T B, A A^T>. A A^T is propagated as a Gram matrix from the input side
   (W_1 W_1^T is shared by the batch), B is built explicitly from the narrow side.
-- `jacobian_sq_norm_estimate`: unbiased, E_v ||J v||^2 = ||J||_F^2 for v ~ N(0, I), one
-  forward-mode product (`torch.func.jvp`) per projection.
+- `jacobian_sq_norm_estimate`: unbiased, E_v ||J v||^2 = ||J||_F^2 for v ~ N(0, I). The
+  tangents J v are propagated beside the forward pass (forward-mode by hand: one bias-free
+  matmul per layer and projection, reusing the pass's activation derivatives), so training
+  pays for one shared forward pass, not one per projection as `torch.func.jvp` would
+  (`jacobian_sq_norm_estimate_jvp`, kept as a reference).
 """
 
 from __future__ import annotations
@@ -64,11 +67,17 @@ def jacobian_sq_norm_exact(chain: Chain, derivs: list[torch.Tensor]) -> torch.Te
 
 
 def jacobian_sq_norm_estimate(chain: Chain, x: torch.Tensor, n_projections: int = 1) -> torch.Tensor:
-    """(B,) unbiased estimate of ||J(x)||_F^2 from `n_projections` Gaussian directions."""
+    """(B,) unbiased estimate of ||J(x)||_F^2 from `n_projections` Gaussian directions
+    (tangents propagated beside a forward pass; `attractor_loss` shares its own pass)."""
+    v = torch.randn(n_projections, *x.shape, dtype=x.dtype, device=x.device)
+    return chain(x, tangents=v)[3].pow(2).sum(2).mean(0)
+
+
+def jacobian_sq_norm_estimate_jvp(chain: Chain, x: torch.Tensor, n_projections: int = 1) -> torch.Tensor:
+    """The same estimator with `torch.func.jvp` (a second forward pass per projection): a reference."""
     total = x.new_zeros(x.shape[0])
     for _ in range(n_projections):
-        v = torch.randn_like(x)
-        _, jv = torch.func.jvp(chain.output, (x,), (v,))  # (B, d_out)
+        _, jv = torch.func.jvp(chain.output, (x,), (torch.randn_like(x),))  # (B, d_out)
         total = total + jv.pow(2).sum(1)
     return total / n_projections
 
@@ -85,17 +94,19 @@ def attractor_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 4 on a batch x (B, d) with labels y (B,); the reconstruction target is x itself."""
     a_rec, a_eigen, a_cls = weights
-    recon, feats, derivs = chain(x)
+    estimate = a_eigen > 0 and penalty is PenaltyMethod.ESTIMATE
+    if estimate:  # one forward pass carries the random tangents too
+        v = torch.randn(n_projections, *x.shape, dtype=x.dtype, device=x.device)
+        recon, feats, derivs, jv = chain(x, tangents=v)
+    else:
+        recon, feats, derivs = chain(x)
     sq_err = (recon - x).pow(2)
     l_rec = sq_err.mean() if rec_reduction is RecReduction.MEAN else sq_err.sum(1).mean()
     l_cls = F.cross_entropy(head(feats), y)
     loss = a_rec * l_rec + a_cls * l_cls
     l_eigen = torch.zeros(())
     if a_eigen > 0:
-        if penalty is PenaltyMethod.EXACT:
-            sq = jacobian_sq_norm_exact(chain, derivs)
-        else:
-            sq = jacobian_sq_norm_estimate(chain, x, n_projections)
+        sq = jv.pow(2).sum(2).mean(0) if estimate else jacobian_sq_norm_exact(chain, derivs)
         l_eigen = 0.5 * sq.mean()
         loss = loss + a_eigen * l_eigen
     return loss, {"rec": l_rec.item(), "eigen": l_eigen.item(), "cls": l_cls.item()}

@@ -52,15 +52,24 @@ class Chain:
     def __init__(self, layers: list[nn.Linear], acts: list[Activation], tap: int):
         self.layers, self.acts, self.tap = layers, acts, tap
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """x (B, d_in) -> (output (B, d_out), tapped features (B, n_tap), derivatives [(B, n_k)])."""
+    def __call__(self, x: torch.Tensor, tangents: torch.Tensor | None = None):
+        """x (B, d_in) -> (output (B, d_out), tapped features (B, n_tap), derivatives [(B, n_k)]).
+
+        With `tangents` v (P, B, d_in) also returns J(x) v (P, B, d_out) as a fourth element,
+        propagated beside the forward pass (t <- f'(z) * (W t)): one extra bias-free matmul per
+        layer and projection, sharing the forward pass's activation derivatives."""
         derivs, feats = [], None
+        t = tangents
         for k, (layer, act) in enumerate(zip(self.layers, self.acts)):
             x, d = activate(layer(x), act)
             derivs.append(d)
+            if t is not None:
+                t = (t @ layer.weight.T) * d
             if k == self.tap:
                 feats = x
-        return x, feats, derivs
+        if tangents is None:
+            return x, feats, derivs
+        return x, feats, derivs, t
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)[0]

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from attractor_bench.losses import (
-    PenaltyMethod, attractor_loss, jacobian_sq_norm_estimate, jacobian_sq_norm_exact, jacobian_sq_norm_naive,
+    PenaltyMethod, attractor_loss, jacobian_sq_norm_estimate, jacobian_sq_norm_estimate_jvp, jacobian_sq_norm_exact,
+    jacobian_sq_norm_naive,
 )
 from attractor_bench.models import AttractorNet
 
@@ -32,10 +33,25 @@ def test_exact_penalty_gradient_matches_jacrev():
     torch.testing.assert_close(g_exact, g_naive, rtol=1e-8, atol=1e-10)
 
 
-def test_estimator_is_unbiased():
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "linear"])
+@pytest.mark.parametrize("which", ["full", "stage1", "stage2", "stage3"])
+def test_tangents_match_jvp(act, which):
+    torch.manual_seed(5)
+    chain = chains(AttractorNet(act))[which]
+    x = torch.rand(6, chain.layers[0].in_features)
+    v = torch.randn(3, *x.shape)
+    out, _, _, jv = chain(x, tangents=v)
+    for p in range(3):
+        ref_out, ref_jv = torch.func.jvp(chain.output, (x,), (v[p],))
+        torch.testing.assert_close(jv[p], ref_jv, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, ref_out)
+
+
+@pytest.mark.parametrize("which", ["full", "stage1", "stage2", "stage3"])
+def test_estimator_is_unbiased(which):
     torch.manual_seed(3)
-    chain = AttractorNet().chain()
-    x = torch.rand(4, 784)
+    chain = chains(AttractorNet())[which]
+    x = torch.rand(4, chain.layers[0].in_features)
     exact = jacobian_sq_norm_exact(chain, chain(x)[2])
     estimate = jacobian_sq_norm_estimate(chain, x, n_projections=400)
     torch.testing.assert_close(estimate, exact, rtol=0.1, atol=0)
@@ -54,3 +70,24 @@ def test_loss_weights():
     half_sq = 0.5 * jacobian_sq_norm_naive(model.chain(), x).mean().item()
     assert parts["eigen"] == pytest.approx(half_sq, rel=1e-4)
     assert full.item() == pytest.approx(0.988 * parts["rec"] + 0.002 * half_sq + 0.01 * parts["cls"], rel=1e-4)
+
+
+def test_jvp_reference_estimator_agrees():
+    torch.manual_seed(6)
+    chain = AttractorNet().chain()
+    x = torch.rand(4, 784)
+    exact = jacobian_sq_norm_exact(chain, chain(x)[2])
+    torch.testing.assert_close(jacobian_sq_norm_estimate_jvp(chain, x, n_projections=400), exact, rtol=0.1, atol=0)
+
+
+def test_loss_estimate_uses_its_own_draws():
+    """The estimated L_eigen in the loss is 1/2 mean ||J v||^2 for the v it drew (same RNG stream)."""
+    torch.manual_seed(7)
+    model = AttractorNet()
+    x, y = torch.rand(8, 784), torch.randint(0, 10, (8,))
+    torch.manual_seed(8)
+    _, parts = attractor_loss(model.chain(), model.head, x, y, (0.988, 0.002, 0.01), PenaltyMethod.ESTIMATE, 3)
+    torch.manual_seed(8)
+    v = torch.randn(3, *x.shape)
+    jv = torch.stack([torch.func.jvp(model.chain().output, (x,), (v[p],))[1] for p in range(3)])
+    assert parts["eigen"] == pytest.approx(0.5 * jv.pow(2).sum(2).mean().item(), rel=1e-5)
