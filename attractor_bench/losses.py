@@ -9,9 +9,10 @@ Three ways to compute ||J||_F^2 per sample:
 
 - `jacobian_sq_norm_naive`: the oracle, `vmap(jacrev(G))`, a full d_out x d_in Jacobian.
 - `jacobian_sq_norm_exact`: exact and much cheaper. For a Linear/elementwise stack
-  J = D_L W_L ... D_1 W_1 factors at its narrowest hidden layer k as J = B A, and
-  ||B A||_F^2 = <B^T B, A A^T>. A A^T is propagated as a Gram matrix from the input side
-  (W_1 W_1^T is shared by the batch), B is built explicitly from the narrow side.
+  J = D_L W_L ... D_1 W_1 factors at a hidden layer k as J = B A, and
+  ||B A||_F^2 = <B^T B, A A^T>, where only the units of layer k with a nonzero derivative
+  count: for ReLU the rank of J is at most the number of active units there, so each sample
+  keeps only those (k = the layer where that number is smallest).
 - `jacobian_sq_norm_estimate`: unbiased, E_v ||J v||^2 = ||J||_F^2 for v ~ N(0, I). The
   tangents J v are propagated beside the forward pass (forward-mode by hand: one bias-free
   matmul per layer and projection, reusing the pass's activation derivatives), so training
@@ -46,23 +47,35 @@ def jacobian_sq_norm_naive(chain: Chain, x: torch.Tensor) -> torch.Tensor:
 
 
 def jacobian_sq_norm_exact(chain: Chain, derivs: list[torch.Tensor]) -> torch.Tensor:
-    """(B,) ||J||_F^2 from the activation derivatives of a forward pass (`Chain.__call__`)."""
+    """(B,) ||J||_F^2 from the activation derivatives of a forward pass (`Chain.__call__`).
+
+    J = D_L W_L ... D_1 W_1 (0-based below: layer i has weight W_i and derivative D_i) factors at a
+    hidden layer k as J = B A with A = D_k W_k ... D_0 W_0 and B = D_L W_L ... D_(k+1) W_(k+1), and
+    ||B A||_F^2 = <B^T B, A A^T>. Only the units of layer k whose derivative is nonzero matter (for
+    ReLU: the active ones), so each sample keeps just its m active units (m = the batch's largest
+    count; padding entries have derivative 0 and add nothing), and k is the hidden layer where m
+    is smallest. A A^T uses the batch's shared Gram W_0 W_0^T; B is built explicitly from the
+    narrow side. For sigmoid or linear units nothing is inactive and this is the dense product.
+    """
     weights = [layer.weight for layer in chain.layers]
-    widths = [w.shape[0] for w in weights[:-1]]
-    k = min(range(len(widths)), key=widths.__getitem__)  # split at the narrowest hidden layer
-    # Input side: G = A A^T with A = D_k W_k ... D_1 W_1, propagated as a Gram matrix. Masking the
-    # columns of W_{i+1} by D_i (instead of masking a per-sample Gram matrix) keeps the first
-    # product one large GEMM against W_1 W_1^T, which the batch shares.
-    gram = weights[0] @ weights[0].T  # (n_1, n_1)
-    for i in range(1, k + 1):
-        p = weights[i] * derivs[i - 1][:, None, :]  # (B, n_i, n_{i-1}) = W_i D_{i-1}
-        gram = p @ gram @ p.transpose(1, 2)  # (B, n_i, n_i)
-    gram = gram * (derivs[k][:, :, None] * derivs[k][:, None, :])  # D_k G D_k
-    # Narrow side: B = D_L W_L ... D_{k+1} W_{k+1}, explicitly, (B, d_out, n_k).
-    b = derivs[k + 1][:, :, None] * weights[k + 1]
+    counts = [int((d != 0).sum(1).max()) for d in derivs[:-1]]
+    k = min(range(len(counts)), key=lambda i: (counts[i], i))
+    m = max(counts[k], 1)
+    idx = derivs[k].abs().topk(m, dim=1).indices  # (B, m): every unit of layer k with d != 0
+    dsel = torch.gather(derivs[k], 1, idx)  # (B, m)
+    g0 = weights[0] @ weights[0].T  # (n_0, n_0), shared by the batch
+    if k == 0:
+        gram = g0[idx[:, :, None], idx[:, None, :]] * (dsel[:, :, None] * dsel[:, None, :])
+    else:
+        a = dsel[:, :, None] * weights[k][idx]  # (B, m, n_(k-1)) rows of D_k W_k
+        for i in range(k - 1, 0, -1):
+            a = (a * derivs[i][:, None, :]) @ weights[i]
+        a = a * derivs[0][:, None, :]  # (B, m, n_0); A = a W_0
+        gram = a @ g0 @ a.transpose(1, 2)  # (B, m, m) = A A^T
+    b = weights[k + 1].T[idx].transpose(1, 2) * derivs[k + 1][:, :, None]  # (B, n_(k+1), m)
     for i in range(k + 2, len(weights)):
         b = derivs[i][:, :, None] * (weights[i] @ b)
-    btb = b.transpose(1, 2) @ b  # (B, n_k, n_k)
+    btb = b.transpose(1, 2) @ b  # (B, m, m)
     return (btb * gram).sum((1, 2))
 
 

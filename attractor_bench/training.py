@@ -92,6 +92,12 @@ class History:
     stages: dict[str, dict] = field(default_factory=dict)
 
 
+def make_optimizer(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Adam as the paper uses it, with PyTorch's fused kernel (on CPU a step of this network's
+    1.9M parameters takes ~2 ms instead of ~7-10 ms with the default implementation)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
 def select_training_data(train: Split, val: Split, cfg: TrainConfig) -> tuple[Split, Split]:
     rng = np.random.default_rng(cfg.seed)
     if cfg.n_train is not None and cfg.n_train < len(train):
@@ -112,7 +118,7 @@ def _fit_stage(
     gen: torch.Generator,
     progress: ProgressFn | None,
 ) -> dict:
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = make_optimizer(params, lr)
     x_train, y_train = torch.from_numpy(train.x).flatten(1), torch.from_numpy(train.y)
     x_val, y_val = torch.from_numpy(val.x).flatten(1), torch.from_numpy(val.y)
     with torch.no_grad():

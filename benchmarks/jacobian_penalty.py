@@ -34,6 +34,7 @@ from attractor_bench.losses import (
     PenaltyMethod, attractor_loss, jacobian_sq_norm_estimate, jacobian_sq_norm_exact, jacobian_sq_norm_naive,
 )
 from attractor_bench.models import SIZES, AttractorNet
+from attractor_bench.training import make_optimizer
 
 WEIGHTS = (0.988, 0.002, 0.01)
 
@@ -62,12 +63,16 @@ def exact_macs_per_sample() -> dict[str, int]:
     """Multiply-accumulates per sample of the forward computations (backward costs about twice as much)."""
     d0, h1, h2, h3, h4, h5, d6 = SIZES
     forward = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
-    # Input side: Gram of A = D_2 W_2 D_1 W_1 from W_1 W_1^T (shared): P G P^T with P = W_2 D_1 (h2 x h1).
-    gram = h2 * h1 * h1 + h2 * h1 * h2
-    # Narrow side: B = D_6 W_6 D_5 W_5 D_4 W_4 D_3 W_3 (d6 x h2) built from W_3, then B^T B.
-    b = h4 * h3 * h2 + h5 * h4 * h2 + d6 * h5 * h2
-    btb = h2 * d6 * h2
-    return {"network forward": forward, "exact penalty": gram + b + btb, "estimator tangents (1 projection)": forward}
+    return {"network forward": forward, "estimator tangents (1 projection)": forward}
+
+
+def exact_macs(m: int, k: int) -> int:
+    """MACs per sample of `jacobian_sq_norm_exact` split at hidden layer k (0-based) keeping m units."""
+    n, n_layers = SIZES, len(SIZES) - 1  # layer i maps n[i] -> n[i+1]
+    a = sum(m * n[i + 1] * n[i] for i in range(k - 1, 0, -1)) if k > 0 else 0  # rows of A down to layer 1
+    gram = m * n[1] * n[1] + m * m * n[1] if k > 0 else 0  # a (W_0 W_0^T) a^T
+    b = sum(n[i + 1] * n[i] * m for i in range(k + 2, n_layers))  # columns of B up to the output
+    return a + gram + b + m * m * n[-1]
 
 
 def main() -> None:
@@ -91,7 +96,7 @@ def main() -> None:
     for m in methods:  # each method trains its own copy from the same initial weights
         torch.manual_seed(0)
         model = AttractorNet().to(args.device)
-        steps[m] = step_fn(m, model, torch.optim.Adam(model.parameters(), lr=5e-4), x, y)
+        steps[m] = step_fn(m, model, make_optimizer(list(model.parameters()), 5e-4), x, y)  # training's Adam
         steps[m]()  # warm-up
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     times = {m: [] for m in methods}
@@ -109,8 +114,15 @@ def main() -> None:
         print(f"{m:>10}: {med[m] * 1e3:9.2f} ms/step (median of {len(times[m])}), {med[m] / med['baseline']:7.2f}x baseline")
 
     macs = exact_macs_per_sample()
-    for k, v in macs.items():
-        print(f"MACs per sample, {k}: {v / 1e6:.1f} M")
+    with torch.no_grad():  # the split the exact method picks for this batch, at the initial weights
+        derivs = AttractorNet().to(args.device).chain()(x)[2]
+    counts = [int((d != 0).sum(1).max()) for d in derivs[:-1]]
+    k = min(range(len(counts)), key=lambda i: (counts[i], i))
+    macs["exact penalty"] = exact_macs(counts[k], k)
+    print(f"largest number of active units per hidden layer in the batch: {counts}; split at hidden layer {k + 1}, "
+          f"m = {counts[k]} (dense, all 300 units: {exact_macs(300, 1) / 1e6:.0f} M MACs per sample)")
+    for name, v in macs.items():
+        print(f"MACs per sample, {name}: {v / 1e6:.1f} M")
     # forward + backward ~ 3x the forward's multiply-accumulates; 2 FLOPs per MAC
     step_flop = {"baseline": 6 * macs["network forward"] * args.batch,
                  "exact": 6 * (macs["network forward"] + macs["exact penalty"]) * args.batch,

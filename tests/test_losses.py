@@ -23,10 +23,11 @@ def test_exact_penalty_matches_jacrev(act, which):
     torch.testing.assert_close(exact, naive, rtol=1e-4, atol=0)
 
 
-def test_exact_penalty_gradient_matches_jacrev():
+@pytest.mark.parametrize("which", ["full", "stage2"])
+def test_exact_penalty_gradient_matches_jacrev(which):
     torch.manual_seed(2)
     model = AttractorNet().double()
-    chain = model.stage_chain(1)
+    chain = chains(model)[which]
     x = torch.rand(3, chain.layers[0].in_features, dtype=torch.float64)
     g_exact = torch.autograd.grad(jacobian_sq_norm_exact(chain, chain(x)[2]).sum(), chain.layers[0].weight)[0]
     g_naive = torch.autograd.grad(jacobian_sq_norm_naive(chain, x).sum(), chain.layers[0].weight)[0]
@@ -91,3 +92,16 @@ def test_loss_estimate_uses_its_own_draws():
     v = torch.randn(3, *x.shape)
     jv = torch.stack([torch.func.jvp(model.chain().output, (x,), (v[p],))[1] for p in range(3)])
     assert parts["eigen"] == pytest.approx(0.5 * jv.pow(2).sum(2).mean().item(), rel=1e-5)
+
+
+def test_exact_penalty_with_sparse_activity():
+    """Samples with different numbers of active units at the split layer (padding path), incl. none."""
+    torch.manual_seed(9)
+    model = AttractorNet()
+    with torch.no_grad():
+        model.encoder[1].bias[:] = -0.3  # most units of the first 300-wide layer off
+    chain = model.chain()
+    x = torch.rand(6, 784) * torch.tensor([1.0, 0.5, 0.1, 0.0, 2.0, 1.0])[:, None]
+    counts = (chain(x)[2][1] != 0).sum(1)
+    assert len(set(counts.tolist())) > 1
+    torch.testing.assert_close(jacobian_sq_norm_exact(chain, chain(x)[2]), jacobian_sq_norm_naive(chain, x), rtol=1e-4, atol=1e-7)
