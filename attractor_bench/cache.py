@@ -80,8 +80,9 @@ def get_or_train(
     if path.is_file():
         model, blob = load_checkpoint(path)
         return model, blob, True
+    init = get_or_train(cfg.init, train_split, val_split, cache_dir, progress)[0] if cfg.init is not None else None
     t0 = time.perf_counter()
-    model, history = train(train_split, val_split, cfg, progress)
+    model, history = train(train_split, val_split, cfg, progress, init)
     seconds = round(time.perf_counter() - t0, 1)
     save_checkpoint(path, model, cfg, history, seconds)
     return model, {"config": cfg.to_dict(), "history": history.stages, "train_seconds": seconds}, False

@@ -31,7 +31,7 @@ from .attacks import ATTACKS
 from .data import DATASETS
 from .defenses import DEFENCES, Backward
 from .errors import ConfigError
-from .training import PRESETS, TrainConfig
+from .training import PRESETS, TrainConfig, with_seed
 
 
 class Target(str, Enum):
@@ -140,7 +140,7 @@ class _Reader:
         return value
 
 
-def _train_config(r: _Reader, preset: str, overrides: Any, key: str) -> TrainConfig:
+def _train_config(r: _Reader, preset: str, overrides: Any, key: str, earlier: dict[str, TrainConfig]) -> TrainConfig:
     base = PRESETS[preset]
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     overrides = r.mapping(overrides or {}, key, set(fields))
@@ -162,6 +162,11 @@ def _train_config(r: _Reader, preset: str, overrides: Any, key: str) -> TrainCon
             v = [r.number(e, f"{sub}[{i}]", 0.0, 1e6) for i, e in enumerate(v)]
         elif k == "finetune_lr":
             v = r.number(v, sub, 0.0, 1e6)
+        elif k == "init":  # warm start from a model defined earlier in the suite, or none
+            if v is not None and v not in earlier:
+                raise r.fail(sub, f"expected the name of a model defined above this one ({', '.join(earlier) or 'none'}) "
+                                  f"or null, got {v!r}.")
+            v = earlier[v].to_dict() if v is not None else None
         else:  # enums
             v = r.choice(v, sub, [e.value for e in type(getattr(base, k))])
         merged[k] = v
@@ -184,15 +189,19 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     models_raw = r.mapping(top["models"], "models", set(map(str, top["models"])) if isinstance(top["models"], dict) else set())
     if not models_raw:
         raise r.fail("models", "at least one model is required.")
-    models = []
+    models, earlier = [], {}
     for name, spec in models_raw.items():
         key = f"models.{name}"
         spec = r.mapping(spec or {}, key, {"preset", "train"}, {"preset"})
         preset = r.choice(spec["preset"], f"{key}.preset", PRESETS)
-        cfg = _train_config(r, preset, spec.get("train"), f"{key}.train")
-        if "seed" not in (spec.get("train") or {}):
+        overrides = spec.get("train") or {}
+        cfg = _train_config(r, preset, overrides, f"{key}.train", earlier)
+        if "seed" not in overrides and "init" not in overrides:
+            cfg = with_seed(cfg, seed)
+        elif "seed" not in overrides:
             cfg = dataclasses.replace(cfg, seed=seed)
         models.append(ModelSpec(str(name), preset, cfg))
+        earlier[str(name)] = cfg
 
     dr = r.mapping(top.get("defence") or {}, "defence", {"name", "tol", "max_iter", "backward", "clip"})
     params = dict(DefenceSpec().params)

@@ -74,6 +74,8 @@ class AttractorDefence(PreprocessorPyTorch):
 
         Differentiable (autograd follows the iterations performed)."""
         shape = x.shape
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return self._iterate_no_grad(x)
         cur = x.reshape(shape[0], -1)  # (B, 784)
         n_iter = torch.zeros(shape[0], dtype=torch.long, device=x.device)
         active = torch.ones(shape[0], dtype=torch.bool, device=x.device)
@@ -88,6 +90,25 @@ class AttractorDefence(PreprocessorPyTorch):
             if not active.any():
                 break
         return cur.reshape(shape), n_iter
+
+    @torch.no_grad()
+    def _iterate_no_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same iteration without autograd, computing G only on the samples still moving."""
+        shape = x.shape
+        out = x.reshape(shape[0], -1).clone()
+        n_iter = torch.zeros(shape[0], dtype=torch.long, device=x.device)
+        active = torch.arange(shape[0], device=x.device)
+        for _ in range(self.max_iter):
+            cur = out[active]
+            nxt = self.model.reconstruct(cur)
+            if self.clip:
+                nxt = nxt.clamp(0.0, 1.0)
+            out[active] = nxt
+            n_iter[active] += 1
+            active = active[(nxt - cur).abs().amax(1) >= self.tol]
+            if len(active) == 0:
+                break
+        return out.reshape(shape), n_iter
 
     def forward(self, x: torch.Tensor, y=None):
         check_images(x, type(self).__name__)

@@ -45,3 +45,17 @@ def test_checkpoint_of_another_architecture(tmp_path):
     torch.save({"state_dict": torch.nn.Linear(3, 3).state_dict(), "config": TINY.to_dict(), "history": {}}, path)
     with pytest.raises(CheckpointError, match="does not match the architecture"):
         load_checkpoint(path)
+
+
+def test_warm_start_fine_tunes_from_the_init_model(tmp_path, splits):
+    init = TrainConfig(weights=(0.99, 0.0, 0.01), n_train=64, n_val=64, max_epochs=1, pretrain=False)
+    cfg = TrainConfig(weights=(0.988, 0.002, 0.01), n_train=64, n_val=64, max_epochs=1, penalty="estimate", init=init)
+    model, blob, _ = get_or_train(cfg, *splits, cache_dir=tmp_path)
+    assert list(blob["history"]) == ["finetune"]  # no pre-training
+    base, _, cached = get_or_train(init, *splits, cache_dir=tmp_path)
+    assert cached  # the init model was trained once, on the way, and cached
+    assert not torch.equal(model.encoder[0].weight, base.encoder[0].weight)
+    # the key follows the init's config; a config round-trips through its dict
+    other = TrainConfig(**{**cfg.__dict__, "init": TrainConfig(**{**init.__dict__, "seed": 5})})
+    assert model_key(other, *splits) != model_key(cfg, *splits)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg

@@ -35,6 +35,17 @@ def test_good_suite_parses(tmp_path):
     assert m.train.seed == 1  # the suite seed reaches the model
 
 
+def test_warm_start_from_an_earlier_model(tmp_path):
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    doc["models"] = {"base": {"preset": "baseline", "train": {"n_train": 10}},
+                     "full": {"preset": "attractor_full", "train": {"max_epochs": 2}},
+                     "mine": {"preset": "attractor", "train": {"init": "base"}}}
+    s = load_suite(write(tmp_path, doc))
+    base, full, mine = (m.train for m in s.models)
+    assert full.init.seed == 1 and full.init.n_train == 50_000  # the preset's init, with the suite's seed
+    assert mine.init == base
+
+
 def bad(**changes):
     doc = yaml.safe_load(yaml.safe_dump(GOOD))
     for path, value in changes.items():
@@ -63,6 +74,7 @@ CASES = [
     (bad(**{"defence": {"name": "magic"}}), r"defence\.name: unknown value 'magic'"),
     (bad(**{"rejector": {"threshold": 0.8, "target_tpr": 0.95}}), r"rejector: give either"),
     (bad(seed=-1), r"seed: must be >= 0"),
+    (bad(**{"models": {"m": {"preset": "attractor", "train": {"init": "later"}}}}), r"models\.m\.train\.init: expected the name of a model defined above"),
     (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "params": {"max_iters": 5}}]}), r"attacks\[0\]\.params\.max_iters: unknown key"),
     (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "params": {"eps_step": 0.1}}]}), r"params\.eps_step: unknown key.*eps_step_ratio"),
     (bad(reference="paper", **{"attacks": [{"name": "pgd", "eps": [0.1]}]}), r"reference: 'paper' compares with the paper's FGSM"),

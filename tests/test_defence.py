@@ -117,3 +117,19 @@ def test_rejector_detect_and_calibrate(images):
     report, is_ood = rejector.detect(images)
     assert is_ood.sum() == 4  # 16 images, 75% accepted
     assert rejector.threshold == pytest.approx(np.sort(report["similarity"])[4])
+
+
+@pytest.mark.parametrize("which", ["contraction", "model"])
+def test_no_grad_iteration_matches_the_differentiable_one(which, model):
+    """Evaluation computes G only on samples still moving; the result is that of the masked,
+    differentiable loop, sample for sample."""
+    g = Contraction() if which == "contraction" else model
+    d = AttractorDefence(g, tol=1e-3, max_iter=20)
+    x = 0.5 + (torch.rand(16, 1, 28, 28) - 0.5) * torch.linspace(0.01, 1, 16)[:, None, None, None]
+    with torch.no_grad():
+        fast, n_fast = d.iterate(x)
+    slow, n_slow = d.iterate(x.clone().requires_grad_(True))
+    assert torch.equal(n_fast, n_slow)
+    if which == "contraction":
+        assert n_fast.min() < n_fast.max()  # samples stopped at different iterations
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-6)
