@@ -10,7 +10,10 @@ For each variant and each test-time iteration count in --iters (`0` = single pas
 k iterations with tolerance --tol) it prints one markdown row of validation metrics:
 
 - accuracy on the first --n-val validation images (MNIST training images 50,000+), clean and
-  under FGSM eps --eps on the network's single pass (the suite's `fgsm`, target network);
+  under FGSM eps --eps made three ways: on the network's single pass with cross-entropy (the
+  suite's `fgsm`, target network); on the reconstruction error ||G(x) - x||^2 instead; and on
+  the defended pipeline itself (cross-entropy through the unrolled iterations: the attack sees
+  the iteration);
 - accepted: share of validation images with Pearson(G^n(x), x) >= T (T = --threshold);
 - OOD AUROC of the same score against Fashion-MNIST *training* images (the test images are
   the suite's OOD set, so they are kept out of choices);
@@ -58,6 +61,16 @@ def outputs(model, x: np.ndarray, n_iter: int, tol: float) -> tuple[np.ndarray, 
     return logits.argmax(1).numpy(), pearson(fixed, xt).numpy(), fixed.reshape(len(x), -1).numpy()
 
 
+def fgsm(loss_fn, x: np.ndarray, y: np.ndarray, eps: float, batch: int = 500) -> np.ndarray:
+    """x + eps sign(grad loss), clipped to [0, 1] (as ART's FastGradientMethod)."""
+    out = []
+    for s in range(0, len(x), batch):
+        xb = torch.from_numpy(x[s : s + batch]).requires_grad_(True)
+        (g,) = torch.autograd.grad(loss_fn(xb, torch.from_numpy(y[s : s + batch])), xb)
+        out.append((xb + eps * g.sign()).clamp(0, 1).detach().numpy())
+    return np.concatenate(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None)
@@ -75,9 +88,9 @@ def main() -> None:
     ood = load("fashion_mnist", "train", args.data_root, download=False).x[: args.n_val]
     print(f"validation: MNIST training images 50,000..{50_000 + args.n_val - 1}; OOD: first {args.n_val} "
           f"Fashion-MNIST training images; FGSM eps {args.eps * 255:.0f}/255 on the single pass; T = {args.threshold}")
-    print("| variant | iterations | clean acc | FGSM acc | accepted clean | accepted FGSM | AUROC Fashion | "
-          "AUROC Fashion FGSM | fixed points | train s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | iterations | clean acc | FGSM acc | FGSM(rec) acc | FGSM(pipeline) acc | accepted clean | "
+          "accepted FGSM | AUROC Fashion | AUROC Fashion FGSM | fixed points | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for tokens in args.variant:
         name, cfg = parse_variant(tokens)
         t0 = time.perf_counter()
@@ -88,13 +101,23 @@ def main() -> None:
         attack = FastGradientMethod(clf, eps=args.eps, batch_size=1000)
         xv_adv = attack.generate(xv, y=yv).astype(np.float32)
         ood_adv = attack.generate(ood).astype(np.float32)
+        xv_rec = fgsm(lambda xb, yb: (model.reconstruct(xb) - xb).pow(2).sum(), xv, yv, args.eps)
         for n in (int(s) for s in args.iters.split(",")):
             pred, sim, fixed = outputs(model, xv, n, args.tol)
             pred_a, sim_a, _ = outputs(model, xv_adv, n, args.tol)
+            pred_r, _, _ = outputs(model, xv_rec, n, args.tol)
+            if n == 0:
+                pipe = xv_adv  # the pipeline is the single pass
+            else:
+                defence = AttractorDefence(model, tol=args.tol, max_iter=n)
+                pipe = fgsm(lambda xb, yb: torch.nn.functional.cross_entropy(model(defence.iterate(xb)[0]), yb, reduction="sum"),
+                            xv, yv, args.eps)
+            pred_p, _, _ = outputs(model, pipe, n, args.tol)
             _, sim_o, _ = outputs(model, ood, n, args.tol)
             _, sim_oa, _ = outputs(model, ood_adv, n, args.tol)
             n_fixed = len(np.unique(np.round(fixed / 0.05).astype(np.int16), axis=0)) if n > 0 else "-"
             print(f"| {name} | {n if n else 'single pass'} | {100 * (pred == yv).mean():.2f} | {100 * (pred_a == yv).mean():.2f} | "
+                  f"{100 * (pred_r == yv).mean():.2f} | {100 * (pred_p == yv).mean():.2f} | "
                   f"{100 * (sim >= args.threshold).mean():.2f} | {100 * (sim_a >= args.threshold).mean():.2f} | "
                   f"{100 * auroc(sim, sim_o):.2f} | {100 * auroc(sim_a, sim_oa):.2f} | {n_fixed} | {train_s:.0f} |", flush=True)
 
