@@ -119,7 +119,9 @@ def list_registered() -> None:
     for col in ("kind", "name", "description"):
         table.add_column(col)
     for name, cfg in PRESETS.items():
-        table.add_row("model", name, f"attractor network, weights a = {cfg.weights}, n_train = {cfg.n_train}")
+        extra = f", L_rec {cfg.rec_reduction.value}, L_eigen {cfg.penalty.value}" if cfg.weights[1] > 0 else ""
+        start = ", fine-tuned from the baseline preset's weights" if cfg.init is not None else ""
+        table.add_row("model", name, f"attractor network, weights a = {cfg.weights}, n_train = {cfg.n_train}{extra}{start}")
     for name, factory in DEFENCES.items():
         table.add_row("defence", name, ((factory.__doc__ or "").strip().splitlines() or [""])[0])
     for name, entry in ATTACKS.items():

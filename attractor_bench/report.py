@@ -109,8 +109,9 @@ def render_readme(result: RunResult, command: str) -> str:
                                  _pct(single), "n/a" if single is None else f"{100 * single - ref:+.2f}"])
         parts += ["## Beside the paper", "",
                   f"Paper: Alipour & SeyyedSalehi, Tables 1-2 and section 3.2, in percent. Ours: attack `{fgsm.label}` "
-                  "(FGSM on the network's single pass); *iterated* = classified and scored at the fixed point G^n(x) "
-                  "(the paper's test-time procedure), *one pass* = classified from x and scored by Pearson(G(x), x).", "",
+                  "(FGSM on the network's single pass); *iterated* = classified and scored at G^n(x) after the defence's "
+                  f"iterations (the paper's test-time procedure; here at most {d['max_iter']}, see Choices), "
+                  "*one pass* = classified from x and scored by Pearson(G(x), x).", "",
                   _md(["model", "eps", "data", "metric", "paper", "ours, iterated", "diff", "ours, one pass", "diff"], rows), "",
                   "Where and why these differ from the paper, as far as is known, is written up in the project "
                   "README's results section and in [ABLATION.md](ABLATION.md) (experiments on the validation split).", ""]
