@@ -61,7 +61,9 @@ def jacobian_sq_norm_exact(chain: Chain, derivs: list[torch.Tensor]) -> torch.Te
     counts = [int((d != 0).sum(1).max()) for d in derivs[:-1]]
     k = min(range(len(counts)), key=lambda i: (counts[i], i))
     m = max(counts[k], 1)
-    idx = derivs[k].abs().topk(m, dim=1).indices  # (B, m): every unit of layer k with d != 0
+    # (B, m): every unit of layer k with d != 0, in a fixed order (a stable sort; topk's order of ties
+    # is not specified, and the order of the sum below decides the last bits)
+    idx = torch.sort(derivs[k].abs(), dim=1, descending=True, stable=True).indices[:, :m]
     dsel = torch.gather(derivs[k], 1, idx)  # (B, m)
     g0 = weights[0] @ weights[0].T  # (n_0, n_0), shared by the batch
     if k == 0:

@@ -137,7 +137,7 @@ def render_readme(result: RunResult, command: str) -> str:
                       "Preset `attractor_full`: the attractor loss on all 50,000 training images with the estimated "
                       "L_eigen, fine-tuned from the baseline. Goals (lower bounds, percent) beside the paper's "
                       f"1,000-sample attractor (paper) and ours (`{paper_attractor}`, iterated).", "",
-                      _md(["model", "eps", "data", "metric", "goal", "ours, iterated", "", "ours, one pass", "",
+                      _md(["model", "eps", "data", "metric", "goal", "ours, iterated", "vs goal", "ours, one pass", "vs goal",
                            "paper's attractor", f"`{paper_attractor}`"], rows), ""]
 
     for a in s.attacks:

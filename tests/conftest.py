@@ -1,6 +1,8 @@
 import os
 from pathlib import Path
 
+import attractor_bench  # noqa: F401  (first: sets MKL_CBWR before torch's first matmul)
+
 import numpy as np
 import pytest
 import torch

@@ -56,6 +56,8 @@ def test_same_seed_gives_identical_numbers(smoke):
     tmp, _, second, table1 = smoke
     assert second.exit_code == 0, second.output
     table2 = pd.read_csv(tmp / "results" / "smoke" / "results.csv")
+    differ = ~((table1.value == table2.value) | (table1.value.isna() & table2.value.isna()))
+    assert not differ.any(), table1[differ].assign(second=table2.value[differ]).to_string()
     pd.testing.assert_frame_equal(table1, table2, check_exact=True)
 
 
