@@ -196,10 +196,8 @@ def parse_suite(raw: Any, path: Path) -> Suite:
         preset = r.choice(spec["preset"], f"{key}.preset", PRESETS)
         overrides = spec.get("train") or {}
         cfg = _train_config(r, preset, overrides, f"{key}.train", earlier)
-        if "seed" not in overrides and "init" not in overrides:
-            cfg = with_seed(cfg, seed)
-        elif "seed" not in overrides:
-            cfg = dataclasses.replace(cfg, seed=seed)
+        if "seed" not in overrides:  # an init named from the suite already has the suite's seed
+            cfg = dataclasses.replace(cfg, seed=seed) if "init" in overrides else with_seed(cfg, seed)
         models.append(ModelSpec(str(name), preset, cfg))
         earlier[str(name)] = cfg
 

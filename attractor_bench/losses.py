@@ -84,8 +84,17 @@ def jacobian_sq_norm_exact(chain: Chain, derivs: list[torch.Tensor]) -> torch.Te
 def jacobian_sq_norm_estimate(chain: Chain, x: torch.Tensor, n_projections: int = 1) -> torch.Tensor:
     """(B,) unbiased estimate of ||J(x)||_F^2 from `n_projections` Gaussian directions
     (tangents propagated beside a forward pass; `attractor_loss` shares its own pass)."""
-    v = torch.randn(n_projections, *x.shape, dtype=x.dtype, device=x.device)
-    return chain(x, tangents=v)[3].pow(2).sum(2).mean(0)
+    return _mean_sq_norm(chain(x, tangents=_directions(x, n_projections))[3])
+
+
+def _directions(x: torch.Tensor, n_projections: int) -> torch.Tensor:
+    """(P, B, d) Gaussian directions for the estimator."""
+    return torch.randn(n_projections, *x.shape, dtype=x.dtype, device=x.device)
+
+
+def _mean_sq_norm(jv: torch.Tensor) -> torch.Tensor:
+    """(P, B, d_out) tangents J v -> (B,) mean over projections of ||J v||^2."""
+    return jv.pow(2).sum(2).mean(0)
 
 
 def jacobian_sq_norm_estimate_jvp(chain: Chain, x: torch.Tensor, n_projections: int = 1) -> torch.Tensor:
@@ -111,8 +120,7 @@ def attractor_loss(
     a_rec, a_eigen, a_cls = weights
     estimate = a_eigen > 0 and penalty is PenaltyMethod.ESTIMATE
     if estimate:  # one forward pass carries the random tangents too
-        v = torch.randn(n_projections, *x.shape, dtype=x.dtype, device=x.device)
-        recon, feats, derivs, jv = chain(x, tangents=v)
+        recon, feats, derivs, jv = chain(x, tangents=_directions(x, n_projections))
     else:
         recon, feats, derivs = chain(x)
     sq_err = (recon - x).pow(2)
@@ -121,7 +129,7 @@ def attractor_loss(
     loss = a_rec * l_rec + a_cls * l_cls
     l_eigen = torch.zeros(())
     if a_eigen > 0:
-        sq = jv.pow(2).sum(2).mean(0) if estimate else jacobian_sq_norm_exact(chain, derivs)
+        sq = _mean_sq_norm(jv) if estimate else jacobian_sq_norm_exact(chain, derivs)
         l_eigen = 0.5 * sq.mean()
         loss = loss + a_eigen * l_eigen
     return loss, {"rec": l_rec.item(), "eigen": l_eigen.item(), "cls": l_cls.item()}

@@ -60,6 +60,10 @@ def _eps(e: float) -> str:
     return "0 (clean)" if e == 0 else f"{e * 255:.4g}/255"
 
 
+def _vs_goal(v: float | None, goal: float) -> str:
+    return "n/a" if v is None else "met" if 100 * v >= goal else f"{goal - 100 * v:.2f} short"
+
+
 def _value(t: pd.DataFrame, model: str, attack: str, eps: float, ds: str, metric: str) -> float | None:
     sel = t[(t.model == model) & (t.attack == attack) & np.isclose(t.eps, eps) & (t.dataset == ds) & (t.metric == metric)]
     return float(sel.value.iloc[0]) if len(sel) else None
@@ -126,12 +130,10 @@ def render_readme(result: RunResult, command: str) -> str:
                     single = _value(t, name, attack, eps, ds, f"{metric}_single_pass")
                     if ours is None:
                         continue
-                    short = lambda v: "met" if v is not None and 100 * v >= goal else (  # noqa: E731
-                        "n/a" if v is None else f"{goal - 100 * v:.2f} short")
                     ref = PAPER.get(("attractor", eps, ds, metric))
                     theirs = _value(t, paper_attractor, attack, eps, ds, metric) if paper_attractor else None
                     rows.append([name, _eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {OOD_NAMES[ds]}", metric,
-                                 f">= {goal:g}", _pct(ours), short(ours), _pct(single), short(single),
+                                 f">= {goal:g}", _pct(ours), _vs_goal(ours, goal), _pct(single), _vs_goal(single, goal),
                                  "n/a" if ref is None else f"{ref:.2f}", _pct(theirs)])
             parts += ["## The full-data attractor against its goals", "",
                       "Preset `attractor_full`: the attractor loss on all 50,000 training images with the estimated "

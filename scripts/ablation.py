@@ -24,29 +24,33 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from art.attacks.evasion import FastGradientMethod
 
 from attractor_bench.cache import get_or_train
 from attractor_bench.classifier import make_classifier
+from attractor_bench.config import _Reader, _train_config
 from attractor_bench.data import load, mnist_train_val
 from attractor_bench.defenses import AttractorDefence, pearson
+from attractor_bench.errors import ConfigError
 from attractor_bench.metrics import auroc
 from attractor_bench.training import PRESETS, TrainConfig
 
 
 def parse_variant(tokens: list[str]) -> tuple[str, TrainConfig]:
-    name, overrides = tokens[0], dict(t.split("=", 1) for t in tokens[1:])
-    base = PRESETS[overrides.pop("preset", "attractor")].to_dict()
-    for k, v in overrides.items():
-        if k not in base:
-            raise SystemExit(f"unknown TrainConfig field {k!r}; fields: {', '.join(base)}")
-        cur = base[k]
-        base[k] = (None if v == "none" else int(v)) if k == "n_train" else (
-            [float(e) for e in v.split(",")] if isinstance(cur, list) else type(cur)(v) if cur is not None else int(v))
-    return name, TrainConfig.from_dict(base)
+    """NAME KEY=VALUE ...: values read as YAML and checked like a suite's `train:` overrides."""
+    name, overrides = tokens[0], {k: yaml.safe_load(v) for k, v in (t.split("=", 1) for t in tokens[1:])}
+    preset = overrides.pop("preset", "attractor")
+    if preset not in PRESETS:
+        raise SystemExit(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    try:
+        return name, _train_config(_Reader(Path("--variant")), preset, overrides, name, {})
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
 
 
 @torch.no_grad()

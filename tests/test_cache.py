@@ -55,6 +55,10 @@ def test_warm_start_fine_tunes_from_the_init_model(tmp_path, splits):
     base, _, cached = get_or_train(init, *splits, cache_dir=tmp_path)
     assert cached  # the init model was trained once, on the way, and cached
     assert not torch.equal(model.encoder[0].weight, base.encoder[0].weight)
+    # with a zero learning rate, fine-tuning leaves the init's weights as they were: it started from them
+    frozen, _, _ = get_or_train(TrainConfig(**{**cfg.__dict__, "finetune_lr": 0.0}), *splits, cache_dir=tmp_path)
+    for (k, a), (_, b) in zip(frozen.state_dict().items(), base.state_dict().items()):
+        assert torch.equal(a, b), k
     # the key follows the init's config; a config round-trips through its dict
     other = TrainConfig(**{**cfg.__dict__, "init": TrainConfig(**{**init.__dict__, "seed": 5})})
     assert model_key(other, *splits) != model_key(cfg, *splits)
