@@ -1,56 +1,227 @@
-"""ART evasion attacks, by name. A suite's `attacks[].name` picks one; tests iterate ATTACKS.
+"""Evasion attacks, by name. A suite's `attacks[].name` picks one; tests iterate ATTACKS.
 
-Each entry builds an ART attack for a classifier and an epsilon (L-inf, in [0, 1] pixel units)
-plus the suite's `params` for that attack.
+Each entry builds an attack object with `generate(x, y) -> x_adv` for an ART classifier, an
+epsilon and the suite's `params` for that attack:
 
->>> attack = ATTACKS["fgsm"].build(classifier, eps=20 / 255)
+>>> attack = ATTACKS["pgd"].build(classifier, eps=0.1)
 >>> x_adv = attack.generate(x, y)
+
+What the runner needs to know about an entry:
+- `norm`: `linf` or `l2`; eps is measured in that norm, in [0, 1] pixel units.
+- `kind`: `gradient` (white-box: needs loss or class gradients), `score` (black-box: queries
+  the probabilities), `decision` (black-box: queries the label only). The sanity flags compare
+  kinds (a black-box attack beating every white-box one suggests masked gradients).
+- `bounded`: the attack takes eps and stays inside the ball. Otherwise it is a
+  minimal-perturbation attack (C&W, DeepFool, HopSkipJump, Boundary): it runs once, unbounded,
+  and at each eps a sample counts as attacked only where its perturbation is within eps (the
+  clean image is used elsewhere), the usual way to read such attacks at a budget.
+- `single_step`: FGSM; the sanity flags expect iterative attacks to be at least as strong.
+- `needs_rejector`: the attack also gets the suite's rejector (the rejection-aware attack).
+
+All attacks except the rejection-aware one are ART's own classes. `autoattack` is ART's
+`AutoAttack` ensemble (APGD-CE, APGD-DLR, DeepFool, Square, untargeted, with the budgets below),
+not RobustBench's standard AutoAttack.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+from art.attacks.evasion import (
+    AutoAttack,
+    AutoProjectedGradientDescent,
+    BasicIterativeMethod,
+    BoundaryAttack,
+    CarliniL2Method,
+    CarliniLInfMethod,
+    DeepFool,
+    FastGradientMethod,
+    HopSkipJump,
+    ProjectedGradientDescent,
+    SquareAttack,
+)
+
+from .rejection_aware import RejectionAwarePGD
+
+NORMS = {"linf": np.inf, "l2": 2}
 
 
 @dataclass(frozen=True)
 class AttackEntry:
     factory: Callable[..., Any]
-    art_class: type
     norm: str
+    kind: str  # gradient | score | decision
     description: str
-    defaults: dict
-    fixed: frozenset = frozenset({"eps", "norm"})  # set by the suite grid / the entry, not by `params`
-    extra: frozenset = frozenset()  # parameters of the factory itself
+    defaults: dict = field(default_factory=dict)
+    params: frozenset = frozenset()  # keys a suite may give in `params`
+    bounded: bool = True
+    single_step: bool = False
+    needs_rejector: bool = False
 
     def allowed_params(self) -> set[str]:
-        """Keys a suite may give in `params`: the ART attack's own `attack_params`, less the fixed ones."""
-        return (set(self.art_class.attack_params) - self.fixed) | set(self.extra)
+        return set(self.params)
 
-    def build(self, classifier, eps: float, **params):
-        return self.factory(classifier, eps=eps, **{**self.defaults, **params})
-
-
-def _fgsm(classifier, eps: float, **kw):
-    return FastGradientMethod(classifier, norm=np.inf, eps=eps, **kw)
-
-
-def _pgd(classifier, eps: float, eps_step_ratio: float = 0.25, **kw):
-    return ProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=eps * eps_step_ratio, **kw)
+    def build(self, classifier, eps: float, rejector=None, **params):
+        """The attack for `classifier` at budget `eps` (ignored by minimal-perturbation attacks)."""
+        kw = {**self.defaults, **params}
+        if self.needs_rejector:
+            if rejector is None:
+                raise ValueError("this attack needs the suite's rejector (rejector=...).")
+            kw["rejector"] = rejector
+        return self.factory(classifier, eps=eps, **kw)
 
 
+def perturbation_norms(x_adv: np.ndarray, x: np.ndarray, norm: str) -> np.ndarray:
+    """Per-sample size of x_adv - x in `norm` (N,)."""
+    return np.linalg.norm((x_adv - x).reshape(len(x), -1).astype(np.float64), ord=NORMS[norm], axis=1)
+
+
+def within_budget(x_adv: np.ndarray, x: np.ndarray, eps: float, norm: str) -> np.ndarray:
+    """A minimal-perturbation attack read at budget eps: x_adv where its perturbation is at most
+    eps, else the clean x (the attack failed at that budget)."""
+    ok = perturbation_norms(x_adv, x, norm) <= eps * (1 + 1e-6)
+    return np.where(ok.reshape((-1,) + (1,) * (x.ndim - 1)), x_adv, x)
+
+
+def _art_params(cls, *exclude: str, extra: tuple[str, ...] = ()) -> frozenset:
+    return frozenset((set(cls.attack_params) - {"eps", "norm", *exclude}) | set(extra))
+
+
+def _fgsm(clf, eps, **kw):
+    return FastGradientMethod(clf, norm=np.inf, eps=eps, **kw)
+
+
+def _bim(clf, eps, eps_step_ratio=0.1, **kw):
+    return BasicIterativeMethod(clf, eps=eps, eps_step=eps * eps_step_ratio, **kw)
+
+
+def _pgd(norm):
+    def factory(clf, eps, eps_step_ratio=0.25, **kw):
+        return ProjectedGradientDescent(clf, norm=NORMS[norm], eps=eps, eps_step=eps * eps_step_ratio, **kw)
+    return factory
+
+
+def _apgd(loss_type):
+    def factory(clf, eps, **kw):  # step size: 2 eps at the start, as in Croce & Hein (2020); APGD adapts it
+        return AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps, loss_type=loss_type, **kw)
+    return factory
+
+
+def _autoattack(clf, eps, apgd_max_iter=100, apgd_restarts=1, deepfool_max_iter=50, square_max_iter=1000,
+                square_restarts=1, batch_size=256):
+    """ART's AutoAttack with its default members (untargeted) and explicit budgets."""
+    members = [
+        AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=apgd_max_iter,
+                                     nb_random_init=apgd_restarts, batch_size=batch_size, loss_type=loss, verbose=False)
+        for loss in ("cross_entropy", "difference_logits_ratio")
+    ]
+    members.append(DeepFool(clf, max_iter=deepfool_max_iter, epsilon=1e-3, nb_grads=10, batch_size=batch_size, verbose=False))
+    members.append(SquareAttack(clf, norm=np.inf, eps=eps, max_iter=square_max_iter, p_init=0.8, nb_restarts=square_restarts,
+                                batch_size=batch_size, verbose=False))
+    return AutoAttack(clf, norm=np.inf, eps=eps, eps_step=2 * eps, attacks=members, batch_size=batch_size)
+
+
+def _cw_l2(clf, eps, **kw):
+    return CarliniL2Method(clf, **kw)
+
+
+def _cw_linf(clf, eps, **kw):
+    return CarliniLInfMethod(clf, **kw)
+
+
+def _deepfool(clf, eps, **kw):
+    return DeepFool(clf, **kw)
+
+
+def _square(clf, eps, **kw):
+    return SquareAttack(clf, norm=np.inf, eps=eps, **kw)
+
+
+def _hopskipjump(clf, eps, **kw):
+    return HopSkipJump(clf, norm=2, targeted=False, **kw)
+
+
+def _boundary(clf, eps, **kw):
+    return BoundaryAttack(clf, targeted=False, **kw)
+
+
+def _rejection_aware(clf, eps, rejector, **kw):
+    return RejectionAwarePGD(clf, rejector, eps=eps, **kw)
+
+
+_QUIET = {"verbose": False}
 ATTACKS: dict[str, AttackEntry] = {
     "fgsm": AttackEntry(
-        _fgsm, FastGradientMethod, "linf", "FGSM, ART FastGradientMethod (Goodfellow et al. 2015)", {"batch_size": 256},
+        _fgsm, "linf", "gradient", "FGSM, ART FastGradientMethod (Goodfellow et al. 2015)", {"batch_size": 256},
+        _art_params(FastGradientMethod, "eps_step", "minimal", "num_random_init"), single_step=True,
+    ),
+    "bim": AttackEntry(
+        _bim, "linf", "gradient", "BIM L-inf, ART BasicIterativeMethod (Kurakin et al. 2017), no random start",
+        {"batch_size": 256, "max_iter": 20, **_QUIET}, _art_params(BasicIterativeMethod, "eps_step", extra=("eps_step_ratio",)),
     ),
     "pgd": AttackEntry(
-        _pgd, ProjectedGradientDescent, "linf", "PGD L-inf, ART ProjectedGradientDescent (Madry et al. 2018)",
-        {"batch_size": 256, "max_iter": 40, "num_random_init": 1, "verbose": False},
-        fixed=frozenset({"eps", "norm", "eps_step"}), extra=frozenset({"eps_step_ratio"}),
+        _pgd("linf"), "linf", "gradient", "PGD L-inf with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
+        {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
+        _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
+    ),
+    "pgd_l2": AttackEntry(
+        _pgd("l2"), "l2", "gradient", "PGD L2 with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
+        {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
+        _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
+    ),
+    "apgd_ce": AttackEntry(
+        _apgd("cross_entropy"), "linf", "gradient", "Auto-PGD L-inf, cross-entropy loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
+        {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
+        _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"),
+    ),
+    "apgd_dlr": AttackEntry(
+        _apgd("difference_logits_ratio"), "linf", "gradient", "Auto-PGD L-inf, DLR loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
+        {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
+        _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"),
+    ),
+    "autoattack": AttackEntry(
+        _autoattack, "linf", "gradient",
+        "ART's AutoAttack ensemble (APGD-CE, APGD-DLR, DeepFool, Square; untargeted), not RobustBench's standard AutoAttack",
+        {}, frozenset({"apgd_max_iter", "apgd_restarts", "deepfool_max_iter", "square_max_iter", "square_restarts", "batch_size"}),
+    ),
+    "cw_l2": AttackEntry(
+        _cw_l2, "l2", "gradient", "Carlini-Wagner L2 (minimal perturbation), ART CarliniL2Method",
+        {"batch_size": 256, "max_iter": 50, "binary_search_steps": 5, "learning_rate": 0.1, "initial_const": 1.0, **_QUIET},
+        _art_params(CarliniL2Method, "targeted"), bounded=False,
+    ),
+    "cw_linf": AttackEntry(
+        _cw_linf, "linf", "gradient", "Carlini-Wagner L-inf (minimal perturbation), ART CarliniLInfMethod",
+        {"batch_size": 1, "max_iter": 10, "decrease_factor": 0.5, "initial_const": 0.01, "largest_const": 20.0,
+         "const_factor": 4.0, "learning_rate": 0.1, **_QUIET},
+        _art_params(CarliniLInfMethod, "targeted"), bounded=False,
+    ),
+    "deepfool": AttackEntry(
+        _deepfool, "l2", "gradient", "DeepFool (minimal perturbation, L2), ART DeepFool (Moosavi-Dezfooli et al. 2016)",
+        {"batch_size": 256, "max_iter": 50, "epsilon": 0.02, **_QUIET}, _art_params(DeepFool), bounded=False,
+    ),
+    "square": AttackEntry(
+        _square, "linf", "score", "Square Attack L-inf (score-based black box), ART SquareAttack (Andriushchenko et al. 2020)",
+        {"batch_size": 256, "max_iter": 1000, "nb_restarts": 1, "p_init": 0.8, **_QUIET},
+        _art_params(SquareAttack, "adv_criterion", "loss"),
+    ),
+    "hopskipjump": AttackEntry(
+        _hopskipjump, "l2", "decision", "HopSkipJump L2 (decision-based black box, minimal perturbation), ART HopSkipJump",
+        {"batch_size": 256, "max_iter": 20, "max_eval": 1000, "init_eval": 100, **_QUIET},
+        _art_params(HopSkipJump, "targeted"), bounded=False,
+    ),
+    "boundary": AttackEntry(
+        _boundary, "l2", "decision", "Boundary attack, untargeted (decision-based black box, minimal perturbation), ART BoundaryAttack",
+        {"batch_size": 256, "max_iter": 200, "num_trial": 10, "sample_size": 10, **_QUIET},
+        _art_params(BoundaryAttack, "targeted"), bounded=False,
+    ),
+    "rejection_aware": AttackEntry(
+        _rejection_aware, "linf", "gradient",
+        "Rejection-aware PGD L-inf through the unrolled iteration: on MNIST, misclassify while keeping the similarity "
+        "above the threshold; on OOD sets, push the similarity above it (written for this defence)",
+        {}, RejectionAwarePGD.attack_params_allowed, needs_rejector=True,
     ),
 }
 
-__all__ = ["ATTACKS", "AttackEntry"]
+__all__ = ["ATTACKS", "AttackEntry", "NORMS", "RejectionAwarePGD", "perturbation_norms", "within_budget"]

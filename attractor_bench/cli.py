@@ -42,19 +42,28 @@ def _errors(debug: bool) -> Iterator[None]:
 
 
 def _summary(result) -> Table:
+    """Clean and worst-case accuracy per model, norm and eps, with the sanity verdict."""
+    from .report import fmt_eps
+
     t = result.table
-    table = Table(title=f"{result.suite.name}: MNIST accuracy (after the fixed-point iteration) and OOD accuracy, %")
-    table.add_column("model")
-    table.add_column("attack")
-    table.add_column("eps")
-    table.add_column("accuracy", justify="right")
-    for ds in result.suite.data.ood:
-        table.add_column(f"OOD acc {ds}", justify="right")
     keyed = t.set_index(["model", "attack", "eps", "dataset", "metric"]).value
-    for (model, attack, eps), _ in t.groupby(["model", "attack", "eps"], sort=False):
-        cells = [f"{100 * keyed[(model, attack, eps, 'mnist', 'accuracy')]:.2f}"]
-        cells += [f"{100 * keyed[(model, attack, eps, ds, 'ood_accuracy')]:.2f}" for ds in result.suite.data.ood]
-        table.add_row(model, attack, f"{eps * 255:.4g}/255", *cells)
+    table = Table(title=f"{result.suite.name}: defended MNIST accuracy, worst case over the attacks per sample, % "
+                        "(accuracy / end-to-end with rejection)")
+    for col in ("model", "attack", "eps", "n"):
+        table.add_column(col)
+    table.add_column("accuracy / end-to-end", justify="right")
+    table.add_column("sanity")
+    for m in result.suite.models:
+        unreliable = keyed.get((m.name, "sanity", 0.0, "mnist", "potentially_unreliable"), 0)
+        verdict = "[bold red]potentially unreliable[/]" if unreliable else "no flag"
+        rows = t[(t.model == m.name) & (t.dataset == "mnist") & (t.metric == "accuracy")
+                 & ((t.attack == "none") | t.attack.str.match(r"worst_case_(linf|l2)$"))]
+        for r in rows.itertuples():
+            n = keyed.get((m.name, r.attack, r.eps, "mnist", "n_samples"))
+            e2e = keyed[(m.name, r.attack, r.eps, "mnist", "end_to_end_accuracy")]
+            eps = "0" if r.eps == 0 else fmt_eps(r.eps, "l2" if r.attack.endswith("l2") else "linf")
+            table.add_row(m.name, "clean" if r.attack == "none" else r.attack.removeprefix("worst_case_"), eps,
+                          "all" if n is None else str(int(n)), f"{100 * r.value:.2f} / {100 * e2e:.2f}", verdict)
     return table
 
 
@@ -81,6 +90,9 @@ def run(
                            + (["--data-root", data_root] if data_root else []))
         folder = write_results(result, results_dir, command)
         out.print(_summary(result))
+        for name, why in result.meta["flags"].items():
+            for w in why:
+                out.print(f"[yellow]flag[/] {name}: {w}.", highlight=False)
         out.print(f"Wrote {folder}/results.csv, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
 
 

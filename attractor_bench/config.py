@@ -38,7 +38,14 @@ class Target(str, Enum):
     """What the attack's gradient sees."""
 
     NETWORK = "network"  # the trained network, one pass, no iteration (the paper's FGSM)
-    PIPELINE = "pipeline"  # the defended classifier: fixed-point iteration, then the head
+    PIPELINE = "pipeline"  # the defended classifier: fixed-point iteration, then the head (`defence.backward`)
+    BPDA = "bpda"  # the defended classifier with straight-through gradients through the iteration
+    TRANSFER = "transfer"  # made on another suite model's network (`source`), applied to this one
+
+    @property
+    def white_box(self) -> bool:
+        """Gradients of the defended classifier itself (not of a surrogate)."""
+        return self in (Target.PIPELINE, Target.BPDA)
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,17 @@ class AttackSpec:
     eps: tuple[float, ...]
     target: Target
     params: dict
+    source: str | None = None  # the model whose network makes transfer examples
+    n: int | None = None  # a fixed, seeded subset of this many images per dataset (None: all of them)
+    ood: bool = True  # also attack the OOD sets (else MNIST only)
+
+    @property
+    def norm(self) -> str:
+        return ATTACKS[self.name].norm
+
+
+# The largest meaningful budget per norm: the diameter of [0, 1]^784 in that norm.
+EPS_MAX = {"linf": 1.0, "l2": 28.0}
 
 
 @dataclass(frozen=True)
@@ -226,21 +244,41 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     if not isinstance(top["attacks"], list) or not top["attacks"]:
         raise r.fail("attacks", "expected a non-empty list of attacks.")
     attacks, labels = [], set()
+    model_names = [m.name for m in models]
     for i, a in enumerate(top["attacks"]):
         key = f"attacks[{i}]"
-        a = r.mapping(a, key, {"name", "label", "eps", "target", "params"}, {"name", "eps"})
+        a = r.mapping(a, key, {"name", "label", "eps", "target", "params", "source", "n", "ood"}, {"name", "eps"})
         name = r.choice(a["name"], f"{key}.name", ATTACKS)
+        entry = ATTACKS[name]
         label = str(a.get("label", name))
-        if label in labels or label == "none":
+        if label in labels or label == "none" or label.startswith(("worst_case", "sanity")):
             raise r.fail(f"{key}.label", f"label {label!r} is used twice (or reserved); give each attack a unique label.")
         labels.add(label)
         eps = a["eps"]
+        hi = EPS_MAX[entry.norm]
         if not isinstance(eps, list) or not eps:
-            raise r.fail(f"{key}.eps", "expected a non-empty list of epsilons in [0, 1] (such as 0.1 or 20/255).")
-        eps = tuple(r.number(e, f"{key}.eps[{j}]", 0.0, 1.0) for j, e in enumerate(eps))
+            raise r.fail(f"{key}.eps", f"expected a non-empty list of {entry.norm} budgets in [0, {hi:g}] (such as 0.1 or 20/255).")
+        eps = tuple(r.number(e, f"{key}.eps[{j}]", 0.0, hi) for j, e in enumerate(eps))
         target = Target(r.choice(a.get("target", "network"), f"{key}.target", [t.value for t in Target]))
-        params = r.mapping(a.get("params") or {}, f"{key}.params", ATTACKS[name].allowed_params())
-        attacks.append(AttackSpec(label, name, eps, target, params))
+        source = a.get("source")
+        if target is Target.TRANSFER:
+            if source is None:
+                raise r.fail(f"{key}.source", "target 'transfer' needs the name of the suite model whose network makes the "
+                                              f"examples ({', '.join(model_names)}).")
+            source = r.choice(source, f"{key}.source", model_names)
+        elif source is not None:
+            raise r.fail(f"{key}.source", "only attacks with target 'transfer' take a source model.")
+        if entry.needs_rejector and target is not Target.PIPELINE:
+            raise r.fail(f"{key}.target", f"{name} differentiates through the unrolled iteration and the rejector: use target 'pipeline'.")
+        if entry.kind != "gradient" and target not in (Target.NETWORK, Target.PIPELINE):
+            raise r.fail(f"{key}.target", f"{name} is a black-box attack (it queries predictions only): use target 'pipeline' "
+                                          "(or 'network' to query the undefended single pass).")
+        n = r.integer(a.get("n"), f"{key}.n", 1, optional=True)
+        ood = a.get("ood", True)
+        if not isinstance(ood, bool):
+            raise r.fail(f"{key}.ood", f"expected true or false, got {ood!r}.")
+        params = r.mapping(a.get("params") or {}, f"{key}.params", entry.allowed_params())
+        attacks.append(AttackSpec(label, name, eps, target, params, source, n, ood))
 
     reference = top.get("reference")
     if reference is not None:

@@ -97,14 +97,14 @@ class AttractorNet(nn.Module):
         return Chain([self.encoder[i], self.decoder[len(self.decoder) - 1 - i]], [Activation.RELU, out_act], tap=0)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.flatten(1)  # (B, 784)
+        h = x.flatten(1).to(self.head.weight.dtype)  # (B, 784); ART's numpy path may hand in float64
         for layer in self.encoder:
             h = torch.relu(layer(h))
         return h  # (B, 300)
 
     def reconstruct_and_classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass: (G(x) with x's shape, logits (B, 10))."""
-        recon, feats, _ = self.chain()(x.flatten(1))
+        recon, feats, _ = self.chain()(x.flatten(1).to(self.head.weight.dtype))
         return recon.view_as(x), self.head(feats)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

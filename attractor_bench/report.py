@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .attacks import ATTACKS
 from .config import paper_attack
+from .robustness import FLAGS
 from .paper import GOALS, PAPER
 from .runner import RunResult
 
@@ -56,8 +58,20 @@ def _pct(v: float) -> str:
     return "n/a" if v is None or np.isnan(v) else f"{100 * v:.2f}"
 
 
-def _eps(e: float) -> str:
-    return "0 (clean)" if e == 0 else f"{e * 255:.4g}/255"
+def fmt_eps(e: float, norm: str = "linf") -> str:
+    if e == 0:
+        return "0 (clean)"
+    if norm == "l2":
+        return f"{e:g}"
+    return f"{e:g}" if abs(e - round(e, 2)) < 1e-9 else f"{e * 255:.4g}/255"  # 0.1 as 0.1, 20/255 as 20/255
+
+
+_TARGETS = {
+    "network": "on the undefended single pass of the model's network (a surrogate for the defended classifier)",
+    "pipeline": "on the defended classifier, gradients through the unrolled fixed-point iteration (full pipeline)",
+    "bpda": "on the defended classifier, straight-through (BPDA) gradients through the iteration",
+    "transfer": "transfer: made on model `{source}`'s network (single pass), applied to the defended classifier",
+}
 
 
 def _vs_goal(v: float | None, goal: float) -> str:
@@ -85,9 +99,17 @@ def render_readme(result: RunResult, command: str) -> str:
                  f"threshold calibrated to accept {s.rejector.target_tpr:.0%} of the MNIST validation split."),
               "- `accuracy`: prediction of the head after the fixed-point iteration; `single pass`: without iteration. "
               "OOD metrics treat MNIST (ID) as the positive class; recall = share of MNIST accepted.",
-              "- Attacks: " + "; ".join(f"`{a.label}` = {a.name} on the `{a.target.value}` "
-                                        f"({'single pass of the trained network' if a.target.value == 'network' else 'defended pipeline'}), "
-                                        f"cross-entropy loss, true labels on MNIST and the model's predictions on OOD sets" for a in s.attacks) + ".",
+              "- Labels: the true labels on MNIST; on OOD sets the attacked classifier's own predictions (ART's default).",
+              "- Rejection off: `accuracy`. Rejection on: `end-to-end` = accepted and correct, `rejected`, "
+              "`accepted & wrong` (the attacker's win).",
+              "- Attacks (`autoattack` is ART's AutoAttack ensemble, not RobustBench's standard AutoAttack):",
+              *[f"  - `{a.label}`: {ATTACKS[a.name].description}; {a.norm} eps {', '.join(fmt_eps(e, a.norm) for e in a.eps)}; "
+                f"{_TARGETS[a.target.value].format(source=a.source)}; "
+                + ("minimal-perturbation attack run once, counted at each eps only where its perturbation is within eps; "
+                   if not ATTACKS[a.name].bounded else "")
+                + (f"on a fixed seeded subset of {a.n} images per dataset; " if a.n else "on all images; ")
+                + ("MNIST and the OOD sets" if a.ood else "MNIST only")
+                + (f"; parameters {a.params}" if a.params else "") + "." for a in s.attacks],
               ""]
     for name, m in meta["models"].items():
         c = m["config"]
@@ -108,7 +130,7 @@ def render_readme(result: RunResult, command: str) -> str:
                 ours = _value(t, spec.name, attack, eps, ds, metric)
                 single = _value(t, spec.name, attack, eps, ds, f"{metric}_single_pass")
                 if ours is not None:
-                    rows.append([spec.name, _eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {OOD_NAMES[ds]}", metric,
+                    rows.append([spec.name, fmt_eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {OOD_NAMES[ds]}", metric,
                                  f"{ref:.2f}", _pct(ours), f"{100 * ours - ref:+.2f}",
                                  _pct(single), "n/a" if single is None else f"{100 * single - ref:+.2f}"])
         parts += ["## Beside the paper", "",
@@ -132,7 +154,7 @@ def render_readme(result: RunResult, command: str) -> str:
                         continue
                     ref = PAPER.get(("attractor", eps, ds, metric))
                     theirs = _value(t, paper_attractor, attack, eps, ds, metric) if paper_attractor else None
-                    rows.append([name, _eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {OOD_NAMES[ds]}", metric,
+                    rows.append([name, fmt_eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {OOD_NAMES[ds]}", metric,
                                  f">= {goal:g}", _pct(ours), _vs_goal(ours, goal), _pct(single), _vs_goal(single, goal),
                                  "n/a" if ref is None else f"{ref:.2f}", _pct(theirs)])
             parts += ["## The full-data attractor against its goals", "",
@@ -142,6 +164,8 @@ def render_readme(result: RunResult, command: str) -> str:
                       _md(["model", "eps", "data", "metric", "goal", "ours, iterated", "vs goal", "ours, one pass", "vs goal",
                            "paper's attractor", f"`{paper_attractor}`"], rows), ""]
 
+    parts += _robustness_sections(result)
+    parts += ["## Details per attack", ""]
     for a in s.attacks:
         grid = [0.0] + list(a.eps)
         cols = {"accuracy": "accuracy", "accuracy_single_pass": "acc. 1 pass", "accepted": "accepted",
@@ -150,18 +174,18 @@ def render_readme(result: RunResult, command: str) -> str:
         rows = []
         for e in grid:
             att = "none" if e == 0 else a.label
-            rows.append([_eps(e)] + [(f"{v:.1f}" if k == "mean_iterations" and v is not None else _pct(v))
+            rows.append([fmt_eps(e, a.norm)] + [(f"{v:.1f}" if k == "mean_iterations" and v is not None else _pct(v))
                                      for m in models for k in cols for v in [_value(t, m, att, e, "mnist", k)]])
-        parts += [f"## MNIST test accuracy under `{a.label}`", "", _md(header, rows), ""]
-        for ds in s.data.ood:
+        parts += [f"### MNIST test accuracy under `{a.label}`", "", _md(header, rows), ""]
+        for ds in (s.data.ood if a.ood else []):
             cols = {"ood_accuracy": "acc", "ood_precision": "prec", "ood_recall": "rec", "ood_auroc": "AUROC",
                     "ood_accuracy_single_pass": "acc 1 pass", "ood_auroc_single_pass": "AUROC 1 pass"}
             header = ["eps"] + [f"{m} {k}" for m in models for k in cols.values()]
             rows = []
             for e in grid:
                 att = "none" if e == 0 else a.label
-                rows.append([_eps(e)] + [_pct(_value(t, m, att, e, ds, k)) for m in models for k in cols])
-            parts += [f"### OOD detection, MNIST vs {OOD_NAMES[ds]}, under `{a.label}` (both attacked)", "", _md(header, rows), ""]
+                rows.append([fmt_eps(e, a.norm)] + [_pct(_value(t, m, att, e, ds, k)) for m in models for k in cols])
+            parts += [f"#### OOD detection, MNIST vs {OOD_NAMES[ds]}, under `{a.label}` (both attacked)", "", _md(header, rows), ""]
 
     cells = pd.DataFrame(meta["cell_seconds"])
     if len(cells):
@@ -170,10 +194,77 @@ def render_readme(result: RunResult, command: str) -> str:
 
         rows = [[m, trained(meta["models"][m]), "yes" if meta["models"][m]["from_cache"] else "no",
                  f"{cells[cells.model == m].seconds.sum():.0f}"] for m in models]
-        parts += ["## Time (seconds)", "", _md(["model", "training", "loaded from cache in this run", "attacks + evaluation, all cells"], rows), "",
+        parts += ["## Time (seconds)", "", _md(["model", "training", "loaded from cache in this run", "attacks + evaluation, all cells"], rows), ""]
+        labels = ["none"] + [a.label for a in s.attacks]
+        rows = [[f"`{lab}`" if lab != "none" else "clean evaluation"]
+                + [f"{cells[(cells.model == m) & (cells.attack == lab)].seconds.sum():.0f}" for m in models]
+                + [f"{cells[cells.attack == lab].seconds.sum():.0f}"] for lab in labels]
+        parts += ["Wall time per attack (all its eps and datasets; attack and evaluation):", "",
+                  _md(["attack"] + [f"`{m}`" for m in models] + ["all models"], rows), "",
                   "Per-cell times are in `run.json` (`cell_seconds`).", ""]
     parts += ["## Versions", "", _md(["package", "version"], [[k, v] for k, v in meta["versions"].items()]), ""]
     return "\n".join(parts)
+
+
+def _robustness_sections(result: RunResult) -> list[str]:
+    """Worst case, sanity flags, accuracy per attack and eps (rejection off and on), OOD acceptance."""
+    s, t, meta = result.suite, result.table, result.meta
+    parts = ["## Robustness: worst case per sample and sanity flags", "",
+             "Worst case: an image counts as robust only if it is classified correctly clean and under every attack of "
+             "that norm at that eps (`robustness.py` has the exact rules). Attacks on subsets are nested; the worst case "
+             "is taken on the images every attack saw (n). Flags (1 = raised): "
+             + ", ".join(f"`{f}`" for f in FLAGS) + "; a model with a flag is marked **potentially unreliable**. "
+             "Accuracy is of the defended classifier (after the fixed-point iteration); cells read `accuracy / end-to-end`.", ""]
+    flag_rows = []
+    for m in s.models:
+        name = m.name
+        flags = {f: _value(t, name, "sanity", 0.0, "mnist", f) for f in FLAGS}
+        unreliable = _value(t, name, "sanity", 0.0, "mnist", "potentially_unreliable")
+        mark = "**potentially unreliable**" if unreliable else "no flag raised"
+        flag_rows.append([f"`{name}`", mark] + ["not checked" if v is None else str(int(v)) for v in flags.values()])
+    parts += [_md(["model", "verdict"] + [f"`{f}`" for f in FLAGS], flag_rows), ""]
+    for name, why in meta.get("flags", {}).items():
+        parts += [f"- `{name}`: {w}." for w in why]
+    shares = t[(t.attack == "sanity") & t.metric.str.startswith("zero_gradient_share_")]
+    if len(shares):
+        parts += ["", "Share of clean images with an all-zero input gradient: "
+                  + "; ".join(f"`{r.model}` {r.metric.removeprefix('zero_gradient_share_')} {_pct(r.value)}%" for r in shares.itertuples()) + "."]
+    parts.append("")
+    for norm in ("linf", "l2"):
+        attacks = [a for a in s.attacks if a.norm == norm]
+        if not attacks:
+            continue
+        grid = sorted({e for a in attacks for e in a.eps})
+        for m in s.models:
+            name = m.name
+            unreliable = _value(t, name, "sanity", 0.0, "mnist", "potentially_unreliable")
+            rows = [["clean", "all"] + [_cell(t, name, "none", 0.0)] * len(grid)]
+            for a in attacks:
+                rows.append([f"`{a.label}`", str(a.n or "all")] + [_cell(t, name, a.label, e) if e in a.eps else "" for e in grid])
+            for wc in (f"worst_case_{norm}", f"worst_case_{norm}_all_images"):
+                ns = {_value(t, name, wc, e, "mnist", "n_samples") for e in grid} - {None}
+                if ns:
+                    rows.append([f"**{wc}**", "/".join(str(int(n)) for n in sorted(ns))] + [_cell(t, name, wc, e) for e in grid])
+            title = f"### `{name}`, {'L-inf' if norm == 'linf' else 'L2'}" + (" — potentially unreliable" if unreliable else "")
+            parts += [title, "", _md(["attack", "n"] + [f"eps {fmt_eps(e, norm)}" for e in grid], rows), ""]
+            wrong = [[f"`{lab}`"] + [_pct(_value(t, name, lab, e, "mnist", "accepted_wrong")) for e in grid]
+                     for lab in [a.label for a in attacks] + [f"worst_case_{norm}"]]
+            parts += ["Accepted and wrong (rejection on; the attacker's success), %:", "",
+                      _md(["attack"] + [f"eps {fmt_eps(e, norm)}" for e in grid], wrong), ""]
+    ood_attacks = [a for a in s.attacks if a.ood]
+    for ds in s.data.ood if ood_attacks else []:
+        grid = sorted({e for a in ood_attacks for e in a.eps})
+        rows = [[f"`{m.name}`", f"`{a.label}`"] + [_pct(_value(t, m.name, a.label, e, ds, "accepted")) if e in a.eps else "" for e in grid]
+                for m in s.models for a in ood_attacks]
+        rows += [[f"`{m.name}`", "clean", _pct(_value(t, m.name, "none", 0.0, ds, "accepted"))] + [""] * (len(grid) - 1) for m in s.models]
+        parts += [f"### {OOD_NAMES[ds]} images accepted as MNIST under attack, %", "",
+                  _md(["model", "attack"] + [f"eps {e:g}" for e in grid], rows), ""]
+    return parts
+
+
+def _cell(t: pd.DataFrame, model: str, attack: str, eps: float) -> str:
+    acc, e2e = _value(t, model, attack, eps, "mnist", "accuracy"), _value(t, model, attack, eps, "mnist", "end_to_end_accuracy")
+    return "" if acc is None else f"{_pct(acc)} / {_pct(e2e)}"
 
 
 def rerender(folder: str | Path) -> Path:

@@ -72,7 +72,10 @@ class AttractorDefence(PreprocessorPyTorch):
     def iterate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, ...) -> (fixed point G^n(x) with x's shape, iterations per sample (B,) int).
 
-        Differentiable (autograd follows the iterations performed)."""
+        Differentiable (autograd follows the iterations performed). Computed in the model's dtype
+        (ART's numpy path may hand in float64)."""
+        params = self.model.parameters() if isinstance(self.model, torch.nn.Module) else iter(())
+        x = x.to(next((p.dtype for p in params), x.dtype))
         shape = x.shape
         if not (torch.is_grad_enabled() and x.requires_grad):
             return self._iterate_no_grad(x)

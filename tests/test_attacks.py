@@ -1,0 +1,124 @@
+"""The attack registry on a small trained model: every attack respects its budget and finds
+adversarial examples; the project's PGD agrees with an independent plain-torch PGD; the
+rejection-aware attack does what it says."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from attractor_bench import ATTACKS, AttractorDefence, PearsonRejector, make_classifier
+from attractor_bench.attacks import perturbation_norms, within_budget
+from attractor_bench.cache import get_or_train
+from attractor_bench.data import load, mnist_train_val
+from attractor_bench.defenses import pearson
+from attractor_bench.training import PRESETS
+
+# Small budgets so that every attack runs in seconds on 8 images.
+FAST = {
+    "bim": {"max_iter": 10}, "pgd": {"max_iter": 10}, "pgd_l2": {"max_iter": 10},
+    "apgd_ce": {"max_iter": 10}, "apgd_dlr": {"max_iter": 10},
+    "autoattack": {"apgd_max_iter": 5, "deepfool_max_iter": 5, "square_max_iter": 20},
+    "cw_l2": {"max_iter": 10, "binary_search_steps": 2}, "cw_linf": {"max_iter": 5, "largest_const": 1.0},
+    "deepfool": {"max_iter": 10}, "square": {"max_iter": 50},
+    "hopskipjump": {"max_iter": 2, "max_eval": 50, "init_eval": 10}, "boundary": {"max_iter": 20},
+    "rejection_aware": {"max_iter": 10},
+}
+EPS = {"linf": 0.3, "l2": 4.0}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_root):
+    """A baseline network trained for a few seconds (about 85% test accuracy) and 8 test images it gets right."""
+    train, val = mnist_train_val(data_root, download=False)
+    cfg = dataclasses.replace(PRESETS["baseline"], n_train=3000, n_val=500, max_epochs=3, pretrain=False)
+    model, _, _ = get_or_train(cfg, train, val, tmp_path_factory.mktemp("cache"))
+    test = load("mnist", "test", data_root, download=False)
+    x, y = test.x[:64], test.y[:64]
+    right = model(torch.from_numpy(x)).argmax(1).numpy() == y
+    return model.eval(), x[right][:8], y[right][:8]
+
+
+def test_fast_budgets_cover_the_registry():
+    assert set(FAST) | {"fgsm"} == set(ATTACKS)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_registered_attack_respects_its_budget_and_finds_examples(trained, name):
+    model, x, y = trained
+    entry = ATTACKS[name]
+    defence = AttractorDefence(model, max_iter=1)
+    clf = make_classifier(model, defence=defence)
+    eps = EPS[entry.norm]
+    np.random.seed(0)
+    torch.manual_seed(0)
+    x_adv = entry.build(clf, eps, rejector=PearsonRejector(defence, threshold=-1.0), **FAST.get(name, {})).generate(x, y=y)
+    assert x_adv.shape == x.shape and x_adv.min() >= 0 and x_adv.max() <= 1
+    if not entry.bounded:
+        x_adv = within_budget(x_adv, x, eps, entry.norm)
+    assert perturbation_norms(x_adv, x, entry.norm).max() <= eps * (1 + 1e-5) + 1e-6
+    fooled = clf.predict(x_adv).argmax(1) != y
+    assert fooled.any(), f"{name} fooled none of 8 images at {entry.norm} eps {eps}"
+
+
+def test_within_budget_keeps_only_perturbations_inside_eps():
+    x = np.zeros((3, 1, 28, 28), np.float32)
+    x_adv = x.copy()
+    x_adv[0, 0, 0, 0], x_adv[1, 0, 0, 0], x_adv[2, 0, :2, 0] = 0.1, 0.3, 0.2
+    kept = within_budget(x_adv, x, 0.2, "linf")
+    np.testing.assert_array_equal(kept[[0, 2]], x_adv[[0, 2]])
+    np.testing.assert_array_equal(kept[1], x[1])
+    kept = within_budget(x_adv, x, 0.25, "l2")  # sample 2 has L2 size 0.283
+    np.testing.assert_array_equal(kept[2], x[2])
+    np.testing.assert_allclose(perturbation_norms(x_adv, x, "l2"), [0.1, 0.3, np.sqrt(0.08)], rtol=1e-6)
+
+
+def plain_pgd(f, x, y, eps, step, n_iter):
+    """An independent L-inf PGD (no random start) in plain torch."""
+    x0 = torch.from_numpy(x)
+    xa = x0.clone()
+    for _ in range(n_iter):
+        xa.requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(f(xa), torch.from_numpy(y))
+        grad, = torch.autograd.grad(loss, xa)
+        xa = torch.min(torch.max(xa.detach() + step * grad.sign(), x0 - eps), x0 + eps).clamp(0, 1)
+    return xa.detach().numpy()
+
+
+@pytest.mark.parametrize("defended", [False, True])
+def test_pgd_agrees_with_a_plain_torch_pgd_within_one_point(trained, data_root, defended):
+    model, _, _ = trained
+    test = load("mnist", "test", data_root, download=False)
+    x, y = test.x[1000:1400], test.y[1000:1400]
+    defence = AttractorDefence(model, max_iter=1) if defended else None
+    clf = make_classifier(model, defence=defence)
+    eps = 0.1
+    ours = ATTACKS["pgd"].build(clf, eps, max_iter=20, num_random_init=0, eps_step_ratio=0.1).generate(x, y=y)
+    f = (lambda z: model(defence.iterate(z)[0])) if defended else model
+    theirs = plain_pgd(f, x, y, eps, 0.1 * eps, 20)
+    acc = lambda xa: float((clf.predict(xa).argmax(1) == y).mean())
+    clean = acc(x)
+    assert acc(ours) < clean - 0.2  # the attack does something
+    assert abs(acc(ours) - acc(theirs)) <= 0.01, (acc(ours), acc(theirs))
+
+
+def test_rejection_aware_attack_evades_the_rejector_or_gets_ood_accepted(trained, data_root):
+    model, x, y = trained
+    defence = AttractorDefence(model, max_iter=1)
+    sim = lambda z: pearson(defence.iterate(torch.from_numpy(z))[0], torch.from_numpy(z)).numpy()
+    threshold = float(np.quantile(sim(x), 0.25))  # most clean images accepted
+    rejector = PearsonRejector(defence, threshold=threshold)
+    clf = make_classifier(model, defence=defence)
+    attack = ATTACKS["rejection_aware"].build(clf, 0.2, rejector=rejector, max_iter=30)
+    x_adv = attack.generate(x, y=y)
+    assert np.abs(x_adv - x).max() <= 0.2 + 1e-6
+    success = (clf.predict(x_adv).argmax(1) != y) & (sim(x_adv) >= threshold)
+    plain = ATTACKS["pgd"].build(clf, 0.2, max_iter=30).generate(x, y=y)
+    plain_success = (clf.predict(plain).argmax(1) != y) & (sim(plain) >= threshold)
+    assert success.sum() >= max(plain_success.sum(), 1)  # at least as good as PGD, which ignores the rejector
+    # OOD mode: no labels, push the similarity of Fashion-MNIST images above the threshold
+    ood = load("fashion_mnist", "test", data_root, download=False).x[:16]
+    before = (sim(ood) >= threshold).mean()
+    after = (sim(attack.generate(ood)) >= threshold).mean()
+    assert after > before
