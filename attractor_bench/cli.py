@@ -57,12 +57,12 @@ def _summary(result) -> Table:
         unreliable = keyed.get((m.name, "sanity", 0.0, "mnist", "potentially_unreliable"), 0)
         verdict = "[bold red]potentially unreliable[/]" if unreliable else "no flag"
         rows = t[(t.model == m.name) & (t.dataset == "mnist") & (t.metric == "accuracy")
-                 & ((t.attack == "none") | t.attack.str.match(r"worst_case_(linf|l2)$"))]
+                 & ((t.attack == "none") | t.attack.str.match(r"worst_case_(linf|l2)(_all_images)?$"))]
         for r in rows.itertuples():
             n = keyed.get((m.name, r.attack, r.eps, "mnist", "n_samples"))
             e2e = keyed[(m.name, r.attack, r.eps, "mnist", "end_to_end_accuracy")]
-            eps = "0" if r.eps == 0 else fmt_eps(r.eps, "l2" if r.attack.endswith("l2") else "linf")
-            table.add_row(m.name, "clean" if r.attack == "none" else r.attack.removeprefix("worst_case_"), eps,
+            eps = "0" if r.eps == 0 else fmt_eps(r.eps, "l2" if "_l2" in r.attack else "linf")
+            table.add_row(m.name, "clean" if r.attack == "none" else r.attack.removeprefix("worst_case_").replace("_", ", "), eps,
                           "all" if n is None else str(int(n)), f"{100 * r.value:.2f} / {100 * e2e:.2f}", verdict)
     return table
 
@@ -137,7 +137,9 @@ def list_registered() -> None:
     for name, factory in DEFENCES.items():
         table.add_row("defence", name, ((factory.__doc__ or "").strip().splitlines() or [""])[0])
     for name, entry in ATTACKS.items():
-        table.add_row("attack", name, f"{entry.description} ({entry.norm})")
+        kind = {"gradient": "white box", "score": "black box, scores", "decision": "black box, labels"}[entry.kind]
+        table.add_row("attack", name, f"{entry.description} ({entry.norm}, {kind}"
+                                      f"{'' if entry.bounded else ', minimal perturbation'})")
     out.print(table)
 
 

@@ -254,11 +254,11 @@ def _robustness_sections(result: RunResult) -> list[str]:
     ood_attacks = [a for a in s.attacks if a.ood]
     for ds in s.data.ood if ood_attacks else []:
         grid = sorted({e for a in ood_attacks for e in a.eps})
-        rows = [[f"`{m.name}`", f"`{a.label}`"] + [_pct(_value(t, m.name, a.label, e, ds, "accepted")) if e in a.eps else "" for e in grid]
+        rows = [[f"`{m.name}`", f"`{a.label}`", _pct(_value(t, m.name, "none", 0.0, ds, "accepted"))]
+                + [_pct(_value(t, m.name, a.label, e, ds, "accepted")) if e in a.eps else "" for e in grid]
                 for m in s.models for a in ood_attacks]
-        rows += [[f"`{m.name}`", "clean", _pct(_value(t, m.name, "none", 0.0, ds, "accepted"))] + [""] * (len(grid) - 1) for m in s.models]
         parts += [f"### {OOD_NAMES[ds]} images accepted as MNIST under attack, %", "",
-                  _md(["model", "attack"] + [f"eps {e:g}" for e in grid], rows), ""]
+                  _md(["model", "attack", "clean"] + [f"eps {e:g}" for e in grid], rows), ""]
     return parts
 
 

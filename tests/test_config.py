@@ -46,6 +46,15 @@ def test_warm_start_from_an_earlier_model(tmp_path):
     assert mine.init == base
 
 
+def test_attack_keys_parse(tmp_path):
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    doc["attacks"] = [{"name": "pgd", "label": "tr", "eps": [0.1], "target": "transfer", "source": "base", "n": 50, "ood": False},
+                      {"name": "deepfool", "eps": [1.5, 3], "target": "pipeline"}]
+    tr, df = load_suite(write(tmp_path, doc)).attacks
+    assert (tr.target, tr.source, tr.n, tr.ood, tr.norm) == (Target.TRANSFER, "base", 50, False, "linf")
+    assert (df.eps, df.norm, df.n, df.ood) == ((1.5, 3.0), "l2", None, True)
+
+
 def bad(**changes):
     doc = yaml.safe_load(yaml.safe_dump(GOOD))
     for path, value in changes.items():
@@ -79,6 +88,16 @@ CASES = [
     (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "params": {"eps_step": 0.1}}]}), r"params\.eps_step: unknown key.*eps_step_ratio"),
     (bad(reference="paper", **{"attacks": [{"name": "pgd", "eps": [0.1]}]}), r"reference: 'paper' compares with the paper's FGSM"),
     ({k: v for k, v in GOOD.items() if k != "attacks"}, r"missing required key 'attacks'"),
+    (bad(**{"attacks": [{"name": "pgd_l2", "eps": [30]}]}), r"attacks\[0\]\.eps\[0\]: 30 is outside \[0, 28\]"),
+    (bad(**{"attacks": [{"name": "pgd", "eps": [2.0]}]}), r"attacks\[0\]\.eps\[0\]: 2 is outside \[0, 1\]"),
+    (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "target": "transfer"}]}), r"attacks\[0\]\.source: target 'transfer' needs"),
+    (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "target": "transfer", "source": "nobody"}]}), r"attacks\[0\]\.source: unknown value 'nobody'"),
+    (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "source": "base"}]}), r"attacks\[0\]\.source: only attacks with target 'transfer'"),
+    (bad(**{"attacks": [{"name": "rejection_aware", "eps": [0.1], "target": "bpda"}]}), r"attacks\[0\]\.target: rejection_aware .* use target 'pipeline'"),
+    (bad(**{"attacks": [{"name": "square", "eps": [0.1], "target": "bpda"}]}), r"attacks\[0\]\.target: square is a black-box attack"),
+    (bad(**{"attacks": [{"name": "square", "eps": [0.1], "n": 0}]}), r"attacks\[0\]\.n: must be >= 1"),
+    (bad(**{"attacks": [{"name": "square", "eps": [0.1], "ood": "no"}]}), r"attacks\[0\]\.ood: expected true or false"),
+    (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "label": "worst_case_linf"}]}), r"attacks\[0\]\.label: label 'worst_case_linf' is used twice \(or reserved\)"),
 ]
 
 
