@@ -226,6 +226,7 @@ def run_suite(
             grid = [(None, 0.0)] + [(a, e) for a in suite.attacks for e in a.eps]
             for attack, eps in grid:
                 label = attack.label if attack else "none"
+                entry = ATTACKS[attack.name] if attack else None
                 outputs = {}
                 for ds in datasets(attack):
                     bar.update(cells, description=f"{spec.name} {label} eps={eps:.4f} {ds}")
@@ -235,7 +236,6 @@ def run_suite(
                     y = sets[ds].y[idx] if ds == "mnist" else None
                     x_adv = x
                     if attack is not None and eps > 0:
-                        entry = ATTACKS[attack.name]
                         if attack.target is Target.TRANSFER:
                             key = (label, eps, ds)
                             if key not in transfer_cache:
@@ -261,7 +261,6 @@ def run_suite(
                     meta["cell_seconds"].append(dict(model=spec.name, attack=label, eps=eps, dataset=ds, seconds=round(seconds, 2)))
                     outputs[ds] = out
                     rows += _rows(spec.name, label, eps, ds, metrics)
-                    entry = ATTACKS[attack.name] if attack else None
                     records[ds].append(Record(
                         label, eps, entry.norm if entry else "none", entry.kind if entry else "clean",
                         bool(entry and entry.single_step), attack.target.value if attack else "none", idx,
