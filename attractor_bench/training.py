@@ -25,6 +25,7 @@ from torch import nn
 
 from .data import Split
 from .losses import PenaltyMethod, RecReduction, attractor_loss
+from .determinism import deterministic
 from .models import MODEL_VERSION, Activation, AttractorNet, Chain
 
 # progress(stage_name, epoch, max_epochs, val_accuracy) is called after every epoch.
@@ -178,7 +179,14 @@ def _fit_stage(
 def train(train: Split, val: Split, cfg: TrainConfig, progress: ProgressFn | None = None,
           init: AttractorNet | None = None) -> tuple[AttractorNet, History]:
     """Train an AttractorNet on (a subset of) `train`, early-stopping on `val`. With `init` (the
-    model of `cfg.init`), start from its weights and only fine-tune."""
+    model of `cfg.init`), start from its weights and only fine-tune. Bit-for-bit the same from
+    the same seed and data on the same machine (`determinism.deterministic`)."""
+    with deterministic():
+        return _train(train, val, cfg, progress, init)
+
+
+def _train(train: Split, val: Split, cfg: TrainConfig, progress: ProgressFn | None,
+           init: AttractorNet | None) -> tuple[AttractorNet, History]:
     train, val = select_training_data(train, val, cfg)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
