@@ -25,6 +25,7 @@ not RobustBench's standard AutoAttack.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -55,13 +56,33 @@ class AttackEntry:
     kind: str  # gradient | score | decision
     description: str
     defaults: dict = field(default_factory=dict)
-    params: frozenset = frozenset()  # keys a suite may give in `params`
+    params: frozenset | None = frozenset()  # keys a suite may give in `params` (None: whatever the factory takes)
     bounded: bool = True
     single_step: bool = False
     needs_rejector: bool = False
 
-    def allowed_params(self) -> set[str]:
-        return set(self.params)
+    def allowed_params(self) -> set[str] | None:
+        return None if self.params is None else set(self.params)
+
+    @classmethod
+    def from_callable(cls, factory: Callable[..., Any]) -> "AttackEntry":
+        """An outside attack: `factory(classifier, eps, **params)` returns an object with
+        `generate(x, y) -> x_adv`. Optional attributes of the factory describe it: `norm`
+        ('linf' default, or 'l2'), `kind` ('gradient' default, 'score', 'decision'), `bounded`
+        (True), `single_step` (False). Its docstring's first line is its description."""
+        if isinstance(factory, cls):
+            return factory
+        norm, kind = getattr(factory, "norm", "linf"), getattr(factory, "kind", "gradient")
+        if norm not in NORMS or kind not in ("gradient", "score", "decision"):
+            raise ValueError(f"attack {getattr(factory, '__name__', factory)!r}: norm must be one of {sorted(NORMS)} and kind "
+                             f"one of gradient, score, decision; got norm={norm!r}, kind={kind!r}.")
+        sig = inspect.signature(factory).parameters.values()
+        params = None if any(p.kind is p.VAR_KEYWORD for p in sig) else frozenset(
+            p.name for p in sig if p.name not in ("classifier", "clf", "eps", "rejector")
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        doc = ((factory.__doc__ or "").strip().splitlines() or [getattr(factory, "__name__", "outside attack")])[0]
+        return cls(factory, norm, kind, doc, {}, params, bool(getattr(factory, "bounded", True)),
+                   bool(getattr(factory, "single_step", False)))
 
     def build(self, classifier, eps: float, rejector=None, **params):
         """The attack for `classifier` at budget `eps` (ignored by minimal-perturbation attacks)."""

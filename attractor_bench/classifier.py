@@ -1,4 +1,4 @@
-"""The ART classifier factory: a trained AttractorNet as an `art` PyTorchClassifier.
+"""The ART classifier factory: a trained model as an `art` PyTorchClassifier that checks its inputs.
 
 >>> clf = make_classifier(model, defence=AttractorDefence(model))
 >>> x_adv = FastGradientMethod(clf, eps=0.1).generate(x)   # gradients through the defence
@@ -6,13 +6,40 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from art.defences.preprocessor.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 
+from .defenses import check_images
 from .models import N_CLASSES
 
 INPUT_SHAPE = (1, 28, 28)
+
+
+def _check(x, where: str) -> None:
+    check_images(x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x)), where)
+
+
+class CheckedClassifier(PyTorchClassifier):
+    """ART's PyTorchClassifier, raising ValueError for inputs of the wrong shape, outside [0, 1]
+    or with NaN/Inf (ART would otherwise fail deep inside torch, or silently clip them)."""
+
+    def predict(self, x, batch_size: int = 128, training_mode: bool = False, **kwargs):
+        _check(x, "classifier.predict")
+        return super().predict(x, batch_size=batch_size, training_mode=training_mode, **kwargs)
+
+    def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):
+        _check(x, "classifier.loss_gradient")
+        return super().loss_gradient(x, y, training_mode=training_mode, **kwargs)
+
+    def class_gradient(self, x, label=None, training_mode: bool = False, **kwargs):
+        _check(x, "classifier.class_gradient")
+        return super().class_gradient(x, label=label, training_mode=training_mode, **kwargs)
+
+    def fit(self, x, y, batch_size: int = 128, nb_epochs: int = 10, training_mode: bool = True, **kwargs):
+        _check(x, "classifier.fit")
+        return super().fit(x, y, batch_size=batch_size, nb_epochs=nb_epochs, training_mode=training_mode, **kwargs)
 
 
 def make_classifier(
@@ -20,7 +47,7 @@ def make_classifier(
 ) -> PyTorchClassifier:
     """`model` maps (B, 1, 28, 28) images in [0, 1] to logits; `defence`, if given, is applied to
     every input first (prediction and gradients alike). Loss: cross-entropy on the logits."""
-    return PyTorchClassifier(
+    return CheckedClassifier(
         model=model,
         loss=torch.nn.CrossEntropyLoss(),
         input_shape=INPUT_SHAPE,

@@ -23,7 +23,7 @@ out = Console()
 DataRoot = Annotated[Path | None, typer.Option("--data-root", envvar="ATTRACTOR_BENCH_DATA",
                      help="Folder with the datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py).")]
 CacheDir = Annotated[Path | None, typer.Option("--cache-dir", envvar="ATTRACTOR_BENCH_CACHE",
-                     help="Where trained models are cached (default ~/.cache/attractor-bench).")]
+                     help="Where trained models and finished cells are stored (default ~/.cache/attractor-bench).")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
 
@@ -37,7 +37,8 @@ def _errors(debug: bool) -> Iterator[None]:
         err.print(f"[bold red]Error:[/] {e}", highlight=False)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
-        err.print("[yellow]Interrupted: nothing was written for this run.[/]")
+        err.print("[yellow]Interrupted: no result files were written. The cells finished so far are stored in the cache; "
+                  "run the same command again to resume from them.[/]")
         raise typer.Exit(130) from None
 
 
@@ -75,16 +76,23 @@ def run(
     cache_dir: CacheDir = None,
     download: Annotated[bool, typer.Option("--download/--no-download", help="Download missing datasets (needs network).")] = True,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Recompute every cell instead of resuming from the cells stored "
+                                        "by earlier runs (trained models are still reused).")] = False,
     debug: Debug = False,
 ) -> None:
-    """Train (or load from the cache) the suite's models, run its attacks, write result tables."""
+    """Train (or load from the cache) the suite's models, run its attacks, write result tables.
+
+    Every finished (model, attack, eps, dataset) cell is stored in the cache as soon as it is done,
+    so a run that was interrupted or killed resumes where it stopped when started again, and
+    gives the same tables as an uninterrupted run."""
     from .config import load_suite
     from .report import write_results
     from .runner import run_suite
 
     with _errors(debug):
         spec = load_suite(suite)  # validate before any work
-        result = run_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err, progress=progress)
+        result = run_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err, progress=progress,
+                           fresh=fresh)
         command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "run", suite]
                            + (["--results-dir", results_dir] if results_dir != Path("results") else [])
                            + (["--data-root", data_root] if data_root else []))
@@ -93,6 +101,10 @@ def run(
         for name, why in result.meta["flags"].items():
             for w in why:
                 out.print(f"[yellow]flag[/] {name}: {w}.", highlight=False)
+        cells = result.meta["cells"]
+        if cells["from_store"]:
+            out.print(f"Resumed: {cells['from_store']} of {cells['total']} cells came from the store, {cells['computed']} were "
+                      "computed (--fresh recomputes them all).", highlight=False)
         out.print(f"Wrote {folder}/results.csv, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
 
 
@@ -121,26 +133,35 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")], de
 
 
 @app.command("list")
-def list_registered() -> None:
-    """Show the registered models (presets), defences and attacks."""
-    from .attacks import ATTACKS
-    from .defenses import DEFENCES
-    from .training import PRESETS
+def list_registered(debug: Debug = False) -> None:
+    """Show the registered models, defences and attacks, and where each comes from (built in, or the
+    installed distribution whose entry point adds it). Suites can also name an outside
+    'module:callable' directly."""
+    from .attacks import AttackEntry
+    from .plugins import GROUPS, available
+    from .training import TrainConfig
 
-    table = Table(title="registered")
-    for col in ("kind", "name", "description"):
-        table.add_column(col)
-    for name, cfg in PRESETS.items():
-        extra = f", L_rec {cfg.rec_reduction.value}, L_eigen {cfg.penalty.value}" if cfg.weights[1] > 0 else ""
-        start = ", fine-tuned from the baseline preset's weights" if cfg.init is not None else ""
-        table.add_row("model", name, f"attractor network, weights a = {cfg.weights}, n_train = {cfg.n_train}{extra}{start}")
-    for name, factory in DEFENCES.items():
-        table.add_row("defence", name, ((factory.__doc__ or "").strip().splitlines() or [""])[0])
-    for name, entry in ATTACKS.items():
-        kind = {"gradient": "white box", "score": "black box, scores", "decision": "black box, labels"}[entry.kind]
-        table.add_row("attack", name, f"{entry.description} ({entry.norm}, {kind}"
-                                      f"{'' if entry.bounded else ', minimal perturbation'})")
-    out.print(table)
+    def describe(kind: str, obj) -> str:
+        if obj is None:
+            return "(not loaded)"
+        if kind == "model" and isinstance(obj, TrainConfig):
+            extra = f", L_rec {obj.rec_reduction.value}, L_eigen {obj.penalty.value}" if obj.weights[1] > 0 else ""
+            start = ", fine-tuned from the baseline preset's weights" if obj.init is not None else ""
+            return f"attractor network, weights a = {obj.weights}, n_train = {obj.n_train}{extra}{start}"
+        if kind == "attack":
+            entry = AttackEntry.from_callable(obj)
+            how = {"gradient": "white box", "score": "black box, scores", "decision": "black box, labels"}[entry.kind]
+            return f"{entry.description} ({entry.norm}, {how}{'' if entry.bounded else ', minimal perturbation'})"
+        return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+
+    with _errors(debug):
+        table = Table(title="registered (entry point groups: " + ", ".join(GROUPS.values()) + ")")
+        for col in ("kind", "name", "origin", "description"):
+            table.add_column(col)
+        for kind in ("model", "defence", "attack"):
+            for name, origin, obj in available(kind):
+                table.add_row(kind, name, origin, describe(kind, obj))
+        out.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,8 @@ Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.
     models:
       baseline: {preset: baseline}
       attractor: {preset: attractor, train: {max_epochs: 100}}
-    defence: {name: attractor, tol: 0.001, max_iter: 50, backward: unrolled}
+      mine: {preset: "my_pkg.models:build", params: {width: 256}, defence: {name: none}}   # an outside model
+    defence: {name: attractor, tol: 0.001, max_iter: 50, backward: unrolled}   # the default of every model
     rejector: {threshold: 0.8}       # or {target_tpr: 0.95}, calibrated on the validation split
     attacks:
       - {name: fgsm, eps: [1/255, 20/255], target: network}
@@ -19,6 +20,7 @@ Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -27,10 +29,11 @@ from typing import Any
 
 import yaml
 
-from .attacks import ATTACKS
+from .attacks import AttackEntry
 from .data import DATASETS
-from .defenses import DEFENCES, Backward
+from .defenses import Backward
 from .errors import ConfigError
+from .plugins import BUILT_IN, PluginError, resolve
 from .training import PRESETS, TrainConfig, with_seed
 
 
@@ -56,16 +59,31 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    preset: str
-    train: TrainConfig
-
-
-@dataclass(frozen=True)
 class DefenceSpec:
     name: str = "attractor"
     params: dict = field(default_factory=lambda: {"tol": 1e-3, "max_iter": 50, "backward": "unrolled"})
+    factory: Any = None  # factory(model, **params) -> ART preprocessor or None; None here: the built-in `name`
+    origin: str = BUILT_IN
+
+    def build(self, model):
+        from .defenses import DEFENCES
+
+        return (self.factory or DEFENCES[self.name])(model, **self.params)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model under test. Built-in presets (`train` set) are attractor networks trained and cached
+    here; an outside model (`builder` set) is `builder(train=Split, val=Split, seed=int, **params)`
+    returning a trained `torch.nn.Module` that maps (N, 1, 28, 28) images in [0, 1] to logits."""
+
+    name: str
+    preset: str
+    train: TrainConfig | None
+    defence: DefenceSpec = DefenceSpec()
+    builder: Any = None
+    params: dict = field(default_factory=dict)
+    origin: str = BUILT_IN
 
 
 @dataclass(frozen=True)
@@ -84,10 +102,18 @@ class AttackSpec:
     source: str | None = None  # the model whose network makes transfer examples
     n: int | None = None  # a fixed, seeded subset of this many images per dataset (None: all of them)
     ood: bool = True  # also attack the OOD sets (else MNIST only)
+    entry: AttackEntry | None = None  # what builds it (None: the built-in `name`)
+    origin: str = BUILT_IN
+
+    def __post_init__(self):
+        if self.entry is None:
+            from .attacks import ATTACKS
+
+            object.__setattr__(self, "entry", ATTACKS[self.name])
 
     @property
     def norm(self) -> str:
-        return ATTACKS[self.name].norm
+        return self.entry.norm
 
 
 # The largest meaningful budget per norm: the diameter of [0, 1]^784 in that norm.
@@ -116,10 +142,11 @@ class _Reader:
     def fail(self, key: str, msg: str) -> ConfigError:
         return ConfigError(f"{self.path}: {key}: {msg}")
 
-    def mapping(self, value: Any, key: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    def mapping(self, value: Any, key: str, allowed: set[str] | None, required: set[str] = frozenset()) -> dict:
+        """A mapping with only `allowed` keys (None: any) and the `required` ones."""
         if not isinstance(value, dict):
             raise self.fail(key, f"expected a mapping, got {type(value).__name__}.")
-        unknown = sorted(set(map(str, value)) - allowed)
+        unknown = sorted(set(map(str, value)) - allowed) if allowed is not None else []
         if unknown:
             raise self.fail(f"{key}.{unknown[0]}" if key else unknown[0],
                             f"unknown key. Allowed here: {', '.join(sorted(allowed))}.")
@@ -150,6 +177,15 @@ class _Reader:
         if not lo <= value <= hi:
             raise self.fail(key, f"{value:g} is outside [{lo:g}, {hi:g}].")
         return value
+
+    def registered(self, kind: str, value: Any, key: str):
+        """The attack, defence or model called `value` (built in, an entry point, or 'module:callable')."""
+        if not isinstance(value, str):
+            raise self.fail(key, f"expected the name of {'an' if kind[0] in 'aeiou' else 'a'} {kind} (or a 'module:callable' reference), got {value!r}.")
+        try:
+            return resolve(kind, value)
+        except PluginError as e:
+            raise self.fail(key, str(e)) from None
 
     def choice(self, value: Any, key: str, options) -> str:
         options = list(options)
@@ -204,34 +240,30 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     ood = tuple(r.choice(o, f"data.ood[{i}]", [n for n in DATASETS if n != "mnist"]) for i, o in enumerate(ood))
     data = DataSpec(r.integer(d.get("n_test"), "data.n_test", 1, True), r.integer(d.get("n_ood"), "data.n_ood", 1, True), ood)
 
+    defence = _defence(r, top.get("defence"), "defence")
     models_raw = r.mapping(top["models"], "models", set(map(str, top["models"])) if isinstance(top["models"], dict) else set())
     if not models_raw:
         raise r.fail("models", "at least one model is required.")
     models, earlier = [], {}
     for name, spec in models_raw.items():
         key = f"models.{name}"
-        spec = r.mapping(spec or {}, key, {"preset", "train"}, {"preset"})
-        preset = r.choice(spec["preset"], f"{key}.preset", PRESETS)
-        overrides = spec.get("train") or {}
-        cfg = _train_config(r, preset, overrides, f"{key}.train", earlier)
-        if "seed" not in overrides:  # an init named from the suite already has the suite's seed
-            cfg = dataclasses.replace(cfg, seed=seed) if "init" in overrides else with_seed(cfg, seed)
-        models.append(ModelSpec(str(name), preset, cfg))
-        earlier[str(name)] = cfg
-
-    dr = r.mapping(top.get("defence") or {}, "defence", {"name", "tol", "max_iter", "backward", "clip"})
-    params = dict(DefenceSpec().params)
-    if "tol" in dr:
-        params["tol"] = r.number(dr["tol"], "defence.tol", 1e-12, 1.0)
-    if "max_iter" in dr:
-        params["max_iter"] = r.integer(dr["max_iter"], "defence.max_iter", 0)
-    if "backward" in dr:
-        params["backward"] = r.choice(dr["backward"], "defence.backward", [b.value for b in Backward])
-    if "clip" in dr:
-        if not isinstance(dr["clip"], bool):
-            raise r.fail("defence.clip", f"expected true or false, got {dr['clip']!r}.")
-        params["clip"] = dr["clip"]
-    defence = DefenceSpec(r.choice(dr.get("name", "attractor"), "defence.name", DEFENCES), params)
+        spec = r.mapping(spec or {}, key, {"preset", "train", "params", "defence"}, {"preset"})
+        reg = r.registered("model", spec["preset"], f"{key}.preset")
+        model_defence = _defence(r, spec["defence"], f"{key}.defence") if "defence" in spec else defence
+        if isinstance(reg.obj, TrainConfig):  # an attractor-network preset, trained and cached here
+            if "params" in spec:
+                raise r.fail(f"{key}.params", f"preset {reg.name!r} is configured by 'train', not 'params'.")
+            overrides = spec.get("train") or {}
+            cfg = _train_config(r, reg.name, overrides, f"{key}.train", earlier)
+            if "seed" not in overrides:  # an init named from the suite already has the suite's seed
+                cfg = dataclasses.replace(cfg, seed=seed) if "init" in overrides else with_seed(cfg, seed)
+            models.append(ModelSpec(str(name), reg.name, cfg, model_defence, origin=reg.origin))
+            earlier[str(name)] = cfg
+        else:  # an outside model: builder(train=, val=, seed=, **params) -> trained torch.nn.Module
+            if "train" in spec:
+                raise r.fail(f"{key}.train", f"{reg.name!r} is an outside model: give its options under 'params'.")
+            params = r.mapping(spec.get("params") or {}, f"{key}.params", _accepted(reg.obj, "train", "val", "seed"))
+            models.append(ModelSpec(str(name), reg.name, None, model_defence, reg.obj, dict(params), reg.origin))
 
     rr = r.mapping(top.get("rejector") or {}, "rejector", {"threshold", "target_tpr"})
     if "threshold" in rr and "target_tpr" in rr:
@@ -248,8 +280,12 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     for i, a in enumerate(top["attacks"]):
         key = f"attacks[{i}]"
         a = r.mapping(a, key, {"name", "label", "eps", "target", "params", "source", "n", "ood"}, {"name", "eps"})
-        name = r.choice(a["name"], f"{key}.name", ATTACKS)
-        entry = ATTACKS[name]
+        reg = r.registered("attack", a["name"], f"{key}.name")
+        try:
+            entry = AttackEntry.from_callable(reg.obj)
+        except ValueError as e:
+            raise r.fail(f"{key}.name", str(e)) from None
+        name = reg.name
         label = str(a.get("label", name))
         if label in labels or label == "none" or label.startswith(("worst_case", "sanity")):
             raise r.fail(f"{key}.label", f"label {label!r} is used twice (or reserved); give each attack a unique label.")
@@ -270,6 +306,10 @@ def parse_suite(raw: Any, path: Path) -> Suite:
             raise r.fail(f"{key}.source", "only attacks with target 'transfer' take a source model.")
         if entry.needs_rejector and target is not Target.PIPELINE:
             raise r.fail(f"{key}.target", f"{name} differentiates through the unrolled iteration and the rejector: use target 'pipeline'.")
+        without = [m.name for m in models if m.defence.name != "attractor"]
+        if entry.needs_rejector and without:
+            raise r.fail(f"{key}.name", f"{name} attacks the attractor defence's rejector, which model {without[0]!r} does not "
+                                        "have (its defence is not 'attractor'). Remove the attack or that model.")
         if entry.kind != "gradient" and target not in (Target.NETWORK, Target.PIPELINE):
             raise r.fail(f"{key}.target", f"{name} is a black-box attack (it queries predictions only): use target 'pipeline' "
                                           "(or 'network' to query the undefended single pass).")
@@ -278,7 +318,7 @@ def parse_suite(raw: Any, path: Path) -> Suite:
         if not isinstance(ood, bool):
             raise r.fail(f"{key}.ood", f"expected true or false, got {ood!r}.")
         params = r.mapping(a.get("params") or {}, f"{key}.params", entry.allowed_params())
-        attacks.append(AttackSpec(label, name, eps, target, params, source, n, ood))
+        attacks.append(AttackSpec(label, name, eps, target, params, source, n, ood, entry, reg.origin))
 
     reference = top.get("reference")
     if reference is not None:
@@ -289,6 +329,40 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise r.fail("name", f"{name!r} must use only letters, digits, '_', '-', '.' (it names a results folder).")
     return Suite(name, path, seed, reference, data, tuple(models), defence, rejector, tuple(attacks))
+
+
+def _accepted(factory, *reserved: str) -> set[str] | None:
+    """The keyword parameters a suite may give a callable (None: any, it takes **kwargs)."""
+    try:
+        sig = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in sig):
+        return None
+    return {p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"model", *reserved}
+
+
+def _defence(r: _Reader, raw: Any, key: str) -> DefenceSpec:
+    """A `defence` mapping: `name` plus the defence's parameters (checked for the built-in one)."""
+    raw = r.mapping(raw or {}, key, None)
+    reg = r.registered("defence", raw.get("name", "attractor"), f"{key}.name")
+    if reg.name != "attractor" or reg.origin != BUILT_IN:
+        given = {k: v for k, v in raw.items() if k != "name"}
+        r.mapping(given, key, (_accepted(reg.obj) | {"name"}) if _accepted(reg.obj) is not None else None)
+        return DefenceSpec(reg.name, given, None if reg.origin == BUILT_IN else reg.obj, reg.origin)
+    r.mapping(raw, key, {"name", "tol", "max_iter", "backward", "clip"})
+    params = dict(DefenceSpec().params)
+    if "tol" in raw:
+        params["tol"] = r.number(raw["tol"], f"{key}.tol", 1e-12, 1.0)
+    if "max_iter" in raw:
+        params["max_iter"] = r.integer(raw["max_iter"], f"{key}.max_iter", 0)
+    if "backward" in raw:
+        params["backward"] = r.choice(raw["backward"], f"{key}.backward", [b.value for b in Backward])
+    if "clip" in raw:
+        if not isinstance(raw["clip"], bool):
+            raise r.fail(f"{key}.clip", f"expected true or false, got {raw['clip']!r}.")
+        params["clip"] = raw["clip"]
+    return DefenceSpec("attractor", params)
 
 
 def paper_attack(attacks) -> AttackSpec | None:

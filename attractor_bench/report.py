@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .attacks import ATTACKS
 from .config import paper_attack
 from .robustness import FLAGS
 from .paper import GOALS, PAPER
@@ -74,6 +73,17 @@ _TARGETS = {
 }
 
 
+def _defence_text(spec) -> str:
+    p = spec.params
+    if spec.name == "attractor" and spec.origin == "built-in":
+        return (f"`attractor`: iterate x <- G(x) until max|x_(k+1) - x_k| < {p['tol']:g} per sample, at most {p['max_iter']} "
+                f"iterations, iterates clipped to [0, 1]: {p.get('clip', True)}; backward pass for `pipeline` attacks: "
+                f"`{p['backward']}`.")
+    if spec.name == "none":
+        return "none (the model's single pass; `pipeline` attacks see the network itself)."
+    return f"`{spec.name}` ({spec.origin}), parameters {p or {}}; `bpda` attacks see it as the identity in the backward pass."
+
+
 def _vs_goal(v: float | None, goal: float) -> str:
     return "n/a" if v is None else "met" if 100 * v >= goal else f"{goal - 100 * v:.2f} short"
 
@@ -91,10 +101,14 @@ def render_readme(result: RunResult, command: str) -> str:
              f"commit `{meta.get('commit') or 'unknown'}`, in {meta['wall_seconds']:.0f} s. "
              "`results.csv` holds every number below (fractions; shown here in percent), `run.json` the run's metadata.", ""]
     d = s.defence.params
+    defences = {}
+    for m in s.models:
+        defences.setdefault((m.defence.name, m.defence.origin, json.dumps(m.defence.params, sort_keys=True)), []).append(m.name)
     parts += ["## Choices", "",
-              f"- Defence `{s.defence.name}`: iterate x <- G(x) until max|x_(k+1) - x_k| < {d['tol']:g} per sample, at most "
-              f"{d['max_iter']} iterations, iterates clipped to [0, 1]: {d.get('clip', True)}; backward pass for `pipeline` attacks: `{d['backward']}`.",
-              "- Rejector: Pearson similarity between the input and its fixed point, "
+              *[f"- Defence of {', '.join(f'`{n}`' for n in names)}: {_defence_text(spec)}"
+                for spec, names in ((next(m.defence for m in s.models if m.name == names[0]), names)
+                                    for names in defences.values())],
+              "- Rejector (models with the attractor defence): Pearson similarity between the input and its fixed point, "
               + (f"threshold T = {s.rejector.threshold:g}." if s.rejector.target_tpr is None else
                  f"threshold calibrated to accept {s.rejector.target_tpr:.0%} of the MNIST validation split."),
               "- `accuracy`: prediction of the head after the fixed-point iteration; `single pass`: without iteration. "
@@ -103,20 +117,24 @@ def render_readme(result: RunResult, command: str) -> str:
               "- Rejection off: `accuracy`. Rejection on: `end-to-end` = accepted and correct, `rejected`, "
               "`accepted & wrong` (the attacker's win).",
               "- Attacks (`autoattack` is ART's AutoAttack ensemble, not RobustBench's standard AutoAttack):",
-              *[f"  - `{a.label}`: {ATTACKS[a.name].description}; {a.norm} eps {', '.join(fmt_eps(e, a.norm) for e in a.eps)}; "
+              *[f"  - `{a.label}`: {a.entry.description}; {a.norm} eps {', '.join(fmt_eps(e, a.norm) for e in a.eps)}; "
                 f"{_TARGETS[a.target.value].format(source=a.source)}; "
                 + ("minimal-perturbation attack run once, counted at each eps only where its perturbation is within eps; "
-                   if not ATTACKS[a.name].bounded else "")
+                   if not a.entry.bounded else "")
                 + (f"on a fixed seeded subset of {a.n} images per dataset; " if a.n else "on all images; ")
                 + ("MNIST and the OOD sets" if a.ood else "MNIST only")
                 + (f"; parameters {a.params}" if a.params else "") + "." for a in s.attacks],
               ""]
     for name, m in meta["models"].items():
+        if "config" not in m:  # an outside model
+            parts.append(f"- Model `{name}`: `{m['preset']}` ({m.get('origin', 'outside')}), parameters {m.get('params') or {}}, "
+                         f"weights fingerprint `{m.get('weights', '?')[:12]}`.")
+            continue
         c = m["config"]
         h = m["history"]
         parts.append(f"- Model `{name}` (preset `{m['preset']}`): weights a = {tuple(c['weights'])}, n_train = {c['n_train']}, "
                      f"output activation {c['output_activation']}, L_rec {c['rec_reduction']}, L_eigen {c['penalty']}, "
-                     f"threshold used {m['threshold']:.4f}; best epoch / epochs run per stage: "
+                     + ("no rejector" if m.get("threshold") is None else f"threshold used {m['threshold']:.4f}") + "; best epoch / epochs run per stage: "
                      + ", ".join(f"{k} {v['best_epoch']}/{v['epochs']} (val acc {v['best_val_accuracy']:.2%})" for k, v in h.items()) + ".")
     parts.append("")
 
@@ -136,7 +154,7 @@ def render_readme(result: RunResult, command: str) -> str:
         parts += ["## Beside the paper", "",
                   f"Paper: Alipour & SeyyedSalehi, Tables 1-2 and section 3.2, in percent. Ours: attack `{fgsm.label}` "
                   "(FGSM on the network's single pass); *iterated* = classified and scored at G^n(x) after the defence's "
-                  f"iterations (the paper's test-time procedure; here at most {d['max_iter']}, see Choices), "
+                  f"iterations (the paper's test-time procedure; here at most {d.get('max_iter', 'n/a')}, see Choices), "
                   "*one pass* = classified from x and scored by Pearson(G(x), x).", "",
                   _md(["model", "eps", "data", "metric", "paper", "ours, iterated", "diff", "ours, one pass", "diff"], rows), "",
                   "Where and why these differ from the paper, as far as is known, is written up in the project "
@@ -192,9 +210,12 @@ def render_readme(result: RunResult, command: str) -> str:
         def trained(m: dict) -> str:
             return "unknown" if m.get("train_seconds") is None else f"{m['train_seconds']:.0f}"
 
-        rows = [[m, trained(meta["models"][m]), "yes" if meta["models"][m]["from_cache"] else "no",
-                 f"{cells[cells.model == m].seconds.sum():.0f}"] for m in models]
-        parts += ["## Time (seconds)", "", _md(["model", "training", "loaded from cache in this run", "attacks + evaluation, all cells"], rows), ""]
+        stored = cells.stored if "stored" in cells else pd.Series(False, index=cells.index)
+        rows = [[m, trained(meta["models"][m]), "yes" if meta["models"][m].get("from_cache") else "no",
+                 f"{cells[cells.model == m].seconds.sum():.0f}", str(int(stored[cells.model == m].sum()))] for m in models]
+        parts += ["## Time (seconds)", "", _md(["model", "training", "loaded from cache in this run", "attacks + evaluation, all cells",
+                                                "cells taken from the store"], rows), "",
+                  "A cell taken from the store (a resumed run) counts with the time it took when it was computed.", ""]
         labels = ["none"] + [a.label for a in s.attacks]
         rows = [[f"`{lab}`" if lab != "none" else "clean evaluation"]
                 + [f"{cells[(cells.model == m) & (cells.attack == lab)].seconds.sum():.0f}" for m in models]

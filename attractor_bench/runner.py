@@ -15,6 +15,8 @@ classification cross-entropy; `target: network` attacks the single pass of the t
 from __future__ import annotations
 
 import hashlib
+import random
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -27,15 +29,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import data as data_mod
-from .attacks import ATTACKS, perturbation_norms, within_budget
-from .cache import get_or_train
+from .attacks import perturbation_norms, within_budget
+from .cache import get_or_train, resolve_cache_dir
 from .classifier import make_classifier
-from .config import AttackSpec, Suite, Target, load_suite
-from .defenses import DEFENCES, PearsonRejector, pearson
-from .errors import AttractorBenchError
+from .config import AttackSpec, ModelSpec, Suite, Target, load_suite
+from .determinism import deterministic
+from .defenses import AttractorDefence, PearsonRejector, pearson, straight_through
+from .errors import AttractorBenchError, ConfigError
 from .metrics import accuracy, ood_metrics
-from .models import AttractorNet
 from .robustness import Record, sanity_flags, worst_case, worst_case_ood
+from .store import CELL_FORMAT, CellStore, array_fingerprint, source_fingerprint, weights_fingerprint
+from .store import key as store_key
 
 EVAL_BATCH = 1000
 
@@ -48,8 +52,18 @@ class RunResult:
 
 
 @torch.no_grad()
-def evaluate(model: AttractorNet, defence, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-sample outputs of the defended pipeline on images x (N, 1, 28, 28)."""
+def evaluate(d: "Defended", x: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample outputs of model `d`'s defended pipeline on images x (N, 1, 28, 28): the
+    prediction after the defence, the single-pass prediction, and for the attractor defence the
+    similarity scores (iterated and single pass) and iteration counts. Without a rejector the
+    similarities are NaN and the iteration counts 0."""
+    if d.rejector is None:
+        n = len(x)
+        return {"pred": d.classifiers[Target.PIPELINE].predict(x, batch_size=EVAL_BATCH).argmax(1),
+                "pred_single": d.classifiers[Target.NETWORK].predict(x, batch_size=EVAL_BATCH).argmax(1),
+                "similarity": np.full(n, np.nan, np.float32), "similarity_single": np.full(n, np.nan, np.float32),
+                "n_iter": np.zeros(n, np.int64)}
+    model, defence = d.model, d.defence
     out = {k: [] for k in ("pred", "pred_single", "similarity", "similarity_single", "n_iter")}
     for start in range(0, len(x), EVAL_BATCH):
         xb = torch.from_numpy(x[start : start + EVAL_BATCH]).to(defence.device)
@@ -63,29 +77,43 @@ def evaluate(model: AttractorNet, defence, x: np.ndarray) -> dict[str, np.ndarra
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
 
 
-def cell_metrics(out: dict, id_out: dict | None, y: np.ndarray | None, threshold: float,
-                 x: np.ndarray, x_adv: np.ndarray) -> dict[str, float]:
-    """The metrics of one cell from `evaluate`'s outputs. For MNIST (`y` given): accuracies and
-    acceptance; for an OOD set: detection metrics against `id_out`, MNIST's outputs at the same
-    (attack, eps). Both: iterations and the size of the perturbation applied."""
+def perturbation_sizes(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
     delta = (x_adv - x).reshape(len(x), -1)
+    return {"delta_linf": np.abs(delta).max(1), "delta_l2": np.linalg.norm(delta, axis=1)}
+
+
+def accepted(out: dict, threshold: float | None) -> np.ndarray:
+    """Which samples the rejector accepts (all of them without a rejector, `threshold` None)."""
+    return np.ones(len(out["pred"]), bool) if threshold is None else out["similarity"] >= threshold
+
+
+def cell_metrics(out: dict, id_out: dict | None, y: np.ndarray | None, threshold: float | None) -> dict[str, float]:
+    """The metrics of one cell from `evaluate`'s outputs and `perturbation_sizes`. For MNIST (`y`
+    given): accuracies and acceptance; for an OOD set: detection metrics against `id_out`, MNIST's
+    outputs at the same (attack, eps), NaN without a rejector (`threshold` None). Both: iterations
+    and the size of the perturbation applied."""
     common = {
         "mean_iterations": out["n_iter"].mean(),
-        "perturbation_linf": np.abs(delta).max(1).mean(),
-        "perturbation_l2": np.linalg.norm(delta, axis=1).mean(),
+        "perturbation_linf": out["delta_linf"].mean(),
+        "perturbation_l2": out["delta_l2"].mean(),
     }
-    accepted = out["similarity"] >= threshold
+    accepted_ = accepted(out, threshold)
     if y is not None:
         return {
             "accuracy": accuracy(out["pred"], y),
             "accuracy_single_pass": accuracy(out["pred_single"], y),
-            "accepted": accepted.mean(),
-            "end_to_end_accuracy": ((out["pred"] == y) & accepted).mean(),  # rejector on: accepted and correct
-            "rejected": 1.0 - accepted.mean(),
-            "accepted_wrong": ((out["pred"] != y) & accepted).mean(),
-            "accepted_single_pass": (out["similarity_single"] >= threshold).mean(),
+            "accepted": accepted_.mean(),
+            "end_to_end_accuracy": ((out["pred"] == y) & accepted_).mean(),  # rejector on: accepted and correct
+            "rejected": 1.0 - accepted_.mean(),
+            "accepted_wrong": ((out["pred"] != y) & accepted_).mean(),
+            "accepted_single_pass": accepted({**out, "similarity": out["similarity_single"]}, threshold).mean(),
             **common,
         }
+    if threshold is None:
+        nan = float("nan")
+        return {**{k: nan for k in ("ood_accuracy", "ood_precision", "ood_recall", "ood_auroc", "ood_fpr_at_95tpr")},
+                "accepted": 1.0, **{f"{k}_single_pass": nan for k in ("ood_accuracy", "ood_precision", "ood_recall",
+                                                                        "ood_auroc")}, **common}
     single = ood_metrics(id_out["similarity_single"], out["similarity_single"], threshold)
     return {
         **ood_metrics(id_out["similarity"], out["similarity"], threshold),
@@ -119,10 +147,13 @@ def _check_budget(label: str, x_adv: np.ndarray, x: np.ndarray, eps: float, norm
 
 def _attack(spec: AttackSpec, eps: float, classifier, x: np.ndarray, y: np.ndarray | None, seed: int,
             rejector=None) -> np.ndarray:
-    """x attacked by `spec` at `eps` through `classifier` (unbounded for minimal-perturbation attacks)."""
+    """x attacked by `spec` at `eps` through `classifier` (unbounded for minimal-perturbation attacks).
+    Every random generator an attack may draw from is seeded from the cell, so a cell's result
+    does not depend on what ran before it (resumed runs equal uninterrupted ones)."""
+    random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    attack = ATTACKS[spec.name].build(classifier, eps, rejector=rejector, **spec.params)
+    attack = spec.entry.build(classifier, eps, rejector=rejector, **spec.params)
     return attack.generate(x, y=y).astype(np.float32)
 
 
@@ -138,18 +169,61 @@ def _rows(model: str, attack: str, eps: float, dataset: str, metrics: dict) -> l
 
 @dataclass
 class Defended:
-    """One trained model with its defence, rejector and the classifiers attacks see."""
+    """One trained model with its defence, rejector (None unless the defence is the attractor's)
+    and the classifiers attacks see; `fingerprint` identifies all of that for the cell store,
+    `network_fingerprint` the undefended network alone (transfer examples are made on it)."""
 
-    model: AttractorNet
+    model: torch.nn.Module
     defence: object
-    rejector: PearsonRejector
+    rejector: PearsonRejector | None
     classifiers: dict
+    fingerprint: str = ""
+    network_fingerprint: str = ""
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.rejector is None else self.rejector.threshold
+
+
+def code_fingerprint(*plugins) -> str:
+    """The source of every module that computes a cell (this package's and the given outside
+    model's or defence's) and the versions of the libraries doing the arithmetic."""
+    import art
+
+    from . import attacks, classifier, defenses, metrics, models, store
+    from .attacks import rejection_aware
+    from .defenses import attractor, ood
+
+    return store_key(code=source_fingerprint(sys.modules[__name__], attacks, rejection_aware, classifier, defenses,
+                                             attractor, ood, metrics, models, store, *[p for p in plugins if p is not None]),
+                     versions=[torch.__version__, art.__version__, np.__version__], format=CELL_FORMAT)
+
+
+def _build_model(spec: ModelSpec, suite: Suite, train_split, val_split, cache_dir, on_epoch) -> tuple[torch.nn.Module, dict]:
+    """The trained model of `spec` and what the run's metadata records about it."""
+    if spec.train is not None:
+        model, blob, cached = get_or_train(spec.train, train_split, val_split, cache_dir, on_epoch)
+        return model, {
+            "preset": spec.preset, "config": spec.train.to_dict(), "from_cache": cached,
+            "train_seconds": blob.get("train_seconds"),  # when it was trained (older checkpoints lack it)
+            "history": {k: {"best_epoch": v["best_epoch"], "epochs": len(v["val_accuracy"]),
+                            "best_val_accuracy": v["best_val_accuracy"]} for k, v in blob["history"].items()},
+        }
+    try:
+        model = spec.builder(train=train_split, val=val_split, seed=suite.seed, **spec.params)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model {spec.name!r} ({spec.preset}) rejected its parameters {spec.params}: {e}") from e
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"model {spec.name!r}: {spec.preset} returned {type(model).__name__}; an outside model must "
+                          "return a trained torch.nn.Module mapping (N, 1, 28, 28) images in [0, 1] to logits (N, 10).")
+    return model.eval(), {"preset": spec.preset, "origin": spec.origin, "params": spec.params}
 
 
 def _prepare(suite: Suite, train_split, val_split, cache_dir, bar, console, plain_log: bool, meta: dict) -> dict[str, Defended]:
     """Train (or load) every model of the suite first: transfer attacks need their source's network."""
     prepared = {}
     for spec in suite.models:
+        code = code_fingerprint(spec.builder, spec.defence.factory)
         task = bar.add_task(f"train {spec.name}", total=None)
 
         def on_epoch(stage, epoch, max_epochs, acc, task=task, name=spec.name):
@@ -159,23 +233,28 @@ def _prepare(suite: Suite, train_split, val_split, cache_dir, bar, console, plai
                 console.print(line, highlight=False)
 
         t0 = time.perf_counter()
-        model, blob, cached = get_or_train(spec.train, train_split, val_split, cache_dir, on_epoch)
-        bar.update(task, description=f"{spec.name}: {'loaded from cache' if cached else 'trained'}", total=1, completed=1)
-        defence = DEFENCES[suite.defence.name](model, **suite.defence.params)
-        rejector = PearsonRejector(defence, threshold=suite.rejector.threshold or 0.0)
-        if suite.rejector.target_tpr is not None:
-            rejector.fit(val_split.x, target_tpr=suite.rejector.target_tpr)
-        meta["models"][spec.name] = {
-            "preset": spec.preset, "config": spec.train.to_dict(), "from_cache": cached,
-            "seconds_train_or_load": round(time.perf_counter() - t0, 1), "threshold": rejector.threshold,
-            "train_seconds": blob.get("train_seconds"),  # when it was trained (older checkpoints lack it)
-            "history": {k: {"best_epoch": v["best_epoch"], "epochs": len(v["val_accuracy"]),
-                            "best_val_accuracy": v["best_val_accuracy"]} for k, v in blob["history"].items()},
-        }
-        bpda = DEFENCES[suite.defence.name](model, **{**suite.defence.params, "backward": "bpda"})
+        model, info = _build_model(spec, suite, train_split, val_split, cache_dir, on_epoch)
+        from_cache = info.get("from_cache", False)
+        bar.update(task, description=f"{spec.name}: {'loaded from cache' if from_cache else 'ready'}", total=1, completed=1)
+        try:
+            defence = spec.defence.build(model)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model {spec.name!r}: defence {spec.defence.name!r} cannot be built: {e}") from e
+        rejector = None
+        if isinstance(defence, AttractorDefence):
+            rejector = PearsonRejector(defence, threshold=suite.rejector.threshold or 0.0)
+            if suite.rejector.target_tpr is not None:
+                rejector.fit(val_split.x, target_tpr=suite.rejector.target_tpr)
+        weights = weights_fingerprint(model)
+        meta["models"][spec.name] = {**info, "defence": {"name": spec.defence.name, "origin": spec.defence.origin,
+                                                         "params": spec.defence.params},
+                                     "threshold": None if rejector is None else rejector.threshold,
+                                     "seconds_train_or_load": round(time.perf_counter() - t0, 1), "weights": weights}
         classifiers = {Target.NETWORK: make_classifier(model), Target.PIPELINE: make_classifier(model, defence),
-                       Target.BPDA: make_classifier(model, bpda)}
-        prepared[spec.name] = Defended(model, defence, rejector, classifiers)
+                       Target.BPDA: make_classifier(model, straight_through(defence))}
+        fingerprint = store_key(code=code, weights=weights, defence=[spec.defence.name, spec.defence.origin, spec.defence.params],
+                                threshold=None if rejector is None else repr(rejector.threshold))
+        prepared[spec.name] = Defended(model, defence, rejector, classifiers, fingerprint, store_key(code=code, weights=weights))
     return prepared
 
 
@@ -186,9 +265,14 @@ def run_suite(
     download: bool = True,
     console: Console | None = None,
     progress: bool = True,
+    fresh: bool = False,
 ) -> RunResult:
     """Run every cell of `suite`; return the tidy table (columns model, attack, eps, dataset,
-    metric, value) and run metadata. Writing files is `attractor_bench.report`'s job."""
+    metric, value) and run metadata. Writing files is `attractor_bench.report`'s job.
+
+    Each finished cell is stored in the cache (`attractor_bench.store`) as soon as it is done; a
+    rerun takes finished cells from there and computes only the rest, with the same table as an
+    uninterrupted run. `fresh=True` recomputes every cell (trained models are still reused)."""
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
     console = console or Console(stderr=True)
@@ -201,6 +285,19 @@ def run_suite(
         sets[name] = data_mod.load(name, "test", data_root, download).head(suite.data.n_ood)
     subsets = {(ds, n): subset(len(split.x), n, suite.seed) for ds, split in sets.items() for n in
                {None, *(a.n for a in suite.attacks)}}
+    images = {k: array_fingerprint(sets[k[0]].x[idx], sets[k[0]].y[idx] if k[0] == "mnist" else None)
+              for k, idx in subsets.items()}
+    store = CellStore(resolve_cache_dir(cache_dir) / "cells", fresh=fresh)
+    store.remove_stale_temporaries()
+
+    def stored_examples(k: str, compute) -> np.ndarray:
+        """Adversarial examples used by several cells (minimal-perturbation, transfer), stored too."""
+        hit = store.get(k)
+        if hit is not None:
+            return hit[0]["x_adv"]
+        x_adv = compute()
+        store.put(k, {"x_adv": x_adv})
+        return x_adv
 
     def datasets(attack: AttackSpec | None) -> list[str]:
         return list(sets) if attack is None or attack.ood else ["mnist"]
@@ -214,67 +311,80 @@ def run_suite(
     for a in suite.attacks:
         if a.n is not None:
             meta["subsets"][a.label] = {ds: int(len(subsets[(ds, a.n)])) for ds in datasets(a)}
-    transfer_cache: dict = {}  # (label, eps, dataset) -> examples made on the source network, shared by all targets
-    with bar if progress else nullcontext():
+    n_stored = 0
+    with deterministic(), (bar if progress else nullcontext()):
         prepared = _prepare(suite, train_split, val_split, cache_dir, bar, console, plain_log, meta)
         cells = bar.add_task("cells", total=n_cells)
         for spec in suite.models:
             d = prepared[spec.name]
             records: dict[str, list[Record]] = {ds: [] for ds in sets}
-            unbounded: dict = {}  # (label, dataset) -> a minimal-perturbation attack's output, read at every eps
-            clean_out: dict = {}
             grid = [(None, 0.0)] + [(a, e) for a in suite.attacks for e in a.eps]
             for attack, eps in grid:
                 label = attack.label if attack else "none"
-                entry = ATTACKS[attack.name] if attack else None
+                entry = attack.entry if attack else None
+                what = None if attack is None else dict(
+                    name=attack.name, origin=attack.origin, params=attack.params, target=attack.target.value,
+                    source=attack.source, n=attack.n,
+                    code=None if attack.origin == "built-in" else source_fingerprint(attack.entry.factory))
                 outputs = {}
                 for ds in datasets(attack):
                     bar.update(cells, description=f"{spec.name} {label} eps={eps:.4f} {ds}")
-                    t0 = time.perf_counter()
-                    idx = subsets[(ds, attack.n if attack else None)]
-                    x = sets[ds].x[idx]
+                    n = attack.n if attack else None
+                    idx, data_key = subsets[(ds, n)], images[(ds, n)]
                     y = sets[ds].y[idx] if ds == "mnist" else None
-                    x_adv = x
-                    if attack is not None and eps > 0:
-                        if attack.target is Target.TRANSFER:
-                            key = (label, eps, ds)
-                            if key not in transfer_cache:
-                                transfer_cache[key] = _attack(attack, eps, prepared[attack.source].classifiers[Target.NETWORK],
-                                                              x, y, _cell_seed(suite.seed, attack.source, label, eps, ds))
-                            x_adv = transfer_cache[key]
-                        elif entry.bounded:
-                            x_adv = _attack(attack, eps, d.classifiers[attack.target], x, y,
-                                            _cell_seed(suite.seed, spec.name, label, eps, ds), d.rejector)
-                        else:
-                            if (label, ds) not in unbounded:
-                                unbounded[(label, ds)] = _attack(attack, eps, d.classifiers[attack.target], x, y,
-                                                                 _cell_seed(suite.seed, spec.name, label, ds), d.rejector)
-                            x_adv = within_budget(unbounded[(label, ds)], x, eps, entry.norm)
-                        _check_budget(label, x_adv, x, eps, entry.norm)
-                    out = evaluate(d.model, d.defence, x_adv)
-                    if attack is None:
-                        clean_out[ds] = out
-                    metrics = cell_metrics(out, outputs.get("mnist"), y, d.rejector.threshold, x, x_adv)
+                    seed = _cell_seed(suite.seed, spec.name, label, eps, ds)
+                    cell = store_key(stage="cell", model=d.fingerprint, attack=what, eps=eps, dataset=ds, images=data_key, seed=seed)
+                    hit = store.get(cell)
+                    if hit is not None:
+                        out, seconds = hit[0], hit[1]["seconds"]
+                        n_stored += 1
+                    else:
+                        t0 = time.perf_counter()
+                        x = sets[ds].x[idx]
+                        x_adv = x
+                        if attack is not None and eps > 0:
+                            if attack.target is Target.TRANSFER:
+                                src = prepared[attack.source]
+                                s = _cell_seed(suite.seed, attack.source, label, eps, ds)
+                                x_adv = stored_examples(
+                                    store_key(stage="transfer", model=src.network_fingerprint, attack=what, eps=eps, dataset=ds,
+                                              images=data_key, seed=s),
+                                    lambda: _attack(attack, eps, src.classifiers[Target.NETWORK], x, y, s))
+                            elif entry.bounded:
+                                x_adv = _attack(attack, eps, d.classifiers[attack.target], x, y, seed, d.rejector)
+                            else:
+                                s = _cell_seed(suite.seed, spec.name, label, ds)
+                                x_adv = within_budget(stored_examples(
+                                    store_key(stage="unbounded", model=d.fingerprint, attack=what, dataset=ds, images=data_key, seed=s),
+                                    lambda: _attack(attack, eps, d.classifiers[attack.target], x, y, s, d.rejector)), x, eps, entry.norm)
+                            _check_budget(label, x_adv, x, eps, entry.norm)
+                        out = {**evaluate(d, x_adv), **perturbation_sizes(x, x_adv)}
+                        seconds = round(time.perf_counter() - t0, 2)
+                        store.put(cell, out, {"seconds": seconds, "cell": [spec.name, label, eps, ds]})
+                    metrics = cell_metrics(out, outputs.get("mnist"), y, d.threshold)
                     if attack is not None and attack.n is not None:
                         metrics["n_samples"] = len(idx)
-                    seconds = time.perf_counter() - t0
-                    meta["cell_seconds"].append(dict(model=spec.name, attack=label, eps=eps, dataset=ds, seconds=round(seconds, 2)))
+                    meta["cell_seconds"].append(dict(model=spec.name, attack=label, eps=eps, dataset=ds, seconds=seconds,
+                                                     stored=hit is not None))
                     outputs[ds] = out
                     rows += _rows(spec.name, label, eps, ds, metrics)
                     records[ds].append(Record(
                         label, eps, entry.norm if entry else "none", entry.kind if entry else "clean",
                         bool(entry and entry.single_step), attack.target.value if attack else "none", idx,
-                        out["pred"] == y if y is not None else None, out["similarity"] >= d.rejector.threshold))
+                        out["pred"] == y if y is not None else None, accepted(out, d.threshold)))
                     bar.advance(cells)
                     if plain_log:
-                        console.print(f"{spec.name} {label} eps={eps:.4f} {ds}: done in {seconds:.1f} s", highlight=False)
-            rows += _aggregate(spec.name, suite, d, sets, records, meta)
+                        how = "from the store" if hit is not None else f"done in {seconds:.1f} s"
+                        console.print(f"{spec.name} {label} eps={eps:.4f} {ds}: {how}", highlight=False)
+            rows += _aggregate(spec.name, suite, d, sets, records, meta, store, images[("mnist", None)])
+    meta["cells"] = {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored}
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     table = pd.DataFrame(rows, columns=["model", "attack", "eps", "dataset", "metric", "value"])
     return RunResult(suite, table, meta)
 
 
-def _aggregate(name: str, suite: Suite, d: Defended, sets: dict, records: dict[str, list[Record]], meta: dict) -> list[dict]:
+def _aggregate(name: str, suite: Suite, d: Defended, sets: dict, records: dict[str, list[Record]], meta: dict,
+               store: CellStore, images: str) -> list[dict]:
     """Worst-case rows and sanity-flag rows of one model."""
     rows = []
     clean, attacked = records["mnist"][0], records["mnist"][1:]
@@ -284,9 +394,17 @@ def _aggregate(name: str, suite: Suite, d: Defended, sets: dict, records: dict[s
         if ds != "mnist":
             for label, eps, metrics in worst_case_ood(records[ds][1:]):
                 rows += _rows(name, label, eps, ds, metrics)
-    targets = sorted({a.target for a in suite.attacks if a.target.white_box and ATTACKS[a.name].kind == "gradient"}, key=str)
+    targets = sorted({a.target for a in suite.attacks if a.target.white_box and a.entry.kind == "gradient"}, key=str)
     mnist = sets["mnist"]
-    shares = {t.value: zero_gradient_share(d.classifiers[t], mnist.x, mnist.y) for t in targets}
+    shares = {}
+    for t in targets:
+        k = store_key(stage="zero_gradient_share", model=d.fingerprint, target=t.value, images=images)
+        hit = store.get(k)
+        if hit is None:
+            shares[t.value] = zero_gradient_share(d.classifiers[t], mnist.x, mnist.y)
+            store.put(k, {"share": np.array(shares[t.value])})
+        else:
+            shares[t.value] = float(hit[0]["share"])
     flags, why = sanity_flags(clean, attacked, shares)
     meta["flags"][name] = why
     rows += _rows(name, "sanity", 0.0, "mnist", {**{f"zero_gradient_share_{t}": v for t, v in shares.items()}, **flags,

@@ -15,6 +15,7 @@ What an attack's gradient sees (`backward`):
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
 import torch
@@ -28,8 +29,10 @@ class Backward(str, Enum):
 
 def check_images(x: torch.Tensor, where: str) -> None:
     """Raise ValueError for inputs this project's models cannot take."""
-    if x.ndim < 2 or x[0].numel() != 784:
+    if x.ndim < 2 or math.prod(x.shape[1:]) != 784:
         raise ValueError(f"{where}: expected a batch of 28x28 images (N, 1, 28, 28) or (N, 784), got shape {tuple(x.shape)}.")
+    if x.numel() == 0:
+        return
     if not torch.isfinite(x).all():
         raise ValueError(f"{where}: input contains NaN or Inf.")
     lo, hi = x.min().item(), x.max().item()
@@ -52,6 +55,9 @@ class AttractorDefence(PreprocessorPyTorch):
         device_type: str = "cpu",
     ):
         super().__init__(device_type=device_type, is_fitted=True, apply_fit=False, apply_predict=True)
+        if not callable(getattr(model, "reconstruct", None)):
+            raise ValueError(f"AttractorDefence iterates an autoencoder: it needs a model with reconstruct(x) (an "
+                             f"AttractorNet), got {type(model).__name__}. Use another defence for this model.")
         self.model = model
         # Run where the model lives, whatever device_type says (ART's numpy path uses self.device).
         if isinstance(model, torch.nn.Module):

@@ -30,3 +30,29 @@ def model():
 @pytest.fixture
 def images() -> np.ndarray:
     return np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
+
+
+SMOKE = REPO / "suites" / "smoke.yaml"
+
+
+def run_args(suite, data_root, cache, results, *extra) -> list[str]:
+    """`attractor-bench run` arguments for a test: explicit data root, cache and results folder, offline."""
+    return ["run", str(suite), "--data-root", str(data_root), "--cache-dir", str(cache), "--results-dir", str(results),
+            "--no-progress", "--no-download", *extra]
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, data_root):
+    """suites/smoke.yaml run once, uninterrupted, in this process, on an empty cache: its models are
+    trained and every cell computed. Tests compare other runs' tables with this one's."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from attractor_bench.cli import app
+
+    tmp = tmp_path_factory.mktemp("smoke")
+    result = CliRunner().invoke(app, run_args(SMOKE, data_root, tmp / "cache", tmp / "results"))
+    folder = tmp / "results" / "smoke"
+    return SimpleNamespace(tmp=tmp, cache=tmp / "cache", folder=folder, result=result,
+                           csv=(folder / "results.csv").read_bytes() if result.exit_code == 0 else None)

@@ -68,7 +68,7 @@ def bad(**changes):
 
 CASES = [
     (bad(colour="red"), r"colour: unknown key"),
-    (bad(**{"attacks": [{"name": "deepfoo", "eps": [0.1]}]}), r"attacks\[0\]\.name: unknown value 'deepfoo'"),
+    (bad(**{"attacks": [{"name": "deepfoo", "eps": [0.1]}]}), r"attacks\[0\]\.name: unknown attack 'deepfoo'. Choose one of: fgsm.*'module:callable'"),
     (bad(**{"attacks": [{"name": "fgsm", "eps": [0.1, -0.2]}]}), r"attacks\[0\]\.eps\[1\]: -0.2 is outside \[0, 1\]"),
     (bad(**{"attacks": [{"name": "fgsm", "eps": ["300/255"]}]}), r"attacks\[0\]\.eps\[0\]: 1.17647 is outside"),
     (bad(**{"attacks": [{"name": "fgsm", "eps": ["lots"]}]}), r"attacks\[0\]\.eps\[0\]: 'lots' is not a number"),
@@ -76,11 +76,11 @@ CASES = [
     (bad(**{"attacks": [{"name": "fgsm", "eps": [0.1], "target": "brain"}]}), r"attacks\[0\]\.target: unknown value"),
     (bad(**{"attacks": []}), r"attacks: expected a non-empty list"),
     (bad(**{"data": {"ood": ["svhn"]}}), r"data\.ood\[0\]: unknown value 'svhn'"),
-    (bad(**{"models": {"m": {"preset": "resnet"}}}), r"models\.m\.preset: unknown value 'resnet'"),
+    (bad(**{"models": {"m": {"preset": "resnet"}}}), r"models\.m\.preset: unknown model 'resnet'. Choose one of: baseline"),
     (bad(**{"models": {"m": {"preset": "baseline", "train": {"epochs": 3}}}}), r"models\.m\.train\.epochs: unknown key"),
     (bad(**{"models": {"m": {"preset": "baseline", "train": {"max_epochs": "3"}}}}), r"models\.m\.train\.max_epochs: expected an integer"),
     (bad(**{"models": {}}), r"models: at least one model"),
-    (bad(**{"defence": {"name": "magic"}}), r"defence\.name: unknown value 'magic'"),
+    (bad(**{"defence": {"name": "magic"}}), r"defence\.name: unknown defence 'magic'"),
     (bad(**{"rejector": {"threshold": 0.8, "target_tpr": 0.95}}), r"rejector: give either"),
     (bad(seed=-1), r"seed: must be >= 0"),
     (bad(**{"models": {"m": {"preset": "attractor", "train": {"init": "later"}}}}), r"models\.m\.train\.init: expected the name of a model defined above"),
@@ -98,6 +98,16 @@ CASES = [
     (bad(**{"attacks": [{"name": "square", "eps": [0.1], "n": 0}]}), r"attacks\[0\]\.n: must be >= 1"),
     (bad(**{"attacks": [{"name": "square", "eps": [0.1], "ood": "no"}]}), r"attacks\[0\]\.ood: expected true or false"),
     (bad(**{"attacks": [{"name": "pgd", "eps": [0.1], "label": "worst_case_linf"}]}), r"attacks\[0\]\.label: label 'worst_case_linf' is used twice \(or reserved\)"),
+    # outside attacks, defences and models (plugins)
+    (bad(**{"attacks": [{"name": "no_such_module_xyz:make", "eps": [0.1]}]}), r"attacks\[0\]\.name: cannot import module 'no_such_module_xyz'"),
+    (bad(**{"attacks": [{"name": "json:no_such_function", "eps": [0.1]}]}), r"attacks\[0\]\.name: module 'json' has no attribute"),
+    (bad(**{"attacks": [{"name": "json:decoder", "eps": [0.1]}]}), r"attacks\[0\]\.name: 'json:decoder' is not callable"),
+    (bad(**{"attacks": [{"name": 3, "eps": [0.1]}]}), r"attacks\[0\]\.name: expected the name of an attack"),
+    (bad(**{"models": {"m": {"preset": "baseline", "params": {"width": 3}}}}), r"models\.m\.params: preset 'baseline' is configured by 'train'"),
+    (bad(**{"models": {"m": {"preset": "json:loads", "train": {"max_epochs": 3}}}}), r"models\.m\.train: 'json:loads' is an outside model"),
+    (bad(**{"models": {"m": {"preset": "baseline", "defence": {"name": "none", "tol": 0.1}}}}), r"models\.m\.defence\.tol: unknown key"),
+    (bad(**{"models": {"m": {"preset": "baseline", "defence": {"name": "none"}}},
+            "attacks": [{"name": "rejection_aware", "eps": [0.1], "target": "pipeline"}]}), r"attacks\[0\]\.name: rejection_aware attacks the attractor defence's rejector, which model 'm' does not have"),
 ]
 
 

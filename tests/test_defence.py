@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from attractor_bench.classifier import make_classifier
 from attractor_bench.defenses import AttractorDefence, PearsonRejector, pearson
 
 
@@ -82,14 +83,29 @@ def test_gradient_through_real_model(model):
 
 @pytest.mark.parametrize("bad,match", [
     (torch.rand(2, 3, 32, 32), "expected a batch of 28x28"),
+    (torch.rand(2, 1, 28), "expected a batch of 28x28"),
     (torch.full((2, 784), float("nan")), "NaN or Inf"),
+    (torch.full((2, 1, 28, 28), float("inf")), "NaN or Inf"),
     (torch.full((2, 784), 1.5), r"must lie in \[0, 1\]"),
+    (torch.full((2, 784), -0.5), r"must lie in \[0, 1\]"),
 ])
 def test_bad_inputs_raise(model, bad, match):
+    """The defence, the rejector and the ART classifier (plain and defended) name the problem."""
     with pytest.raises(ValueError, match=match):
         AttractorDefence(model).forward(bad)
     with pytest.raises(ValueError, match=match):
         PearsonRejector(AttractorDefence(model)).detect(bad.numpy())
+    y = np.zeros(len(bad), dtype=int)
+    for clf in (make_classifier(model), make_classifier(model, AttractorDefence(model))):
+        for call in (lambda: clf.predict(bad.numpy()), lambda: clf.loss_gradient(bad.numpy(), y),
+                     lambda: clf.class_gradient(bad.numpy(), label=0), lambda: clf.fit(bad.numpy(), y, nb_epochs=1)):
+            with pytest.raises(ValueError, match=match):
+                call()
+
+
+def test_attractor_defence_needs_an_autoencoder():
+    with pytest.raises(ValueError, match="needs a model with reconstruct"):
+        AttractorDefence(torch.nn.Linear(784, 10))
 
 
 def test_bad_parameters_raise(model):

@@ -24,3 +24,14 @@ def test_readme_art_example_runs(monkeypatch, data_root):
     assert np.abs(scope["x_adv"] - scope["x"]).max() <= 0.1 + 1e-6
     assert scope["is_ood"].shape == (8,) and scope["report"]["similarity"].shape == (8,)
     assert scope["predictions"].shape == (8,)
+
+
+def test_readme_plugin_example_is_the_tested_one():
+    """The plugin code and entry points shown in the README are the files tests/test_plugins.py runs."""
+    text = README.read_text()
+    example = README.parent / "examples" / "plugins"
+    shown = re.search(r"```python\n# examples/plugins/tiny_plugins.py\n(.*?)```", text, re.S).group(1)
+    assert shown == (example / "tiny_plugins.py").read_text()
+    toml = re.search(r"```toml\n# examples/plugins/pyproject.toml[^\n]*\n(.*?)```", text, re.S).group(1)
+    assert toml in (example / "pyproject.toml").read_text()
+    assert "attractor_bench.defenses" in toml

@@ -1,0 +1,141 @@
+"""Runs survive faults: every finished cell is stored at once; a rerun resumes; a SIGKILL mid-cell
+or a Ctrl-C loses only the cell in progress; the tables equal an uninterrupted run's, byte for byte.
+The uninterrupted run is the session's `smoke_run`; the killed and interrupted runs are separate
+processes, so equal bytes also show that the same suite and seed give the same numbers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from attractor_bench.cli import app
+from conftest import SMOKE, run_args
+
+runner = CliRunner()
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "attractor_bench.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _cells(cache: Path) -> int:
+    return len(list((cache / "cells").glob("*.npz")))
+
+
+def _wait_for_cells(proc: subprocess.Popen, cache: Path, n: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while _cells(cache) < n:
+        assert proc.poll() is None, f"the run ended before storing {n} cells: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"no {n} stored cells after {timeout} s"
+        time.sleep(0.05)
+
+
+def _cache_sharing_models(tmp_path: Path, smoke_run) -> Path:
+    """An empty cell store beside the uninterrupted run's trained models (no training again)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(smoke_run.cache / "models", target_is_directory=True)
+    return cache
+
+
+def test_rerun_takes_every_cell_from_the_store(smoke_run, data_root, tmp_path):
+    assert smoke_run.result.exit_code == 0, smoke_run.result.output
+    total = json.loads((smoke_run.folder / "run.json").read_text())["cells"]["total"]
+    again = runner.invoke(app, run_args(SMOKE, data_root, smoke_run.cache, tmp_path))
+    assert again.exit_code == 0, again.output
+    assert f"Resumed: {total} of {total} cells came from the store, 0 were computed" in again.output
+    assert (tmp_path / "smoke" / "results.csv").read_bytes() == smoke_run.csv
+
+
+def test_killed_run_restarts_to_the_uninterrupted_tables(smoke_run, data_root, tmp_path):
+    """SIGKILL in the middle of a cell on an empty cache (models trained again in another process),
+    restart: the tables are byte-identical to the uninterrupted run's."""
+    assert smoke_run.result.exit_code == 0, smoke_run.result.output
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    args = run_args(SMOKE, data_root, cache, results)
+    proc = _start(args)
+    _wait_for_cells(proc, cache, 6)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    stored = _cells(cache)
+    assert not results.exists()  # nothing written for the killed run
+    restart = subprocess.run([sys.executable, "-m", "attractor_bench.cli", *args], capture_output=True, text=True)
+    assert restart.returncode == 0, restart.stderr[-3000:]
+    resumed = int(restart.stdout.split("Resumed: ")[1].split(" of ")[0])
+    assert resumed >= 6 and resumed <= stored  # the killed run's finished cells were reused, the rest computed
+    assert (results / "smoke" / "results.csv").read_bytes() == smoke_run.csv
+    assert not list((cache / "cells").glob(".*.tmp"))  # the killed writer's temporary file was cleaned up
+
+
+def test_ctrl_c_exits_130_and_writes_no_results(smoke_run, data_root, tmp_path):
+    cache, results = _cache_sharing_models(tmp_path, smoke_run), tmp_path / "results"
+    proc = _start(run_args(SMOKE, data_root, cache, results))
+    _wait_for_cells(proc, cache, 1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Interrupted" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err
+    assert not results.exists()
+
+
+TINY = """
+name: tiny
+data: {n_test: 100, ood: []}
+models:
+  baseline: {preset: baseline, train: {n_train: 400, n_val: 300, max_epochs: 2}}
+attacks:
+  - {name: fgsm, eps: [0.1]}
+"""
+
+
+def test_fresh_recomputes_every_cell(smoke_run, data_root, tmp_path):
+    cache = _cache_sharing_models(tmp_path, smoke_run)  # the smoke suite's baseline: no training
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    tables, cells = [], []
+    for extra in ([], [], ["--fresh"]):
+        result = runner.invoke(app, run_args(suite, data_root, cache, tmp_path / "results", *extra))
+        assert result.exit_code == 0, result.output
+        tables.append((tmp_path / "results" / "tiny" / "results.csv").read_bytes())
+        cells.append(json.loads((tmp_path / "results" / "tiny" / "run.json").read_text())["cells"])
+    assert [c["from_store"] for c in cells] == [0, 2, 0] and [c["computed"] for c in cells] == [2, 0, 2]
+    assert tables[0] == tables[1] == tables[2]
+
+
+def test_a_changed_cell_input_is_not_reused(smoke_run, data_root, tmp_path):
+    """Cells are keyed by what determines them: another eps, subset or defence setting is computed anew."""
+    cache = _cache_sharing_models(tmp_path, smoke_run)
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    assert runner.invoke(app, run_args(suite, data_root, cache, tmp_path / "a")).exit_code == 0
+    for old, new in [("eps: [0.1]", "eps: [0.2]"), ("n_test: 100", "n_test: 120"),
+                     ("attacks:", "defence: {name: attractor, max_iter: 3}\nattacks:")]:
+        suite.write_text(TINY.replace(old, new))
+        result = runner.invoke(app, run_args(suite, data_root, cache, tmp_path / "b"))
+        assert result.exit_code == 0, result.output
+        cells = json.loads((tmp_path / "b" / "tiny" / "run.json").read_text())["cells"]
+        want_stored = 1 if old.startswith("eps") else 0  # only the clean cell survives a new eps
+        assert cells["from_store"] == want_stored, (new, cells)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_cell_file_is_computed_again(smoke_run, data_root, tmp_path, damage):
+    cache = _cache_sharing_models(tmp_path, smoke_run)
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    assert runner.invoke(app, run_args(suite, data_root, cache, tmp_path / "a")).exit_code == 0
+    first = (tmp_path / "a" / "tiny" / "results.csv").read_bytes()
+    for f in (cache / "cells").glob("*.npz"):
+        f.write_bytes(b"junk" if damage == "garbage" else f.read_bytes()[: os.path.getsize(f) // 2])
+    result = runner.invoke(app, run_args(suite, data_root, cache, tmp_path / "b"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "tiny" / "results.csv").read_bytes() == first
