@@ -348,7 +348,7 @@ def _defence(r: _Reader, raw: Any, key: str) -> DefenceSpec:
     reg = r.registered("defence", raw.get("name", "attractor"), f"{key}.name")
     if reg.name != "attractor" or reg.origin != BUILT_IN:
         given = {k: v for k, v in raw.items() if k != "name"}
-        r.mapping(given, key, (_accepted(reg.obj) | {"name"}) if _accepted(reg.obj) is not None else None)
+        r.mapping(given, key, _accepted(reg.obj))
         return DefenceSpec(reg.name, given, None if reg.origin == BUILT_IN else reg.obj, reg.origin)
     r.mapping(raw, key, {"name", "tol", "max_iter", "backward", "clip"})
     params = dict(DefenceSpec().params)
