@@ -2,6 +2,7 @@
 configuration, the model definition's version and the training/validation data.
 
 Files: `<cache_dir>/models/<key>.pt`, written atomically and read with `weights_only=True`.
+The same holds for the networks of `attractor_bench.recipes` (`get_or_fit`).
 The cache directory is the explicit argument, else `$ATTRACTOR_BENCH_CACHE`, else
 `~/.cache/attractor-bench`.
 """
@@ -55,17 +56,21 @@ def load_checkpoint(path: Path) -> tuple[AttractorNet, dict]:
     return model, blob
 
 
-def save_checkpoint(path: Path, model: AttractorNet, cfg: TrainConfig, history: History, train_seconds: float) -> None:
+def _save(path: Path, blob: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save({"state_dict": model.state_dict(), "config": cfg.to_dict(), "history": history.stages,
-                    "train_seconds": train_seconds}, tmp)
+        torch.save(blob, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_checkpoint(path: Path, model: AttractorNet, cfg: TrainConfig, history: History, train_seconds: float) -> None:
+    _save(path, {"state_dict": model.state_dict(), "config": cfg.to_dict(), "history": history.stages,
+                 "train_seconds": train_seconds})
 
 
 def get_or_train(
@@ -86,6 +91,41 @@ def get_or_train(
     seconds = round(time.perf_counter() - t0, 1)
     save_checkpoint(path, model, cfg, history, seconds)
     return model, {"config": cfg.to_dict(), "history": history.stages, "train_seconds": seconds}, False
+
+
+def get_or_fit(recipe, params: dict, ctx) -> tuple[torch.nn.Module, dict, bool]:
+    """(trained network of `recipe`, checkpoint blob, loaded_from_cache); see `attractor_bench.recipes`.
+    `params` may hold training and evaluation parameters (the latter are set as module attributes)."""
+    from .determinism import deterministic
+
+    try:
+        train_params, eval_params = recipe.split(params)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    key = hashlib.sha256(f"{recipe.key(train_params, ctx.seed)}:{ctx.data_key()}".encode()).hexdigest()[:20]
+    path = resolve_cache_dir(ctx.cache_dir) / "models" / f"{recipe.name}-{key}.pt"
+    module = recipe.make(**train_params)
+    if path.is_file():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            module.load_state_dict(blob["state_dict"])
+        except Exception as e:  # see load_checkpoint
+            cause = (str(e).strip().splitlines() or [""])[0][:200]
+            raise CheckpointError(f"Checkpoint {path} is corrupt or does not match {recipe.name}. Delete it to retrain. "
+                                  f"({type(e).__name__}: {cause})") from e
+        cached = True
+    else:
+        t0 = time.perf_counter()
+        with deterministic():
+            torch.manual_seed(ctx.seed)
+            history = recipe.fit(module, ctx, **train_params)
+        blob = {"state_dict": module.state_dict(), "recipe": recipe.name, "params": train_params, "seed": ctx.seed,
+                "history": history, "train_seconds": round(time.perf_counter() - t0, 1)}
+        _save(path, blob)
+        cached = False
+    for k, v in eval_params.items():
+        setattr(module, k, v)
+    return module.eval(), blob, cached
 
 
 def load_model(

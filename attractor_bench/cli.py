@@ -121,6 +121,22 @@ def report(
 
 
 @app.command()
+def leaderboard(
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Folder with one <suite>/ folder per run (results.csv "
+                                              "and run.json); the leaderboard files are written into it.")] = Path("results"),
+    debug: Debug = False,
+) -> None:
+    """Rank every model of every run under RESULTS_DIR by worst-case robust accuracy (RobustBench style);
+    write LEADERBOARD.md, LEADERBOARD.csv, LEADERBOARD.json and leaderboard_worst_case.png there."""
+    from .leaderboard import summary_table, write_leaderboard
+
+    with _errors(debug):
+        board, written = write_leaderboard(results_dir)
+        out.print(summary_table(board))
+        out.print("Wrote " + ", ".join(str(p) for p in written) + ".", highlight=False)
+
+
+@app.command()
 def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")], debug: Debug = False) -> None:
     """Check a suite file without running it."""
     from .config import load_suite

@@ -34,6 +34,7 @@ from .data import DATASETS
 from .defenses import Backward
 from .errors import ConfigError
 from .plugins import BUILT_IN, PluginError, resolve
+from .recipes import Recipe
 from .training import PRESETS, TrainConfig, with_seed
 
 
@@ -65,17 +66,25 @@ class DefenceSpec:
     factory: Any = None  # factory(model, **params) -> ART preprocessor or None; None here: the built-in `name`
     origin: str = BUILT_IN
 
-    def build(self, model):
+    def build(self, model, context=None):
+        """The defence for the trained `model`; a factory taking `context` gets it (data and cache,
+        to train the networks it needs once)."""
         from .defenses import DEFENCES
 
-        return (self.factory or DEFENCES[self.name])(model, **self.params)
+        factory = self.factory or DEFENCES[self.name]
+        try:
+            takes_context = "context" in inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            takes_context = False
+        return factory(model, **self.params, **({"context": context} if takes_context else {}))
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """A model under test. Built-in presets (`train` set) are attractor networks trained and cached
-    here; an outside model (`builder` set) is `builder(train=Split, val=Split, seed=int, **params)`
-    returning a trained `torch.nn.Module` that maps (N, 1, 28, 28) images in [0, 1] to logits."""
+    here; the comparison models (`builder` a `Recipe`) are trained and cached too; an outside model
+    (`builder` a callable) is `builder(train=Split, val=Split, seed=int, **params)` returning a
+    trained `torch.nn.Module` that maps (N, 1, 28, 28) images in [0, 1] to logits."""
 
     name: str
     preset: str
@@ -259,6 +268,11 @@ def parse_suite(raw: Any, path: Path) -> Suite:
                 cfg = dataclasses.replace(cfg, seed=seed) if "init" in overrides else with_seed(cfg, seed)
             models.append(ModelSpec(str(name), reg.name, cfg, model_defence, origin=reg.origin))
             earlier[str(name)] = cfg
+        elif isinstance(reg.obj, Recipe):  # a comparison model, trained and cached here
+            if "train" in spec:
+                raise r.fail(f"{key}.train", f"{reg.name!r} is configured by 'params', not 'train'.")
+            params = r.mapping(spec.get("params") or {}, f"{key}.params", set(reg.obj.defaults) | set(reg.obj.eval_defaults))
+            models.append(ModelSpec(str(name), reg.name, None, model_defence, reg.obj, dict(params), reg.origin))
         else:  # an outside model: builder(train=, val=, seed=, **params) -> trained torch.nn.Module
             if "train" in spec:
                 raise r.fail(f"{key}.train", f"{reg.name!r} is an outside model: give its options under 'params'.")
@@ -306,10 +320,9 @@ def parse_suite(raw: Any, path: Path) -> Suite:
             raise r.fail(f"{key}.source", "only attacks with target 'transfer' take a source model.")
         if entry.needs_rejector and target is not Target.PIPELINE:
             raise r.fail(f"{key}.target", f"{name} differentiates through the unrolled iteration and the rejector: use target 'pipeline'.")
-        without = [m.name for m in models if m.defence.name != "attractor"]
-        if entry.needs_rejector and without:
-            raise r.fail(f"{key}.name", f"{name} attacks the attractor defence's rejector, which model {without[0]!r} does not "
-                                        "have (its defence is not 'attractor'). Remove the attack or that model.")
+        if entry.needs_rejector and all(m.defence.name != "attractor" for m in models):
+            raise r.fail(f"{key}.name", f"{name} attacks the attractor defence's rejector, which no model of this suite has "
+                                        "(none has the defence 'attractor'). Remove the attack.")
         if entry.kind != "gradient" and target not in (Target.NETWORK, Target.PIPELINE):
             raise r.fail(f"{key}.target", f"{name} is a black-box attack (it queries predictions only): use target 'pipeline' "
                                           "(or 'network' to query the undefended single pass).")
@@ -339,7 +352,7 @@ def _accepted(factory, *reserved: str) -> set[str] | None:
         return None
     if any(p.kind is p.VAR_KEYWORD for p in sig):
         return None
-    return {p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"model", *reserved}
+    return {p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"model", "context", *reserved}
 
 
 def _defence(r: _Reader, raw: Any, key: str) -> DefenceSpec:

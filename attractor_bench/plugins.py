@@ -42,8 +42,9 @@ def _builtins(kind: str) -> dict[str, Any]:
     if kind == "defence":
         from .defenses import DEFENCES
         return DEFENCES
+    from .defenses import MODELS
     from .training import PRESETS
-    return PRESETS
+    return {**PRESETS, **MODELS}
 
 
 def _entry_points(kind: str) -> dict:

@@ -223,6 +223,10 @@ def render_readme(result: RunResult, command: str) -> str:
         parts += ["Wall time per attack (all its eps and datasets; attack and evaluation):", "",
                   _md(["attack"] + [f"`{m}`" for m in models] + ["all models"], rows), "",
                   "Per-cell times are in `run.json` (`cell_seconds`).", ""]
+    if meta.get("figures"):
+        parts += ["## Figures", ""]
+        for f in meta["figures"]:
+            parts += [f"{f['caption']}", "", f"![{f['file']}]({f['file']})", ""]
     parts += ["## Versions", "", _md(["package", "version"], [[k, v] for k, v in meta["versions"].items()]), ""]
     return "\n".join(parts)
 
@@ -307,6 +311,32 @@ def rerender(folder: str | Path) -> Path:
     return folder / "README.md"
 
 
+def draw_figures(result: RunResult, folder: Path) -> list[dict]:
+    """Draw the run's figures into `folder`; return [{file, caption}] in the order the README shows them."""
+    from . import plots
+
+    t, meta, name = result.table, result.meta, result.suite.name
+    drawn = []
+    for norm, label in (("linf", "L-inf"), ("l2", "L2")):
+        if any(a["norm"] == norm for a in meta["attacks"].values()):
+            f = f"accuracy_{norm}.png"
+            plots.accuracy_vs_eps(t, meta["attacks"], folder / f, f"{name}: defended MNIST accuracy against {label} eps", norm)
+            drawn.append({"file": f, "caption": f"Accuracy against {label} eps per model and attack (eps 0: clean); "
+                                                "the black line is the worst case per sample over the attacks."})
+    sims = result.figures.get("similarity", [])
+    if sims:
+        plots.similarity_histograms(sims, folder / "similarity.png", f"{name}: Pearson similarity of input and fixed point")
+        drawn.append({"file": "similarity.png", "caption": "Similarity scores of MNIST and OOD images, clean and attacked, "
+                                                           "with the rejection threshold (the paper's Figures 8 and 13)."})
+    for entry in result.figures.get("iterates", []):
+        f = f"iterates_{entry['model']}.png"
+        plots.iterates(entry, folder / f, f"{name}, {entry['model']}: an input attacked by {entry['attack']} and its iterates")
+        drawn.append({"file": f, "caption": f"`{entry['model']}`: the first MNIST test image attacked by `{entry['attack']}` at "
+                                            "growing eps, and its iterates through the autoencoder with the class predicted "
+                                            "from each (the paper's Figures 11 and 12)."})
+    return drawn
+
+
 def write_results(result: RunResult, results_dir: str | Path, command: str) -> Path:
     """Write the three files for `result` atomically; return the suite's results folder."""
     result.meta.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), commit=git_commit(),
@@ -315,11 +345,12 @@ def write_results(result: RunResult, results_dir: str | Path, command: str) -> P
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{result.suite.name}.", dir=final.parent))
     try:
+        result.meta["figures"] = draw_figures(result, tmp)
         result.table.to_csv(tmp / "results.csv", index=False, float_format="%.6g")
         (tmp / "README.md").write_text(render_readme(result, command))
         (tmp / "run.json").write_text(json.dumps(result.meta, indent=2, default=str) + "\n")
         final.mkdir(exist_ok=True)
-        for f in ("results.csv", "README.md", "run.json"):
+        for f in ("results.csv", "README.md", "run.json", *(f["file"] for f in result.meta["figures"])):
             os.replace(tmp / f, final / f)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

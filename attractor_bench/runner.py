@@ -30,13 +30,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import data as data_mod
 from .attacks import perturbation_norms, within_budget
-from .cache import get_or_train, resolve_cache_dir
+from .cache import get_or_fit, get_or_train, resolve_cache_dir
 from .classifier import make_classifier
 from .config import AttackSpec, ModelSpec, Suite, Target, load_suite
 from .determinism import deterministic
 from .defenses import AttractorDefence, PearsonRejector, pearson, straight_through
 from .errors import AttractorBenchError, ConfigError
 from .metrics import accuracy, ood_metrics
+from .recipes import Context, Recipe
 from .robustness import Record, sanity_flags, worst_case, worst_case_ood
 from .store import CELL_FORMAT, CellStore, array_fingerprint, source_fingerprint, weights_fingerprint
 from .store import key as store_key
@@ -49,6 +50,9 @@ class RunResult:
     suite: Suite
     table: pd.DataFrame
     meta: dict = field(default_factory=dict)
+    # What the plots draw that the table does not hold: per-sample similarity scores of the clean
+    # and of one attacked cell per model with a rejector, and one input's attacked iterates.
+    figures: dict = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -145,14 +149,18 @@ def _check_budget(label: str, x_adv: np.ndarray, x: np.ndarray, eps: float, norm
         )
 
 
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def _attack(spec: AttackSpec, eps: float, classifier, x: np.ndarray, y: np.ndarray | None, seed: int,
             rejector=None) -> np.ndarray:
     """x attacked by `spec` at `eps` through `classifier` (unbounded for minimal-perturbation attacks).
     Every random generator an attack may draw from is seeded from the cell, so a cell's result
     does not depend on what ran before it (resumed runs equal uninterrupted ones)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     attack = spec.entry.build(classifier, eps, rejector=rejector, **spec.params)
     return attack.generate(x, y=y).astype(np.float32)
 
@@ -190,33 +198,47 @@ def code_fingerprint(*plugins) -> str:
     model's or defence's) and the versions of the libraries doing the arithmetic."""
     import art
 
-    from . import attacks, classifier, defenses, metrics, models, store
+    from . import attacks, classifier, defenses, metrics, models, recipes, store
     from .attacks import rejection_aware
-    from .defenses import attractor, ood
+    from .defenses import apudae, attractor, dae, feature_dae, mlp, ood, stochastic
 
     return store_key(code=source_fingerprint(sys.modules[__name__], attacks, rejection_aware, classifier, defenses,
-                                             attractor, ood, metrics, models, store, *[p for p in plugins if p is not None]),
+                                             attractor, ood, apudae, dae, feature_dae, mlp, stochastic, recipes, metrics,
+                                             models, store, *[p for p in plugins if p is not None]),
                      versions=[torch.__version__, art.__version__, np.__version__], format=CELL_FORMAT)
 
 
-def _build_model(spec: ModelSpec, suite: Suite, train_split, val_split, cache_dir, on_epoch) -> tuple[torch.nn.Module, dict]:
+def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.Module, dict]:
     """The trained model of `spec` and what the run's metadata records about it."""
-    if spec.train is not None:
-        model, blob, cached = get_or_train(spec.train, train_split, val_split, cache_dir, on_epoch)
+    if spec.train is not None or isinstance(spec.builder, Recipe):
+        if spec.train is not None:
+            model, blob, cached = get_or_train(spec.train, ctx.train, ctx.val, ctx.cache_dir, ctx.progress)
+            what = {"config": spec.train.to_dict()}
+        else:
+            model, blob, cached = get_or_fit(spec.builder, spec.params, ctx)
+            what = {"params": {**blob["params"], **{k: getattr(model, k) for k in spec.builder.eval_defaults}}}
         return model, {
-            "preset": spec.preset, "config": spec.train.to_dict(), "from_cache": cached,
+            "preset": spec.preset, **what, "from_cache": cached,
             "train_seconds": blob.get("train_seconds"),  # when it was trained (older checkpoints lack it)
-            "history": {k: {"best_epoch": v["best_epoch"], "epochs": len(v["val_accuracy"]),
-                            "best_val_accuracy": v["best_val_accuracy"]} for k, v in blob["history"].items()},
+            "history": _history(blob["history"]),
         }
     try:
-        model = spec.builder(train=train_split, val=val_split, seed=suite.seed, **spec.params)
+        model = spec.builder(train=ctx.train, val=ctx.val, seed=suite.seed, **spec.params)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model {spec.name!r} ({spec.preset}) rejected its parameters {spec.params}: {e}") from e
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model {spec.name!r}: {spec.preset} returned {type(model).__name__}; an outside model must "
                           "return a trained torch.nn.Module mapping (N, 1, 28, 28) images in [0, 1] to logits (N, 10).")
     return model.eval(), {"preset": spec.preset, "origin": spec.origin, "params": spec.params}
+
+
+def _history(history: dict) -> dict:
+    """The short form of a training history: per stage (attractor presets) or for the one training."""
+    if "best_epoch" in history:
+        history = {"train": history}
+    return {k: {"best_epoch": v["best_epoch"], "epochs": len(v.get("val_accuracy", v.get("val_loss", []))),
+                **{m: v[m] for m in ("best_val_accuracy", "best_val_loss", "val_metric") if m in v}}
+            for k, v in history.items()}
 
 
 def _prepare(suite: Suite, train_split, val_split, cache_dir, bar, console, plain_log: bool, meta: dict) -> dict[str, Defended]:
@@ -226,18 +248,19 @@ def _prepare(suite: Suite, train_split, val_split, cache_dir, bar, console, plai
         code = code_fingerprint(spec.builder, spec.defence.factory)
         task = bar.add_task(f"train {spec.name}", total=None)
 
-        def on_epoch(stage, epoch, max_epochs, acc, task=task, name=spec.name):
-            line = f"train {name}: {stage} epoch {epoch} (val acc {acc:.2%})"
+        def on_epoch(stage, epoch, max_epochs, value, task=task, name=spec.name):
+            line = f"train {name}: {stage} epoch {epoch} (validation {value:.4f})"
             bar.update(task, description=line)
             if plain_log:
                 console.print(line, highlight=False)
 
         t0 = time.perf_counter()
-        model, info = _build_model(spec, suite, train_split, val_split, cache_dir, on_epoch)
+        ctx = Context(train_split, val_split, suite.seed, cache_dir, on_epoch)
+        model, info = _build_model(spec, suite, ctx)
         from_cache = info.get("from_cache", False)
         bar.update(task, description=f"{spec.name}: {'loaded from cache' if from_cache else 'ready'}", total=1, completed=1)
         try:
-            defence = spec.defence.build(model)
+            defence = spec.defence.build(model, ctx)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model {spec.name!r}: defence {spec.defence.name!r} cannot be built: {e}") from e
         rejector = None
@@ -246,13 +269,16 @@ def _prepare(suite: Suite, train_split, val_split, cache_dir, bar, console, plai
             if suite.rejector.target_tpr is not None:
                 rejector.fit(val_split.x, target_tpr=suite.rejector.target_tpr)
         weights = weights_fingerprint(model)
+        defence_weights = [weights_fingerprint(n) for n in getattr(defence, "networks", ())]  # trained defences
         meta["models"][spec.name] = {**info, "defence": {"name": spec.defence.name, "origin": spec.defence.origin,
-                                                         "params": spec.defence.params},
+                                                         "params": spec.defence.params, "weights": defence_weights},
+                                     "randomized": bool(getattr(model, "randomized", False)),
                                      "threshold": None if rejector is None else rejector.threshold,
                                      "seconds_train_or_load": round(time.perf_counter() - t0, 1), "weights": weights}
         classifiers = {Target.NETWORK: make_classifier(model), Target.PIPELINE: make_classifier(model, defence),
                        Target.BPDA: make_classifier(model, straight_through(defence))}
-        fingerprint = store_key(code=code, weights=weights, defence=[spec.defence.name, spec.defence.origin, spec.defence.params],
+        fingerprint = store_key(code=code, weights=weights, defence=[spec.defence.name, spec.defence.origin, spec.defence.params,
+                                                                     *defence_weights],
                                 threshold=None if rejector is None else repr(rejector.threshold))
         prepared[spec.name] = Defended(model, defence, rejector, classifiers, fingerprint, store_key(code=code, weights=weights))
     return prepared
@@ -302,23 +328,34 @@ def run_suite(
     def datasets(attack: AttackSpec | None) -> list[str]:
         return list(sets) if attack is None or attack.ood else ["mnist"]
 
-    n_cells = len(suite.models) * sum(len(datasets(a)) * (len(a.eps) if a else 1) for a in [None, *suite.attacks])
+    def applies(attack: AttackSpec, spec: ModelSpec) -> bool:
+        """An attack on the attractor defence's rejector runs only on the models that have it."""
+        return not attack.entry.needs_rejector or spec.defence.name == "attractor"
+
+    n_cells = sum(len(datasets(a)) * (len(a.eps) if a else 1) for spec in suite.models
+                  for a in [None, *suite.attacks] if a is None or applies(a, spec))
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=console, disable=not progress)
     plain_log = progress and not console.is_terminal  # no live bars in a log file: print lines instead
     # Timings go to the metadata, not the table: the table is identical run after run.
-    rows, meta = [], {"models": {}, "cell_seconds": [], "flags": {}, "subsets": {}}
+    rows, meta = [], {"models": {}, "cell_seconds": [], "flags": {}, "subsets": {}, "attacks": {
+        a.label: {"name": a.name, "origin": a.origin, "norm": a.norm, "kind": a.entry.kind, "target": a.target.value,
+                  "source": a.source, "n": a.n, "eps": list(a.eps), "ood": a.ood, "params": a.params,
+                  "models": [m.name for m in suite.models if applies(a, m)]} for a in suite.attacks}}
+    figures = {"similarity": [], "iterates": []}
     for a in suite.attacks:
         if a.n is not None:
             meta["subsets"][a.label] = {ds: int(len(subsets[(ds, a.n)])) for ds in datasets(a)}
     n_stored = 0
+    figure_attack = _figure_attack(suite)
+    figure_cell = None if figure_attack is None else (figure_attack.label, min(figure_attack.eps, key=lambda e: abs(e - 0.1)))
     with deterministic(), (bar if progress else nullcontext()):
         prepared = _prepare(suite, train_split, val_split, cache_dir, bar, console, plain_log, meta)
         cells = bar.add_task("cells", total=n_cells)
         for spec in suite.models:
             d = prepared[spec.name]
             records: dict[str, list[Record]] = {ds: [] for ds in sets}
-            grid = [(None, 0.0)] + [(a, e) for a in suite.attacks for e in a.eps]
+            grid = [(None, 0.0)] + [(a, e) for a in suite.attacks if applies(a, spec) for e in a.eps]
             for attack, eps in grid:
                 label = attack.label if attack else "none"
                 entry = attack.entry if attack else None
@@ -340,6 +377,7 @@ def run_suite(
                         n_stored += 1
                     else:
                         t0 = time.perf_counter()
+                        seed_everything(seed)  # randomized models draw from the generators in every cell
                         x = sets[ds].x[idx]
                         x_adv = x
                         if attack is not None and eps > 0:
@@ -367,6 +405,10 @@ def run_suite(
                     meta["cell_seconds"].append(dict(model=spec.name, attack=label, eps=eps, dataset=ds, seconds=seconds,
                                                      stored=hit is not None))
                     outputs[ds] = out
+                    if d.rejector is not None and (attack is None or (attack.label, eps) == figure_cell):
+                        figures["similarity"].append({"model": spec.name, "condition": "clean" if attack is None else
+                                                      f"{label}, eps {eps:.3g}", "dataset": ds, "scores": out["similarity"],
+                                                      "threshold": d.threshold})
                     rows += _rows(spec.name, label, eps, ds, metrics)
                     records[ds].append(Record(
                         label, eps, entry.norm if entry else "none", entry.kind if entry else "clean",
@@ -377,10 +419,46 @@ def run_suite(
                         how = "from the store" if hit is not None else f"done in {seconds:.1f} s"
                         console.print(f"{spec.name} {label} eps={eps:.4f} {ds}: {how}", highlight=False)
             rows += _aggregate(spec.name, suite, d, sets, records, meta, store, images[("mnist", None)])
+            if isinstance(d.defence, AttractorDefence) and figure_attack is not None:
+                figures["iterates"].append(_iterates(spec.name, d, figure_attack, sets["mnist"], suite.seed))
     meta["cells"] = {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored}
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     table = pd.DataFrame(rows, columns=["model", "attack", "eps", "dataset", "metric", "value"])
-    return RunResult(suite, table, meta)
+    return RunResult(suite, table, meta, figures)
+
+
+def _figure_attack(suite: Suite) -> AttackSpec | None:
+    """The attack the figures show: the first L-inf attack that also ran on the OOD sets (the
+    paper's Figure 13 uses FGSM), else the first bounded L-inf one."""
+    linf = [a for a in suite.attacks if a.norm == "linf" and a.entry.bounded and a.target is not Target.TRANSFER
+            and not a.entry.needs_rejector]
+    return next((a for a in linf if a.ood), linf[0] if linf else None)
+
+
+ITERATES = 5  # iterates shown per attacked input (the paper's Figures 11 and 12 show a few)
+
+
+def _iterates(name: str, d: Defended, attack: AttackSpec, mnist, seed: int) -> dict:
+    """The first MNIST test image attacked by `attack` at 0 and each of its eps (through the same
+    classifier as its cells), and its first ITERATES iterates x_k = G^k(x_0) with the class
+    predicted from each: the paper's Figures 11 and 12."""
+    x, y = mnist.x[:1], mnist.y[:1]
+    eps_list = [0.0, *attack.eps]
+    rows = []
+    for eps in eps_list:
+        s = _cell_seed(seed, name, "figure", attack.label, eps)
+        seed_everything(s)
+        xa = x if eps == 0 else _attack(attack, eps, d.classifiers[attack.target], x, y, s, d.rejector)
+        cur = torch.from_numpy(xa)
+        steps = [cur]
+        with torch.no_grad():
+            for _ in range(ITERATES):
+                cur = d.model.reconstruct(cur)
+                cur = cur.clamp(0, 1) if d.defence.clip else cur
+                steps.append(cur)
+            rows.append((torch.cat(steps).view(-1, 28, 28).numpy(), d.model(torch.cat(steps)).argmax(1).numpy()))
+    return {"model": name, "attack": attack.label, "eps": eps_list, "images": np.stack([r[0] for r in rows]),
+            "preds": np.stack([r[1] for r in rows]), "label": int(y[0])}
 
 
 def _aggregate(name: str, suite: Suite, d: Defended, sets: dict, records: dict[str, list[Record]], meta: dict,
@@ -401,6 +479,7 @@ def _aggregate(name: str, suite: Suite, d: Defended, sets: dict, records: dict[s
         k = store_key(stage="zero_gradient_share", model=d.fingerprint, target=t.value, images=images)
         hit = store.get(k)
         if hit is None:
+            seed_everything(_cell_seed(suite.seed, name, "zero_gradient_share", t.value))
             shares[t.value] = zero_gradient_share(d.classifiers[t], mnist.x, mnist.y)
             store.put(k, {"share": np.array(shares[t.value])})
         else:

@@ -1,0 +1,73 @@
+"""The denoising autoencoder shared by the two purification defences (`apudae`, `feature_dae`), and
+its training loop.
+
+Network: fully connected 784-512-256-512-784, ReLU, sigmoid output (images in [0, 1]). The
+related papers use convolutional denoisers on CIFAR/ImageNet and leave the MNIST architecture
+open; a fully connected one of about the attractor network's size keeps the comparison about
+the method rather than the architecture, and trains in minutes on a CPU.
+
+Training (`fit_denoiser`): Adam, batch 128, learning rate 1e-3, up to `max_epochs` epochs over
+the 50,000 training images; each batch is corrupted by `corrupt(x, y, gen)` and the loss
+`loss(model(x_corrupted), x)` is minimised; early stopping on the same loss over 5,000
+validation images (corrupted with a fixed generator), keeping the best epoch's weights.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class DAE(nn.Module):
+    """784-512-256-512-784, ReLU, sigmoid output: x (B, 1, 28, 28) -> reconstruction of x's shape."""
+
+    def __init__(self, sizes: tuple[int, ...] = (784, 512, 256, 512, 784)):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1).to(self.layers[0].weight.dtype)
+        for layer in self.layers[:-1]:
+            h = torch.relu(layer(h))
+        return torch.sigmoid(self.layers[-1](h)).view_as(x)
+
+
+def gaussian(x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
+    """x plus N(0, std^2) noise, clipped to [0, 1]."""
+    return (x + std * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+
+
+def fit_denoiser(model: nn.Module, ctx, corrupt: Callable, loss: Callable, max_epochs: int, patience: int,
+                 name: str, n_train: int | None = None, lr: float = 1e-3, batch_size: int = 128, n_val: int = 5000) -> dict:
+    gen = torch.Generator().manual_seed(ctx.seed)
+    train = ctx.training_split(n_train)
+    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
+    val = ctx.val.head(n_val)
+    xv, yv = torch.from_numpy(val.x), torch.from_numpy(val.y)
+    xv_corrupt = corrupt(xv, yv, torch.Generator().manual_seed(ctx.seed + 1))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    best, best_epoch, best_state, losses = float("inf"), 0, None, []
+    for epoch in range(1, max_epochs + 1):
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            out = loss(model(corrupt(x[idx], y[idx], gen)), x[idx])
+            opt.zero_grad(set_to_none=True)
+            out.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            val_loss = sum(loss(model(xv_corrupt[i:i + 1000]), xv[i:i + 1000]).item() * len(xv[i:i + 1000])
+                           for i in range(0, len(xv), 1000)) / len(xv)
+        losses.append(val_loss)
+        if ctx.progress:
+            ctx.progress(name, epoch, max_epochs, val_loss)
+        if val_loss < best:
+            best, best_epoch, best_state = val_loss, epoch, {k: v.clone() for k, v in model.state_dict().items()}
+        elif epoch - best_epoch >= patience:
+            break
+    model.load_state_dict(best_state)
+    return {"val_loss": losses, "best_epoch": best_epoch, "best_val_loss": best}
