@@ -136,12 +136,15 @@ class Run:
                 pass
         return datetime.min
 
-    def labels(self, norm: str, eps: float) -> list[str] | None:
-        """Labels of the run's attacks of `norm` with `eps` in their eps list (None: not recorded)."""
+    def labels(self, norm: str, eps: float, model: str | None = None) -> list[str] | None:
+        """Labels of the run's attacks of `norm` with `eps` in their eps list (None: not recorded); with
+        `model`, only the attacks that ran on it (run.json lists the models of attacks that apply to
+        some models only, such as the rejection-aware attack)."""
         if self.attacks is None:
             return None
         return [lab for lab, a in self.attacks.items()
-                if a.get("norm") == norm and any(abs(float(e) - eps) <= TOL for e in a.get("eps") or ())]
+                if a.get("norm") == norm and any(abs(float(e) - eps) <= TOL for e in a.get("eps") or ())
+                and (model is None or a.get("models") is None or model in a["models"])]
 
 
 def _read_table(path: Path, results_dir: Path) -> pd.DataFrame:
@@ -264,13 +267,16 @@ def _value(t: pd.DataFrame, attack: str, eps: float, dataset: str, metric: str) 
 def _check_counts(run: Run) -> None:
     """A caveat where the recorded attack list does not match the worst case's own count."""
     for eps in EPS_POINTS:
-        labels = run.labels("linf", eps)
-        if labels is None:
-            continue
-        counts = {int(v) for v in _rows_of(run.table, "worst_case_linf", eps, "mnist", "n_attacks").value.dropna()}
-        if counts and counts != {len(labels)}:
-            run.caveats.append(f"at L-inf eps {eps:g} the worst case counted {'/'.join(map(str, sorted(counts)))} attacks "
-                               f"but the recorded list has {len(labels)}: the attack list may not be exact")
+        for model in dict.fromkeys(run.table.model):
+            labels = run.labels("linf", eps, model)
+            if labels is None:
+                continue
+            rows = _rows_of(run.table[run.table.model == model], "worst_case_linf", eps, "mnist", "n_attacks")
+            counts = {int(v) for v in rows.value.dropna()}
+            if counts and counts != {len(labels)}:
+                run.caveats.append(f"at L-inf eps {eps:g} the worst case of `{model}` counted "
+                                   f"{'/'.join(map(str, sorted(counts)))} attacks but the recorded list has {len(labels)}: "
+                                   "the attack list may not be exact")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,14 +350,14 @@ def _worst_case(e: Entry, eps: float) -> Number | None:
         return None
     n = _value(t, "worst_case_linf", eps, "mnist", "n_samples")
     k = _value(t, "worst_case_linf", eps, "mnist", "n_attacks")
-    labels = e.run.labels("linf", eps)
+    labels = e.run.labels("linf", eps, e.name)
     extra = {"n": None if n is None else int(n), "attacks": labels}
     return Number(acc, e, 0 if k is None else int(k), extra,
                   None if labels is not None else "attacks " + e.run.attacks_from)
 
 
 def _ood_attacked(e: Entry, ds: str) -> tuple[Number | None, str | None]:
-    labels = e.run.labels("linf", OOD_EPS)
+    labels = e.run.labels("linf", OOD_EPS, e.name)
     rows = _rows_of(e.table, None, OOD_EPS, ds, "ood_auroc")
     rows = rows[~rows.attack.isin(_NOT_ATTACKS) & ~rows.attack.str.startswith("worst_case_") & rows.value.notna()]
     if not len(rows):
@@ -614,6 +620,10 @@ def render_markdown(board: Leaderboard, figure: bool) -> str:
                 what = (f"{'/'.join(map(str, sorted(ks)))} attacks, labels not recorded" if ks else "none")
             else:
                 what = f"{_code_list(labels)} ({len(labels)})" if labels else "no L-inf attack at this eps"
+                some = [f"`{lab}` only on {_code_list(run.attacks[lab]['models'])}" for lab in labels
+                        if run.attacks[lab].get("models") is not None
+                        and set(run.attacks[lab]["models"]) != set(run.table.model)]
+                what += f"; {', '.join(some)}" if some else ""
             parts.append(f"- Worst case at L-inf eps {eps:g}: {what}.")
         parts += [f"- Caveat: {c}." for c in run.caveats]
         parts.append("")

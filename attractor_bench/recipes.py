@@ -33,7 +33,7 @@ from .training import ProgressFn
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    make: Callable[..., nn.Module]  # make(**params) -> untrained module
+    make: Callable[..., nn.Module]  # make(**params) -> untrained module (gets every training parameter)
     fit: Callable[..., dict]  # fit(module, ctx, **params) -> history (JSON-able)
     description: str
     defaults: dict = field(default_factory=dict)  # parameters of make/fit (they determine the weights)
