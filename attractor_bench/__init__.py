@@ -10,7 +10,7 @@ import os
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from .attacks import ATTACKS
-from .cache import load_model
+from .cache import load_defence, load_model
 from .classifier import make_classifier
 from .defenses import DEFENCES, AttractorDefence, PearsonRejector
 from .models import AttractorNet
@@ -25,4 +25,4 @@ def run_suite(*args, **kwargs):
     return _run(*args, **kwargs)
 
 
-__all__ = ["AttractorNet", "load_model", "make_classifier", "AttractorDefence", "PearsonRejector", "run_suite", "ATTACKS", "DEFENCES"]
+__all__ = ["AttractorNet", "load_model", "load_defence", "make_classifier", "AttractorDefence", "PearsonRejector", "run_suite", "ATTACKS", "DEFENCES"]

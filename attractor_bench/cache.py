@@ -128,20 +128,60 @@ def get_or_fit(recipe, params: dict, ctx) -> tuple[torch.nn.Module, dict, bool]:
     return module.eval(), blob, cached
 
 
+def _context(data_root, cache_dir, download: bool, seed: int):
+    from .recipes import Context
+
+    train_split, val_split = mnist_train_val(data_root, download)
+    return Context(train_split, val_split, seed, cache_dir)
+
+
 def load_model(
     preset: str = "attractor",
     data_root: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     download: bool = True,
+    seed: int = 0,
     **overrides,
-) -> AttractorNet:
-    """The trained model of a preset (`baseline`, `attractor`), optionally with TrainConfig fields
-    overridden; trained on first use, then loaded from the cache.
+) -> torch.nn.Module:
+    """The trained model of a preset, trained on first use, then loaded from the cache: an attractor
+    network (`baseline`, `attractor`, `attractor_full`; `overrides` are TrainConfig fields) or a
+    comparison model (`mlp`, `pgd_at`, `stochastic`; `overrides` are its parameters). The same
+    cache as `attractor-bench run`, so a suite's models are reused.
 
     >>> model = load_model("attractor")     # the paper's 1,000-sample attractor network
+    >>> robust = load_model("pgd_at")       # the PGD-trained MLP
     """
+    from .defenses import MODELS
+    from .training import with_seed
+
+    if preset in MODELS:
+        ctx = _context(data_root, cache_dir, download, seed)
+        return get_or_fit(MODELS[preset], overrides, ctx)[0]
     if preset not in PRESETS:
-        raise ConfigError(f"Unknown model preset {preset!r}; known: {', '.join(PRESETS)}.")
-    cfg = dataclasses.replace(PRESETS[preset], **overrides)
+        raise ConfigError(f"Unknown model preset {preset!r}; known: {', '.join([*PRESETS, *MODELS])}.")
+    cfg = dataclasses.replace(with_seed(PRESETS[preset], seed), **overrides)
     train_split, val_split = mnist_train_val(data_root, download)
     return get_or_train(cfg, train_split, val_split, cache_dir)[0]
+
+
+def load_defence(
+    name: str,
+    model: torch.nn.Module,
+    data_root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    seed: int = 0,
+    **params,
+):
+    """The ART preprocessor of defence `name` for `model`, with the networks it needs trained once and
+    cached (`apudae`, `feature_dae`), or built directly (`attractor`, `none`).
+
+    >>> purifier = load_defence("apudae", load_model("mlp"))
+    >>> classifier = make_classifier(load_model("mlp"), purifier)
+    """
+    from .config import DefenceSpec
+    from .defenses import DEFENCES
+
+    if name not in DEFENCES:
+        raise ConfigError(f"Unknown defence {name!r}; known: {', '.join(DEFENCES)}.")
+    return DefenceSpec(name, params).build(model, _context(data_root, cache_dir, download, seed))

@@ -155,6 +155,7 @@ def list_registered(debug: Debug = False) -> None:
     'module:callable' directly."""
     from .attacks import AttackEntry
     from .plugins import GROUPS, available
+    from .recipes import Recipe
     from .training import TrainConfig
 
     def describe(kind: str, obj) -> str:
@@ -164,6 +165,8 @@ def list_registered(debug: Debug = False) -> None:
             extra = f", L_rec {obj.rec_reduction.value}, L_eigen {obj.penalty.value}" if obj.weights[1] > 0 else ""
             start = ", fine-tuned from the baseline preset's weights" if obj.init is not None else ""
             return f"attractor network, weights a = {obj.weights}, n_train = {obj.n_train}{extra}{start}"
+        if kind == "model" and isinstance(obj, Recipe):
+            return f"{obj.description}; params: " + ", ".join(f"{k}={v}" for k, v in {**obj.defaults, **obj.eval_defaults}.items())
         if kind == "attack":
             entry = AttackEntry.from_callable(obj)
             how = {"gradient": "white box", "score": "black box, scores", "decision": "black box, labels"}[entry.kind]

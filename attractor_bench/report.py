@@ -67,8 +67,9 @@ def fmt_eps(e: float, norm: str = "linf") -> str:
 
 _TARGETS = {
     "network": "on the undefended single pass of the model's network (a surrogate for the defended classifier)",
-    "pipeline": "on the defended classifier, gradients through the unrolled fixed-point iteration (full pipeline)",
-    "bpda": "on the defended classifier, straight-through (BPDA) gradients through the iteration",
+    "pipeline": "on the defended classifier, gradients through the whole pipeline (the attractor models: through the "
+                "unrolled fixed-point iteration; purifiers: as the Choices above say for each)",
+    "bpda": "on the defended classifier, straight-through (BPDA) gradients through the defence",
     "transfer": "transfer: made on model `{source}`'s network (single pass), applied to the defended classifier",
 }
 
@@ -111,7 +112,8 @@ def render_readme(result: RunResult, command: str) -> str:
               "- Rejector (models with the attractor defence): Pearson similarity between the input and its fixed point, "
               + (f"threshold T = {s.rejector.threshold:g}." if s.rejector.target_tpr is None else
                  f"threshold calibrated to accept {s.rejector.target_tpr:.0%} of the MNIST validation split."),
-              "- `accuracy`: prediction of the head after the fixed-point iteration; `single pass`: without iteration. "
+              "- `accuracy`: prediction of the defended classifier (the attractor models: the head after the fixed-point "
+              "iteration; the others: the model after its defence); `single pass`: the network without its defence. "
               "OOD metrics treat MNIST (ID) as the positive class; recall = share of MNIST accepted.",
               "- Labels: the true labels on MNIST; on OOD sets the attacked classifier's own predictions (ART's default).",
               "- Rejection off: `accuracy`. Rejection on: `end-to-end` = accepted and correct, `rejected`, "
@@ -126,9 +128,18 @@ def render_readme(result: RunResult, command: str) -> str:
                 + (f"; parameters {a.params}" if a.params else "") + "." for a in s.attacks],
               ""]
     for name, m in meta["models"].items():
-        if "config" not in m:  # an outside model
-            parts.append(f"- Model `{name}`: `{m['preset']}` ({m.get('origin', 'outside')}), parameters {m.get('params') or {}}, "
-                         f"weights fingerprint `{m.get('weights', '?')[:12]}`.")
+        if "config" not in m:  # a comparison model (trained here) or an outside model
+            if "history" in m:
+                h = m["history"]["train"]
+                how = (f"built-in comparison model, trained {'earlier (from the cache)' if m.get('from_cache') else 'in this run'}"
+                       f" in {m.get('train_seconds')} s; best epoch {h['best_epoch']} of {h['epochs']} by validation "
+                       f"{h.get('val_metric', 'loss')}"
+                       + (f" {100 * h['best_val_accuracy']:.2f}%" if "best_val_accuracy" in h else ""))
+            else:
+                how = m.get("origin", "outside")
+            parts.append(f"- Model `{name}`: `{m['preset']}` ({how}), parameters {m.get('params') or {}}"
+                         + (", randomized (single draws predict; gradients are EoT means)" if m.get("randomized") else "")
+                         + f", weights fingerprint `{m.get('weights', '?')[:12]}`.")
             continue
         c = m["config"]
         h = m["history"]
@@ -239,7 +250,7 @@ def _robustness_sections(result: RunResult) -> list[str]:
              "that norm at that eps (`robustness.py` has the exact rules). Attacks on subsets are nested; the worst case "
              "is taken on the images every attack saw (n). Flags (1 = raised): "
              + ", ".join(f"`{f}`" for f in FLAGS) + "; a model with a flag is marked **potentially unreliable**. "
-             "Accuracy is of the defended classifier (after the fixed-point iteration); cells read `accuracy / end-to-end`.", ""]
+             "Accuracy is of the defended classifier (after its defence); cells read `accuracy / end-to-end`.", ""]
     flag_rows = []
     for m in s.models:
         name = m.name

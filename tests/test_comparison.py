@@ -201,3 +201,22 @@ def test_registries_and_training_overrides():
     assert training_overrides(TINY, {"max_epochs": 3, "n_train": 5}) == {}  # TINY has neither key
     with pytest.raises(ValueError, match="train.lr is not a training budget key"):
         training_overrides(TINY, {"lr": 0.1})
+
+
+def test_load_model_and_load_defence_for_your_own_art_code(data_root, tmp_path):
+    from attractor_bench import load_defence, load_model
+    from attractor_bench.errors import ConfigError
+
+    common = dict(data_root=data_root, cache_dir=tmp_path, download=False)
+    mlp = load_model("mlp", **common, n_train=300, max_epochs=1)
+    assert isinstance(mlp, MLP) and not mlp.training
+    again = load_model("mlp", **common, n_train=300, max_epochs=1)  # from the cache: the same weights
+    assert all(torch.equal(a, b) for a, b in zip(mlp.state_dict().values(), again.state_dict().values()))
+    purifier = load_defence("apudae", mlp, **common, steps=2, train={"n_train": 300, "max_epochs": 1})
+    assert isinstance(purifier, APuDAE) and purifier.steps == 2 and 0 < purifier.tau < 1
+    x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+    assert make_classifier(mlp, purifier).predict(x).shape == (2, 10)
+    with pytest.raises(ConfigError, match="Unknown defence 'nope'"):
+        load_defence("nope", mlp, **common)
+    with pytest.raises(ConfigError, match="Unknown model preset 'nope'.*pgd_at"):
+        load_model("nope", **common)
