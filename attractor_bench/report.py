@@ -99,7 +99,7 @@ def render_readme(result: RunResult, command: str) -> str:
     models = [m.name for m in s.models]
     parts = [f"# Results: `{s.name}`", "",
              f"Produced by `{command}` (suite `{s.path}`, seed {s.seed}) on {meta['date']}, "
-             f"commit `{meta.get('commit') or 'unknown'}`, in {meta['wall_seconds']:.0f} s. "
+             f"commit `{meta.get('commit') or 'unknown'}`, in {meta['wall_seconds']:.0f} s{_resumed(meta)}. "
              "`results.csv` holds every number below (fractions; shown here in percent), `run.json` the run's metadata.", ""]
     d = s.defence.params
     defences = {}
@@ -275,7 +275,8 @@ def _robustness_sections(result: RunResult) -> list[str]:
             name = m.name
             unreliable = _value(t, name, "sanity", 0.0, "mnist", "potentially_unreliable")
             rows = [["clean", "all"] + [_cell(t, name, "none", 0.0)] * len(grid)]
-            for a in attacks:
+            ran = set(t.attack[t.model == name])  # an attack on the rejector skips models without one
+            for a in [a for a in attacks if a.label in ran]:
                 rows.append([f"`{a.label}`", str(a.n or "all")] + [_cell(t, name, a.label, e) if e in a.eps else "" for e in grid])
             for wc in (f"worst_case_{norm}", f"worst_case_{norm}_all_images"):
                 ns = {_value(t, name, wc, e, "mnist", "n_samples") for e in grid} - {None}
@@ -283,8 +284,10 @@ def _robustness_sections(result: RunResult) -> list[str]:
                     rows.append([f"**{wc}**", "/".join(str(int(n)) for n in sorted(ns))] + [_cell(t, name, wc, e) for e in grid])
             title = f"### `{name}`, {'L-inf' if norm == 'linf' else 'L2'}" + (" — potentially unreliable" if unreliable else "")
             parts += [title, "", _md(["attack", "n"] + [f"eps {fmt_eps(e, norm)}" for e in grid], rows), ""]
+            if meta["models"].get(name, {}).get("threshold", 0) is None:
+                continue  # no rejector: everything is accepted, accepted and wrong = 1 - accuracy
             wrong = [[f"`{lab}`"] + [_pct(_value(t, name, lab, e, "mnist", "accepted_wrong")) for e in grid]
-                     for lab in [a.label for a in attacks] + [f"worst_case_{norm}"]]
+                     for lab in [a.label for a in attacks if a.label in ran] + [f"worst_case_{norm}"]]
             parts += ["Accepted and wrong (rejection on; the attacker's success), %:", "",
                       _md(["attack"] + [f"eps {fmt_eps(e, norm)}" for e in grid], wrong), ""]
     ood_attacks = [a for a in s.attacks if a.ood]
@@ -292,7 +295,8 @@ def _robustness_sections(result: RunResult) -> list[str]:
         grid = sorted({e for a in ood_attacks for e in a.eps})
         rows = [[f"`{m.name}`", f"`{a.label}`", _pct(_value(t, m.name, "none", 0.0, ds, "accepted"))]
                 + [_pct(_value(t, m.name, a.label, e, ds, "accepted")) if e in a.eps else "" for e in grid]
-                for m in s.models for a in ood_attacks]
+                for m in s.models for a in ood_attacks
+                if meta["models"].get(m.name, {}).get("threshold", 0) is not None and a.label in set(t.attack[t.model == m.name])]
         parts += [f"### {OOD_NAMES[ds]} images accepted as MNIST under attack, %", "",
                   _md(["model", "attack", "clean"] + [f"eps {e:g}" for e in grid], rows), ""]
     return parts
@@ -346,6 +350,16 @@ def draw_figures(result: RunResult, folder: Path) -> list[dict]:
                                             "growing eps, and its iterates through the autoencoder with the class predicted "
                                             "from each (the paper's Figures 11 and 12)."})
     return drawn
+
+
+def _resumed(meta: dict) -> str:
+    """How much of the run came from the cell store (a resumed run's wall time is not the cells' cost)."""
+    cells = meta.get("cells") or {}
+    if not cells.get("from_store"):
+        return ""
+    cost = sum(c["seconds"] for c in meta.get("cell_seconds", []))
+    return (f", resuming {cells['from_store']} of {cells['total']} cells from the cell store (computed by earlier runs of "
+            f"the same code, models and seed; the cells' own compute times sum to {cost:.0f} s)")
 
 
 def write_results(result: RunResult, results_dir: str | Path, command: str) -> Path:

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The shared datasets beside the checkout (or $ATTRACTOR_BENCH_DATA)."""
-    root = Path(os.environ.get("ATTRACTOR_BENCH_DATA", REPO.parent / "shared" / "datasets"))
+    root = Path(os.environ.get("ATTRACTOR_BENCH_DATA", REPO.parent / "shared" / "datasets")).resolve()
     if not (root / "MNIST" / "raw").is_dir():
         pytest.fail(f"Test data not found at {root}: set ATTRACTOR_BENCH_DATA to a folder in torchvision's layout.")
     return root
