@@ -69,8 +69,17 @@ def _save(path: Path, blob: dict) -> None:
 
 
 def save_checkpoint(path: Path, model: AttractorNet, cfg: TrainConfig, history: History, train_seconds: float) -> None:
-    _save(path, {"state_dict": model.state_dict(), "config": cfg.to_dict(), "history": history.stages,
-                 "train_seconds": train_seconds})
+    _save(path, {"state_dict": _cpu(model), "config": cfg.to_dict(), "history": history.stages,
+                 "train_seconds": train_seconds, "device": _kind(model)})
+
+
+def _cpu(model: torch.nn.Module) -> dict:
+    """The state dict on the CPU: a checkpoint loads on any machine."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _kind(model: torch.nn.Module) -> str:
+    return next(model.parameters(), torch.empty(0)).device.type
 
 
 def get_or_train(
@@ -79,18 +88,21 @@ def get_or_train(
     val_split: Split,
     cache_dir: str | os.PathLike | None = None,
     progress: ProgressFn | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[AttractorNet, dict, bool]:
-    """Return (model, checkpoint blob, loaded_from_cache)."""
+    """Return (model, checkpoint blob, loaded_from_cache); training runs on `device`. The cache
+    key does not hold the device: a model trained on CUDA is reused on the CPU and the reverse
+    (its weights fingerprint tells the cells apart; the checkpoint records the device kind)."""
     path = resolve_cache_dir(cache_dir) / "models" / f"{model_key(cfg, train_split, val_split)}.pt"
     if path.is_file():
         model, blob = load_checkpoint(path)
         return model, blob, True
-    init = get_or_train(cfg.init, train_split, val_split, cache_dir, progress)[0] if cfg.init is not None else None
+    init = get_or_train(cfg.init, train_split, val_split, cache_dir, progress, device)[0] if cfg.init is not None else None
     t0 = time.perf_counter()
-    model, history = train(train_split, val_split, cfg, progress, init)
+    model, history = train(train_split, val_split, cfg, progress, init, device)
     seconds = round(time.perf_counter() - t0, 1)
     save_checkpoint(path, model, cfg, history, seconds)
-    return model, {"config": cfg.to_dict(), "history": history.stages, "train_seconds": seconds}, False
+    return model, {"config": cfg.to_dict(), "history": history.stages, "train_seconds": seconds, "device": _kind(model)}, False
 
 
 def get_or_fit(recipe, params: dict, ctx) -> tuple[torch.nn.Module, dict, bool]:
@@ -119,7 +131,7 @@ def get_or_fit(recipe, params: dict, ctx) -> tuple[torch.nn.Module, dict, bool]:
         with deterministic():
             torch.manual_seed(ctx.seed)
             history = recipe.fit(module, ctx, **train_params)
-        blob = {"state_dict": module.state_dict(), "recipe": recipe.name, "params": train_params, "seed": ctx.seed,
+        blob = {"state_dict": _cpu(module), "device": _kind(module), "recipe": recipe.name, "params": train_params, "seed": ctx.seed,
                 "history": history, "train_seconds": round(time.perf_counter() - t0, 1)}
         _save(path, blob)
         cached = False

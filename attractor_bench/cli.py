@@ -78,6 +78,14 @@ def run(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
     fresh: Annotated[bool, typer.Option("--fresh", help="Recompute every cell instead of resuming from the cells stored "
                                         "by earlier runs (trained models are still reused).")] = False,
+    device: Annotated[str | None, typer.Option("--device", metavar="auto|cpu|cuda[:i]",
+                      help="Where training and attacks run (default: the suite's `device`, else auto = CUDA when present). "
+                           "Cells are stored per device kind: CPU and CUDA numbers are not mixed.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Compute the cells in N local worker processes "
+                                         "(models are trained once, here). The tables equal the sequential run's.")] = 1,
+    cluster: Annotated[str | None, typer.Option("--cluster", metavar="ADDRESS|local",
+                       help="Compute the cells on a Dask cluster: a scheduler address (tcp://host:8786), or `local` for a "
+                            "local Dask cluster of --workers processes. Needs pip install -e '.\\[distributed]'.")] = None,
     debug: Debug = False,
 ) -> None:
     """Train (or load from the cache) the suite's models, run its attacks, write result tables.
@@ -92,10 +100,11 @@ def run(
     with _errors(debug):
         spec = load_suite(suite)  # validate before any work
         result = run_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err, progress=progress,
-                           fresh=fresh)
+                           fresh=fresh, device=device, workers=workers if workers > 1 or not cluster else 2, cluster=cluster)
         command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "run", suite]
                            + (["--results-dir", results_dir] if results_dir != Path("results") else [])
-                           + (["--data-root", data_root] if data_root else []))
+                           + (["--data-root", data_root] if data_root else [])
+                           + (["--device", device] if device else []))
         folder = write_results(result, results_dir, command)
         out.print(_summary(result))
         for name, why in result.meta["flags"].items():

@@ -6,6 +6,7 @@ Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.
     name: mnist_fgsm                 # optional; defaults to the file name
     seed: 0
     reference: paper                 # optional: show the paper's numbers beside ours
+    device: auto                     # optional: auto (CUDA when present), cpu, cuda, cuda:1; --device overrides
     data: {n_test: null, n_ood: null, ood: [fashion_mnist, cifar10_bw]}
     models:
       baseline: {preset: baseline}
@@ -140,6 +141,7 @@ class Suite:
     defence: DefenceSpec
     rejector: RejectorSpec
     attacks: tuple[AttackSpec, ...]
+    device: str = "auto"
 
 
 class _Reader:
@@ -238,7 +240,7 @@ def _train_config(r: _Reader, preset: str, overrides: Any, key: str, earlier: di
 
 def parse_suite(raw: Any, path: Path) -> Suite:
     r = _Reader(path)
-    top = r.mapping(raw, "", {"name", "seed", "reference", "data", "models", "defence", "rejector", "attacks"},
+    top = r.mapping(raw, "", {"name", "seed", "reference", "device", "data", "models", "defence", "rejector", "attacks"},
                     {"models", "attacks"})
     seed = r.integer(top.get("seed", 0), "seed")
 
@@ -341,7 +343,10 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     name = str(top.get("name", path.stem))
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise r.fail("name", f"{name!r} must use only letters, digits, '_', '-', '.' (it names a results folder).")
-    return Suite(name, path, seed, reference, data, tuple(models), defence, rejector, tuple(attacks))
+    device = str(top.get("device", "auto"))
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device.strip().lower()):
+        raise r.fail("device", f"{device!r} is not one of auto, cpu, cuda or cuda:<index>.")
+    return Suite(name, path, seed, reference, data, tuple(models), defence, rejector, tuple(attacks), device)
 
 
 def _accepted(factory, *reserved: str) -> set[str] | None:

@@ -80,6 +80,7 @@ class Context:
     seed: int = 0
     cache_dir: str | Path | None = None
     progress: ProgressFn | None = None
+    device: str = "cpu"  # where recipes train (`attractor_bench.device`)
     _data_key: str | None = None
 
     def data_key(self) -> str:
@@ -100,4 +101,4 @@ class Context:
         """The trained network of `recipe` with `params` (training ones; evaluation ones are set too)."""
         from .cache import get_or_fit
 
-        return get_or_fit(recipe, params, self)[0]
+        return get_or_fit(recipe, params, self)[0].to(self.device)

@@ -178,19 +178,31 @@ def _rows(model: str, attack: str, eps: float, dataset: str, metrics: dict) -> l
 @dataclass
 class Defended:
     """One trained model with its defence, rejector (None unless the defence is the attractor's)
-    and the classifiers attacks see; `fingerprint` identifies all of that for the cell store,
-    `network_fingerprint` the undefended network alone (transfer examples are made on it)."""
+    and the classifiers attacks see (built on first use, and again after unpickling in a worker);
+    `fingerprint` identifies all of that for the cell store, `network_fingerprint` the undefended
+    network alone (transfer examples are made on it)."""
 
     model: torch.nn.Module
     defence: object
     rejector: PearsonRejector | None
-    classifiers: dict
     fingerprint: str = ""
     network_fingerprint: str = ""
 
     @property
     def threshold(self) -> float | None:
         return None if self.rejector is None else self.rejector.threshold
+
+    @property
+    def classifiers(self) -> dict:
+        if getattr(self, "_classifiers", None) is None:
+            dev = next(self.model.parameters(), torch.empty(0)).device
+            self._classifiers = {Target.NETWORK: make_classifier(self.model, device=dev),
+                                 Target.PIPELINE: make_classifier(self.model, self.defence, device=dev),
+                                 Target.BPDA: make_classifier(self.model, straight_through(self.defence), device=dev)}
+        return self._classifiers
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_classifiers"}  # ART classifiers are rebuilt
 
 
 def code_fingerprint(*plugins) -> str:
@@ -212,7 +224,7 @@ def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.
     """The trained model of `spec` and what the run's metadata records about it."""
     if spec.train is not None or isinstance(spec.builder, Recipe):
         if spec.train is not None:
-            model, blob, cached = get_or_train(spec.train, ctx.train, ctx.val, ctx.cache_dir, ctx.progress)
+            model, blob, cached = get_or_train(spec.train, ctx.train, ctx.val, ctx.cache_dir, ctx.progress, ctx.device)
             what = {"config": spec.train.to_dict()}
         else:
             model, blob, cached = get_or_fit(spec.builder, spec.params, ctx)
@@ -241,8 +253,12 @@ def _history(history: dict) -> dict:
             for k, v in history.items()}
 
 
-def _prepare(suite: Suite, train_split, val_split, cache_dir, bar, console, plain_log: bool, meta: dict) -> dict[str, Defended]:
-    """Train (or load) every model of the suite first: transfer attacks need their source's network."""
+def _prepare(suite: Suite, train_split, val_split, cache_dir, bar, console, plain_log: bool, meta: dict,
+             dev: torch.device) -> dict[str, Defended]:
+    """Train (or load) every model of the suite first, on `dev`: transfer attacks need their source's network."""
+    from .device import activate, kind, move_defence
+
+    activate(dev)
     prepared = {}
     for spec in suite.models:
         code = code_fingerprint(spec.builder, spec.defence.factory)
@@ -255,14 +271,16 @@ def _prepare(suite: Suite, train_split, val_split, cache_dir, bar, console, plai
                 console.print(line, highlight=False)
 
         t0 = time.perf_counter()
-        ctx = Context(train_split, val_split, suite.seed, cache_dir, on_epoch)
+        ctx = Context(train_split, val_split, suite.seed, cache_dir, on_epoch, str(dev))
         model, info = _build_model(spec, suite, ctx)
+        model.to(dev)
         from_cache = info.get("from_cache", False)
         bar.update(task, description=f"{spec.name}: {'loaded from cache' if from_cache else 'ready'}", total=1, completed=1)
         try:
             defence = spec.defence.build(model, ctx)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model {spec.name!r}: defence {spec.defence.name!r} cannot be built: {e}") from e
+        move_defence(defence, dev)
         rejector = None
         if isinstance(defence, AttractorDefence):
             rejector = PearsonRejector(defence, threshold=suite.rejector.threshold or 0.0)
@@ -275,13 +293,129 @@ def _prepare(suite: Suite, train_split, val_split, cache_dir, bar, console, plai
                                      "randomized": bool(getattr(model, "randomized", False)),
                                      "threshold": None if rejector is None else rejector.threshold,
                                      "seconds_train_or_load": round(time.perf_counter() - t0, 1), "weights": weights}
-        classifiers = {Target.NETWORK: make_classifier(model), Target.PIPELINE: make_classifier(model, defence),
-                       Target.BPDA: make_classifier(model, straight_through(defence))}
+        code = store_key(code=code, device=kind(dev))  # numbers repeat bit for bit within a device kind
         fingerprint = store_key(code=code, weights=weights, defence=[spec.defence.name, spec.defence.origin, spec.defence.params,
                                                                      *defence_weights],
                                 threshold=None if rejector is None else repr(rejector.threshold))
-        prepared[spec.name] = Defended(model, defence, rejector, classifiers, fingerprint, store_key(code=code, weights=weights))
+        prepared[spec.name] = Defended(model, defence, rejector, fingerprint, store_key(code=code, weights=weights))
     return prepared
+
+
+@dataclass
+class Cell:
+    """One (model, attack, eps, dataset) cell: `key` in the cell store, `seed` for its generators,
+    `group` the cells that share an intermediate (a transfer attack's examples, a minimal-perturbation
+    attack's run over every eps) and so go to the same worker."""
+
+    model: str
+    attack: AttackSpec | None
+    eps: float
+    dataset: str
+    key: str
+    seed: int
+    group: str
+
+
+@dataclass
+class Workspace:
+    """What computing any cell of a run needs; built once by the main process, and pickled once per
+    worker process (`attractor_bench.parallel`) so that workers never train or load models."""
+
+    suite: Suite
+    sets: dict
+    subsets: dict
+    images: dict
+    prepared: dict[str, Defended]
+
+
+def _what(attack: AttackSpec) -> dict:
+    return dict(name=attack.name, origin=attack.origin, params=attack.params, target=attack.target.value,
+                source=attack.source, n=attack.n,
+                code=None if attack.origin == "built-in" else source_fingerprint(attack.entry.factory))
+
+
+def _intermediate_key(ws: Workspace, c: Cell) -> str | None:
+    """The stored examples a cell starts from, shared with other cells (None: the cell's own attack)."""
+    a = c.attack
+    if a is None or c.eps == 0:
+        return None
+    data_key = ws.images[(c.dataset, a.n)]
+    if a.target is Target.TRANSFER:
+        s = _cell_seed(ws.suite.seed, a.source, a.label, c.eps, c.dataset)
+        return store_key(stage="transfer", model=ws.prepared[a.source].network_fingerprint, attack=_what(a), eps=c.eps,
+                         dataset=c.dataset, images=data_key, seed=s)
+    if not a.entry.bounded:
+        s = _cell_seed(ws.suite.seed, c.model, a.label, c.dataset)
+        return store_key(stage="unbounded", model=ws.prepared[c.model].fingerprint, attack=_what(a), dataset=c.dataset,
+                         images=data_key, seed=s)
+    return None
+
+
+def plan(ws: Workspace) -> dict[str, list[tuple[AttackSpec | None, float, list[Cell]]]]:
+    """Every cell of the run, per model and (attack, eps), MNIST first: the order of the table."""
+    suite, grid = ws.suite, {}
+    for spec in suite.models:
+        d = ws.prepared[spec.name]
+        grid[spec.name] = []
+        for attack, eps in [(None, 0.0)] + [(a, e) for a in suite.attacks if applies(a, spec) for e in a.eps]:
+            label = attack.label if attack else "none"
+            cells = []
+            for ds in datasets(suite, attack):
+                seed = _cell_seed(suite.seed, spec.name, label, eps, ds)
+                key = store_key(stage="cell", model=d.fingerprint, attack=None if attack is None else _what(attack), eps=eps,
+                                dataset=ds, images=ws.images[(ds, attack.n if attack else None)], seed=seed)
+                c = Cell(spec.name, attack, eps, ds, key, seed, key)
+                c.group = _intermediate_key(ws, c) or key
+                cells.append(c)
+            grid[spec.name].append((attack, eps, cells))
+    return grid
+
+
+def datasets(suite: Suite, attack: AttackSpec | None) -> list[str]:
+    return ["mnist", *suite.data.ood] if attack is None or attack.ood else ["mnist"]
+
+
+def applies(attack: AttackSpec, spec: ModelSpec) -> bool:
+    """An attack on the attractor defence's rejector runs only on the models that have it."""
+    return not attack.entry.needs_rejector or spec.defence.name == "attractor"
+
+
+def compute_cell(ws: Workspace, c: Cell, store: CellStore) -> tuple[dict[str, np.ndarray], float]:
+    """Attack and evaluate one cell, store it (atomically) and return its outputs and seconds. Every
+    generator is seeded from the cell, so the result does not depend on what ran before it or where."""
+    t0 = time.perf_counter()
+    seed_everything(c.seed)  # randomized models draw from the generators in every cell
+    d, attack, eps = ws.prepared[c.model], c.attack, c.eps
+    idx = ws.subsets[(c.dataset, attack.n if attack else None)]
+    x = ws.sets[c.dataset].x[idx]
+    y = ws.sets[c.dataset].y[idx] if c.dataset == "mnist" else None
+    x_adv = x
+    if attack is not None and eps > 0:
+        shared = _intermediate_key(ws, c)
+
+        def stored_examples(compute) -> np.ndarray:
+            hit = store.get(shared)
+            if hit is not None:
+                return hit[0]["x_adv"]
+            x_adv = compute()
+            store.put(shared, {"x_adv": x_adv})
+            return x_adv
+
+        if attack.target is Target.TRANSFER:
+            src = ws.prepared[attack.source]
+            s = _cell_seed(ws.suite.seed, attack.source, attack.label, eps, c.dataset)
+            x_adv = stored_examples(lambda: _attack(attack, eps, src.classifiers[Target.NETWORK], x, y, s))
+        elif attack.entry.bounded:
+            x_adv = _attack(attack, eps, d.classifiers[attack.target], x, y, c.seed, d.rejector)
+        else:
+            s = _cell_seed(ws.suite.seed, c.model, attack.label, c.dataset)
+            x_adv = within_budget(stored_examples(lambda: _attack(attack, eps, d.classifiers[attack.target], x, y, s,
+                                                                  d.rejector)), x, eps, attack.entry.norm)
+        _check_budget(attack.label, x_adv, x, eps, attack.entry.norm)
+    out = {**evaluate(d, x_adv), **perturbation_sizes(x, x_adv)}
+    seconds = round(time.perf_counter() - t0, 2)
+    store.put(c.key, out, {"seconds": seconds, "cell": [c.model, attack.label if attack else "none", eps, c.dataset]})
+    return out, seconds
 
 
 def run_suite(
@@ -292,15 +426,31 @@ def run_suite(
     console: Console | None = None,
     progress: bool = True,
     fresh: bool = False,
+    device: str | None = None,
+    workers: int = 1,
+    cluster: str | None = None,
 ) -> RunResult:
     """Run every cell of `suite`; return the tidy table (columns model, attack, eps, dataset,
     metric, value) and run metadata. Writing files is `attractor_bench.report`'s job.
 
     Each finished cell is stored in the cache (`attractor_bench.store`) as soon as it is done; a
     rerun takes finished cells from there and computes only the rest, with the same table as an
-    uninterrupted run. `fresh=True` recomputes every cell (trained models are still reused)."""
+    uninterrupted run. `fresh=True` recomputes every cell (trained models are still reused).
+
+    `device`: `auto` (default: CUDA when present), `cpu`, `cuda` or `cuda:<i>`, for training and
+    attacks. `workers > 1` computes the cells in that many local processes; `cluster` (a Dask
+    scheduler address, or `local` for a local Dask cluster of `workers` processes) on a cluster.
+    Either way the models are trained once, here, and the table is assembled here from the stored
+    cells, in the same order: the same table as the sequential run's."""
+    from . import parallel
+    from .device import resolve_device
+
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
+    dev = resolve_device(device or suite.device)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (got {workers}).")
+    parallel.check_cluster(cluster)
     console = console or Console(stderr=True)
     t_start = time.perf_counter()
     torch.manual_seed(suite.seed)
@@ -316,23 +466,7 @@ def run_suite(
     store = CellStore(resolve_cache_dir(cache_dir) / "cells", fresh=fresh)
     store.remove_stale_temporaries()
 
-    def stored_examples(k: str, compute) -> np.ndarray:
-        """Adversarial examples used by several cells (minimal-perturbation, transfer), stored too."""
-        hit = store.get(k)
-        if hit is not None:
-            return hit[0]["x_adv"]
-        x_adv = compute()
-        store.put(k, {"x_adv": x_adv})
-        return x_adv
-
-    def datasets(attack: AttackSpec | None) -> list[str]:
-        return list(sets) if attack is None or attack.ood else ["mnist"]
-
-    def applies(attack: AttackSpec, spec: ModelSpec) -> bool:
-        """An attack on the attractor defence's rejector runs only on the models that have it."""
-        return not attack.entry.needs_rejector or spec.defence.name == "attractor"
-
-    n_cells = sum(len(datasets(a)) * (len(a.eps) if a else 1) for spec in suite.models
+    n_cells = sum(len(datasets(suite, a)) * (len(a.eps) if a else 1) for spec in suite.models
                   for a in [None, *suite.attacks] if a is None or applies(a, spec))
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=console, disable=not progress)
@@ -342,68 +476,58 @@ def run_suite(
         a.label: {"name": a.name, "origin": a.origin, "norm": a.norm, "kind": a.entry.kind, "target": a.target.value,
                   "source": a.source, "n": a.n, "eps": list(a.eps), "ood": a.ood, "params": a.params,
                   "models": [m.name for m in suite.models if applies(a, m)]} for a in suite.attacks}}
+    meta["execution"] = {"device": str(dev), "workers": workers, "cluster": cluster}
     figures = {"similarity": [], "iterates": []}
     for a in suite.attacks:
         if a.n is not None:
-            meta["subsets"][a.label] = {ds: int(len(subsets[(ds, a.n)])) for ds in datasets(a)}
+            meta["subsets"][a.label] = {ds: int(len(subsets[(ds, a.n)])) for ds in datasets(suite, a)}
     n_stored = 0
     figure_attack = _figure_attack(suite)
     figure_cell = None if figure_attack is None else (figure_attack.label, min(figure_attack.eps, key=lambda e: abs(e - 0.1)))
     with deterministic(), (bar if progress else nullcontext()):
-        prepared = _prepare(suite, train_split, val_split, cache_dir, bar, console, plain_log, meta)
-        cells = bar.add_task("cells", total=n_cells)
+        prepared = _prepare(suite, train_split, val_split, cache_dir, bar, console, plain_log, meta, dev)
+        ws = Workspace(suite, sets, subsets, images, prepared)
+        grid = plan(ws)
+        cells_task = bar.add_task("cells", total=n_cells)
+        computed_now: set[str] = set()
+        if workers > 1 or cluster:
+            todo = [c for m in grid.values() for _, _, cs in m for c in cs if fresh or not store.path(c.key).is_file()]
+            bar.update(cells_task, description=f"cells on {cluster or f'{workers} worker processes'}",
+                       completed=n_cells - len(todo))
+
+            def done(cell: Cell, seconds: float) -> None:
+                bar.advance(cells_task)
+                if plain_log:
+                    console.print(f"{cell.model} {cell.attack.label if cell.attack else 'none'} eps={cell.eps:.4f} "
+                                  f"{cell.dataset}: done in {seconds:.1f} s (worker)", highlight=False)
+
+            computed_now = parallel.compute(ws, todo, store, workers=workers, cluster=cluster, on_done=done)
+            store.mark_written(computed_now)
+            bar.update(cells_task, completed=0)
         for spec in suite.models:
             d = prepared[spec.name]
             records: dict[str, list[Record]] = {ds: [] for ds in sets}
-            grid = [(None, 0.0)] + [(a, e) for a in suite.attacks if applies(a, spec) for e in a.eps]
-            for attack, eps in grid:
+            for attack, eps, cells in grid[spec.name]:
                 label = attack.label if attack else "none"
                 entry = attack.entry if attack else None
-                what = None if attack is None else dict(
-                    name=attack.name, origin=attack.origin, params=attack.params, target=attack.target.value,
-                    source=attack.source, n=attack.n,
-                    code=None if attack.origin == "built-in" else source_fingerprint(attack.entry.factory))
                 outputs = {}
-                for ds in datasets(attack):
-                    bar.update(cells, description=f"{spec.name} {label} eps={eps:.4f} {ds}")
-                    n = attack.n if attack else None
-                    idx, data_key = subsets[(ds, n)], images[(ds, n)]
+                for c in cells:
+                    ds = c.dataset
+                    bar.update(cells_task, description=f"{spec.name} {label} eps={eps:.4f} {ds}")
+                    idx = subsets[(ds, attack.n if attack else None)]
                     y = sets[ds].y[idx] if ds == "mnist" else None
-                    seed = _cell_seed(suite.seed, spec.name, label, eps, ds)
-                    cell = store_key(stage="cell", model=d.fingerprint, attack=what, eps=eps, dataset=ds, images=data_key, seed=seed)
-                    hit = store.get(cell)
+                    hit = store.get(c.key)
                     if hit is not None:
                         out, seconds = hit[0], hit[1]["seconds"]
-                        n_stored += 1
+                        n_stored += c.key not in computed_now
                     else:
-                        t0 = time.perf_counter()
-                        seed_everything(seed)  # randomized models draw from the generators in every cell
-                        x = sets[ds].x[idx]
-                        x_adv = x
-                        if attack is not None and eps > 0:
-                            if attack.target is Target.TRANSFER:
-                                src = prepared[attack.source]
-                                s = _cell_seed(suite.seed, attack.source, label, eps, ds)
-                                x_adv = stored_examples(
-                                    store_key(stage="transfer", model=src.network_fingerprint, attack=what, eps=eps, dataset=ds,
-                                              images=data_key, seed=s),
-                                    lambda: _attack(attack, eps, src.classifiers[Target.NETWORK], x, y, s))
-                            elif entry.bounded:
-                                x_adv = _attack(attack, eps, d.classifiers[attack.target], x, y, seed, d.rejector)
-                            else:
-                                s = _cell_seed(suite.seed, spec.name, label, ds)
-                                x_adv = within_budget(stored_examples(
-                                    store_key(stage="unbounded", model=d.fingerprint, attack=what, dataset=ds, images=data_key, seed=s),
-                                    lambda: _attack(attack, eps, d.classifiers[attack.target], x, y, s, d.rejector)), x, eps, entry.norm)
-                            _check_budget(label, x_adv, x, eps, entry.norm)
-                        out = {**evaluate(d, x_adv), **perturbation_sizes(x, x_adv)}
-                        seconds = round(time.perf_counter() - t0, 2)
-                        store.put(cell, out, {"seconds": seconds, "cell": [spec.name, label, eps, ds]})
+                        out, seconds = compute_cell(ws, c, store)
                     metrics = cell_metrics(out, outputs.get("mnist"), y, d.threshold)
                     if attack is not None and attack.n is not None:
                         metrics["n_samples"] = len(idx)
+                    from_store = hit is not None and c.key not in computed_now
                     meta["cell_seconds"].append(dict(model=spec.name, attack=label, eps=eps, dataset=ds, seconds=seconds,
-                                                     stored=hit is not None))
+                                                     stored=from_store))
                     outputs[ds] = out
                     if d.rejector is not None and (attack is None or (attack.label, eps) == figure_cell):
                         figures["similarity"].append({"model": spec.name, "condition": "clean" if attack is None else
@@ -414,8 +538,8 @@ def run_suite(
                         label, eps, entry.norm if entry else "none", entry.kind if entry else "clean",
                         bool(entry and entry.single_step), attack.target.value if attack else "none", idx,
                         out["pred"] == y if y is not None else None, accepted(out, d.threshold)))
-                    bar.advance(cells)
-                    if plain_log:
+                    bar.advance(cells_task)
+                    if plain_log and c.key not in computed_now:
                         how = "from the store" if hit is not None else f"done in {seconds:.1f} s"
                         console.print(f"{spec.name} {label} eps={eps:.4f} {ds}: {how}", highlight=False)
             rows += _aggregate(spec.name, suite, d, sets, records, meta, store, images[("mnist", None)])

@@ -112,6 +112,10 @@ class CellStore:
                 os.unlink(tmp)
         self._written.add(k)
 
+    def mark_written(self, keys) -> None:
+        """Cells other processes (workers) wrote for this run: with `fresh`, they count as this run's."""
+        self._written.update(keys)
+
     def remove_stale_temporaries(self) -> None:
         """Delete temporary files left by processes of this host that no longer run (a SIGKILL)."""
         host = socket.gethostname()

@@ -139,10 +139,12 @@ def _fit_stage(
     cfg: TrainConfig,
     gen: torch.Generator,
     progress: ProgressFn | None,
+    device: torch.device,
 ) -> dict:
+    head.to(device)
     opt = make_optimizer(params, lr)
-    x_train, y_train = torch.from_numpy(train.x).flatten(1), torch.from_numpy(train.y)
-    x_val, y_val = torch.from_numpy(val.x).flatten(1), torch.from_numpy(val.y)
+    x_train, y_train = torch.from_numpy(train.x).flatten(1).to(device), torch.from_numpy(train.y).to(device)
+    x_val, y_val = torch.from_numpy(val.x).flatten(1).to(device), torch.from_numpy(val.y).to(device)
     with torch.no_grad():
         f_train, f_val = inputs(x_train), inputs(x_val)  # features of the frozen stages before this one
 
@@ -177,21 +179,23 @@ def _fit_stage(
 
 
 def train(train: Split, val: Split, cfg: TrainConfig, progress: ProgressFn | None = None,
-          init: AttractorNet | None = None) -> tuple[AttractorNet, History]:
+          init: AttractorNet | None = None, device: str | torch.device = "cpu") -> tuple[AttractorNet, History]:
     """Train an AttractorNet on (a subset of) `train`, early-stopping on `val`. With `init` (the
     model of `cfg.init`), start from its weights and only fine-tune. Bit-for-bit the same from
-    the same seed and data on the same machine (`determinism.deterministic`)."""
+    the same seed and data on the same machine (`determinism.deterministic`). Trains on `device`;
+    the model is returned on it."""
     with deterministic():
-        return _train(train, val, cfg, progress, init)
+        return _train(train, val, cfg, progress, init, torch.device(device))
 
 
 def _train(train: Split, val: Split, cfg: TrainConfig, progress: ProgressFn | None,
-           init: AttractorNet | None) -> tuple[AttractorNet, History]:
+           init: AttractorNet | None, device: torch.device) -> tuple[AttractorNet, History]:
     train, val = select_training_data(train, val, cfg)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = AttractorNet(cfg.output_activation)
     history = History()
+    model.to(device)
     if init is not None:
         model.load_state_dict(init.state_dict())
     elif cfg.pretrain:
@@ -207,11 +211,11 @@ def _train(train: Split, val: Split, cfg: TrainConfig, progress: ProgressFn | No
                 return x
 
             history.stages[f"pretrain{i + 1}"] = _fit_stage(
-                f"pretrain {i + 1}/3", chain, head, params, frozen, train, val, lr, cfg, gen, progress
+                f"pretrain {i + 1}/3", chain, head, params, frozen, train, val, lr, cfg, gen, progress, device
             )
     history.stages["finetune"] = _fit_stage(
         "fine-tune", model.chain(), model.head, list(model.parameters()), lambda x: x,
-        train, val, cfg.finetune_lr, cfg, gen, progress,
+        train, val, cfg.finetune_lr, cfg, gen, progress, device,
     )
     model.eval()
     return model, history

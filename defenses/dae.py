@@ -36,16 +36,18 @@ class DAE(nn.Module):
 
 def gaussian(x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
     """x plus N(0, std^2) noise, clipped to [0, 1]."""
-    return (x + std * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+    return (x + std * torch.randn(x.shape, generator=gen).to(x.device)).clamp(0, 1)
 
 
 def fit_denoiser(model: nn.Module, ctx, corrupt: Callable, loss: Callable, max_epochs: int, patience: int,
                  name: str, n_train: int | None = None, lr: float = 1e-3, batch_size: int = 128, n_val: int = 5000) -> dict:
     gen = torch.Generator().manual_seed(ctx.seed)
     train = ctx.training_split(n_train)
-    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
+    dev = torch.device(getattr(ctx, "device", "cpu"))
+    model.to(dev)
+    x, y = torch.from_numpy(train.x).to(dev), torch.from_numpy(train.y).to(dev)
     val = ctx.val.head(n_val)
-    xv, yv = torch.from_numpy(val.x), torch.from_numpy(val.y)
+    xv, yv = torch.from_numpy(val.x).to(dev), torch.from_numpy(val.y).to(dev)
     xv_corrupt = corrupt(xv, yv, torch.Generator().manual_seed(ctx.seed + 1))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     best, best_epoch, best_state, losses = float("inf"), 0, None, []

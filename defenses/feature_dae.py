@@ -72,7 +72,7 @@ def fit_feature_dae(model: DAE, ctx, max_eps: float, pixel_weight: float, max_ep
         xg = x.clone().requires_grad_(True)
         with torch.enable_grad():
             grad, = torch.autograd.grad(nn.functional.cross_entropy(cnn(xg), y), xg)
-        eps = torch.rand(len(x), generator=gen).view(-1, 1, 1, 1) * max_eps
+        eps = torch.rand(len(x), generator=gen).to(x.device).view(-1, 1, 1, 1) * max_eps
         return (x + eps * grad.sign()).clamp(0, 1).detach()
 
     def loss(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

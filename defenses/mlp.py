@@ -47,7 +47,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
         return x
     was_training = model.training
     model.eval()
-    xa = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1)
+    xa = (x + (torch.rand(x.shape, generator=gen).to(x.device) * 2 - 1) * eps).clamp(0, 1)
     for _ in range(steps):
         xa.requires_grad_(True)
         with torch.enable_grad():
@@ -71,9 +71,11 @@ def fit_classifier(model: nn.Module, ctx, max_epochs: int = 20, patience: int = 
     validation images. `regularizer(model)`, if given, is added to the loss. Returns the history (validation accuracy per epoch, best epoch)."""
     gen = torch.Generator().manual_seed(ctx.seed)
     train = ctx.training_split(n_train)
-    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
+    dev = torch.device(getattr(ctx, "device", "cpu"))
+    model.to(dev)
+    x, y = torch.from_numpy(train.x).to(dev), torch.from_numpy(train.y).to(dev)
     val = ctx.val.head(n_val_adversarial if adversarial else n_val)
-    xv, yv = torch.from_numpy(val.x), torch.from_numpy(val.y)
+    xv, yv = torch.from_numpy(val.x).to(dev), torch.from_numpy(val.y).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     best, best_epoch, best_state, accs = -1.0, 0, None, []
     for epoch in range(1, max_epochs + 1):

@@ -1,0 +1,234 @@
+"""Cells computed by several processes: local worker processes (`--workers N`) or a Dask cluster
+(`--cluster ADDRESS`, or `--cluster local` for a local Dask cluster of N worker processes).
+
+The main process trains or loads every model first, then pickles one `Workspace` (the suite, the
+images, the trained models with their defences) and sends it once to each worker; workers never
+train. Jobs are groups of cells that share an intermediate (the examples of a transfer attack or
+of a minimal-perturbation attack), so an intermediate is computed once. A worker computes a
+cell exactly as the sequential run does (`runner.compute_cell`: the same per-cell seeds, the same
+deterministic algorithms) and stores it atomically in the cell store; the main process then reads
+every cell from the store in the suite's order, so the tables equal the sequential run's.
+
+Threads: each local worker gets an equal share of this machine's torch threads (at least one).
+A cell computed with one thread gave the same bits as with two on the development machine (the
+tests compare whole tables; `benchmarks/parallel_suite.py` prints whether they are identical); a
+machine whose kernels differ there would show it as `tables_identical=false`. On CUDA the cells
+of several workers share the GPU.
+
+Why Dask rather than Ray: `pip install dask distributed` is two pure-Python wheels (Ray is a large
+binary with its own object store and dashboard), a Dask scheduler is one command
+(`dask scheduler`, `dask worker ADDRESS`), and `LocalCluster` gives the same API on one machine
+for tests. Remote workers need this package installed and the datasets are not needed (the images
+travel in the workspace); the cell store must be a folder every worker can write (a shared
+filesystem), or the main process stores the cells workers send back.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import socket
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable
+
+import torch
+
+from .errors import AttractorBenchError, ConfigError
+
+_STATE: dict = {}
+
+
+def jobs(cells: list) -> list[list]:
+    """Cells grouped by what they share (`Cell.group`), in first-appearance order."""
+    groups: dict[str, list] = {}
+    for c in cells:
+        groups.setdefault(c.group, []).append(c)
+    return list(groups.values())
+
+
+def _payload(ws) -> bytes:
+    """The workspace as bytes (cloudpickle: registry entries are closures, sent by value)."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(ws, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+        raise ConfigError(f"The run cannot be sent to worker processes: {e}. An outside model, defence or attack holds "
+                          "something that cannot be pickled (an open file, a lock, a CUDA stream); "
+                          "run without --workers/--cluster.") from e
+
+
+def _setup(threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _init_local(payload: bytes, threads: int, store_root: str) -> None:
+    _setup(threads)
+    _STATE["ws"] = pickle.loads(payload)
+    _STATE["store_root"] = store_root
+
+
+def _light(ws, job: list) -> list[tuple]:
+    """A job as plain values (the attack as its index in the suite): what travels per job."""
+    index = {id(a): i for i, a in enumerate(ws.suite.attacks)}
+    return [(c.model, None if c.attack is None else index[id(c.attack)], c.eps, c.dataset, c.key, c.seed, c.group) for c in job]
+
+
+def _cells(ws, light: list[tuple]) -> list:
+    from .runner import Cell
+
+    return [Cell(m, None if a is None else ws.suite.attacks[a], e, d, k, s, g) for m, a, e, d, k, s, g in light]
+
+
+def _compute(ws, store_root: str, job: list[tuple]) -> list[tuple[str, float, dict | None]]:
+    from .runner import compute_cell
+    from .store import CellStore
+
+    store = CellStore(store_root)
+    done = []
+    for c in _cells(ws, job):
+        out, seconds = compute_cell(ws, c, store)
+        done.append((c.key, seconds, None))
+    return done
+
+
+def _run_local(job: list) -> list[tuple[str, float, dict | None]]:
+    return _compute(_STATE["ws"], _STATE["store_root"], job)
+
+
+def _run_dask(ws, store_root: str, threads: int, job: list) -> list[tuple[str, float, dict | None]]:
+    """On a Dask worker: compute and store where the store is writable; else send the arrays back."""
+    _setup(threads)
+    from .runner import compute_cell
+    from .store import CellStore
+
+    try:
+        os.makedirs(store_root, exist_ok=True)
+        writable = os.access(store_root, os.W_OK)
+    except OSError:
+        writable = False
+    store = CellStore(store_root if writable else _scratch())
+    done = []
+    for c in _cells(ws, job):
+        out, seconds = compute_cell(ws, c, store)
+        done.append((c.key, seconds, None if writable else {"out": out, "header": {"seconds": seconds, "cell": [
+            c.model, c.attack.label if c.attack else "none", c.eps, c.dataset]}}))
+    return done
+
+
+def _scratch() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="attractor-bench-cells-")
+
+
+def check_cluster(cluster: str | None) -> None:
+    """Fail fast, before any training, when Dask is missing or the scheduler does not answer."""
+    if not cluster:
+        return
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        raise ConfigError("--cluster needs Dask: pip install -e '.[distributed]' (or pip install dask distributed).") from None
+    if cluster == "local":
+        return
+    from urllib.parse import urlsplit
+
+    url = urlsplit(cluster if "://" in cluster else f"tcp://{cluster}")
+    try:
+        host, port = url.hostname, url.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise ConfigError(f"--cluster {cluster!r}: expected a Dask scheduler address such as tcp://host:8786, or local.")
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as e:
+        raise ConfigError(f"Cannot reach the Dask scheduler at {cluster!r}: {e}. Start one with `dask scheduler` and "
+                          "workers with `dask worker ADDRESS`, or use --cluster local.") from None
+
+
+def compute(ws, cells: list, store, workers: int = 2, cluster: str | None = None,
+            on_done: Callable | None = None) -> set[str]:
+    """Compute `cells` in worker processes or on a cluster; return the keys computed. A worker that
+    dies stops the run with an error; the cells finished until then stay stored (atomically), so
+    running the same command again resumes."""
+    if not cells:
+        return set()
+    by_key = {c.key: c for c in cells}
+    payload = _payload(ws)
+    computed: set[str] = set()
+
+    def finished(results) -> None:
+        for key, seconds, sent in results:
+            if sent is not None:  # a worker that could not write the store sent the cell back
+                store.put(key, sent["out"], sent["header"])
+            computed.add(key)
+            if on_done is not None:
+                on_done(by_key[key], seconds)
+
+    work = [_light(ws, job) for job in jobs(cells)]
+    if cluster:
+        _dask(payload, work, str(store.root), workers, cluster, finished)
+    else:
+        _processes(payload, work, str(store.root), workers, finished)
+    return computed
+
+
+def _processes(payload: bytes, work: list, store_root: str, workers: int, finished: Callable) -> None:
+    threads = max(1, torch.get_num_threads() // workers)
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools
+    done = 0
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_local,
+                                 initargs=(payload, threads, store_root)) as pool:
+            futures = [pool.submit(_run_local, job) for job in work]
+            for f in as_completed(futures):
+                finished(f.result())
+                done += 1
+    except BrokenProcessPool as e:
+        raise AttractorBenchError(
+            f"A worker process died ({e}); {done} of {len(work)} jobs had finished. Every cell finished so far is "
+            "stored; run the same command again to compute the rest.") from None
+
+
+def _dask(payload: bytes, work: list, store_root: str, workers: int, cluster: str, finished: Callable) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
+    except ImportError:
+        raise ConfigError("--cluster needs Dask: pip install -e '.[distributed]' (or pip install dask distributed).") from None
+    ws = pickle.loads(payload)
+    local = None
+    try:
+        if cluster == "local":
+            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(local)
+        else:
+            client = Client(cluster, timeout=30)
+    except OSError as e:
+        raise ConfigError(f"Cannot reach the Dask scheduler at {cluster!r}: {e}. Start one with `dask scheduler` and "
+                          "workers with `dask worker ADDRESS`, or use --cluster local.") from None
+    try:
+        n = max(1, len(client.scheduler_info().get("workers", {})))
+        threads = max(1, torch.get_num_threads() // n) if cluster == "local" else torch.get_num_threads()
+        [shared] = client.scatter([ws], broadcast=True)
+        futures = [client.submit(_run_dask, shared, store_root, threads, job, pure=False) for job in work]
+        done = 0
+        try:
+            for f in dask_completed(futures):
+                finished(f.result())
+                done += 1
+        except Exception as e:  # KilledWorker, a lost scheduler, an attack's own error
+            if isinstance(e, AttractorBenchError):
+                raise
+            raise AttractorBenchError(
+                f"The cluster failed on a job ({type(e).__name__}: {e}); {done} of {len(work)} jobs had finished. Every "
+                "cell finished so far is stored; run the same command again to compute the rest.") from None
+    finally:
+        client.close()
+        if local is not None:
+            local.close()

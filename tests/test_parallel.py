@@ -1,0 +1,131 @@
+"""Cells computed by worker processes or on a Dask cluster give the sequential run's tables, byte
+for byte; a worker killed mid-cell stops the run with a clear error, leaves no partial cell, and the
+rerun completes the table. The sequential run is the session's `smoke_run`."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from attractor_bench.cli import app
+from attractor_bench.parallel import jobs
+from conftest import SMOKE, run_args
+
+from test_faults import _cache_sharing_models, _cells
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The multiprocessing worker processes started by `pid` (not its resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in cmd:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_killed_worker_stops_the_run_and_the_rerun_with_workers_completes_the_table(smoke_run, data_root, tmp_path):
+    assert smoke_run.result.exit_code == 0, smoke_run.result.output
+    cache, results = _cache_sharing_models(tmp_path, smoke_run), tmp_path / "results"
+    args = run_args(SMOKE, data_root, cache, results, "--workers", "2")
+    proc = subprocess.Popen([sys.executable, "-m", "attractor_bench.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _cells(cache) < 4 or len(_workers_of(proc.pid)) < 2:
+        assert proc.poll() is None, f"the run ended before a worker could be killed: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no 4 stored cells with 2 workers after 300 s"
+        time.sleep(0.05)
+    victim = _workers_of(proc.pid)[0]
+    subprocess.run(["kill", "-KILL", str(victim)], check=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    assert "A worker process died" in err and "run the same command again" in err
+    assert not results.exists()  # nothing written for the failed run
+    for f in (cache / "cells").glob("*.npz"):  # every stored cell is whole
+        with np.load(f, allow_pickle=False) as z:
+            assert "__header__" in z.files
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert (results / "smoke" / "results.csv").read_bytes() == smoke_run.csv
+    assert not list((cache / "cells").glob(".*.tmp"))  # the dead worker's temporary file, if any, is gone
+    meta = json.loads((results / "smoke" / "run.json").read_text())
+    assert meta["execution"] == {"device": "cpu", "workers": 2, "cluster": None}
+    assert 0 < meta["cells"]["from_store"] < meta["cells"]["total"]  # resumed: the killed run's cells were reused
+
+
+def _copy_cells_of(model: str, source: Path, cache: Path) -> int:
+    """Copy the stored cells of one model (not intermediates) from the sequential run's store."""
+    (cache / "cells").mkdir(exist_ok=True)
+    n = 0
+    for f in (source / "cells").glob("*.npz"):
+        with np.load(f, allow_pickle=False) as z:
+            if json.loads(str(z["__header__"])).get("cell", [None])[0] == model:
+                shutil.copy(f, cache / "cells" / f.name)
+                n += 1
+    return n
+
+
+def test_a_local_dask_cluster_gives_the_sequential_table(smoke_run, data_root, tmp_path):
+    """The baseline's cells come from the sequential run's store (to keep the test short); every
+    attractor cell, and the transfer examples they start from, are computed on a local Dask cluster."""
+    pytest.importorskip("dask.distributed")
+    assert smoke_run.result.exit_code == 0, smoke_run.result.output
+    cache, results = _cache_sharing_models(tmp_path, smoke_run), tmp_path / "results"
+    copied = _copy_cells_of("baseline", smoke_run.cache, cache)
+    result = CliRunner().invoke(app, run_args(SMOKE, data_root, cache, results, "--cluster", "local", "--workers", "2"))
+    assert result.exit_code == 0, result.output
+    assert (results / "smoke" / "results.csv").read_bytes() == smoke_run.csv
+    meta = json.loads((results / "smoke" / "run.json").read_text())
+    assert meta["cells"]["from_store"] == copied > 0 and meta["cells"]["computed"] > 10
+    assert {c["model"] for c in meta["cell_seconds"] if not c["stored"]} == {"attractor"}
+    assert meta["execution"]["cluster"] == "local"
+
+
+def test_an_unreachable_cluster_is_a_clear_error(tmp_path, data_root):
+    pytest.importorskip("dask.distributed")
+    result = CliRunner().invoke(app, run_args(SMOKE, data_root, tmp_path / "cache", tmp_path / "results",
+                                              "--cluster", "tcp://127.0.0.1:9"))
+    assert result.exit_code == 2, result.output
+    assert "Cannot reach the Dask scheduler" in result.output
+    assert not (tmp_path / "results").exists()
+
+
+def test_cells_sharing_an_intermediate_go_to_one_job():
+    from types import SimpleNamespace as C
+
+    cells = [C(group="a", key=1), C(group="b", key=2), C(group="a", key=3), C(group="c", key=4)]
+    assert [[c.key for c in j] for j in jobs(cells)] == [[1, 3], [2], [4]]
+
+
+@pytest.mark.parametrize("spec, message", [("cuda:x", "must be a number"), ("tpu", "is not one of"),
+                                           ("cuda", "no CUDA device")])
+def test_device_errors(spec, message):
+    import torch
+
+    from attractor_bench.device import resolve_device
+    from attractor_bench.errors import ConfigError
+
+    if spec == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=message):
+        resolve_device(spec)
+
+
+def test_auto_and_cpu_devices():
+    import torch
+
+    from attractor_bench.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
