@@ -54,10 +54,17 @@ def _payload(ws) -> bytes:
 
     try:
         return cloudpickle.dumps(ws, protocol=pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, TypeError, AttributeError) as e:
-        raise ConfigError(f"The run cannot be sent to worker processes: {e}. An outside model, defence or attack holds "
-                          "something that cannot be pickled (an open file, a lock, a CUDA stream); "
-                          "run without --workers/--cluster.") from e
+    except UNPICKLABLE as e:
+        raise _unpicklable(e) from e
+
+
+UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError)
+
+
+def _unpicklable(e: Exception) -> ConfigError:
+    return ConfigError(f"The run cannot be sent to worker processes: {e}. An outside model, defence or attack holds "
+                       "something that cannot be pickled (an open file, a lock, a CUDA stream); "
+                       "run without --workers/--cluster.")
 
 
 def _setup(threads: int) -> None:
@@ -83,46 +90,40 @@ def _cells(ws, light: list[tuple]) -> list:
     return [Cell(m, None if a is None else ws.suite.attacks[a], e, d, k, s, g) for m, a, e, d, k, s, g in light]
 
 
-def _compute(ws, store_root: str, job: list[tuple]) -> list[tuple[str, float, dict | None]]:
+def _compute(ws, store, job: list[tuple], send_back: bool = False) -> list[tuple[str, float, dict | None]]:
+    """Compute and store a job's cells; with `send_back`, also return their arrays (the main
+    process stores them: this worker's store is a scratch folder the main process cannot see)."""
     from .runner import compute_cell
-    from .store import CellStore
 
-    store = CellStore(store_root)
     done = []
     for c in _cells(ws, job):
         out, seconds = compute_cell(ws, c, store)
-        done.append((c.key, seconds, None))
+        done.append((c.key, seconds, {"out": out, "header": {"seconds": seconds, "cell": [
+            c.model, c.attack.label if c.attack else "none", c.eps, c.dataset]}} if send_back else None))
     return done
 
 
 def _run_local(job: list) -> list[tuple[str, float, dict | None]]:
-    return _compute(_STATE["ws"], _STATE["store_root"], job)
+    from .store import CellStore
+
+    return _compute(_STATE["ws"], CellStore(_STATE["store_root"]), job)
 
 
 def _run_dask(ws, store_root: str, threads: int, job: list) -> list[tuple[str, float, dict | None]]:
-    """On a Dask worker: compute and store where the store is writable; else send the arrays back."""
-    _setup(threads)
-    from .runner import compute_cell
+    """On a Dask worker: store where the cache folder is writable; else send the arrays back."""
+    import tempfile
+
     from .store import CellStore
 
+    _setup(threads)
     try:
         os.makedirs(store_root, exist_ok=True)
         writable = os.access(store_root, os.W_OK)
     except OSError:
         writable = False
-    store = CellStore(store_root if writable else _scratch())
-    done = []
-    for c in _cells(ws, job):
-        out, seconds = compute_cell(ws, c, store)
-        done.append((c.key, seconds, None if writable else {"out": out, "header": {"seconds": seconds, "cell": [
-            c.model, c.attack.label if c.attack else "none", c.eps, c.dataset]}}))
-    return done
-
-
-def _scratch() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="attractor-bench-cells-")
+    if not writable and "scratch" not in _STATE:  # one scratch folder per worker process, for intermediates
+        _STATE["scratch"] = tempfile.mkdtemp(prefix="attractor-bench-cells-")
+    return _compute(ws, CellStore(store_root if writable else _STATE["scratch"]), job, send_back=not writable)
 
 
 def check_cluster(cluster: str | None) -> None:
@@ -159,7 +160,6 @@ def compute(ws, cells: list, store, workers: int = 2, cluster: str | None = None
     if not cells:
         return set()
     by_key = {c.key: c for c in cells}
-    payload = _payload(ws)
     computed: set[str] = set()
 
     def finished(results) -> None:
@@ -172,9 +172,9 @@ def compute(ws, cells: list, store, workers: int = 2, cluster: str | None = None
 
     work = [_light(ws, job) for job in jobs(cells)]
     if cluster:
-        _dask(payload, work, str(store.root), workers, cluster, finished)
+        _dask(ws, work, str(store.root), workers, cluster, finished)
     else:
-        _processes(payload, work, str(store.root), workers, finished)
+        _processes(_payload(ws), work, str(store.root), workers, finished)
     return computed
 
 
@@ -195,13 +195,11 @@ def _processes(payload: bytes, work: list, store_root: str, workers: int, finish
             "stored; run the same command again to compute the rest.") from None
 
 
-def _dask(payload: bytes, work: list, store_root: str, workers: int, cluster: str, finished: Callable) -> None:
-    try:
-        from dask.distributed import Client, LocalCluster
-        from dask.distributed import as_completed as dask_completed
-    except ImportError:
-        raise ConfigError("--cluster needs Dask: pip install -e '.[distributed]' (or pip install dask distributed).") from None
-    ws = pickle.loads(payload)
+def _dask(ws, work: list, store_root: str, workers: int, cluster: str, finished: Callable) -> None:
+    """Dask (checked by `check_cluster` before the run) serializes the workspace itself (cloudpickle)."""
+    from dask.distributed import Client, LocalCluster
+    from dask.distributed import as_completed as dask_completed
+
     local = None
     try:
         if cluster == "local":
@@ -215,7 +213,10 @@ def _dask(payload: bytes, work: list, store_root: str, workers: int, cluster: st
     try:
         n = max(1, len(client.scheduler_info().get("workers", {})))
         threads = max(1, torch.get_num_threads() // n) if cluster == "local" else torch.get_num_threads()
-        [shared] = client.scatter([ws], broadcast=True)
+        try:
+            [shared] = client.scatter([ws], broadcast=True)
+        except UNPICKLABLE as e:
+            raise _unpicklable(e) from e
         futures = [client.submit(_run_dask, shared, store_root, threads, job, pure=False) for job in work]
         done = 0
         try:

@@ -517,15 +517,12 @@ def run_suite(
                     idx = subsets[(ds, attack.n if attack else None)]
                     y = sets[ds].y[idx] if ds == "mnist" else None
                     hit = store.get(c.key)
-                    if hit is not None:
-                        out, seconds = hit[0], hit[1]["seconds"]
-                        n_stored += c.key not in computed_now
-                    else:
-                        out, seconds = compute_cell(ws, c, store)
+                    from_store = hit is not None and c.key not in computed_now  # not computed by this run's workers
+                    n_stored += from_store
+                    out, seconds = (hit[0], hit[1]["seconds"]) if hit is not None else compute_cell(ws, c, store)
                     metrics = cell_metrics(out, outputs.get("mnist"), y, d.threshold)
                     if attack is not None and attack.n is not None:
                         metrics["n_samples"] = len(idx)
-                    from_store = hit is not None and c.key not in computed_now
                     meta["cell_seconds"].append(dict(model=spec.name, attack=label, eps=eps, dataset=ds, seconds=seconds,
                                                      stored=from_store))
                     outputs[ds] = out
