@@ -60,6 +60,7 @@ class AttackEntry:
     bounded: bool = True
     single_step: bool = False
     needs_rejector: bool = False
+    depends: tuple[str, ...] = ()  # modules (by name) besides the factory's own source that build the attack
 
     def allowed_params(self) -> set[str] | None:
         return None if self.params is None else set(self.params)
@@ -241,7 +242,7 @@ ATTACKS: dict[str, AttackEntry] = {
         _rejection_aware, "linf", "gradient",
         "Rejection-aware PGD L-inf through the unrolled iteration: on MNIST, misclassify while keeping the similarity "
         "above the threshold; on OOD sets, push the similarity above it (written for this defence)",
-        {}, RejectionAwarePGD.attack_params_allowed, needs_rejector=True,
+        {}, RejectionAwarePGD.attack_params_allowed, needs_rejector=True, depends=("attractor_bench.attacks.rejection_aware",),
     ),
 }
 

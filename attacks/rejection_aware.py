@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attractor_bench.defenses.ood import pearson
+from attractor_bench.defences.ood import pearson
 
 
 class RejectionAwarePGD:

@@ -9,20 +9,12 @@ import os
 # removes that; it must be set before MKL's first call. A user's own setting wins.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
+from .api import load_defence, load_model, make_classifier, run_suite
 from .attacks import ATTACKS
-from .cache import load_defence, load_model
-from .classifier import make_classifier
-from .defenses import DEFENCES, AttractorDefence, PearsonRejector
-from .models import AttractorNet
+from .defences import DEFENCES, AttractorDefence, PearsonRejector
+from .models import MODELS, AttractorNet
 
 __version__ = "0.1.0"
 
-
-def run_suite(*args, **kwargs):
-    """Run a suite (see `attractor_bench.runner.run_suite`)."""
-    from .runner import run_suite as _run
-
-    return _run(*args, **kwargs)
-
-
-__all__ = ["AttractorNet", "load_model", "load_defence", "make_classifier", "AttractorDefence", "PearsonRejector", "run_suite", "ATTACKS", "DEFENCES"]
+__all__ = ["AttractorNet", "load_model", "load_defence", "make_classifier", "AttractorDefence", "PearsonRejector",
+           "run_suite", "ATTACKS", "DEFENCES", "MODELS"]

@@ -9,19 +9,22 @@ The cache directory is the explicit argument, else `$ATTRACTOR_BENCH_CACHE`, els
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import os
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from .data import Split, mnist_train_val
+from .data import Split
+from .determinism import deterministic
 from .errors import CheckpointError, ConfigError
+from .files import atomic_write, digest
 from .models import AttractorNet
-from .training import PRESETS, History, ProgressFn, TrainConfig, select_training_data, train
+from .training import ProgressFn, TrainConfig, select_training_data, train
 
 ENV_VAR = "ATTRACTOR_BENCH_CACHE"
 
@@ -32,45 +35,71 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(cache_dir).expanduser()
 
 
+def _data_digest(*splits: Split) -> str:
+    return digest(*(a.tobytes() for s in splits for a in (s.x, s.y)))
+
+
+@dataclass
+class Context:
+    """What training a recipe needs: the data splits, the suite's seed, the cache and progress.
+    A defence factory that takes `context` gets one, to train the networks it needs once."""
+
+    train: Split
+    val: Split
+    seed: int = 0
+    cache_dir: str | Path | None = None
+    progress: ProgressFn | None = None
+    device: str = "cpu"  # where recipes train (`attractor_bench.device`)
+    _data_key: str | None = None
+
+    def data_key(self) -> str:
+        if self._data_key is None:
+            self._data_key = _data_digest(self.train, self.val)[:20]
+        return self._data_key
+
+    def training_split(self, n_train: int | None) -> Split:
+        """The training images a recipe uses: all, or a seeded subset of `n_train` (small test suites)."""
+        if n_train is None or n_train >= len(self.train):
+            return self.train
+        return self.train.take(np.sort(np.random.default_rng([self.seed, 11]).choice(len(self.train), n_train, replace=False)))
+
+    def trained(self, recipe, **params: Any) -> nn.Module:
+        """The trained network of `recipe` with `params` (training ones; evaluation ones are set too)."""
+        return get_or_fit(recipe, params, self)[0].to(self.device)
+
+
 def model_key(cfg: TrainConfig, train_split: Split, val_split: Split) -> str:
     tr, va = select_training_data(train_split, val_split, cfg)
-    h = hashlib.sha256(cfg.key().encode())
-    for arr in (tr.x, tr.y, va.x, va.y):
-        h.update(arr.tobytes())
-    return h.hexdigest()[:20]
+    return digest(cfg.key().encode(), _data_digest(tr, va).encode())[:20]
+
+
+def _load(path: Path, what: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many types for a bad file; all mean the same to the user
+        raise _corrupt(path, what, e) from e
+
+
+def _corrupt(path: Path, what: str, e: Exception) -> CheckpointError:
+    cause = (str(e).strip().splitlines() or [""])[0][:200]
+    return CheckpointError(f"Checkpoint {path} is corrupt or does not match {what}. Delete it to retrain. "
+                           f"({type(e).__name__}: {cause})")
 
 
 def load_checkpoint(path: Path) -> tuple[AttractorNet, dict]:
+    blob = _load(path, "the architecture")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
         cfg = TrainConfig.from_dict(blob["config"])
         model = AttractorNet(cfg.output_activation)
         model.load_state_dict(blob["state_dict"])
-    except Exception as e:  # torch.load raises many types for a bad file; all mean the same to the user
-        cause = (str(e).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(
-            f"Checkpoint {path} is corrupt or does not match the architecture. Delete it to retrain. "
-            f"({type(e).__name__}: {cause})"
-        ) from e
+    except Exception as e:
+        raise _corrupt(path, "the architecture", e) from e
     model.eval()
     return model, blob
 
 
 def _save(path: Path, blob: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def save_checkpoint(path: Path, model: AttractorNet, cfg: TrainConfig, history: History, train_seconds: float) -> None:
-    _save(path, {"state_dict": _cpu(model), "config": cfg.to_dict(), "history": history.stages,
-                 "train_seconds": train_seconds, "device": _kind(model)})
+    atomic_write(path, lambda tmp: torch.save(blob, tmp))
 
 
 def _cpu(model: torch.nn.Module) -> dict:
@@ -101,99 +130,38 @@ def get_or_train(
     t0 = time.perf_counter()
     model, history = train(train_split, val_split, cfg, progress, init, device)
     seconds = round(time.perf_counter() - t0, 1)
-    save_checkpoint(path, model, cfg, history, seconds)
-    return model, {"config": cfg.to_dict(), "history": history.stages, "train_seconds": seconds, "device": _kind(model)}, False
+    blob = {"state_dict": _cpu(model), "config": cfg.to_dict(), "history": history.stages, "train_seconds": seconds,
+            "device": _kind(model)}
+    _save(path, blob)
+    return model, blob, False
 
 
-def get_or_fit(recipe, params: dict, ctx) -> tuple[torch.nn.Module, dict, bool]:
+def get_or_fit(recipe, params: dict, ctx: Context) -> tuple[torch.nn.Module, dict, bool]:
     """(trained network of `recipe`, checkpoint blob, loaded_from_cache); see `attractor_bench.recipes`.
     `params` may hold training and evaluation parameters (the latter are set as module attributes)."""
-    from .determinism import deterministic
-
     try:
         train_params, eval_params = recipe.split(params)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    key = hashlib.sha256(f"{recipe.key(train_params, ctx.seed)}:{ctx.data_key()}".encode()).hexdigest()[:20]
+    key = digest(f"{recipe.key(train_params, ctx.seed)}:{ctx.data_key()}".encode())[:20]
     path = resolve_cache_dir(ctx.cache_dir) / "models" / f"{recipe.name}-{key}.pt"
     module = recipe.make(**train_params)
     if path.is_file():
+        blob = _load(path, recipe.name)
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
             module.load_state_dict(blob["state_dict"])
-        except Exception as e:  # see load_checkpoint
-            cause = (str(e).strip().splitlines() or [""])[0][:200]
-            raise CheckpointError(f"Checkpoint {path} is corrupt or does not match {recipe.name}. Delete it to retrain. "
-                                  f"({type(e).__name__}: {cause})") from e
+        except Exception as e:
+            raise _corrupt(path, recipe.name, e) from e
         cached = True
     else:
         t0 = time.perf_counter()
         with deterministic():
             torch.manual_seed(ctx.seed)
             history = recipe.fit(module, ctx, **train_params)
-        blob = {"state_dict": _cpu(module), "device": _kind(module), "recipe": recipe.name, "params": train_params, "seed": ctx.seed,
-                "history": history, "train_seconds": round(time.perf_counter() - t0, 1)}
+        blob = {"state_dict": _cpu(module), "device": _kind(module), "recipe": recipe.name, "params": train_params,
+                "seed": ctx.seed, "history": history, "train_seconds": round(time.perf_counter() - t0, 1)}
         _save(path, blob)
         cached = False
     for k, v in eval_params.items():
         setattr(module, k, v)
     return module.eval(), blob, cached
-
-
-def _context(data_root, cache_dir, download: bool, seed: int):
-    from .recipes import Context
-
-    train_split, val_split = mnist_train_val(data_root, download)
-    return Context(train_split, val_split, seed, cache_dir)
-
-
-def load_model(
-    preset: str = "attractor",
-    data_root: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    seed: int = 0,
-    **overrides,
-) -> torch.nn.Module:
-    """The trained model of a preset, trained on first use, then loaded from the cache: an attractor
-    network (`baseline`, `attractor`, `attractor_full`; `overrides` are TrainConfig fields) or a
-    comparison model (`mlp`, `pgd_at`, `stochastic`; `overrides` are its parameters). The same
-    cache as `attractor-bench run`, so a suite's models are reused.
-
-    >>> model = load_model("attractor")     # the paper's 1,000-sample attractor network
-    >>> robust = load_model("pgd_at")       # the PGD-trained MLP
-    """
-    from .defenses import MODELS
-    from .training import with_seed
-
-    if preset in MODELS:
-        ctx = _context(data_root, cache_dir, download, seed)
-        return get_or_fit(MODELS[preset], overrides, ctx)[0]
-    if preset not in PRESETS:
-        raise ConfigError(f"Unknown model preset {preset!r}; known: {', '.join([*PRESETS, *MODELS])}.")
-    cfg = dataclasses.replace(with_seed(PRESETS[preset], seed), **overrides)
-    train_split, val_split = mnist_train_val(data_root, download)
-    return get_or_train(cfg, train_split, val_split, cache_dir)[0]
-
-
-def load_defence(
-    name: str,
-    model: torch.nn.Module,
-    data_root: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    download: bool = True,
-    seed: int = 0,
-    **params,
-):
-    """The ART preprocessor of defence `name` for `model`, with the networks it needs trained once and
-    cached (`apudae`, `feature_dae`), or built directly (`attractor`, `none`).
-
-    >>> purifier = load_defence("apudae", load_model("mlp"))
-    >>> classifier = make_classifier(load_model("mlp"), purifier)
-    """
-    from .config import DefenceSpec
-    from .defenses import DEFENCES
-
-    if name not in DEFENCES:
-        raise ConfigError(f"Unknown defence {name!r}; known: {', '.join(DEFENCES)}.")
-    return DefenceSpec(name, params).build(model, _context(data_root, cache_dir, download, seed))

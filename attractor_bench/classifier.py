@@ -11,7 +11,7 @@ import torch
 from art.defences.preprocessor.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 
-from .defenses import check_images
+from .defences import check_images
 from .models import N_CLASSES
 
 INPUT_SHAPE = (1, 28, 28)

@@ -12,7 +12,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .attacks import AttackEntry
+from .config import load_suite
 from .errors import AttractorBenchError
+from .leaderboard import summary_table, write_leaderboard
+from .plugins import GROUPS, available
+from .recipes import Recipe
+from .report import rerender, write_results
+from .runner import run_suite
+from .summary import summarize
+from .tables import fmt_eps, pct, terminal
+from .training import TrainConfig
 
 app = typer.Typer(help="Adversarial-robustness benchmark of the attractor network and its defences, on ART.",
                   epilog="Example: attractor-bench run suites/mnist_fgsm.yaml --data-root ../shared/datasets",
@@ -43,29 +53,23 @@ def _errors(debug: bool) -> Iterator[None]:
 
 
 def _summary(result) -> Table:
-    """Clean and worst-case accuracy per model, norm and eps, with the sanity verdict."""
-    from .report import fmt_eps
+    """Clean and worst-case accuracy per model, norm and eps, with the sanity verdict (from the
+    run's summary records, as summary.json holds them)."""
+    rows = []
+    for m in summarize(result)["models"]:
+        verdict = "[bold red]potentially unreliable[/]" if m["verdict"]["potentially_unreliable"] else "no flag"
+        c = m["clean"]
+        rows.append([m["name"], "clean", "0", str(c["n"]), _acc(c["accuracy"], c["end_to_end_accuracy"]), verdict])
+        for w in m["worst_case"]:
+            rows.append([m["name"], w["norm"] + (", all images" if w["all_images"] else ""), fmt_eps(w["eps"], w["norm"]),
+                         str(w["n"]), _acc(w["accuracy"], w["end_to_end_accuracy"]), verdict])
+    return terminal(f"{result.suite.name}: defended MNIST accuracy, worst case over the attacks per sample, % "
+                    "(accuracy / end-to-end with rejection)", ["model", "attack", "eps", "n", "accuracy / end-to-end", "sanity"],
+                    rows, right={"accuracy / end-to-end"})
 
-    t = result.table
-    keyed = t.set_index(["model", "attack", "eps", "dataset", "metric"]).value
-    table = Table(title=f"{result.suite.name}: defended MNIST accuracy, worst case over the attacks per sample, % "
-                        "(accuracy / end-to-end with rejection)")
-    for col in ("model", "attack", "eps", "n"):
-        table.add_column(col)
-    table.add_column("accuracy / end-to-end", justify="right")
-    table.add_column("sanity")
-    for m in result.suite.models:
-        unreliable = keyed.get((m.name, "sanity", 0.0, "mnist", "potentially_unreliable"), 0)
-        verdict = "[bold red]potentially unreliable[/]" if unreliable else "no flag"
-        rows = t[(t.model == m.name) & (t.dataset == "mnist") & (t.metric == "accuracy")
-                 & ((t.attack == "none") | t.attack.str.match(r"worst_case_(linf|l2)(_all_images)?$"))]
-        for r in rows.itertuples():
-            n = keyed.get((m.name, r.attack, r.eps, "mnist", "n_samples"))
-            e2e = keyed[(m.name, r.attack, r.eps, "mnist", "end_to_end_accuracy")]
-            eps = "0" if r.eps == 0 else fmt_eps(r.eps, "l2" if "_l2" in r.attack else "linf")
-            table.add_row(m.name, "clean" if r.attack == "none" else r.attack.removeprefix("worst_case_").replace("_", ", "), eps,
-                          "all" if n is None else str(int(n)), f"{100 * r.value:.2f} / {100 * e2e:.2f}", verdict)
-    return table
+
+def _acc(accuracy: float, end_to_end: float | None) -> str:
+    return f"{pct(accuracy)} / {pct(end_to_end, missing='no rejector')}"
 
 
 @app.command()
@@ -93,10 +97,6 @@ def run(
     Every finished (model, attack, eps, dataset) cell is stored in the cache as soon as it is done,
     so a run that was interrupted or killed resumes where it stopped when started again, and
     gives the same tables as an uninterrupted run."""
-    from .config import load_suite
-    from .report import write_results
-    from .runner import run_suite
-
     with _errors(debug):
         spec = load_suite(suite)  # validate before any work
         result = run_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err, progress=progress,
@@ -123,22 +123,18 @@ def report(
     debug: Debug = False,
 ) -> None:
     """Re-render a results folder's README.md from its results.csv and run.json (numbers are not recomputed)."""
-    from .report import rerender
-
     with _errors(debug):
         out.print(f"Wrote {rerender(folder)}.")
 
 
 @app.command()
 def leaderboard(
-    results_dir: Annotated[Path, typer.Option("--results-dir", help="Folder with one <suite>/ folder per run (results.csv "
-                                              "and run.json); the leaderboard files are written into it.")] = Path("results"),
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Folder with one <suite>/ folder per run (each with its "
+                                              "summary.json); the leaderboard files are written into it.")] = Path("results"),
     debug: Debug = False,
 ) -> None:
     """Rank every model of every run under RESULTS_DIR by worst-case robust accuracy (RobustBench style);
     write LEADERBOARD.md, LEADERBOARD.csv, LEADERBOARD.json and leaderboard_worst_case.png there."""
-    from .leaderboard import summary_table, write_leaderboard
-
     with _errors(debug):
         board, written = write_leaderboard(results_dir)
         out.print(summary_table(board))
@@ -148,8 +144,6 @@ def leaderboard(
 @app.command()
 def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")], debug: Debug = False) -> None:
     """Check a suite file without running it."""
-    from .config import load_suite
-
     with _errors(debug):
         s = load_suite(suite)
         n = sum(len(a.eps) for a in s.attacks) + 1
@@ -162,11 +156,6 @@ def list_registered(debug: Debug = False) -> None:
     """Show the registered models, defences and attacks, and where each comes from (built in, or the
     installed distribution whose entry point adds it). Suites can also name an outside
     'module:callable' directly."""
-    from .attacks import AttackEntry
-    from .plugins import GROUPS, available
-    from .recipes import Recipe
-    from .training import TrainConfig
-
     def describe(kind: str, obj) -> str:
         if obj is None:
             return "(not loaded)"

@@ -12,7 +12,7 @@ Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.
       baseline: {preset: baseline}
       attractor: {preset: attractor, train: {max_epochs: 100}}
       mine: {preset: "my_pkg.models:build", params: {width: 256}, defence: {name: none}}   # an outside model
-    defence: {name: attractor, tol: 0.001, max_iter: 50, backward: unrolled}   # the default of every model
+    defence: {name: attractor, tol: 0.001, max_iter: 1, backward: unrolled}   # the default of every model
     rejector: {threshold: 0.8}       # or {target_tpr: 0.95}, calibrated on the validation split
     attacks:
       - {name: fgsm, eps: [1/255, 20/255], target: network}
@@ -30,9 +30,9 @@ from typing import Any
 
 import yaml
 
-from .attacks import AttackEntry
+from .attacks import ATTACKS, AttackEntry
 from .data import DATASETS
-from .defenses import Backward
+from .defences import DEFENCES, Backward
 from .errors import ConfigError
 from .plugins import BUILT_IN, PluginError, resolve
 from .recipes import Recipe
@@ -63,15 +63,14 @@ class DataSpec:
 @dataclass(frozen=True)
 class DefenceSpec:
     name: str = "attractor"
-    params: dict = field(default_factory=lambda: {"tol": 1e-3, "max_iter": 50, "backward": "unrolled"})
+    # one iteration: the setting chosen on the validation split (results/mnist_fgsm/ABLATION.md)
+    params: dict = field(default_factory=lambda: {"tol": 1e-3, "max_iter": 1, "backward": "unrolled"})
     factory: Any = None  # factory(model, **params) -> ART preprocessor or None; None here: the built-in `name`
     origin: str = BUILT_IN
 
     def build(self, model, context=None):
         """The defence for the trained `model`; a factory taking `context` gets it (data and cache,
         to train the networks it needs once)."""
-        from .defenses import DEFENCES
-
         factory = self.factory or DEFENCES[self.name]
         try:
             takes_context = "context" in inspect.signature(factory).parameters
@@ -117,8 +116,6 @@ class AttackSpec:
 
     def __post_init__(self):
         if self.entry is None:
-            from .attacks import ATTACKS
-
             object.__setattr__(self, "entry", ATTACKS[self.name])
 
     @property
@@ -243,98 +240,11 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     top = r.mapping(raw, "", {"name", "seed", "reference", "device", "data", "models", "defence", "rejector", "attacks"},
                     {"models", "attacks"})
     seed = r.integer(top.get("seed", 0), "seed")
-
-    d = r.mapping(top.get("data") or {}, "data", {"n_test", "n_ood", "ood"})
-    ood = d.get("ood", list(DataSpec.ood))
-    if not isinstance(ood, list):
-        raise r.fail("data.ood", "expected a list of dataset names.")
-    ood = tuple(r.choice(o, f"data.ood[{i}]", [n for n in DATASETS if n != "mnist"]) for i, o in enumerate(ood))
-    data = DataSpec(r.integer(d.get("n_test"), "data.n_test", 1, True), r.integer(d.get("n_ood"), "data.n_ood", 1, True), ood)
-
+    data = _data(r, top.get("data"))
     defence = _defence(r, top.get("defence"), "defence")
-    models_raw = r.mapping(top["models"], "models", set(map(str, top["models"])) if isinstance(top["models"], dict) else set())
-    if not models_raw:
-        raise r.fail("models", "at least one model is required.")
-    models, earlier = [], {}
-    for name, spec in models_raw.items():
-        key = f"models.{name}"
-        spec = r.mapping(spec or {}, key, {"preset", "train", "params", "defence"}, {"preset"})
-        reg = r.registered("model", spec["preset"], f"{key}.preset")
-        model_defence = _defence(r, spec["defence"], f"{key}.defence") if "defence" in spec else defence
-        if isinstance(reg.obj, TrainConfig):  # an attractor-network preset, trained and cached here
-            if "params" in spec:
-                raise r.fail(f"{key}.params", f"preset {reg.name!r} is configured by 'train', not 'params'.")
-            overrides = spec.get("train") or {}
-            cfg = _train_config(r, reg.name, overrides, f"{key}.train", earlier)
-            if "seed" not in overrides:  # an init named from the suite already has the suite's seed
-                cfg = dataclasses.replace(cfg, seed=seed) if "init" in overrides else with_seed(cfg, seed)
-            models.append(ModelSpec(str(name), reg.name, cfg, model_defence, origin=reg.origin))
-            earlier[str(name)] = cfg
-        elif isinstance(reg.obj, Recipe):  # a comparison model, trained and cached here
-            if "train" in spec:
-                raise r.fail(f"{key}.train", f"{reg.name!r} is configured by 'params', not 'train'.")
-            params = r.mapping(spec.get("params") or {}, f"{key}.params", set(reg.obj.defaults) | set(reg.obj.eval_defaults))
-            models.append(ModelSpec(str(name), reg.name, None, model_defence, reg.obj, dict(params), reg.origin))
-        else:  # an outside model: builder(train=, val=, seed=, **params) -> trained torch.nn.Module
-            if "train" in spec:
-                raise r.fail(f"{key}.train", f"{reg.name!r} is an outside model: give its options under 'params'.")
-            params = r.mapping(spec.get("params") or {}, f"{key}.params", _accepted(reg.obj, "train", "val", "seed"))
-            models.append(ModelSpec(str(name), reg.name, None, model_defence, reg.obj, dict(params), reg.origin))
-
-    rr = r.mapping(top.get("rejector") or {}, "rejector", {"threshold", "target_tpr"})
-    if "threshold" in rr and "target_tpr" in rr:
-        raise r.fail("rejector", "give either threshold or target_tpr, not both.")
-    if "target_tpr" in rr:
-        rejector = RejectorSpec(None, r.number(rr["target_tpr"], "rejector.target_tpr", 1e-6, 1.0))
-    else:
-        rejector = RejectorSpec(r.number(rr.get("threshold", 0.8), "rejector.threshold", -1.0, 1.0), None)
-
-    if not isinstance(top["attacks"], list) or not top["attacks"]:
-        raise r.fail("attacks", "expected a non-empty list of attacks.")
-    attacks, labels = [], set()
-    model_names = [m.name for m in models]
-    for i, a in enumerate(top["attacks"]):
-        key = f"attacks[{i}]"
-        a = r.mapping(a, key, {"name", "label", "eps", "target", "params", "source", "n", "ood"}, {"name", "eps"})
-        reg = r.registered("attack", a["name"], f"{key}.name")
-        try:
-            entry = AttackEntry.from_callable(reg.obj)
-        except ValueError as e:
-            raise r.fail(f"{key}.name", str(e)) from None
-        name = reg.name
-        label = str(a.get("label", name))
-        if label in labels or label == "none" or label.startswith(("worst_case", "sanity")):
-            raise r.fail(f"{key}.label", f"label {label!r} is used twice (or reserved); give each attack a unique label.")
-        labels.add(label)
-        eps = a["eps"]
-        hi = EPS_MAX[entry.norm]
-        if not isinstance(eps, list) or not eps:
-            raise r.fail(f"{key}.eps", f"expected a non-empty list of {entry.norm} budgets in [0, {hi:g}] (such as 0.1 or 20/255).")
-        eps = tuple(r.number(e, f"{key}.eps[{j}]", 0.0, hi) for j, e in enumerate(eps))
-        target = Target(r.choice(a.get("target", "network"), f"{key}.target", [t.value for t in Target]))
-        source = a.get("source")
-        if target is Target.TRANSFER:
-            if source is None:
-                raise r.fail(f"{key}.source", "target 'transfer' needs the name of the suite model whose network makes the "
-                                              f"examples ({', '.join(model_names)}).")
-            source = r.choice(source, f"{key}.source", model_names)
-        elif source is not None:
-            raise r.fail(f"{key}.source", "only attacks with target 'transfer' take a source model.")
-        if entry.needs_rejector and target is not Target.PIPELINE:
-            raise r.fail(f"{key}.target", f"{name} differentiates through the unrolled iteration and the rejector: use target 'pipeline'.")
-        if entry.needs_rejector and all(m.defence.name != "attractor" for m in models):
-            raise r.fail(f"{key}.name", f"{name} attacks the attractor defence's rejector, which no model of this suite has "
-                                        "(none has the defence 'attractor'). Remove the attack.")
-        if entry.kind != "gradient" and target not in (Target.NETWORK, Target.PIPELINE):
-            raise r.fail(f"{key}.target", f"{name} is a black-box attack (it queries predictions only): use target 'pipeline' "
-                                          "(or 'network' to query the undefended single pass).")
-        n = r.integer(a.get("n"), f"{key}.n", 1, optional=True)
-        ood = a.get("ood", True)
-        if not isinstance(ood, bool):
-            raise r.fail(f"{key}.ood", f"expected true or false, got {ood!r}.")
-        params = r.mapping(a.get("params") or {}, f"{key}.params", entry.allowed_params())
-        attacks.append(AttackSpec(label, name, eps, target, params, source, n, ood, entry, reg.origin))
-
+    models = _models(r, top["models"], defence, seed)
+    rejector = _rejector(r, top.get("rejector"))
+    attacks = _attacks(r, top["attacks"], models)
     reference = top.get("reference")
     if reference is not None:
         reference = r.choice(reference, "reference", ["paper"])
@@ -346,7 +256,119 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     device = str(top.get("device", "auto"))
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device.strip().lower()):
         raise r.fail("device", f"{device!r} is not one of auto, cpu, cuda or cuda:<index>.")
-    return Suite(name, path, seed, reference, data, tuple(models), defence, rejector, tuple(attacks), device)
+    return Suite(name, path, seed, reference, data, models, defence, rejector, attacks, device)
+
+
+def _data(r: _Reader, raw: Any) -> DataSpec:
+    d = r.mapping(raw or {}, "data", {"n_test", "n_ood", "ood"})
+    ood = d.get("ood", list(DataSpec.ood))
+    if not isinstance(ood, list):
+        raise r.fail("data.ood", "expected a list of dataset names.")
+    ood = tuple(r.choice(o, f"data.ood[{i}]", [n for n in DATASETS if n != "mnist"]) for i, o in enumerate(ood))
+    return DataSpec(r.integer(d.get("n_test"), "data.n_test", 1, True), r.integer(d.get("n_ood"), "data.n_ood", 1, True), ood)
+
+
+def _models(r: _Reader, raw: Any, defence: DefenceSpec, seed: int) -> tuple[ModelSpec, ...]:
+    models_raw = r.mapping(raw, "models", set(map(str, raw)) if isinstance(raw, dict) else set())
+    if not models_raw:
+        raise r.fail("models", "at least one model is required.")
+    models, earlier = [], {}
+    for name, spec in models_raw.items():
+        models.append(_model(r, str(name), spec, defence, seed, earlier))
+        if models[-1].train is not None:
+            earlier[str(name)] = models[-1].train
+    return tuple(models)
+
+
+def _model(r: _Reader, name: str, spec: Any, defence: DefenceSpec, seed: int, earlier: dict) -> ModelSpec:
+    key = f"models.{name}"
+    spec = r.mapping(spec or {}, key, {"preset", "train", "params", "defence"}, {"preset"})
+    reg = r.registered("model", spec["preset"], f"{key}.preset")
+    model_defence = _defence(r, spec["defence"], f"{key}.defence") if "defence" in spec else defence
+    if isinstance(reg.obj, TrainConfig):  # an attractor-network preset, trained and cached here
+        if "params" in spec:
+            raise r.fail(f"{key}.params", f"preset {reg.name!r} is configured by 'train', not 'params'.")
+        overrides = spec.get("train") or {}
+        cfg = _train_config(r, reg.name, overrides, f"{key}.train", earlier)
+        if "seed" not in overrides:  # an init named from the suite already has the suite's seed
+            cfg = dataclasses.replace(cfg, seed=seed) if "init" in overrides else with_seed(cfg, seed)
+        return ModelSpec(name, reg.name, cfg, model_defence, origin=reg.origin)
+    if "train" in spec:
+        what = "is configured by 'params', not 'train'" if isinstance(reg.obj, Recipe) else "is an outside model: give its options under 'params'"
+        raise r.fail(f"{key}.train", f"{reg.name!r} {what}.")
+    if isinstance(reg.obj, Recipe):  # a comparison model, trained and cached here
+        allowed = set(reg.obj.defaults) | set(reg.obj.eval_defaults)
+    else:  # an outside model: builder(train=, val=, seed=, **params) -> trained torch.nn.Module
+        allowed = _accepted(reg.obj, "train", "val", "seed")
+    params = r.mapping(spec.get("params") or {}, f"{key}.params", allowed)
+    return ModelSpec(name, reg.name, None, model_defence, reg.obj, dict(params), reg.origin)
+
+
+def _rejector(r: _Reader, raw: Any) -> RejectorSpec:
+    rr = r.mapping(raw or {}, "rejector", {"threshold", "target_tpr"})
+    if "threshold" in rr and "target_tpr" in rr:
+        raise r.fail("rejector", "give either threshold or target_tpr, not both.")
+    if "target_tpr" in rr:
+        return RejectorSpec(None, r.number(rr["target_tpr"], "rejector.target_tpr", 1e-6, 1.0))
+    return RejectorSpec(r.number(rr.get("threshold", 0.8), "rejector.threshold", -1.0, 1.0), None)
+
+
+def _attacks(r: _Reader, raw: Any, models: tuple[ModelSpec, ...]) -> tuple[AttackSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise r.fail("attacks", "expected a non-empty list of attacks.")
+    attacks, labels = [], set()
+    for i, a in enumerate(raw):
+        attacks.append(_attack(r, f"attacks[{i}]", a, models, labels))
+        labels.add(attacks[-1].label)
+    return tuple(attacks)
+
+
+def _attack(r: _Reader, key: str, a: Any, models: tuple[ModelSpec, ...], labels: set[str]) -> AttackSpec:
+    a = r.mapping(a, key, {"name", "label", "eps", "target", "params", "source", "n", "ood"}, {"name", "eps"})
+    reg = r.registered("attack", a["name"], f"{key}.name")
+    try:
+        entry = AttackEntry.from_callable(reg.obj)
+    except ValueError as e:
+        raise r.fail(f"{key}.name", str(e)) from None
+    name = reg.name
+    label = str(a.get("label", name))
+    if label in labels or label == "none" or label.startswith(("worst_case", "sanity")):
+        raise r.fail(f"{key}.label", f"label {label!r} is used twice (or reserved); give each attack a unique label.")
+    eps, hi = a["eps"], EPS_MAX[entry.norm]
+    if not isinstance(eps, list) or not eps:
+        raise r.fail(f"{key}.eps", f"expected a non-empty list of {entry.norm} budgets in [0, {hi:g}] (such as 0.1 or 20/255).")
+    eps = tuple(r.number(e, f"{key}.eps[{j}]", 0.0, hi) for j, e in enumerate(eps))
+    target = Target(r.choice(a.get("target", "network"), f"{key}.target", [t.value for t in Target]))
+    source = _source(r, key, a.get("source"), target, [m.name for m in models])
+    _check_target(r, key, name, entry, target, models)
+    n = r.integer(a.get("n"), f"{key}.n", 1, optional=True)
+    ood = a.get("ood", True)
+    if not isinstance(ood, bool):
+        raise r.fail(f"{key}.ood", f"expected true or false, got {ood!r}.")
+    params = r.mapping(a.get("params") or {}, f"{key}.params", entry.allowed_params())
+    return AttackSpec(label, name, eps, target, params, source, n, ood, entry, reg.origin)
+
+
+def _source(r: _Reader, key: str, source: Any, target: Target, model_names: list[str]) -> str | None:
+    if target is Target.TRANSFER:
+        if source is None:
+            raise r.fail(f"{key}.source", "target 'transfer' needs the name of the suite model whose network makes the "
+                                          f"examples ({', '.join(model_names)}).")
+        return r.choice(source, f"{key}.source", model_names)
+    if source is not None:
+        raise r.fail(f"{key}.source", "only attacks with target 'transfer' take a source model.")
+    return None
+
+
+def _check_target(r: _Reader, key: str, name: str, entry: AttackEntry, target: Target, models) -> None:
+    if entry.needs_rejector and target is not Target.PIPELINE:
+        raise r.fail(f"{key}.target", f"{name} differentiates through the unrolled iteration and the rejector: use target 'pipeline'.")
+    if entry.needs_rejector and all(m.defence.name != "attractor" for m in models):
+        raise r.fail(f"{key}.name", f"{name} attacks the attractor defence's rejector, which no model of this suite has "
+                                    "(none has the defence 'attractor'). Remove the attack.")
+    if entry.kind != "gradient" and target not in (Target.NETWORK, Target.PIPELINE):
+        raise r.fail(f"{key}.target", f"{name} is a black-box attack (it queries predictions only): use target 'pipeline' "
+                                      "(or 'network' to query the undefended single pass).")
 
 
 def _accepted(factory, *reserved: str) -> set[str] | None:

@@ -20,7 +20,6 @@ import gzip
 import os
 import pickle
 import tarfile
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,12 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .files import atomic_write
 
 ENV_VAR = "ATTRACTOR_BENCH_DATA"
 DATASETS = ("mnist", "fashion_mnist", "cifar10_bw")
+# The one place that names the datasets for people: tables, figures and the leaderboard read it.
+DISPLAY_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10_bw": "CIFAR-10-bw"}
 N_VALIDATION = 10_000  # the last 10,000 MNIST training images: the canonical 50k/10k split
 
 _IDX = {
@@ -92,17 +94,12 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 
 def _download(url: str, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    os.close(fd)
-    try:
+    def fetch(tmp: Path) -> None:
         with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(dest, fetch)
 
 
 def _missing(folder: Path, files: list[str], download_hint: bool, err: Exception | None) -> DataError:

@@ -50,3 +50,44 @@ def ood_metrics(id_scores: np.ndarray, ood_scores: np.ndarray, threshold: float)
         "ood_fpr_at_95tpr": fpr_at_tpr(id_scores, ood_scores, 0.95),
         "accepted": float(ood_acc.mean()),
     }
+
+
+def accepted(out: dict, threshold: float | None) -> np.ndarray:
+    """Which samples the rejector accepts (all of them without a rejector, `threshold` None)."""
+    return np.ones(len(out["pred"]), bool) if threshold is None else out["similarity"] >= threshold
+
+
+def cell_metrics(out: dict, id_out: dict | None, y: np.ndarray | None, threshold: float | None) -> dict[str, float]:
+    """The metrics of one cell from `evaluate`'s outputs and `perturbation_sizes`. For MNIST (`y`
+    given): accuracies and acceptance; for an OOD set: detection metrics against `id_out`, MNIST's
+    outputs at the same (attack, eps), NaN without a rejector (`threshold` None). Both: iterations
+    and the size of the perturbation applied."""
+    common = {
+        "mean_iterations": out["n_iter"].mean(),
+        "perturbation_linf": out["delta_linf"].mean(),
+        "perturbation_l2": out["delta_l2"].mean(),
+    }
+    accepted_ = accepted(out, threshold)
+    if y is not None:
+        return {
+            "accuracy": accuracy(out["pred"], y),
+            "accuracy_single_pass": accuracy(out["pred_single"], y),
+            "accepted": accepted_.mean(),
+            "end_to_end_accuracy": ((out["pred"] == y) & accepted_).mean(),  # rejector on: accepted and correct
+            "rejected": 1.0 - accepted_.mean(),
+            "accepted_wrong": ((out["pred"] != y) & accepted_).mean(),
+            "accepted_single_pass": accepted({**out, "similarity": out["similarity_single"]}, threshold).mean(),
+            **common,
+        }
+    if threshold is None:
+        nan = float("nan")
+        return {**{k: nan for k in ("ood_accuracy", "ood_precision", "ood_recall", "ood_auroc", "ood_fpr_at_95tpr")},
+                "accepted": 1.0, **{f"{k}_single_pass": nan for k in ("ood_accuracy", "ood_precision", "ood_recall",
+                                                                        "ood_auroc")}, **common}
+    single = ood_metrics(id_out["similarity_single"], out["similarity_single"], threshold)
+    return {
+        **ood_metrics(id_out["similarity"], out["similarity"], threshold),
+        # the same rejector on Pearson(G(x), x), one pass without iteration
+        **{f"{k}_single_pass": single[k] for k in ("ood_accuracy", "ood_precision", "ood_recall", "ood_auroc")},
+        **common,
+    }

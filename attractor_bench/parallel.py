@@ -5,7 +5,7 @@ The main process trains or loads every model first, then pickles one `Workspace`
 images, the trained models with their defences) and sends it once to each worker; workers never
 train. Jobs are groups of cells that share an intermediate (the examples of a transfer attack or
 of a minimal-perturbation attack), so an intermediate is computed once. A worker computes a
-cell exactly as the sequential run does (`runner.compute_cell`: the same per-cell seeds, the same
+cell exactly as the sequential run does (`cells.compute_cell`: the same per-cell seeds, the same
 deterministic algorithms) and stores it atomically in the cell store; the main process then reads
 every cell from the store in the suite's order, so the tables equal the sequential run's.
 
@@ -29,13 +29,19 @@ import multiprocessing
 import os
 import pickle
 import socket
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
+from urllib.parse import urlsplit
+
+import cloudpickle
 
 import torch
 
+from .cells import Cell, compute_cell
 from .errors import AttractorBenchError, ConfigError
+from .store import CellStore
 
 _STATE: dict = {}
 
@@ -50,8 +56,6 @@ def jobs(cells: list) -> list[list]:
 
 def _payload(ws) -> bytes:
     """The workspace as bytes (cloudpickle: registry entries are closures, sent by value)."""
-    import cloudpickle
-
     try:
         return cloudpickle.dumps(ws, protocol=pickle.HIGHEST_PROTOCOL)
     except UNPICKLABLE as e:
@@ -85,16 +89,12 @@ def _light(ws, job: list) -> list[tuple]:
 
 
 def _cells(ws, light: list[tuple]) -> list:
-    from .runner import Cell
-
     return [Cell(m, None if a is None else ws.suite.attacks[a], e, d, k, s, g) for m, a, e, d, k, s, g in light]
 
 
 def _compute(ws, store, job: list[tuple], send_back: bool = False) -> list[tuple[str, float, dict | None]]:
     """Compute and store a job's cells; with `send_back`, also return their arrays (the main
     process stores them: this worker's store is a scratch folder the main process cannot see)."""
-    from .runner import compute_cell
-
     done = []
     for c in _cells(ws, job):
         out, seconds = compute_cell(ws, c, store)
@@ -104,17 +104,11 @@ def _compute(ws, store, job: list[tuple], send_back: bool = False) -> list[tuple
 
 
 def _run_local(job: list) -> list[tuple[str, float, dict | None]]:
-    from .store import CellStore
-
     return _compute(_STATE["ws"], CellStore(_STATE["store_root"]), job)
 
 
 def _run_dask(ws, store_root: str, threads: int, job: list) -> list[tuple[str, float, dict | None]]:
     """On a Dask worker: store where the cache folder is writable; else send the arrays back."""
-    import tempfile
-
-    from .store import CellStore
-
     _setup(threads)
     try:
         os.makedirs(store_root, exist_ok=True)
@@ -136,8 +130,6 @@ def check_cluster(cluster: str | None) -> None:
         raise ConfigError("--cluster needs Dask: pip install -e '.[distributed]' (or pip install dask distributed).") from None
     if cluster == "local":
         return
-    from urllib.parse import urlsplit
-
     url = urlsplit(cluster if "://" in cluster else f"tcp://{cluster}")
     try:
         host, port = url.hostname, url.port

@@ -26,8 +26,6 @@ Eps is in pixel units of images scaled to [0, 1]; accuracies and shares are draw
 from __future__ import annotations
 
 import math
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +37,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import ScaledTranslation
 
+from .data import DISPLAY_NAMES
+from .files import atomic_write
+
 __all__ = ["accuracy_vs_eps", "worst_case_vs_eps", "similarity_histograms", "iterates", "accepted_share", "DPI"]
 
 DPI = 110
 NORMS = {"linf": "L∞", "l2": "L2"}
-DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10_bw": "CIFAR-10-bw"}
 _DATASET_ORDER = ["mnist", "fashion_mnist", "cifar10_bw"]
 _DATASET_COLOURS = {"mnist": "tab:blue", "fashion_mnist": "tab:orange", "cifar10_bw": "tab:green"}
 _EXTRA_COLOURS = ["tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
@@ -56,21 +56,10 @@ _BINS = np.linspace(-1.0, 1.0, 51)
 # --------------------------------------------------------------------------- helpers
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Write `fig` as PNG onto `path` atomically (temporary file in the same folder, then
-    `os.replace`), deterministically (fixed dpi, no "Software" metadata)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """Write `fig` as PNG onto `path` atomically (`files.atomic_write`), deterministically (fixed
+    dpi, no "Software" metadata)."""
     FigureCanvasAgg(fig)  # the Agg canvas, whatever the user's default backend is
-    try:
-        # os.open applies the umask, unlike mkstemp's 0600, so the PNG gets ordinary permissions
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}))
 
 
 def _check_norm(norm: str) -> None:
@@ -113,7 +102,7 @@ def accepted_share(scores, threshold: float) -> float:
 
 
 def _dataset_name(dataset: str) -> str:
-    return DATASET_NAMES.get(dataset, dataset)
+    return DISPLAY_NAMES.get(dataset, dataset)
 
 
 def _legend_text(dataset: str, scores, threshold: float) -> str:

@@ -6,7 +6,7 @@ installed distributions, or a `module:callable` reference written in a suite.
     my_attack = "my_pkg.attacks:make_attack"
 
 The contract of each kind (what the callable takes and returns) is in the README's "Plugins"
-section and in `attacks.AttackEntry`, `defenses.DEFENCES` and `config.ModelSpec`.
+section and in `attacks.AttackEntry`, `defences.DEFENCES` and `config.ModelSpec`.
 A name is looked up in that order: built in, then entry points; a reference containing ':' is
 imported. Built-in names win over entry points of the same name (the clash is shown by `list`).
 """
@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-GROUPS = {"attack": "attractor_bench.attacks", "defence": "attractor_bench.defenses", "model": "attractor_bench.models"}
+from .attacks import ATTACKS
+from .defences import DEFENCES
+from .models import MODELS
+from .training import PRESETS
+
+GROUPS = {"attack": "attractor_bench.attacks", "defence": "attractor_bench.defences", "model": "attractor_bench.models"}
 BUILT_IN = "built-in"
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
@@ -36,15 +41,7 @@ class Registered:
 
 
 def _builtins(kind: str) -> dict[str, Any]:
-    if kind == "attack":
-        from .attacks import ATTACKS
-        return ATTACKS
-    if kind == "defence":
-        from .defenses import DEFENCES
-        return DEFENCES
-    from .defenses import MODELS
-    from .training import PRESETS
-    return {**PRESETS, **MODELS}
+    return {"attack": ATTACKS, "defence": DEFENCES, "model": {**PRESETS, **MODELS}}[kind]
 
 
 def _entry_points(kind: str) -> dict:

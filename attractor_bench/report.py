@@ -11,23 +11,25 @@ so an interrupted run leaves the previous results untouched.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import paper_attack
+from .config import load_suite, paper_attack
+from .data import DISPLAY_NAMES
+from .files import atomic_folder, write_text
+from .tables import fmt_eps, markdown, pct
 from .robustness import FLAGS
+from . import plots
 from .paper import GOALS, PAPER
-from .runner import RunResult
+from .runner import COLUMNS, RunResult
+from .summary import write_summary
+from .errors import AttractorBenchError
 
-OOD_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10_bw": "CIFAR-10-bw"}
 
 
 def versions() -> dict[str, str]:
@@ -45,24 +47,6 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def _md(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _pct(v: float) -> str:
-    return "n/a" if v is None or np.isnan(v) else f"{100 * v:.2f}"
-
-
-def fmt_eps(e: float, norm: str = "linf") -> str:
-    if e == 0:
-        return "0 (clean)"
-    if norm == "l2":
-        return f"{e:g}"
-    return f"{e:g}" if abs(e - round(e, 2)) < 1e-9 else f"{e * 255:.4g}/255"  # 0.1 as 0.1, 20/255 as 20/255
 
 
 _TARGETS = {
@@ -95,13 +79,20 @@ def _value(t: pd.DataFrame, model: str, attack: str, eps: float, ds: str, metric
 
 
 def render_readme(result: RunResult, command: str) -> str:
-    s, t, meta = result.suite, result.table, result.meta
-    models = [m.name for m in s.models]
+    s, meta = result.suite, result.meta
     parts = [f"# Results: `{s.name}`", "",
              f"Produced by `{command}` (suite `{s.path}`, seed {s.seed}) on {meta['date']}, "
              f"commit `{meta.get('commit') or 'unknown'}`, in {meta['wall_seconds']:.0f} s{_resumed(meta)}. "
              "`results.csv` holds every number below (fractions; shown here in percent), `run.json` the run's metadata.", ""]
-    d = s.defence.params
+    for section in (_choices, _model_lines, _paper_sections, _robustness_sections, _details, _times, _figures_and_versions):
+        parts += section(result)
+    return "\n".join(parts)
+
+
+def _choices(result: RunResult) -> list[str]:
+    """The defences, rejector, labels and attacks the run used."""
+    s = result.suite
+    parts = []
     defences = {}
     for m in s.models:
         defences.setdefault((m.defence.name, m.defence.origin, json.dumps(m.defence.params, sort_keys=True)), []).append(m.name)
@@ -127,6 +118,13 @@ def render_readme(result: RunResult, command: str) -> str:
                 + ("MNIST and the OOD sets" if a.ood else "MNIST only")
                 + (f"; parameters {a.params}" if a.params else "") + "." for a in s.attacks],
               ""]
+    return parts
+
+
+def _model_lines(result: RunResult) -> list[str]:
+    """One line per model: how it was trained or where it comes from."""
+    meta = result.meta
+    parts = []
     for name, m in meta["models"].items():
         if "config" not in m:  # a comparison model (trained here) or an outside model
             if "history" in m:
@@ -148,8 +146,15 @@ def render_readme(result: RunResult, command: str) -> str:
                      + ("no rejector" if m.get("threshold") is None else f"threshold used {m['threshold']:.4f}") + "; best epoch / epochs run per stage: "
                      + ", ".join(f"{k} {v['best_epoch']}/{v['epochs']} (val acc {v['best_val_accuracy']:.2%})" for k, v in h.items()) + ".")
     parts.append("")
+    return parts
 
+
+def _paper_sections(result: RunResult) -> list[str]:
+    """Beside the paper's numbers, and the full-data attractor against its goals (`reference: paper`)."""
+    s, t = result.suite, result.table
+    parts = []
     if s.reference == "paper":
+        d = s.defence.params
         fgsm, rows = paper_attack(s.attacks), []
         for spec in s.models:  # matched on the preset, whatever the model is called in the suite
             for (preset, eps, ds, metric), ref in PAPER.items():
@@ -159,15 +164,15 @@ def render_readme(result: RunResult, command: str) -> str:
                 ours = _value(t, spec.name, attack, eps, ds, metric)
                 single = _value(t, spec.name, attack, eps, ds, f"{metric}_single_pass")
                 if ours is not None:
-                    rows.append([spec.name, fmt_eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {OOD_NAMES[ds]}", metric,
-                                 f"{ref:.2f}", _pct(ours), f"{100 * ours - ref:+.2f}",
-                                 _pct(single), "n/a" if single is None else f"{100 * single - ref:+.2f}"])
+                    rows.append([spec.name, fmt_eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {DISPLAY_NAMES[ds]}", metric,
+                                 f"{ref:.2f}", pct(ours), f"{100 * ours - ref:+.2f}",
+                                 pct(single), "n/a" if single is None else f"{100 * single - ref:+.2f}"])
         parts += ["## Beside the paper", "",
                   f"Paper: Alipour & SeyyedSalehi, Tables 1-2 and section 3.2, in percent. Ours: attack `{fgsm.label}` "
                   "(FGSM on the network's single pass); *iterated* = classified and scored at G^n(x) after the defence's "
                   f"iterations (the paper's test-time procedure; here at most {d.get('max_iter', 'n/a')}, see Choices), "
                   "*one pass* = classified from x and scored by Pearson(G(x), x).", "",
-                  _md(["model", "eps", "data", "metric", "paper", "ours, iterated", "diff", "ours, one pass", "diff"], rows), "",
+                  markdown(["model", "eps", "data", "metric", "paper", "ours, iterated", "diff", "ours, one pass", "diff"], rows), "",
                   "Where and why these differ from the paper, as far as is known, is written up in the project "
                   "README's results section and in [ABLATION.md](ABLATION.md) (experiments on the validation split).", ""]
         full = [m.name for m in s.models if m.preset == "attractor_full"]
@@ -183,17 +188,23 @@ def render_readme(result: RunResult, command: str) -> str:
                         continue
                     ref = PAPER.get(("attractor", eps, ds, metric))
                     theirs = _value(t, paper_attractor, attack, eps, ds, metric) if paper_attractor else None
-                    rows.append([name, fmt_eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {OOD_NAMES[ds]}", metric,
-                                 f">= {goal:g}", _pct(ours), _vs_goal(ours, goal), _pct(single), _vs_goal(single, goal),
-                                 "n/a" if ref is None else f"{ref:.2f}", _pct(theirs)])
+                    rows.append([name, fmt_eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {DISPLAY_NAMES[ds]}", metric,
+                                 f">= {goal:g}", pct(ours), _vs_goal(ours, goal), pct(single), _vs_goal(single, goal),
+                                 "n/a" if ref is None else f"{ref:.2f}", pct(theirs)])
             parts += ["## The full-data attractor against its goals", "",
                       "Preset `attractor_full`: the attractor loss on all 50,000 training images with the estimated "
                       "L_eigen, fine-tuned from the baseline. Goals (lower bounds, percent) beside the paper's "
                       f"1,000-sample attractor (paper) and ours (`{paper_attractor}`, iterated).", "",
-                      _md(["model", "eps", "data", "metric", "goal", "ours, iterated", "vs goal", "ours, one pass", "vs goal",
+                      markdown(["model", "eps", "data", "metric", "goal", "ours, iterated", "vs goal", "ours, one pass", "vs goal",
                            "paper's attractor", f"`{paper_attractor}`"], rows), ""]
+    return parts
 
-    parts += _robustness_sections(result)
+
+def _details(result: RunResult) -> list[str]:
+    """Every metric per attack and eps, MNIST and each OOD set."""
+    s, t = result.suite, result.table
+    models = [m.name for m in s.models]
+    parts = []
     parts += ["## Details per attack", ""]
     for a in s.attacks:
         grid = [0.0] + list(a.eps)
@@ -203,9 +214,9 @@ def render_readme(result: RunResult, command: str) -> str:
         rows = []
         for e in grid:
             att = "none" if e == 0 else a.label
-            rows.append([fmt_eps(e, a.norm)] + [(f"{v:.1f}" if k == "mean_iterations" and v is not None else _pct(v))
+            rows.append([fmt_eps(e, a.norm)] + [(f"{v:.1f}" if k == "mean_iterations" and v is not None else pct(v))
                                      for m in models for k in cols for v in [_value(t, m, att, e, "mnist", k)]])
-        parts += [f"### MNIST test accuracy under `{a.label}`", "", _md(header, rows), ""]
+        parts += [f"### MNIST test accuracy under `{a.label}`", "", markdown(header, rows), ""]
         for ds in (s.data.ood if a.ood else []):
             cols = {"ood_accuracy": "acc", "ood_precision": "prec", "ood_recall": "rec", "ood_auroc": "AUROC",
                     "ood_accuracy_single_pass": "acc 1 pass", "ood_auroc_single_pass": "AUROC 1 pass"}
@@ -213,9 +224,16 @@ def render_readme(result: RunResult, command: str) -> str:
             rows = []
             for e in grid:
                 att = "none" if e == 0 else a.label
-                rows.append([fmt_eps(e, a.norm)] + [_pct(_value(t, m, att, e, ds, k)) for m in models for k in cols])
-            parts += [f"#### OOD detection, MNIST vs {OOD_NAMES[ds]}, under `{a.label}` (both attacked)", "", _md(header, rows), ""]
+                rows.append([fmt_eps(e, a.norm)] + [pct(_value(t, m, att, e, ds, k)) for m in models for k in cols])
+            parts += [f"#### OOD detection, MNIST vs {DISPLAY_NAMES[ds]}, under `{a.label}` (both attacked)", "", markdown(header, rows), ""]
+    return parts
 
+
+def _times(result: RunResult) -> list[str]:
+    """Training and attack wall times."""
+    s, meta = result.suite, result.meta
+    models = [m.name for m in s.models]
+    parts = []
     cells = pd.DataFrame(meta["cell_seconds"])
     if len(cells):
         def trained(m: dict) -> str:
@@ -224,7 +242,7 @@ def render_readme(result: RunResult, command: str) -> str:
         stored = cells.stored if "stored" in cells else pd.Series(False, index=cells.index)
         rows = [[m, trained(meta["models"][m]), "yes" if meta["models"][m].get("from_cache") else "no",
                  f"{cells[cells.model == m].seconds.sum():.0f}", str(int(stored[cells.model == m].sum()))] for m in models]
-        parts += ["## Time (seconds)", "", _md(["model", "training", "loaded from cache in this run", "attacks + evaluation, all cells",
+        parts += ["## Time (seconds)", "", markdown(["model", "training", "loaded from cache in this run", "attacks + evaluation, all cells",
                                                 "cells taken from the store"], rows), "",
                   "A cell taken from the store (a resumed run) counts with the time it took when it was computed.", ""]
         labels = ["none"] + [a.label for a in s.attacks]
@@ -232,14 +250,21 @@ def render_readme(result: RunResult, command: str) -> str:
                 + [f"{cells[(cells.model == m) & (cells.attack == lab)].seconds.sum():.0f}" for m in models]
                 + [f"{cells[cells.attack == lab].seconds.sum():.0f}"] for lab in labels]
         parts += ["Wall time per attack (all its eps and datasets; attack and evaluation):", "",
-                  _md(["attack"] + [f"`{m}`" for m in models] + ["all models"], rows), "",
+                  markdown(["attack"] + [f"`{m}`" for m in models] + ["all models"], rows), "",
                   "Per-cell times are in `run.json` (`cell_seconds`).", ""]
+    return parts
+
+
+def _figures_and_versions(result: RunResult) -> list[str]:
+    """The figures with their captions, and the library versions."""
+    meta = result.meta
+    parts = []
     if meta.get("figures"):
         parts += ["## Figures", ""]
         for f in meta["figures"]:
             parts += [f"{f['caption']}", "", f"![{f['file']}]({f['file']})", ""]
-    parts += ["## Versions", "", _md(["package", "version"], [[k, v] for k, v in meta["versions"].items()]), ""]
-    return "\n".join(parts)
+    parts += ["## Versions", "", markdown(["package", "version"], [[k, v] for k, v in meta["versions"].items()]), ""]
+    return parts
 
 
 def _robustness_sections(result: RunResult) -> list[str]:
@@ -258,13 +283,13 @@ def _robustness_sections(result: RunResult) -> list[str]:
         unreliable = _value(t, name, "sanity", 0.0, "mnist", "potentially_unreliable")
         mark = "**potentially unreliable**" if unreliable else "no flag raised"
         flag_rows.append([f"`{name}`", mark] + ["not checked" if v is None else str(int(v)) for v in flags.values()])
-    parts += [_md(["model", "verdict"] + [f"`{f}`" for f in FLAGS], flag_rows), ""]
+    parts += [markdown(["model", "verdict"] + [f"`{f}`" for f in FLAGS], flag_rows), ""]
     for name, why in meta.get("flags", {}).items():
         parts += [f"- `{name}`: {w}." for w in why]
-    shares = t[(t.attack == "sanity") & t.metric.str.startswith("zero_gradient_share_")]
+    shares = t[(t.kind == "sanity") & t.metric.str.startswith("zero_gradient_share_")]
     if len(shares):
         parts += ["", "Share of clean images with an all-zero input gradient: "
-                  + "; ".join(f"`{r.model}` {r.metric.removeprefix('zero_gradient_share_')} {_pct(r.value)}%" for r in shares.itertuples()) + "."]
+                  + "; ".join(f"`{r.model}` {r.metric.removeprefix('zero_gradient_share_')} {pct(r.value)}%" for r in shares.itertuples()) + "."]
     parts.append("")
     for norm in ("linf", "l2"):
         attacks = [a for a in s.attacks if a.norm == norm]
@@ -283,53 +308,48 @@ def _robustness_sections(result: RunResult) -> list[str]:
                 if ns:
                     rows.append([f"**{wc}**", "/".join(str(int(n)) for n in sorted(ns))] + [_cell(t, name, wc, e) for e in grid])
             title = f"### `{name}`, {'L-inf' if norm == 'linf' else 'L2'}" + (" — potentially unreliable" if unreliable else "")
-            parts += [title, "", _md(["attack", "n"] + [f"eps {fmt_eps(e, norm)}" for e in grid], rows), ""]
+            parts += [title, "", markdown(["attack", "n"] + [f"eps {fmt_eps(e, norm)}" for e in grid], rows), ""]
             if meta["models"].get(name, {}).get("threshold", 0) is None:
                 continue  # no rejector: everything is accepted, accepted and wrong = 1 - accuracy
-            wrong = [[f"`{lab}`"] + [_pct(_value(t, name, lab, e, "mnist", "accepted_wrong")) for e in grid]
+            wrong = [[f"`{lab}`"] + [pct(_value(t, name, lab, e, "mnist", "accepted_wrong")) for e in grid]
                      for lab in [a.label for a in attacks if a.label in ran] + [f"worst_case_{norm}"]]
             parts += ["Accepted and wrong (rejection on; the attacker's success), %:", "",
-                      _md(["attack"] + [f"eps {fmt_eps(e, norm)}" for e in grid], wrong), ""]
+                      markdown(["attack"] + [f"eps {fmt_eps(e, norm)}" for e in grid], wrong), ""]
     ood_attacks = [a for a in s.attacks if a.ood]
     for ds in s.data.ood if ood_attacks else []:
         grid = sorted({e for a in ood_attacks for e in a.eps})
-        rows = [[f"`{m.name}`", f"`{a.label}`", _pct(_value(t, m.name, "none", 0.0, ds, "accepted"))]
-                + [_pct(_value(t, m.name, a.label, e, ds, "accepted")) if e in a.eps else "" for e in grid]
+        rows = [[f"`{m.name}`", f"`{a.label}`", pct(_value(t, m.name, "none", 0.0, ds, "accepted"))]
+                + [pct(_value(t, m.name, a.label, e, ds, "accepted")) if e in a.eps else "" for e in grid]
                 for m in s.models for a in ood_attacks
                 if meta["models"].get(m.name, {}).get("threshold", 0) is not None and a.label in set(t.attack[t.model == m.name])]
-        parts += [f"### {OOD_NAMES[ds]} images accepted as MNIST under attack, %", "",
-                  _md(["model", "attack", "clean"] + [f"eps {e:g}" for e in grid], rows), ""]
+        parts += [f"### {DISPLAY_NAMES[ds]} images accepted as MNIST under attack, %", "",
+                  markdown(["model", "attack", "clean"] + [f"eps {e:g}" for e in grid], rows), ""]
     return parts
 
 
 def _cell(t: pd.DataFrame, model: str, attack: str, eps: float) -> str:
     acc, e2e = _value(t, model, attack, eps, "mnist", "accuracy"), _value(t, model, attack, eps, "mnist", "end_to_end_accuracy")
-    return "" if acc is None else f"{_pct(acc)} / {_pct(e2e)}"
+    return "" if acc is None else f"{pct(acc)} / {pct(e2e)}"
 
 
 def rerender(folder: str | Path) -> Path:
     """Write `folder/README.md` again from its results.csv and run.json (e.g. after a change to
     this module); the numbers are not recomputed."""
-    from .config import load_suite
-    from .errors import AttractorBenchError
-
     folder = Path(folder)
     try:
         meta = json.loads((folder / "run.json").read_text())
         table = pd.read_csv(folder / "results.csv")
     except (OSError, ValueError) as e:
         raise AttractorBenchError(f"{folder} does not hold a run's results.csv and run.json ({e}).") from e
-    result = RunResult(load_suite(meta["suite_path"]), table, meta)
-    tmp = folder / ".README.md.tmp"
-    tmp.write_text(render_readme(result, meta["command"]))
-    os.replace(tmp, folder / "README.md")
-    return folder / "README.md"
+    if list(table.columns) != COLUMNS:
+        raise AttractorBenchError(f"{folder}/results.csv has the columns {', '.join(table.columns)}, not those of this "
+                                  f"version ({', '.join(COLUMNS)}): rerun its suite ({meta.get('command', 'attractor-bench run')}).")
+    return write_text(folder / "README.md", render_readme(RunResult(load_suite(meta["suite_path"]), table, meta),
+                                                          meta["command"]))
 
 
 def draw_figures(result: RunResult, folder: Path) -> list[dict]:
     """Draw the run's figures into `folder`; return [{file, caption}] in the order the README shows them."""
-    from . import plots
-
     t, meta, name = result.table, result.meta, result.suite.name
     drawn = []
     for norm, label in (("linf", "L-inf"), ("l2", "L2")):
@@ -363,20 +383,15 @@ def _resumed(meta: dict) -> str:
 
 
 def write_results(result: RunResult, results_dir: str | Path, command: str) -> Path:
-    """Write the three files for `result` atomically; return the suite's results folder."""
+    """Write the run's files (results.csv, summary.json, README.md, run.json, figures) into
+    `<results_dir>/<suite name>/`, all or none; return that folder."""
     result.meta.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), commit=git_commit(),
                        versions=versions(), command=command, seed=result.suite.seed, suite_path=str(result.suite.path))
     final = Path(results_dir) / result.suite.name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{result.suite.name}.", dir=final.parent))
-    try:
+    with atomic_folder(final) as tmp:
         result.meta["figures"] = draw_figures(result, tmp)
         result.table.to_csv(tmp / "results.csv", index=False, float_format="%.6g")
+        write_summary(result, tmp)
         (tmp / "README.md").write_text(render_readme(result, command))
         (tmp / "run.json").write_text(json.dumps(result.meta, indent=2, default=str) + "\n")
-        final.mkdir(exist_ok=True)
-        for f in ("results.csv", "README.md", "run.json", *(f["file"] for f in result.meta["figures"])):
-            os.replace(tmp / f, final / f)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final

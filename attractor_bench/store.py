@@ -5,67 +5,30 @@ attack's examples) is stored as `<cache_dir>/cells/<key>.npz` as soon as it is c
 plus a JSON header, written to a temporary file in the same folder and renamed into place, so a
 reader sees the whole file or none. Files are read with `allow_pickle=False`.
 
-The key is a hash of everything that determines the cell (`key`): the model's weights, the
-defence and its parameters, the rejector's threshold, the attack and its parameters, eps, the
-images attacked, the cell's seed, and the source of the modules that compute it (a code change
-invalidates stored cells instead of silently reusing them). Cells are therefore shared between
-suites that contain the same cell.
+The key (`attractor_bench.cells`) is a hash of everything that determines the cell: the model's
+weights, the defence and its parameters, the rejector's threshold, the attack and its parameters,
+eps, the images attacked, the cell's seed, and the source of the code that computes it (an edit to
+that code invalidates the cells it computes; an edit to code that only orchestrates or renders
+does not). Cells are therefore shared between suites that contain the same cell.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import os
-import socket
-import tempfile
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
-import torch
+
+from .files import atomic_write, remove_stale_temporaries
 
 CELL_FORMAT = 1  # bump when what a cell file holds changes
 
 
-def _hash(*chunks: bytes) -> str:
-    h = hashlib.sha256()
-    for c in chunks:
-        h.update(len(c).to_bytes(8, "little"))
-        h.update(c)
-    return h.hexdigest()
-
-
-def key(**parts) -> str:
-    """A stable hash of `parts` (JSON-able values; tuples count as lists)."""
-    return _hash(json.dumps(parts, sort_keys=True, default=str).encode())[:32]
-
-
-def weights_fingerprint(module: torch.nn.Module) -> str:
-    """Hash of a module's parameters and buffers (names, dtypes, shapes and values)."""
-    chunks = []
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        chunks += [f"{name}:{t.dtype}:{tuple(t.shape)}".encode(), t.numpy().tobytes()]
-    return _hash(*chunks)[:32]
-
-
-def array_fingerprint(*arrays: np.ndarray | None) -> str:
-    return _hash(*(b"none" if a is None else f"{a.dtype}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()
-                   for a in arrays))[:32]
-
-
-def source_fingerprint(*objects: ModuleType | object) -> str:
-    """Hash of the source files of the modules defining `objects` (modules, classes or functions)."""
-    files = set()
-    for obj in objects:
-        module = obj if isinstance(obj, ModuleType) else inspect.getmodule(obj)
-        path = getattr(module, "__file__", None)
-        if path:
-            files.add(Path(path).resolve())
-    return _hash(*(p.read_bytes() for p in sorted(files)))[:32]
+def _savez(path: Path, arrays: dict[str, np.ndarray], header: dict | None) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append .npz to a path
+        np.savez(f, __header__=np.array(json.dumps(header or {}, sort_keys=True)), **arrays)
 
 
 class CellStore:
@@ -99,17 +62,7 @@ class CellStore:
         return arrays, header
 
     def put(self, k: str, arrays: dict[str, np.ndarray], header: dict | None = None) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{k}~{socket.gethostname()}~{os.getpid()}~", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, __header__=np.array(json.dumps(header or {}, sort_keys=True)), **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path(k))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(self.path(k), lambda tmp: _savez(tmp, arrays, header))
         self._written.add(k)
 
     def mark_written(self, keys) -> None:
@@ -118,12 +71,4 @@ class CellStore:
 
     def remove_stale_temporaries(self) -> None:
         """Delete temporary files left by processes of this host that no longer run (a SIGKILL)."""
-        host = socket.gethostname()
-        for p in self.root.glob(f".*~{host}~*~*.tmp") if self.root.is_dir() else ():
-            try:
-                pid = int(p.name.split("~")[2])
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                p.unlink(missing_ok=True)
-            except (ValueError, IndexError, PermissionError):
-                continue
+        remove_stale_temporaries(self.root)

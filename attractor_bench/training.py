@@ -14,8 +14,6 @@ on 1,000 samples (a seeded random subset of the same 50,000).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,9 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import early_stopping
 from .data import Split
+from .early_stopping import optimizer_step, report_to
 from .losses import PenaltyMethod, RecReduction, attractor_loss
 from .determinism import deterministic
+from .files import key
 from .models import MODEL_VERSION, Activation, AttractorNet, Chain
 
 # progress(stage_name, epoch, max_epochs, val_accuracy) is called after every epoch.
@@ -85,8 +86,7 @@ class TrainConfig:
         d = self.to_dict()
         if d["init"] is None:
             del d["init"]  # keys of configs without a warm start stay what they were
-        blob = json.dumps({"config": d, "model_version": MODEL_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return key(config=d, model_version=MODEL_VERSION)[:16]
 
 
 _BASELINE = TrainConfig(weights=(0.99, 0.0, 0.01), n_train=50_000)
@@ -141,6 +141,10 @@ def _fit_stage(
     progress: ProgressFn | None,
     device: torch.device,
 ) -> dict:
+    """Train `params` (a stage's layers and head, or the whole network) on all three losses: Adam
+    at `lr`, batches of cfg.batch_size in a fresh random order every epoch, up to cfg.max_epochs
+    epochs; early stopping after cfg.patience (8) epochs without a new best validation accuracy of
+    `head`, best weights restored. `inputs` maps images to the stage's input features."""
     head.to(device)
     opt = make_optimizer(params, lr)
     x_train, y_train = torch.from_numpy(train.x).flatten(1).to(device), torch.from_numpy(train.y).to(device)
@@ -148,34 +152,19 @@ def _fit_stage(
     with torch.no_grad():
         f_train, f_val = inputs(x_train), inputs(x_val)  # features of the frozen stages before this one
 
+    def step(idx: torch.Tensor, epoch: int) -> None:
+        loss, _ = attractor_loss(
+            chain, head, f_train[idx], y_train[idx], cfg.weights, cfg.penalty, cfg.n_projections, cfg.rec_reduction
+        )
+        optimizer_step(opt, loss)
+
     def val_accuracy() -> float:
         with torch.no_grad():
             return (head(chain(f_val)[1]).argmax(1) == y_val).float().mean().item()
 
-    best_acc, best_epoch, best_state, accs = -1.0, 0, None, []
-    for epoch in range(1, cfg.max_epochs + 1):
-        order = torch.randperm(len(f_train), generator=gen)
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            loss, _ = attractor_loss(
-                chain, head, f_train[idx], y_train[idx], cfg.weights, cfg.penalty, cfg.n_projections, cfg.rec_reduction
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        acc = val_accuracy()
-        accs.append(acc)
-        if progress:
-            progress(name, epoch, cfg.max_epochs, acc)
-        if acc > best_acc:
-            best_acc, best_epoch = acc, epoch
-            best_state = [p.detach().clone() for p in params]
-        elif epoch - best_epoch >= cfg.patience:
-            break
-    with torch.no_grad():
-        for p, best in zip(params, best_state):
-            p.copy_(best)
-    return {"val_accuracy": accs, "best_epoch": best_epoch, "best_val_accuracy": best_acc}
+    return early_stopping.fit(step, val_accuracy, params, n=len(f_train), batch_size=cfg.batch_size, gen=gen,
+                              max_epochs=cfg.max_epochs, patience=cfg.patience,
+                              on_epoch=report_to(progress, name, cfg.max_epochs))
 
 
 def train(train: Split, val: Split, cfg: TrainConfig, progress: ProgressFn | None = None,

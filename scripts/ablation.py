@@ -35,7 +35,7 @@ from attractor_bench.cache import get_or_train
 from attractor_bench.classifier import make_classifier
 from attractor_bench.config import _Reader, _train_config
 from attractor_bench.data import load, mnist_train_val
-from attractor_bench.defenses import AttractorDefence, pearson
+from attractor_bench.defences import AttractorDefence, pearson
 from attractor_bench.errors import ConfigError
 from attractor_bench.metrics import auroc
 from attractor_bench.training import PRESETS, TrainConfig

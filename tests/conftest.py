@@ -3,9 +3,15 @@ from pathlib import Path
 
 import attractor_bench  # noqa: F401  (first: sets MKL_CBWR before torch's first matmul)
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from attractor_bench import AttractorNet
+from attractor_bench.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,8 +27,6 @@ def data_root() -> Path:
 
 @pytest.fixture
 def model():
-    from attractor_bench import AttractorNet
-
     torch.manual_seed(0)
     return AttractorNet().eval()
 
@@ -33,6 +37,7 @@ def images() -> np.ndarray:
 
 
 SMOKE = REPO / "suites" / "smoke.yaml"
+MICRO = REPO / "suites" / "micro.yaml"
 
 
 def run_args(suite, data_root, cache, results, *extra) -> list[str]:
@@ -41,18 +46,24 @@ def run_args(suite, data_root, cache, results, *extra) -> list[str]:
             "--no-progress", "--no-download", *extra]
 
 
+def _run_once(tmp, suite, data_root):
+    result = CliRunner().invoke(app, run_args(suite, data_root, tmp / "cache", tmp / "results"))
+    folder = tmp / "results" / suite.stem
+    return SimpleNamespace(tmp=tmp, cache=tmp / "cache", folder=folder, result=result,
+                           csv=(folder / "results.csv").read_bytes() if result.exit_code == 0 else None)
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory, data_root):
+    """suites/micro.yaml run once, uninterrupted, in this process, on an empty cache (every kind of
+    cell in a few seconds). The kill, resume, worker, Dask and cache-key tests compare with it."""
+    run = _run_once(tmp_path_factory.mktemp("micro"), MICRO, data_root)
+    assert run.result.exit_code == 0, run.result.output
+    return run
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, data_root):
     """suites/smoke.yaml run once, uninterrupted, in this process, on an empty cache: its models are
-    trained and every cell computed. Tests compare other runs' tables with this one's."""
-    from types import SimpleNamespace
-
-    from typer.testing import CliRunner
-
-    from attractor_bench.cli import app
-
-    tmp = tmp_path_factory.mktemp("smoke")
-    result = CliRunner().invoke(app, run_args(SMOKE, data_root, tmp / "cache", tmp / "results"))
-    folder = tmp / "results" / "smoke"
-    return SimpleNamespace(tmp=tmp, cache=tmp / "cache", folder=folder, result=result,
-                           csv=(folder / "results.csv").read_bytes() if result.exit_code == 0 else None)
+    trained and every cell computed (slow tests only)."""
+    return _run_once(tmp_path_factory.mktemp("smoke"), SMOKE, data_root)

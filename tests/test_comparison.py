@@ -7,15 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from attractor_bench.cache import get_or_fit
+from attractor_bench.cache import Context, get_or_fit
 from attractor_bench.classifier import CheckedClassifier, EoTClassifier, make_classifier
 from attractor_bench.data import Split
-from attractor_bench.defenses import DEFENCES, MODELS, APuDAE, FeatureDAE, training_overrides
-from attractor_bench.defenses.apudae import reconstruction_error
-from attractor_bench.defenses.dae import DAE
-from attractor_bench.defenses.mlp import MLP, pgd
-from attractor_bench.defenses.stochastic import StochasticLinear, StochasticMLP
-from attractor_bench.recipes import Context, Recipe
+from attractor_bench.models import MODELS
+from attractor_bench.defences import DEFENCES, APuDAE, FeatureDAE
+from attractor_bench.defences.apudae import reconstruction_error
+from attractor_bench.defences.dae import DAE
+from attractor_bench.models.mlp import MLP, pgd
+from attractor_bench.models.stochastic import StochasticLinear, StochasticMLP
+from attractor_bench.recipes import Recipe
 
 
 def _split(n: int, seed: int) -> Split:
@@ -198,9 +199,9 @@ def test_registries_and_training_overrides():
     assert {"mlp", "pgd_at", "stochastic"} <= set(MODELS) and {"apudae", "feature_dae"} <= set(DEFENCES)
     assert MODELS["stochastic"].split({"eot_samples": 2}) == ({"max_epochs": 10, "patience": 3, "n_train": None,
                                                               "prior_std": 0.1}, {"eot_samples": 2, "inference_samples": 1})
-    assert training_overrides(TINY, {"max_epochs": 3, "n_train": 5}) == {}  # TINY has neither key
+    assert TINY.training_overrides({"max_epochs": 3, "n_train": 5}) == {}  # TINY has neither key
     with pytest.raises(ValueError, match="train.lr is not a training budget key"):
-        training_overrides(TINY, {"lr": 0.1})
+        TINY.training_overrides({"lr": 0.1})
 
 
 def test_load_model_and_load_defence_for_your_own_art_code(data_root, tmp_path):

@@ -1,57 +1,78 @@
-"""`attractor-bench leaderboard` on small synthetic results folders (the new run.json format) and on
-a copy of the committed results."""
+"""`summary.py` (a run's results as data) and `attractor-bench leaderboard` (ranking the runs of a
+results folder from their summary.json), on small synthetic runs, and on the baseline runs where present."""
 
 import csv
 import json
-import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
+from scipy.stats import binomtest
 from typer.testing import CliRunner
 
 from attractor_bench.cli import app
-from attractor_bench.leaderboard import UNRELIABLE
+from attractor_bench.errors import AttractorBenchError
+from attractor_bench.leaderboard import UNRELIABLE, write_leaderboard
+from attractor_bench.runner import RunResult
+from attractor_bench.summary import summarize, write_summary
 
-REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 OUTPUTS = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json", "leaderboard_worst_case.png")
-
-def attack(norm="linf", eps=(0.1, 0.3), kind="gradient", target="pipeline", n=None, name=None):
-    return {"name": name or "x", "norm": norm, "kind": kind, "target": target, "n": n, "eps": list(eps)}
-
-
-def model(clean=0.9, wc=None, auroc=None, unreliable=None, flags=(), weights=None, threshold=0.8, randomized=False,
-          defence="attractor"):
-    """A model's metadata and rows. wc: {eps: (accuracy, e2e, n_samples, n_attacks)};
-    auroc: {dataset: {attack label or 'none': {eps: value}}}."""
-    rows = [("none", 0, "mnist", "accuracy", clean), ("none", 0, "mnist", "end_to_end_accuracy", clean - 0.05),
-            ("none", 0, "mnist", "accepted", 0.95)]
-    for eps, (acc, e2e, n, k) in (wc or {}).items():
-        rows += [("worst_case_linf", eps, "mnist", "accuracy", acc), ("worst_case_linf", eps, "mnist", "end_to_end_accuracy", e2e),
-                 ("worst_case_linf", eps, "mnist", "accepted_wrong", 0.1), ("worst_case_linf", eps, "mnist", "n_samples", n),
-                 ("worst_case_linf", eps, "mnist", "n_attacks", k)]
-    for ds, by_attack in (auroc or {}).items():
-        for label, by_eps in by_attack.items():
-            rows += [(label, eps, ds, "ood_auroc", v) for eps, v in by_eps.items()]
-    if unreliable is not None:
-        rows += [("sanity", 0, "mnist", f, 1 if f in flags else 0) for f in ("flag_no_collapse_at_eps_0.5", "flag_zero_gradients")]
-        rows.append(("sanity", 0, "mnist", "potentially_unreliable", int(unreliable)))
-    meta = {"preset": "x", "weights": weights, "randomized": randomized, "threshold": threshold,
-            "defence": {"name": defence, "origin": "built-in", "params": {}}}
-    return meta, rows
+FLAGS = ("flag_no_collapse_at_eps_0.5", "flag_zero_gradients")
+BASELINE = Path("/work/baseline_runs/results")
 
 
-def write_run(root: Path, suite: str, models: dict, attacks: dict, date="2026-12-01 10:00 UTC", commit="abc1234") -> Path:
-    folder = root / suite
+def attack(norm="linf", eps=(0.1, 0.3), n=None, models=None, ood=False):
+    return {"name": "x", "norm": norm, "kind": "gradient", "target": "pipeline", "n": n, "eps": list(eps), "ood": ood,
+            "models": models}
+
+
+def model(clean=0.9, wc=None, auroc=None, flags=None, reasons=(), weights="w", threshold=0.8, randomized=False,
+          defence="attractor", clean_n=None):
+    """wc: {eps or (norm, eps, all_images): (accuracy, e2e, n[, n_attacks])}; auroc: {dataset: {label: {eps: value}}}
+    ('none' is clean); flags: {flag: 0/1} (None: not checked)."""
+    return dict(clean=clean, wc=wc or {}, auroc=auroc or {}, flags=flags, reasons=list(reasons), clean_n=clean_n,
+                info={"preset": "p", "weights": weights, "randomized": randomized, "threshold": threshold,
+                      "defence": {"name": defence, "origin": "built-in", "params": {}, "weights": []}})
+
+
+def _model_rows(name: str, m: dict, attacks: dict) -> list[tuple]:
+    rows = [("none", 0.0, "mnist", "accuracy", m["clean"], "cell"),
+            ("none", 0.0, "mnist", "end_to_end_accuracy", m["clean"] - 0.05, "cell")]
+    rows += [("none", 0.0, "mnist", "n_samples", m["clean_n"], "cell")] if m["clean_n"] else []
+    for k, (acc, e2e, n, *count) in m["wc"].items():
+        norm, eps, full = k if isinstance(k, tuple) else ("linf", k, False)
+        count = count[0] if count else sum(a["norm"] == norm and eps in a["eps"] and name in a["models"] for a in attacks.values())
+        label = f"worst_case_{norm}" + ("_all_images" if full else "")
+        rows += [(label, eps, "mnist", k2, v, "worst_case") for k2, v in
+                 (("accuracy", acc), ("end_to_end_accuracy", e2e), ("accepted_wrong", 0.1), ("n_samples", n), ("n_attacks", count))]
+    for ds, by_label in m["auroc"].items():
+        rows += [(label, eps, ds, "ood_auroc", float("nan") if v is None else v, "cell")
+                 for label, by_eps in by_label.items() for eps, v in by_eps.items()]
+    if m["flags"] is not None:
+        rows += [("sanity", 0.0, "mnist", f, v, "sanity") for f, v in m["flags"].items()]
+        rows.append(("sanity", 0.0, "mnist", "potentially_unreliable", int(any(m["flags"].values())), "sanity"))
+    return [(name, *r) for r in rows]
+
+
+def result(suite: str, models: dict, attacks: dict, date="2026-12-01 10:00 UTC", commit="abc1234", n_test=100,
+           subsets=None) -> RunResult:
+    attacks = {k: {**a, "models": a["models"] or list(models)} for k, a in attacks.items()}
+    rows = [r for name, m in models.items() for r in _model_rows(name, m, attacks)]
+    table = pd.DataFrame(rows, columns=["model", "attack", "eps", "dataset", "metric", "value", "kind"])
+    meta = {"date": date, "commit": commit, "command": f"attractor-bench run suites/{suite}.yaml", "attacks": attacks,
+            "subsets": subsets or {}, "models": {n: m["info"] for n, m in models.items()},
+            "flags": {n: m["reasons"] for n, m in models.items()}, "n_images": {"mnist": n_test}}
+    return RunResult(SimpleNamespace(name=suite, data=SimpleNamespace(n_test=n_test)), table, meta)
+
+
+def write_run(root: Path, *args, **kwargs) -> Path:
+    r = result(*args, **kwargs)
+    folder = root / r.suite.name
     folder.mkdir(parents=True)
-    lines = ["model,attack,eps,dataset,metric,value"]
-    for name, (_, rows) in models.items():
-        lines += [f"{name},{a},{e},{d},{m},{'' if v is None else v}" for a, e, d, m, v in rows]
-    (folder / "results.csv").write_text("\n".join(lines) + "\n")
-    meta = {"date": date, "commit": commit, "command": f"attractor-bench run suites/{suite}.yaml", "seed": 0,
-            "suite_path": f"suites/{suite}.yaml", "attacks": attacks,
-            "models": {name: m for name, (m, _) in models.items()}}
-    (folder / "run.json").write_text(json.dumps(meta))
+    r.table.to_csv(folder / "results.csv", index=False)
+    write_summary(r, folder)
     return folder
 
 
@@ -65,8 +86,8 @@ def invoke(results: Path):
 
 
 def board_json(results: Path) -> dict:
-    result = invoke(results)
-    assert result.exit_code == 0, result.output
+    out = invoke(results)
+    assert out.exit_code == 0, out.output
     return json.loads((results / "LEADERBOARD.json").read_text())
 
 
@@ -75,81 +96,186 @@ def row(doc: dict, name: str) -> dict:
     return r
 
 
-def test_merge_takes_each_number_from_the_suite_with_most_attacks(tmp_path):
+def md_cells(md: str, name: str) -> list[str]:
+    line = next(line for line in md.splitlines() if f"| `{name}` |" in line)
+    return [c.strip() for c in line.split("|")[1:-1]]
+
+
+def exact(acc: float, n: int) -> list[float]:
+    ci = binomtest(round(acc * n), n).proportion_ci(confidence_level=0.95, method="exact")
+    return [ci.low, ci.high]
+
+
+# --------------------------------------------------------------------------- summary.py
+
+SUBSET_ATTACKS = {"fgsm": attack(ood=True), "square": attack(eps=(0.1,), n=50),
+                  "rejection_aware": attack(eps=(0.1,), models=["att"], ood=True), "deepfool": attack(norm="l2", eps=(1.0,), n=50)}
+
+
+def subset_run(**kwargs) -> RunResult:
+    """Two models, one with a rejector, attacks on all images and on a subset of 50 (so an all-images repeat)."""
+    att = model(wc={("l2", 1.0, False): (0.2, 0.1, 50, 1), 0.1: (0.46, 0.40, 50, 3), ("linf", 0.1, True): (0.52, 0.45, 100, 2),
+                    0.3: (0.1, 0.05, 100, 1)},
+                auroc={"fashion_mnist": {"none": {0.0: 0.95}, "fgsm": {0.1: 0.90, 0.3: 0.5}, "rejection_aware": {0.1: 0.74}}},
+                flags={FLAGS[0]: 0, FLAGS[1]: 1}, reasons=["zero gradients"], weights="w1")
+    plain = model(clean=0.8, threshold=None, defence="none", weights="w2",
+                  wc={0.1: (0.3, 0.3, 50, 2), ("linf", 0.1, True): (0.32, 0.32, 100, 1), 0.3: (0.0, 0.0, 100, 1)},
+                  auroc={"fashion_mnist": {"none": {0.0: None}, "fgsm": {0.1: None}}})
+    return result("sub", {"att": att, "plain": plain}, SUBSET_ATTACKS,
+                  subsets={"square": {"mnist": 50}, "deepfool": {"mnist": 50}}, **kwargs)
+
+
+def test_summary_worst_cases_carry_their_attacks_n_and_exact_interval():
+    doc = summarize(subset_run())
+    assert (doc["format"], doc["suite"], doc["commit"], doc["date"]) == (1, "sub", "abc1234", "2026-12-01 10:00 UTC")
+    att, plain = doc["models"]
+    assert att["name"] == "att" and att["has_rejector"] and not plain["has_rejector"]
+    assert att["identity"] == {"weights": "w1", "threshold": 0.8,
+                               "defence": {"name": "attractor", "origin": "built-in", "params": {}, "weights": []}}
+    got = [(w["norm"], w["eps"], w["all_images"], w["n"], w["attacks"]) for w in att["worst_case"]]
+    assert got == [("l2", 1.0, False, 50, ["deepfool"]), ("linf", 0.1, False, 50, ["fgsm", "square", "rejection_aware"]),
+                   ("linf", 0.1, True, 100, ["fgsm", "rejection_aware"]), ("linf", 0.3, False, 100, ["fgsm"])]
+    for w in att["worst_case"] + plain["worst_case"]:
+        assert w["interval"] == pytest.approx(exact(w["accuracy"], w["n"]), abs=1e-12)
+        assert w["interval"][0] <= w["accuracy"] <= w["interval"][1]
+    assert att["worst_case"][1]["end_to_end_accuracy"] == 0.40
+    # the rejection-aware attack ran on `att` only
+    assert [w["attacks"] for w in plain["worst_case"]] == [["fgsm", "square"], ["fgsm"], ["fgsm"]]
+    assert all(w["end_to_end_accuracy"] is None for w in plain["worst_case"])  # no rejector
+    assert att["clean"] == {"accuracy": 0.9, "end_to_end_accuracy": pytest.approx(0.85), "n": 100}
+    assert plain["clean"]["end_to_end_accuracy"] is None
+    assert att["verdict"] == {"potentially_unreliable": True, "flags": {FLAGS[0]: 0, FLAGS[1]: 1}, "reasons": ["zero gradients"]}
+    assert plain["verdict"] == {"potentially_unreliable": None, "flags": {}, "reasons": []}
+
+
+def test_summary_ood_takes_the_lowest_auroc_per_norm_and_eps():
+    att, plain = summarize(subset_run())["models"]
+    assert att["ood"] == [{"dataset": "fashion_mnist", "auroc_clean": 0.95, "attacked": [
+        {"norm": "linf", "eps": 0.1, "auroc": 0.74, "attack": "rejection_aware", "attacks": ["fgsm", "rejection_aware"]},
+        {"norm": "linf", "eps": 0.3, "auroc": 0.5, "attack": "fgsm", "attacks": ["fgsm"]}]}]
+    assert plain["ood"] == [{"dataset": "fashion_mnist", "auroc_clean": None,
+                             "attacked": [{"norm": "linf", "eps": 0.1, "auroc": None, "attack": None, "attacks": ["fgsm"]}]}]
+
+
+@pytest.mark.parametrize("n_test", [100, 10_000])
+def test_summary_clean_n_is_the_runs_mnist_images(n_test):
+    r = result("s", {"m": model()}, {}, n_test=n_test)
+    assert summarize(r)["models"][0]["clean"]["n"] == n_test
+
+
+def test_summary_raises_when_the_attack_count_does_not_match():
+    r = result("s", {"m": model(wc={0.1: (0.5, 0.4, 100, 3)})}, {"fgsm": attack(), "pgd": attack()})
+    with pytest.raises(AttractorBenchError, match=r"counts 3 attacks but the run's metadata gives 2 \(fgsm, pgd\)"):
+        summarize(r)
+    with pytest.raises(AttractorBenchError, match="no `kind` column"):
+        summarize(RunResult(r.suite, r.table.drop(columns="kind"), r.meta))
+
+
+def test_write_summary_is_rounded_json_without_nan_and_byte_stable(tmp_path):
+    r = subset_run()
+    path = write_summary(r, tmp_path)
+    text = path.read_text()
+    assert "NaN" not in text and '"auroc_clean": null' in text
+    w = json.loads(text)["models"][0]["worst_case"][1]
+    assert w["interval"] == [round(x, 6) for x in exact(0.46, 50)]
+    write_summary(subset_run(), tmp_path)
+    assert path.read_text() == text and sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def _baseline(name: str, n_test: int) -> RunResult:
+    t = pd.read_csv(BASELINE / name / "results.csv")  # the old format: kind from the attack label, here only
+    t["kind"] = ["sanity" if a == "sanity" else "worst_case" if a.startswith("worst_case_") else "cell" for a in t.attack]
+    meta = json.loads((BASELINE / name / "run.json").read_text())
+    meta["n_images"] = {"mnist": n_test}
+    return RunResult(SimpleNamespace(name=name, data=SimpleNamespace(n_test=n_test)), t, meta)
+
+
+@pytest.mark.skipif(not (BASELINE / "smoke" / "run.json").is_file(), reason="baseline runs not on this machine")
+def test_real_runs(tmp_path):
+    smoke, board = _baseline("smoke", 300), _baseline("leaderboard_smoke", 200)
+    base = summarize(smoke)["models"][0]
+    wc = {(round(w["eps"], 4), w["all_images"]): w for w in base["worst_case"] if w["norm"] == "linf"}
+    main, full = wc[(round(20 / 255, 4), False)], wc[(round(20 / 255, 4), True)]
+    assert (main["n"], len(main["attacks"]), full["n"], len(full["attacks"])) == (50, 7, 300, 6)
+    assert "square" in main["attacks"] and "square" not in full["attacks"]  # square ran on 50 images
     res = tmp_path / "results"
-    three = {"fgsm": attack(), "pgd": attack(eps=(0.1,)), "square": attack(eps=(0.1,), kind="score")}
-    two = {"pgd": attack(), "apgd": attack()}
-    # the same trained network (name + weights) in two suites
-    write_run(res, "suite_a", {"net": model(clean=0.91, weights="w1", wc={0.1: (0.50, 0.45, 100, 3), 0.3: (0.30, 0.25, 100, 1)})},
-              three, date="2026-12-01 10:00 UTC", commit="aaaaaaa")
-    write_run(res, "suite_b", {"net": model(clean=0.92, weights="w1", wc={0.1: (0.40, 0.35, 50, 2), 0.3: (0.20, 0.15, 50, 2)})},
-              two, date="2026-12-02 10:00 UTC", commit="bbbbbbb")
+    for r in (smoke, board):
+        (res / r.suite.name).mkdir(parents=True)
+        write_summary(r, res / r.suite.name)
     doc = board_json(res)
-    assert [r["model"] for r in doc["rows"]] == ["net"]  # one row: merged
+    assert {"attractor (smoke)", "attractor (leaderboard_smoke)", "feature_dae"} <= {r["model"] for r in doc["rows"]}
+    assert row(doc, "feature_dae")["unreliable"] is True and doc["rows"][0]["model"] == "pgd_at"
+
+
+# --------------------------------------------------------------------------- the leaderboard
+
+def test_merge_takes_each_number_from_the_run_with_most_attacks(tmp_path):
+    res = tmp_path / "results"
+    write_run(res, "suite_a", {"net": model(clean=0.91, weights="w1", wc={0.1: (0.50, 0.45, 100), 0.3: (0.30, 0.25, 100)})},
+              {"fgsm": attack(), "pgd": attack(eps=(0.1,)), "square": attack(eps=(0.1,))}, commit="aaaaaaa")
+    write_run(res, "suite_b", {"net": model(clean=0.92, weights="w1", wc={0.1: (0.40, 0.35, 50), 0.3: (0.20, 0.15, 50)})},
+              {"pgd": attack(), "apgd": attack()}, date="2026-12-02 10:00 UTC", commit="bbbbbbb")
+    doc = board_json(res)
+    assert [r["model"] for r in doc["rows"]] == ["net"]  # one model: the same name, weights, defence and threshold
     nums = doc["rows"][0]["numbers"]
     # 0.1: suite_a ran 3 attacks there (more than suite_b's 2), though suite_b is later
-    assert nums["worst_case_linf_0.1"] == {"value": 0.5, "suite": "suite_a", "commit": "aaaaaaa", "date": "2026-12-01 10:00 UTC",
-                                           "n": 100, "n_attacks": 3, "attacks": ["fgsm", "pgd", "square"]}
-    assert nums["end_to_end_linf_0.1"]["value"] == 0.45 and nums["end_to_end_linf_0.1"]["suite"] == "suite_a"
-    # 0.3: suite_b's 2 attacks beat suite_a's 1
-    assert nums["worst_case_linf_0.3"]["value"] == 0.2 and nums["worst_case_linf_0.3"]["suite"] == "suite_b"
-    assert nums["worst_case_linf_0.3"]["attacks"] == ["pgd", "apgd"]
-    assert nums["end_to_end_linf_0.3"]["value"] == 0.15 and nums["end_to_end_linf_0.3"]["suite"] == "suite_b"
-    # clean: no attacks on either side, so the later run
-    assert nums["clean_accuracy"]["value"] == 0.92 and nums["clean_accuracy"]["suite"] == "suite_b"
+    assert nums["worst_case_0.1"] == {"value": 0.5, "suite": "suite_a", "commit": "aaaaaaa", "date": "2026-12-01 10:00 UTC",
+                                      "n": 100, "attacks": ["fgsm", "pgd", "square"],
+                                      "interval": [round(x, 6) for x in exact(0.5, 100)]}
+    assert (nums["e2e_0.1"]["value"], nums["e2e_0.1"]["suite"]) == (0.45, "suite_a")
+    assert (nums["worst_case_0.3"]["value"], nums["worst_case_0.3"]["suite"]) == (0.2, "suite_b")  # 2 attacks beat 1
+    assert nums["worst_case_0.3"]["attacks"] == ["pgd", "apgd"] and nums["e2e_0.3"]["value"] == 0.15
+    assert (nums["clean"]["value"], nums["clean"]["suite"]) == (0.92, "suite_b")  # no attacks, same n: the later run
     assert doc["rows"][0]["suites"] == ["suite_a", "suite_b"]
     with open(res / "LEADERBOARD.csv", newline="") as f:
         (line,) = list(csv.DictReader(f))
-    assert line["worst_case_linf_0.1"] == "0.5000" and line["worst_case_linf_0.3"] == "0.2000"
-    assert "worst_case_linf_0.1=suite_a" in line["provenance"] and "worst_case_linf_0.3=suite_b" in line["provenance"]
-    assert line["commits"] == "aaaaaaa;bbbbbbb"
-    md = (res / "LEADERBOARD.md").read_text()
-    assert "`fgsm`, `pgd`, `square` (3)" in md  # suite_a's attacks at 0.1
+    assert (line["worst_case_linf_0.1"], line["worst_case_linf_0.1_n"], line["worst_case_linf_0.3"]) == ("0.500000", "100", "0.200000")
+    assert line["suites"] == "suite_a;suite_b"
+    assert doc["runs"]["suite_b"] == {"command": "attractor-bench run suites/suite_b.yaml", "commit": "bbbbbbb",
+                                      "date": "2026-12-02 10:00 UTC"}
 
 
-def test_ties_go_to_the_later_date_then_the_first_suite_name(tmp_path):
+def test_ties_go_to_the_larger_n_then_the_later_date_then_the_first_suite(tmp_path):
     res = tmp_path / "results"
     a = {"pgd": attack()}
-    write_run(res, "zeta", {"net": model(clean=0.80, weights="w", wc={0.1: (0.3, 0.2, 10, 1)})}, a, date="2026-12-01 10:00 UTC")
-    write_run(res, "alpha", {"net": model(clean=0.70, weights="w", wc={0.1: (0.1, 0.0, 10, 1)})}, a, date="2026-12-01 10:00 UTC")
-    write_run(res, "mid", {"net": model(clean=0.60, weights="w")}, a, date="2026-11-30 10:00 UTC")
+    write_run(res, "zeta", {"net": model(clean=0.80, wc={0.1: (0.3, 0.2, 10)})}, a)
+    write_run(res, "alpha", {"net": model(clean=0.70, wc={0.1: (0.1, 0.0, 10)})}, a)
+    write_run(res, "mid", {"net": model(clean=0.60, wc={0.3: (0.2, 0.1, 20)})}, a, date="2026-11-30 10:00 UTC", n_test=200)
+    write_run(res, "low", {"net": model(clean=0.50, wc={0.3: (0.4, 0.3, 10)})}, a, date="2026-12-05 10:00 UTC")
     nums = board_json(res)["rows"][0]["numbers"]
-    assert nums["clean_accuracy"]["suite"] == "alpha" and nums["clean_accuracy"]["value"] == 0.7
-    assert nums["worst_case_linf_0.1"]["suite"] == "alpha"
-    (res / "zeta" / "run.json").write_text((res / "zeta" / "run.json").read_text().replace("2026-12-01", "2026-12-03"))
-    nums = board_json(res)["rows"][0]["numbers"]
-    assert nums["clean_accuracy"]["suite"] == "zeta" and nums["worst_case_linf_0.1"]["value"] == 0.3
+    assert (nums["clean"]["suite"], nums["clean"]["n"]) == ("mid", 200)  # 200 clean images beat 100, though earlier
+    assert (nums["worst_case_0.3"]["suite"], nums["worst_case_0.3"]["n"]) == ("mid", 20)
+    assert nums["worst_case_0.1"]["suite"] == "alpha"  # same attacks, n and date: the first suite name
+    summary = res / "zeta" / "summary.json"
+    summary.write_text(summary.read_text().replace("2026-12-01", "2026-12-03"))
+    assert board_json(res)["rows"][0]["numbers"]["worst_case_0.1"] | {"interval": None} == {
+        "value": 0.3, "suite": "zeta", "commit": "abc1234", "date": "2026-12-03 10:00 UTC", "n": 10, "attacks": ["pgd"],
+        "interval": None}
 
 
-def test_shared_names_get_their_suites_and_old_runs_are_per_suite(tmp_path):
+def test_shared_names_are_shown_with_their_suites(tmp_path):
     res = tmp_path / "results"
     a = {"pgd": attack()}
     write_run(res, "s1", {"net": model(weights="w1"), "solo": model(weights="w3")}, a)
     write_run(res, "s2", {"net": model(weights="w2")}, a)
-    write_run(res, "s3", {"net": model(weights="w1")}, a)  # same weights as s1's: merged with it
-    write_run(res, "s4", {"net": model(weights="w2", defence="none", threshold=None)}, a)  # other defence: another model
+    write_run(res, "s3", {"net": model(weights="w1")}, a)  # the same weights as s1's: merged with it
+    write_run(res, "s4", {"net": model(weights="w2", defence="none", threshold=None)}, a)  # another defence: another model
+    write_run(res, "s5", {"net": model(weights="w1", threshold=0.9)}, a)  # another threshold: another model
     doc = board_json(res)
-    assert sorted(r["model"] for r in doc["rows"]) == ["net (s1, s3)", "net (s2)", "net (s4)", "solo"]
-    assert row(doc, "net (s4)")["defence"] == "none"
-    # without weight fingerprints (runs before they were recorded) every suite has its own model
-    for s in ("s1", "s3"):
-        meta = json.loads((res / s / "run.json").read_text())
-        for m in meta["models"].values():
-            del m["weights"]
-        (res / s / "run.json").write_text(json.dumps(meta))
-    names = sorted(r["model"] for r in board_json(res)["rows"])
-    assert names == ["net (s1)", "net (s2)", "net (s3)", "net (s4)", "solo"]
+    assert sorted(r["model"] for r in doc["rows"]) == ["net (s1, s3)", "net (s2)", "net (s4)", "net (s5)", "solo"]
+    assert row(doc, "net (s4)")["defence"]["name"] == "none" and row(doc, "net (s5)")["threshold"] == 0.9
+    assert "| `net (s1, s3)` |" in (res / "LEADERBOARD.md").read_text()
 
 
 def test_sort_by_worst_case_then_clean_with_missing_values_last(tmp_path):
     res = tmp_path / "results"
     models = {
         "no_wc": model(clean=0.99, weights="1"),
-        "only_01": model(clean=0.95, weights="2", wc={0.1: (0.9, 0.8, 10, 1)}),
-        "low_03": model(clean=0.90, weights="3", wc={0.1: (0.5, 0.4, 10, 1), 0.3: (0.1, 0.1, 10, 1)}),
-        "high_03": model(clean=0.80, weights="4", wc={0.1: (0.4, 0.3, 10, 1), 0.3: (0.2, 0.1, 10, 1)}),
-        "tie_03_b": model(clean=0.85, weights="5", wc={0.1: (0.6, 0.3, 10, 1), 0.3: (0.1, 0.0, 10, 1)}),
-        "zero_03": model(clean=0.85, weights="8", wc={0.1: (0.05, 0.0, 10, 1), 0.3: (0.0, 0.0, 10, 1)}),
+        "only_01": model(clean=0.95, weights="2", wc={0.1: (0.9, 0.8, 10)}),
+        "low_03": model(clean=0.90, weights="3", wc={0.1: (0.5, 0.4, 10), 0.3: (0.1, 0.1, 10)}),
+        "high_03": model(clean=0.80, weights="4", wc={0.1: (0.4, 0.3, 10), 0.3: (0.2, 0.1, 10)}),
+        "tie_03_b": model(clean=0.85, weights="5", wc={0.1: (0.6, 0.3, 10), 0.3: (0.1, 0.0, 10)}),
+        "zero_03": model(clean=0.85, weights="8", wc={0.1: (0.05, 0.0, 10), 0.3: (0.0, 0.0, 10)}),
         "clean_tie_b": model(clean=0.97, weights="6"),
         "clean_tie_a": model(clean=0.97, weights="7"),
     }
@@ -158,140 +284,149 @@ def test_sort_by_worst_case_then_clean_with_missing_values_last(tmp_path):
     assert [r["model"] for r in doc["rows"]] == [
         "high_03", "tie_03_b", "low_03", "zero_03", "only_01", "no_wc", "clean_tie_a", "clean_tie_b"]  # 0 before missing
     assert [r["rank"] for r in doc["rows"]] == list(range(1, 9))
-    assert doc["rows"][4]["numbers"]["worst_case_linf_0.3"]["value"] is None
+    assert doc["rows"][4]["numbers"]["worst_case_0.3"] == {"value": None}
     md = (res / "LEADERBOARD.md").read_text()
     assert md.index("`high_03`") < md.index("`tie_03_b`") < md.index("`only_01`") < md.index("`no_wc`")
 
 
 def test_end_to_end_only_for_models_that_reject(tmp_path):
     res = tmp_path / "results"
-    write_run(res, "s", {"rejects": model(weights="1", wc={0.1: (0.5, 0.4, 10, 1), 0.3: (0.3, 0.2, 10, 1)}),
-                         "plain": model(weights="2", threshold=None, defence="none",
-                                        wc={0.1: (0.6, 0.55, 10, 1), 0.3: (0.35, 0.33, 10, 1)})}, {"pgd": attack()})
+    write_run(res, "s", {"rejects": model(weights="1", wc={0.1: (0.5, 0.4, 10), 0.3: (0.3, 0.2, 10)}),
+                         "plain": model(weights="2", threshold=None, defence="none", wc={0.1: (0.6, 0.55, 10), 0.3: (0.35, 0.33, 10)})},
+              {"pgd": attack()})
     doc = board_json(res)
-    assert row(doc, "rejects")["numbers"]["end_to_end_linf_0.3"]["value"] == 0.2
+    assert row(doc, "rejects")["numbers"]["e2e_0.3"]["value"] == 0.2
     plain = row(doc, "plain")["numbers"]
-    assert plain["end_to_end_linf_0.1"] == {"value": None, "note": "no OOD rejector"}
-    assert plain["end_to_end_linf_0.3"]["value"] is None and plain["worst_case_linf_0.3"]["value"] == 0.35
+    assert plain["e2e_0.1"] == {"value": None} and plain["worst_case_0.3"]["value"] == 0.35
     with open(res / "LEADERBOARD.csv", newline="") as f:
         lines = {r["model"]: r for r in csv.DictReader(f)}
-    assert lines["plain"]["end_to_end_linf_0.3"] == "" and lines["plain"]["threshold"] == ""
-    assert lines["rejects"]["end_to_end_linf_0.3"] == "0.2000"
+    assert lines["plain"]["e2e_linf_0.3"] == "" and lines["plain"]["threshold"] == ""
+    assert lines["rejects"]["e2e_linf_0.3"] == "0.200000"
     md = (res / "LEADERBOARD.md").read_text()
-    plain_line = next(line for line in md.splitlines() if line.startswith("| 1 | `plain`"))
-    cells = [c.strip() for c in plain_line.split("|")[1:-1]]
-    assert cells[5:9] == ["60.00 (10)", "35.00 (10)", "—", "—"]
-    rejects_line = next(line for line in md.splitlines() if "| `rejects`" in line)
-    assert [c.strip() for c in rejects_line.split("|")[1:-1]][7:9] == ["40.00", "20.00"]
+    cell = lambda acc: "{:.2f} [{:.2f}, {:.2f}] (n=10)".format(*(100 * x for x in [acc, *exact(acc, 10)]))  # noqa: E731
+    assert md_cells(md, "plain")[:9] == ["1", "`plain`", "none", "no", "90.00", cell(0.6), cell(0.35), "—", "—"]
+    assert md_cells(md, "rejects")[7:9] == ["40.00", "20.00"]
 
 
-def test_attacked_auroc_is_the_lowest_linf_cell_at_eps_01_and_names_its_attack(tmp_path):
+def test_attacked_auroc_is_the_lowest_linf_one_at_eps_01_and_names_its_attack(tmp_path):
     res = tmp_path / "results"
-    attacks = {"fgsm": attack(), "rejection_aware": attack(), "pgd_l2": attack(norm="l2", eps=(0.1, 1.0))}
-    auroc = {"fashion_mnist": {"none": {0: 0.95}, "fgsm": {0.1: 0.90, 0.3: 0.50}, "rejection_aware": {0.1: 0.74, 0.3: 0.40},
-                               "pgd_l2": {0.1: 0.30}},  # L2 and eps 0.3 cells do not count
-             "cifar10_bw": {"none": {0: 0.99}, "fgsm": {0.1: 0.80}, "rejection_aware": {0.1: 0.85}}}
+    attacks = {"fgsm": attack(ood=True), "rejection_aware": attack(ood=True), "pgd_l2": attack(norm="l2", eps=(0.1, 1.0), ood=True)}
+    auroc = {"fashion_mnist": {"none": {0.0: 0.95}, "fgsm": {0.1: 0.90, 0.3: 0.50}, "rejection_aware": {0.1: 0.74, 0.3: 0.40},
+                               "pgd_l2": {0.1: 0.30}},  # L2 and eps 0.3 do not count
+             "cifar10_bw": {"none": {0.0: 0.99}, "fgsm": {0.1: 0.80}, "rejection_aware": {0.1: 0.85}}}
     write_run(res, "s", {"m": model(weights="1", auroc=auroc),
-                         "no_rejector": model(weights="2", threshold=None,
-                                              auroc={"fashion_mnist": {"none": {0: None}, "fgsm": {0.1: None}}})}, attacks)
+                         "no_rejector": model(weights="2", threshold=None, auroc={"fashion_mnist": {"none": {0.0: None},
+                                                                                                    "fgsm": {0.1: None}}})}, attacks)
     doc = board_json(res)
     nums = row(doc, "m")["numbers"]
-    assert nums["ood_auroc_fashion_mnist_clean"]["value"] == 0.95
-    assert nums["ood_auroc_fashion_mnist_linf_0.1"]["value"] == 0.74
-    assert nums["ood_auroc_fashion_mnist_linf_0.1"]["attack"] == "rejection_aware"
-    assert nums["ood_auroc_fashion_mnist_linf_0.1"]["attacks"] == ["fgsm", "rejection_aware"]
-    assert nums["ood_auroc_cifar10_bw_linf_0.1"]["value"] == 0.8 and nums["ood_auroc_cifar10_bw_linf_0.1"]["attack"] == "fgsm"
+    assert nums["fashion_mnist_clean"]["value"] == 0.95
+    att = nums["fashion_mnist_attacked"]
+    assert (att["value"], att["attack"], att["attacks"]) == (0.74, "rejection_aware", ["fgsm", "rejection_aware"])
+    assert (nums["cifar10_bw_attacked"]["value"], nums["cifar10_bw_attacked"]["attack"]) == (0.8, "fgsm")
     none = row(doc, "no_rejector")["numbers"]
-    assert none["ood_auroc_fashion_mnist_clean"]["value"] is None and none["ood_auroc_fashion_mnist_linf_0.1"]["value"] is None
+    assert none["fashion_mnist_clean"] == {"value": None} and none["fashion_mnist_attacked"] == {"value": None}
     md = (res / "LEADERBOARD.md").read_text()
-    assert "95.00 / 74.00" in md and "99.00 / 80.00" in md and "— / —" in md
-    assert "Fashion-MNIST AUROC at L-inf 0.1 (lowest under `rejection_aware`" in md
+    assert "Fashion-MNIST AUROC clean / attacked" in md and "CIFAR-10-bw AUROC clean / attacked" in md
+    assert md_cells(md, "m")[9:11] == ["95.00 / 74.00", "99.00 / 80.00"] and md_cells(md, "no_rejector")[9] == "— / —"
     with open(res / "LEADERBOARD.csv", newline="") as f:
         lines = {r["model"]: r for r in csv.DictReader(f)}
     assert lines["m"]["ood_auroc_fashion_mnist_linf_0.1_attack"] == "rejection_aware"
-    assert lines["m"]["ood_auroc_fashion_mnist_linf_0.1"] == "0.7400"
+    assert lines["m"]["ood_auroc_fashion_mnist_linf_0.1"] == "0.740000"
 
 
 def test_unreliable_flag_is_read_and_shown(tmp_path):
     res = tmp_path / "results"
-    write_run(res, "s", {"bad": model(weights="1", unreliable=True, flags=("flag_zero_gradients",)),
-                         "good": model(weights="2", unreliable=False), "unchecked": model(weights="3")}, {"pgd": attack()})
+    write_run(res, "s", {"bad": model(weights="1", flags={FLAGS[0]: 0, FLAGS[1]: 1}, reasons=["3% zero gradients"]),
+                         "good": model(weights="2", flags={FLAGS[0]: 0, FLAGS[1]: 0}), "unchecked": model(weights="3")},
+              {"pgd": attack()})
     doc = board_json(res)
-    assert row(doc, "bad")["unreliable"] is True and row(doc, "bad")["flags_raised"] == {"s": ["flag_zero_gradients"]}
+    assert row(doc, "bad")["unreliable"] is True and row(doc, "bad")["flags_raised"] == {"s": ["3% zero gradients"]}
     assert row(doc, "good")["unreliable"] is False and row(doc, "unchecked")["unreliable"] is None
     md = (res / "LEADERBOARD.md").read_text()
-    bad_line = next(line for line in md.splitlines() if "| `bad`" in line)
-    assert f"**{UNRELIABLE}**" in bad_line
-    assert "no flag" in next(line for line in md.splitlines() if "| `good`" in line)
-    assert "`s` raised `flag_zero_gradients`" in md
+    assert md_cells(md, "bad")[11] == f"**{UNRELIABLE}**" and md_cells(md, "good")[11] == "no flag"
+    assert md_cells(md, "unchecked")[11] == "not checked" and "- `bad` in `s`: 3% zero gradients" in md
     with open(res / "LEADERBOARD.csv", newline="") as f:
         assert {r["model"]: r["unreliable"] for r in csv.DictReader(f)} == {"bad": "yes", "good": "no", "unchecked": ""}
 
 
 def test_rerun_gives_byte_identical_files_and_leaves_no_temporary_files(tmp_path):
     res = tmp_path / "results"
-    write_run(res, "s", {"a": model(weights="1", wc={0.05: (0.7, 0.6, 10, 2), 0.1: (0.5, 0.4, 10, 2), 0.3: (0.1, 0.1, 10, 2)}),
-                         "b": model(weights="2", wc={0.1: (0.3, 0.2, 10, 2)})},
+    write_run(res, "s", {"a": model(weights="1", wc={0.05: (0.7, 0.6, 10), 0.1: (0.5, 0.4, 10), 0.3: (0.1, 0.1, 10)}),
+                         "b": model(weights="2", wc={0.1: (0.3, 0.2, 10)})},
               {"pgd": attack(eps=(0.05, 0.1, 0.3)), "fgsm": attack(eps=(0.05, 0.1, 0.3))})
     first = invoke(res)
     assert first.exit_code == 0, first.output
-    for name in OUTPUTS:
-        assert name in squeeze(first.output)
+    flat = squeeze(first.output)
+    assert all(name in flat for name in OUTPUTS) and "Leaderboard" in flat and "50.00" in flat
     before = {n: (res / n).read_bytes() for n in OUTPUTS}
     assert before["leaderboard_worst_case.png"].startswith(b"\x89PNG")
-    assert "](leaderboard_worst_case.png)" in before["LEADERBOARD.md"].decode()
+    md = before["LEADERBOARD.md"].decode()
+    assert "](leaderboard_worst_case.png)" in md and "attractor-bench leaderboard --results-dir results" in md
+    assert "Clopper-Pearson" in md and "most attacks" in md
     second = invoke(res)
     assert second.exit_code == 0, second.output
     assert {n: (res / n).read_bytes() for n in OUTPUTS} == before
     assert sorted(p.name for p in res.iterdir()) == sorted([*OUTPUTS, "s"])
-    doc = json.loads(before["LEADERBOARD.json"])
-    assert "2026" not in json.dumps(doc["columns_doc"])  # the only dates are the runs' own
-    assert row(doc, "a")["numbers"]["worst_case_linf_0.3"]["value"] == 0.1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # no temporary folder beside it either
+    assert row(json.loads(before["LEADERBOARD.json"]), "a")["numbers"]["worst_case_0.3"]["value"] == 0.1
 
 
-def _nothing_written(res: Path) -> None:
-    if res.is_dir():
-        names = {p.name for p in res.iterdir()}
-        assert not names & set(OUTPUTS) and not any(n.startswith(".leaderboard") for n in names), names
+def test_folders_without_summary_are_listed_not_ranked(tmp_path):
+    res = tmp_path / "results"
+    write_run(res, "new", {"m": model()}, {"pgd": attack()})
+    (res / "old").mkdir()
+    (res / "old" / "results.csv").write_text("model,attack,eps,dataset,metric,value\n")
+    (res / "not_a_run").mkdir()
+    board, written = write_leaderboard(res)
+    assert [r.display for r in board.rows] == ["m"] and board.pending == ["old"]
+    assert written == [res / n for n in OUTPUTS[:3]]  # no worst case anywhere: no figure
+    md = (res / "LEADERBOARD.md").read_text()
+    assert "## Not on the leaderboard" in md and "- `old`: no summary.json: rerun its suite with this version." in md
+    assert json.loads((res / "LEADERBOARD.json").read_text())["not_on_the_leaderboard"] == ["old"]
+
+
+def _nothing_written(res: Path, before: set[str]) -> None:
+    assert {p.name for p in res.iterdir()} == before
+    assert not [p for p in res.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_missing_results_dir_is_a_usage_error(tmp_path):
-    result = invoke(tmp_path / "nope")
-    assert result.exit_code == 2, result.output
-    flat = squeeze(result.output)
-    assert "doesnotexist" in flat and "--results-dir" in flat and "Traceback" not in result.output
+    out = invoke(tmp_path / "nope")
+    assert out.exit_code == 2, out.output
+    flat = squeeze(out.output)
+    assert "doesnotexist" in flat and "--results-dir" in flat and "Traceback" not in out.output
     assert not (tmp_path / "nope").exists()
 
 
-def test_results_dir_without_runs_is_a_usage_error(tmp_path):
-    (tmp_path / "results" / "empty_suite").mkdir(parents=True)
-    result = invoke(tmp_path / "results")
-    assert result.exit_code == 2, result.output
-    assert "no<suite>/results.csv" in squeeze(result.output)
-    _nothing_written(tmp_path / "results")
+def test_results_dir_without_summaries_is_a_usage_error(tmp_path):
+    res = tmp_path / "results"
+    (res / "old").mkdir(parents=True)
+    (res / "old" / "results.csv").write_text("model,attack,eps,dataset,metric,value\n")
+    out = invoke(res)
+    assert out.exit_code == 2, out.output
+    flat = squeeze(out.output)
+    assert "no<suite>/summary.jsonunder" in flat and "attractor-benchrun" in flat and "Traceback" not in out.output
+    _nothing_written(res, {"old"})
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda f: (f / "results.csv").write_text("model,attack,eps,metric\nm,none,0,accuracy\n"), "missing column(s) dataset, value"),
-    (lambda f: (f / "results.csv").write_text('model,attack,eps,dataset,metric,value\nm,none,zero,mnist,accuracy,0.9\n'),
-     "'eps' is not a number in row(s) 2"),
-    (lambda f: (f / "run.json").unlink(), "run.json is missing"),
-    (lambda f: (f / "run.json").write_text("{not json"), "not valid JSON"),
+    ("{not json", "not valid JSON"),
+    (json.dumps({"format": 2, "suite": "broken", "models": []}), "not a summary of format 1"),
+    (json.dumps({"format": 1, "suite": "broken", "models": [{"name": "m"}]}), "not a summary of format 1"),
 ])
-def test_broken_run_is_an_error_and_nothing_is_written(tmp_path, damage, message):
+def test_a_broken_summary_is_an_error_and_nothing_is_written(tmp_path, damage, message):
     res = tmp_path / "results"
     write_run(res, "good", {"m": model(weights="1")}, {"pgd": attack()})
     folder = write_run(res, "broken", {"m": model(weights="2")}, {"pgd": attack()})
     (res / "LEADERBOARD.md").write_text("previous leaderboard\n")
-    damage(folder)
-    result = invoke(res)
-    assert result.exit_code == 1, result.output
-    flat = squeeze(result.output)
-    assert squeeze(message) in flat and "rerunthesuite" in flat and "Traceback" not in result.output
-    assert str(folder) in flat  # names the folder or file
+    (folder / "summary.json").write_text(damage)
+    out = invoke(res)
+    assert out.exit_code == 1, out.output
+    flat = squeeze(out.output)
+    assert squeeze(message) in flat and "rerunitssuite" in flat and "Traceback" not in out.output
+    assert squeeze(str(folder / "summary.json")) in flat  # names the file
     assert (res / "LEADERBOARD.md").read_text() == "previous leaderboard\n"
-    assert not (res / "LEADERBOARD.json").exists() and not (res / "LEADERBOARD.csv").exists()
-    assert not any(p.name.startswith(".leaderboard") for p in res.iterdir())
+    _nothing_written(res, {"good", "broken", "LEADERBOARD.md"})
 
 
 def test_a_failing_figure_writes_nothing(tmp_path, monkeypatch):
@@ -303,46 +438,7 @@ def test_a_failing_figure_writes_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(plots, "worst_case_vs_eps", broken)
     res = tmp_path / "results"
-    write_run(res, "s", {"m": model(weights="1", wc={0.1: (0.5, 0.4, 10, 1)})}, {"pgd": attack()})
-    result = invoke(res)
-    assert result.exit_code != 0 and isinstance(result.exception, RuntimeError)
-    _nothing_written(res)
-
-
-COMMITTED = [REPO / "results" / s for s in ("mnist_adaptive", "mnist_fgsm")]
-
-
-@pytest.mark.skipif(not all((f / "results.csv").is_file() for f in COMMITTED), reason="committed results not in this checkout")
-def test_committed_results(tmp_path, monkeypatch):
-    res = tmp_path / "results"
-    for f in COMMITTED:
-        shutil.copytree(f, res / f.name)
-    shutil.copytree(REPO / "suites", tmp_path / "suites")  # old runs: attacks come from the suite file
-    monkeypatch.chdir(tmp_path)
-    doc = board_json(res)
-    assert [r["model"] for r in doc["rows"]] == [
-        "attractor (mnist_adaptive)", "attractor_full (mnist_adaptive)", "baseline (mnist_adaptive)",
-        "baseline (mnist_fgsm)", "attractor_full (mnist_fgsm)", "attractor (mnist_fgsm)"]
-    full = row(doc, "attractor_full (mnist_adaptive)")
-    assert full["defence"] == "attractor" and full["randomized"] is False and full["unreliable"] is False
-    wc = full["numbers"]["worst_case_linf_0.1"]
-    assert (wc["value"], wc["n"], wc["n_attacks"], wc["suite"], wc["commit"]) == (0.16, 25, 12, "mnist_adaptive", "ea995c1")
-    assert len(wc["attacks"]) == 12 and {"square", "pgd_bpda", "rejection_aware"} <= set(wc["attacks"])
-    assert "pgd_l2" not in wc["attacks"]
-    assert full["numbers"]["end_to_end_linf_0.1"]["value"] == 0.12
-    att = row(doc, "attractor (mnist_adaptive)")["numbers"]["ood_auroc_fashion_mnist_linf_0.1"]
-    assert (att["value"], att["attack"]) == (0.739321, "rejection_aware")
-    old = row(doc, "attractor (mnist_fgsm)")
-    assert old["numbers"]["clean_accuracy"]["value"] == pytest.approx(0.8385)
-    assert old["numbers"]["worst_case_linf_0.3"]["value"] is None and old["unreliable"] is None
-    assert "suites/mnist_adaptive.yaml` as it is now" in doc["runs"]["mnist_adaptive"]["attacks_from"]
-
-    # without the suite files the attacks of these old runs are not recorded: said, not guessed
-    shutil.rmtree(tmp_path / "suites")
-    doc = board_json(res)
-    wc = row(doc, "attractor_full (mnist_adaptive)")["numbers"]["worst_case_linf_0.1"]
-    assert wc["value"] == 0.16 and wc["attacks"] is None and "not recorded" in wc["note"]
-    att = row(doc, "attractor (mnist_adaptive)")["numbers"]["ood_auroc_fashion_mnist_linf_0.1"]
-    assert att["value"] is None and "not recorded" in att["note"]
-    md = (res / "LEADERBOARD.md").read_text()
-    assert "12 attacks, labels not recorded" in md and "not recorded: run.json has no 'attacks'" in md
+    write_run(res, "s", {"m": model(weights="1", wc={0.1: (0.5, 0.4, 10)})}, {"pgd": attack()})
+    with pytest.raises(RuntimeError, match="figure failed"):
+        write_leaderboard(res)
+    _nothing_written(res, {"s"})

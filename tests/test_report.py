@@ -20,7 +20,7 @@ def test_paper_table_matches_by_preset_and_attack(tmp_path):
     s = load_suite(suite)
     rows = []
     for attack, eps, acc in [("none", 0.0, 0.9), ("my_fgsm", EPS_TABLE, 0.8), ("pgd", EPS_TABLE, 0.1)]:
-        rows.append(dict(model="mine", attack=attack, eps=eps, dataset="mnist", metric="accuracy", value=acc))
+        rows.append(dict(model="mine", attack=attack, eps=eps, dataset="mnist", metric="accuracy", value=acc, kind="cell"))
     table = pd.DataFrame(rows)
     meta = {"date": "today", "wall_seconds": 1.0, "versions": {}, "cell_seconds": [],
             "models": {"mine": {"preset": "attractor", "config": s.models[0].train.to_dict(), "threshold": 0.8,
@@ -38,7 +38,7 @@ def test_full_data_attractor_goals_say_how_far_short(tmp_path):
         "attacks": [{"name": "fgsm", "eps": ["20/255"]}],
     }))
     s = load_suite(suite)
-    rows = [dict(model=m, attack=a, eps=e, dataset="mnist", metric=k, value=v)
+    rows = [dict(model=m, attack=a, eps=e, dataset="mnist", metric=k, value=v, kind="cell")
             for m, a, e, k, v in [("full", "none", 0.0, "accuracy", 0.985), ("full", "none", 0.0, "accuracy_single_pass", 0.97),
                                   ("full", "fgsm", EPS_TABLE, "accuracy", 0.6125), ("paper", "fgsm", EPS_TABLE, "accuracy", 0.5)]]
     meta = {"date": "today", "wall_seconds": 1.0, "versions": {}, "cell_seconds": [],

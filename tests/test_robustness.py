@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from attractor_bench.robustness import Record, sanity_flags, worst_case, worst_case_ood
-from attractor_bench.runner import subset
+from attractor_bench.cells import subset
 
 N = 10
 

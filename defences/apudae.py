@@ -6,7 +6,7 @@ reconstruction.
 What the text gives: a DAE trained to remove noise purifies adversarial inputs before the target
 classifier; using it adaptively beats using it directly and resists attacks designed against
 it. What it leaves open, and what is chosen here (`APuDAE`):
-- the DAE: `defenses.dae.DAE` trained on Gaussian noise (std `noise_std`, 0.3 by default) to
+- the DAE: `defences.dae.DAE` trained on Gaussian noise (std `noise_std`, 0.3 by default) to
   give back the clean image, mean squared error;
 - "adaptively": the input is moved towards images the DAE reconstructs well, only as far as
   needed. Its reconstruction error r(x) = mean (DAE(x) - x)^2 is compared with `tau`, the
@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 
+from attractor_bench.recipes import Recipe
+
 from .attractor import check_images
 from .dae import DAE, fit_denoiser, gaussian
 
@@ -41,6 +43,11 @@ def fit_gaussian_dae(model: DAE, ctx, noise_std: float, max_epochs: int, patienc
     return fit_denoiser(model, ctx, lambda x, y, gen: gaussian(x, noise_std, gen),
                         lambda out, x: torch.nn.functional.mse_loss(out, x), max_epochs, patience, name="apudae DAE",
                         n_train=n_train)
+
+
+DAE_RECIPE = Recipe("apudae_dae", make_dae, fit_gaussian_dae, "APuDAE's denoiser (Gaussian noise)",
+                    {"noise_std": 0.3, "max_epochs": 10, "patience": 2, "n_train": None},
+                    depends=("attractor_bench.defences.dae", "attractor_bench.early_stopping"))
 
 
 def reconstruction_error(dae: DAE, x: torch.Tensor) -> torch.Tensor:
@@ -86,10 +93,7 @@ def apudae(model: torch.nn.Module, context, noise_std: float = 0.3, quantile: fl
            step_size: float = 0.03, radius: float = 0.3, mode: str = "adaptive", train: dict | None = None) -> APuDAE:
     """APuDAE purification (adaptive DAE, related paper 004) in front of the model; its DAE trained and cached.
     `train` overrides the DAE's training budget (max_epochs, patience, n_train)."""
-    from . import MODELS_INTERNAL, training_overrides
-
-    recipe = MODELS_INTERNAL["apudae_dae"]
-    dae = context.trained(recipe, noise_std=noise_std, **training_overrides(recipe, train))
+    dae = context.trained(DAE_RECIPE, noise_std=noise_std, **DAE_RECIPE.training_overrides(train))
     with torch.no_grad():
         r = reconstruction_error(dae, torch.from_numpy(context.val.head(5000).x))
     tau = float(torch.quantile(r, quantile))

@@ -22,7 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attractor_bench.models import N_CLASSES, SIZES
+from attractor_bench import early_stopping
+from attractor_bench.early_stopping import optimizer_step, report_to
+
+from .attractor import N_CLASSES, SIZES
 
 
 class MLP(nn.Module):
@@ -77,38 +80,25 @@ def fit_classifier(model: nn.Module, ctx, max_epochs: int = 20, patience: int = 
     val = ctx.val.head(n_val_adversarial if adversarial else n_val)
     xv, yv = torch.from_numpy(val.x).to(dev), torch.from_numpy(val.y).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    best, best_epoch, best_state, accs = -1.0, 0, None, []
-    for epoch in range(1, max_epochs + 1):
-        eps_now = eps * min(1.0, epoch / ramp_epochs) if adversarial else 0.0
-        model.train()
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            xb, yb = x[idx], y[idx]
-            if adversarial:
-                xb = pgd(model, xb, yb, eps_now, steps, step_size, gen)
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            if regularizer is not None:
-                loss = loss + regularizer(model)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
-        acc = accuracy(model, pgd(model, xv, yv, eps, steps, step_size, gen) if adversarial else xv, yv)
-        accs.append(acc)
-        if ctx.progress:
-            ctx.progress(name, epoch, max_epochs, acc)
-        # With the eps ramp, only epochs trained at the full eps may be kept.
-        if (not adversarial or epoch >= ramp_epochs) and acc > best:
-            best, best_epoch, best_state = acc, epoch, {k: v.clone() for k, v in model.state_dict().items()}
-        elif best_state is not None and epoch - best_epoch >= patience:
-            break
-    if best_state is not None:  # else (a budget shorter than the eps ramp) the last epoch's weights stay
-        model.load_state_dict(best_state)
-    else:
-        best, best_epoch = accs[-1], len(accs)
-    return {"val_accuracy": accs, "best_epoch": best_epoch, "best_val_accuracy": best,
-            "val_metric": f"PGD-{steps} accuracy at eps {eps}" if adversarial else "clean accuracy"}
+
+    def step(idx: torch.Tensor, epoch: int) -> None:
+        xb, yb = x[idx], y[idx]
+        if adversarial:  # the eps ramp: eps * epoch / ramp_epochs, then eps
+            xb = pgd(model, xb, yb, eps * min(1.0, epoch / ramp_epochs), steps, step_size, gen)
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        if regularizer is not None:
+            loss = loss + regularizer(model)
+        optimizer_step(opt, loss)
+
+    def val_accuracy() -> float:
+        return accuracy(model, pgd(model, xv, yv, eps, steps, step_size, gen) if adversarial else xv, yv)
+
+    # With the eps ramp, only epochs trained at the full eps may be kept (a budget shorter than
+    # the ramp keeps the last epoch's weights).
+    history = early_stopping.fit(step, val_accuracy, model, n=len(x), batch_size=batch_size, gen=gen,
+                                 max_epochs=max_epochs, patience=patience, first_epoch=ramp_epochs if adversarial else 1,
+                                 on_epoch=report_to(ctx.progress, name, max_epochs))
+    return {**history, "val_metric": f"PGD-{steps} accuracy at eps {eps}" if adversarial else "clean accuracy"}
 
 
 def fit_mlp(model: nn.Module, ctx, max_epochs: int, patience: int, n_train: int | None) -> dict:

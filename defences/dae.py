@@ -19,6 +19,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from attractor_bench import early_stopping
+from attractor_bench.early_stopping import optimizer_step, report_to
+
 
 class DAE(nn.Module):
     """784-512-256-512-784, ReLU, sigmoid output: x (B, 1, 28, 28) -> reconstruction of x's shape."""
@@ -41,6 +44,11 @@ def gaussian(x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
 
 def fit_denoiser(model: nn.Module, ctx, corrupt: Callable, loss: Callable, max_epochs: int, patience: int,
                  name: str, n_train: int | None = None, lr: float = 1e-3, batch_size: int = 128, n_val: int = 5000) -> dict:
+    """Train `model` to minimise loss(model(corrupt(x, y, gen)), x) on ctx.training_split(n_train):
+    Adam at `lr`, batches of `batch_size`; early stopping after `patience` epochs without a new
+    lowest validation loss on the first `n_val` validation images (corrupted once, with the
+    generator seeded ctx.seed + 1), best weights restored. Returns the history (validation loss
+    per epoch, best epoch)."""
     gen = torch.Generator().manual_seed(ctx.seed)
     train = ctx.training_split(n_train)
     dev = torch.device(getattr(ctx, "device", "cpu"))
@@ -50,26 +58,15 @@ def fit_denoiser(model: nn.Module, ctx, corrupt: Callable, loss: Callable, max_e
     xv, yv = torch.from_numpy(val.x).to(dev), torch.from_numpy(val.y).to(dev)
     xv_corrupt = corrupt(xv, yv, torch.Generator().manual_seed(ctx.seed + 1))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    best, best_epoch, best_state, losses = float("inf"), 0, None, []
-    for epoch in range(1, max_epochs + 1):
-        model.train()
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            out = loss(model(corrupt(x[idx], y[idx], gen)), x[idx])
-            opt.zero_grad(set_to_none=True)
-            out.backward()
-            opt.step()
-        model.eval()
+
+    def step(idx: torch.Tensor, epoch: int) -> None:
+        optimizer_step(opt, loss(model(corrupt(x[idx], y[idx], gen)), x[idx]))
+
+    def val_loss() -> float:
         with torch.no_grad():
-            val_loss = sum(loss(model(xv_corrupt[i:i + 1000]), xv[i:i + 1000]).item() * len(xv[i:i + 1000])
-                           for i in range(0, len(xv), 1000)) / len(xv)
-        losses.append(val_loss)
-        if ctx.progress:
-            ctx.progress(name, epoch, max_epochs, val_loss)
-        if val_loss < best:
-            best, best_epoch, best_state = val_loss, epoch, {k: v.clone() for k, v in model.state_dict().items()}
-        elif epoch - best_epoch >= patience:
-            break
-    model.load_state_dict(best_state)
-    return {"val_loss": losses, "best_epoch": best_epoch, "best_val_loss": best}
+            return sum(loss(model(xv_corrupt[i:i + 1000]), xv[i:i + 1000]).item() * len(xv[i:i + 1000])
+                       for i in range(0, len(xv), 1000)) / len(xv)
+
+    return early_stopping.fit(step, val_loss, model, n=len(x), batch_size=batch_size, gen=gen, max_epochs=max_epochs,
+                              patience=patience, metric="val_loss", direction="min",
+                              on_epoch=report_to(ctx.progress, name, max_epochs))

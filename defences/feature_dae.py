@@ -13,7 +13,7 @@ leaves open, and what is chosen here:
   the output tied to the image;
 - the corrupted inputs x~: adversarial, as the feature-noise argument requires: FGSM examples
   of the feature CNN at an eps drawn uniformly from [0, `max_eps`] (0.3) per image;
-- the autoencoder: `defenses.dae.DAE`;
+- the autoencoder: `defences.dae.DAE`;
 - the classifier behind it: any suite model (the suite uses the undefended `mlp`).
 
 The preprocessor is differentiable: white-box attacks on the `pipeline` target differentiate
@@ -26,9 +26,11 @@ import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from torch import nn
 
+from attractor_bench.models.mlp import fit_classifier
+from attractor_bench.recipes import Recipe
+
 from .attractor import check_images
 from .dae import DAE, fit_denoiser
-from .mlp import fit_classifier
 
 
 class FeatureCNN(nn.Module):
@@ -62,9 +64,7 @@ def make_feature_dae(**_) -> DAE:
 
 def fit_feature_dae(model: DAE, ctx, max_eps: float, pixel_weight: float, max_epochs: int, patience: int,
                     n_train: int | None) -> dict:
-    from . import MODELS_INTERNAL
-
-    cnn = ctx.trained(MODELS_INTERNAL["feature_cnn"], n_train=n_train).eval()
+    cnn = ctx.trained(CNN_RECIPE, n_train=n_train).eval()
     for p in cnn.parameters():
         p.requires_grad_(False)
 
@@ -82,6 +82,13 @@ def fit_feature_dae(model: DAE, ctx, max_eps: float, pixel_weight: float, max_ep
         return feature + pixel_weight * nn.functional.mse_loss(out, x)
 
     return fit_denoiser(model, ctx, corrupt, loss, max_epochs, patience, name="feature-loss DAE", n_train=n_train)
+
+
+_DEPENDS = ("attractor_bench.defences.dae", "attractor_bench.models.mlp", "attractor_bench.early_stopping")
+CNN_RECIPE = Recipe("feature_cnn", make_feature_cnn, fit_feature_cnn, "feature extractor of the feature-loss DAE",
+                    {"max_epochs": 3, "patience": 1, "n_train": None}, depends=_DEPENDS)
+DAE_RECIPE = Recipe("feature_dae_net", make_feature_dae, fit_feature_dae, "the feature-loss DAE's denoiser",
+                    {"max_eps": 0.3, "pixel_weight": 0.1, "max_epochs": 4, "patience": 2, "n_train": None}, depends=_DEPENDS)
 
 
 class FeatureDAE(PreprocessorPyTorch):
@@ -104,7 +111,5 @@ def feature_dae(model: torch.nn.Module, context, max_eps: float = 0.3, pixel_wei
     """Feature-loss denoising autoencoder (related paper 003) in front of the model; trained and cached.
     `train` overrides the denoiser's training budget (max_epochs, patience, n_train; n_train also
     applies to its feature CNN)."""
-    from . import MODELS_INTERNAL, training_overrides
-
-    recipe = MODELS_INTERNAL["feature_dae_net"]
-    return FeatureDAE(context.trained(recipe, max_eps=max_eps, pixel_weight=pixel_weight, **training_overrides(recipe, train)))
+    return FeatureDAE(context.trained(DAE_RECIPE, max_eps=max_eps, pixel_weight=pixel_weight,
+                                      **DAE_RECIPE.training_overrides(train)))

@@ -6,7 +6,7 @@ is sampled when the network runs, and the network is trained for the task. What 
 and what is chosen here:
 - the distribution: a Gaussian per weight and per bias, w ~ N(mu, sigma^2), sigma = softplus(rho),
   mu and rho learned (the usual choice for learnable weight distributions);
-- the architecture: the MLP of the comparison (`defenses.mlp.MLP`, 784-500-300-300-10, ReLU);
+- the architecture: the MLP of the comparison (`models.mlp.MLP`, 784-500-300-300-10, ReLU);
 - the training objective: the evidence lower bound of Bayes by Backprop (Blundell et al. 2015):
   cross-entropy with one weight sample per image plus the KL divergence to a N(0, prior_std^2)
   prior, weighted by 1/n_train. Without a term that rewards variance, sigma shrinks to 0 and the
@@ -31,9 +31,9 @@ import math
 import torch
 from torch import nn
 
-from attractor_bench.models import N_CLASSES, SIZES
+from .attractor import N_CLASSES, SIZES
 
-from .mlp import fit_classifier
+from attractor_bench.models.mlp import fit_classifier
 
 
 class StochasticLinear(nn.Module):

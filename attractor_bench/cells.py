@@ -1,0 +1,295 @@
+"""One (model, attack, eps, dataset) cell: the unit of work a run plans, computes, stores and reads.
+
+`plan(ws)` lists every cell of a run with its store key, seed and sharing group; `compute_cell`
+attacks the cell's images, passes them through the defended pipeline once (`evaluate`) and
+stores the per-sample outputs (prediction after the defence, single-pass prediction, similarity
+scores, iteration counts, perturbation sizes); every metric is computed from those later
+(`metrics.cell_metrics`). The same function computes a cell in the main process, in a worker
+process or on a Dask worker (`parallel.py`), from a `Workspace` built once per run.
+
+Cache keys follow the numbers. A cell's key covers what computes it and nothing that only
+orchestrates or renders: this module, `classifier.py`, the attack registry's shared code
+(`AttackEntry`, `within_budget`, `perturbation_norms`), the attack's own factory (so an edit to
+one attack recomputes that attack's cells only), the model's class module, the defence's and
+rejector's modules, the weights, parameters, threshold, eps, the images, the seed, the device kind
+and the library versions. Choices (recorded in each results README): the attack's labels are the
+true labels on MNIST and the model's own predictions on OOD sets (ART's default for y=None).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import random
+import time
+from dataclasses import dataclass
+
+import art
+import numpy as np
+import torch
+
+from . import classifier as classifier_mod
+from .attacks import AttackEntry, perturbation_norms, within_budget
+from .classifier import make_classifier
+from .config import AttackSpec, ModelSpec, Suite, Target
+from .defences import PearsonRejector, pearson, straight_through
+from .errors import AttractorBenchError
+from .files import key, source_fingerprint
+from .store import CELL_FORMAT, CellStore
+
+EVAL_BATCH = 1000
+
+
+def code_fingerprint() -> str:
+    """The code every cell shares, and the versions of the libraries doing the arithmetic."""
+    return key(code=source_fingerprint(importlib.import_module(__name__), classifier_mod, AttackEntry, perturbation_norms,
+                                       within_budget),
+               versions=[torch.__version__, art.__version__, np.__version__], format=CELL_FORMAT)
+
+
+def defended_code(model: torch.nn.Module, defence, rejector) -> str:
+    """The source of the model's class and of the defence and rejector around it."""
+    objs = [type(model)] + [type(o) for o in (defence, rejector, straight_through(defence)) if o is not None]
+    modules = {importlib.import_module(o.__module__) for o in objs} | {importlib.import_module(pearson.__module__)}
+    return source_fingerprint(*sorted(modules, key=lambda m: m.__name__))
+
+
+@dataclass
+class Defended:
+    """One trained model with its defence, rejector (None unless the defence is the attractor's)
+    and the classifiers attacks see (built on first use, and again after unpickling in a worker);
+    `fingerprint` identifies all of that for the cell store, `network_fingerprint` the undefended
+    network alone (transfer examples are made on it)."""
+
+    model: torch.nn.Module
+    defence: object
+    rejector: PearsonRejector | None
+    fingerprint: str = ""
+    network_fingerprint: str = ""
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.rejector is None else self.rejector.threshold
+
+    @property
+    def classifiers(self) -> dict:
+        if getattr(self, "_classifiers", None) is None:
+            dev = next(self.model.parameters(), torch.empty(0)).device
+            self._classifiers = {Target.NETWORK: make_classifier(self.model, device=dev),
+                                 Target.PIPELINE: make_classifier(self.model, self.defence, device=dev),
+                                 Target.BPDA: make_classifier(self.model, straight_through(self.defence), device=dev)}
+        return self._classifiers
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_classifiers"}  # ART classifiers are rebuilt
+
+
+@torch.no_grad()
+def evaluate(d: Defended, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample outputs of model `d`'s defended pipeline on images x (N, 1, 28, 28): the
+    prediction after the defence, the single-pass prediction, and for the attractor defence the
+    similarity scores (iterated and single pass) and iteration counts. Without a rejector the
+    similarities are NaN and the iteration counts 0."""
+    if d.rejector is None:
+        n = len(x)
+        return {"pred": d.classifiers[Target.PIPELINE].predict(x, batch_size=EVAL_BATCH).argmax(1),
+                "pred_single": d.classifiers[Target.NETWORK].predict(x, batch_size=EVAL_BATCH).argmax(1),
+                "similarity": np.full(n, np.nan, np.float32), "similarity_single": np.full(n, np.nan, np.float32),
+                "n_iter": np.zeros(n, np.int64)}
+    model, defence = d.model, d.defence
+    out = {k: [] for k in ("pred", "pred_single", "similarity", "similarity_single", "n_iter")}
+    for start in range(0, len(x), EVAL_BATCH):
+        xb = torch.from_numpy(x[start : start + EVAL_BATCH]).to(defence.device)
+        fixed, n_iter = defence.iterate(xb)
+        recon, logits = model.reconstruct_and_classify(xb)  # the single pass: G(x) and its logits
+        out["pred"].append(model(fixed).argmax(1))
+        out["pred_single"].append(logits.argmax(1))
+        out["similarity"].append(pearson(fixed, xb))
+        out["similarity_single"].append(pearson(recon.clamp(0, 1) if defence.clip else recon, xb))
+        out["n_iter"].append(n_iter)
+    return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
+
+
+def perturbation_sizes(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
+    delta = (x_adv - x).reshape(len(x), -1)
+    return {"delta_linf": np.abs(delta).max(1), "delta_l2": np.linalg.norm(delta, axis=1)}
+
+
+def cell_seed(seed: int, *parts) -> int:
+    return int.from_bytes(hashlib.sha256(repr((seed, *parts)).encode()).digest()[:4], "little")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def subset(n_total: int, n: int | None, seed: int) -> np.ndarray:
+    """The fixed, seeded subset of `n` of `n_total` images (sorted indices). Subsets of different
+    sizes are nested (prefixes of one seeded permutation), so every attack's images contain the
+    smaller subsets' images."""
+    if n is None or n >= n_total:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng([seed, 7]).permutation(n_total)[:n])
+
+
+def check_budget(label: str, x_adv: np.ndarray, x: np.ndarray, eps: float, norm: str) -> None:
+    size = perturbation_norms(x_adv, x, norm).max(initial=0.0)
+    if size > eps * (1 + 1e-5) + 1e-6:
+        raise AttractorBenchError(
+            f"Attack {label} produced a perturbation of {norm} size {size:.5f} > eps {eps:.5f}: "
+            "its result cannot be trusted. Check the attack's parameters."
+        )
+
+
+def run_attack(spec: AttackSpec, eps: float, classifier, x: np.ndarray, y: np.ndarray | None, seed: int,
+               rejector=None) -> np.ndarray:
+    """x attacked by `spec` at `eps` through `classifier` (unbounded for minimal-perturbation attacks).
+    Every random generator an attack may draw from is seeded from the cell, so a cell's result
+    does not depend on what ran before it (resumed runs equal uninterrupted ones)."""
+    seed_everything(seed)
+    attack = spec.entry.build(classifier, eps, rejector=rejector, **spec.params)
+    return attack.generate(x, y=y).astype(np.float32)
+
+
+def zero_gradient_share(classifier, x: np.ndarray, y: np.ndarray) -> float:
+    """Share of images whose input gradient of the classifier's loss is exactly zero."""
+    grads = classifier.loss_gradient(x, np.eye(classifier.nb_classes, dtype=np.float32)[y])
+    return float((np.abs(grads).reshape(len(x), -1).max(1) == 0).mean())
+
+
+@dataclass
+class Cell:
+    """One (model, attack, eps, dataset) cell: `key` in the cell store, `seed` for its generators,
+    `group` the cells that share an intermediate (a transfer attack's examples, a minimal-perturbation
+    attack's run over every eps) and so go to the same worker."""
+
+    model: str
+    attack: AttackSpec | None
+    eps: float
+    dataset: str
+    key: str
+    seed: int
+    group: str
+
+    @property
+    def label(self) -> str:
+        return self.attack.label if self.attack else "none"
+
+
+@dataclass
+class Workspace:
+    """What computing any cell of a run needs; built once by the main process, and pickled once per
+    worker process (`attractor_bench.parallel`) so that workers never train or load models."""
+
+    suite: Suite
+    sets: dict
+    subsets: dict
+    images: dict
+    prepared: dict[str, Defended]
+
+    def images_of(self, dataset: str, attack: AttackSpec | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(indices, images, labels or None on OOD sets) a cell of `attack` on `dataset` attacks."""
+        idx = self.subsets[(dataset, attack.n if attack else None)]
+        split = self.sets[dataset]
+        return idx, split.x[idx], split.y[idx] if dataset == "mnist" else None
+
+
+def attack_identity(attack: AttackSpec) -> dict:
+    """What determines an attack's examples, its own code included."""
+    depends = [importlib.import_module(m) for m in attack.entry.depends]
+    return dict(name=attack.name, origin=attack.origin, params=attack.params, defaults=attack.entry.defaults,
+                target=attack.target.value, source=attack.source, n=attack.n,
+                code=source_fingerprint(attack.entry.factory, *depends))
+
+
+def intermediate_key(ws: Workspace, c: Cell) -> str | None:
+    """The stored examples a cell starts from, shared with other cells (None: the cell's own attack)."""
+    a = c.attack
+    if a is None or c.eps == 0:
+        return None
+    data_key = ws.images[(c.dataset, a.n)]
+    if a.target is Target.TRANSFER:
+        s = cell_seed(ws.suite.seed, a.source, a.label, c.eps, c.dataset)
+        return key(stage="transfer", model=ws.prepared[a.source].network_fingerprint, attack=attack_identity(a), eps=c.eps,
+                   dataset=c.dataset, images=data_key, seed=s)
+    if not a.entry.bounded:
+        s = cell_seed(ws.suite.seed, c.model, a.label, c.dataset)
+        return key(stage="unbounded", model=ws.prepared[c.model].fingerprint, attack=attack_identity(a), dataset=c.dataset,
+                   images=data_key, seed=s)
+    return None
+
+
+def datasets(suite: Suite, attack: AttackSpec | None) -> list[str]:
+    return ["mnist", *suite.data.ood] if attack is None or attack.ood else ["mnist"]
+
+
+def applies(attack: AttackSpec, spec: ModelSpec) -> bool:
+    """An attack on the attractor defence's rejector runs only on the models that have it."""
+    return not attack.entry.needs_rejector or spec.defence.name == "attractor"
+
+
+def points(suite: Suite, spec: ModelSpec) -> list[tuple[AttackSpec | None, float]]:
+    """The (attack, eps) points of one model, clean first: the order of the table."""
+    return [(None, 0.0)] + [(a, e) for a in suite.attacks if applies(a, spec) for e in a.eps]
+
+
+def plan(ws: Workspace) -> dict[str, list[tuple[AttackSpec | None, float, list[Cell]]]]:
+    """Every cell of the run, per model and (attack, eps), MNIST first."""
+    grid = {}
+    for spec in ws.suite.models:
+        d = ws.prepared[spec.name]
+        grid[spec.name] = []
+        for attack, eps in points(ws.suite, spec):
+            cells = []
+            for ds in datasets(ws.suite, attack):
+                label = attack.label if attack else "none"
+                seed = cell_seed(ws.suite.seed, spec.name, label, eps, ds)
+                k = key(stage="cell", model=d.fingerprint, attack=None if attack is None else attack_identity(attack),
+                        eps=eps, dataset=ds, images=ws.images[(ds, attack.n if attack else None)], seed=seed)
+                c = Cell(spec.name, attack, eps, ds, k, seed, k)
+                c.group = intermediate_key(ws, c) or k
+                cells.append(c)
+            grid[spec.name].append((attack, eps, cells))
+    return grid
+
+
+def _adversarial(ws: Workspace, c: Cell, x: np.ndarray, y: np.ndarray | None, store: CellStore) -> np.ndarray:
+    """The cell's attacked images: its own attack, or examples shared with other cells (stored once)."""
+    d, attack, eps = ws.prepared[c.model], c.attack, c.eps
+    shared = intermediate_key(ws, c)
+
+    def stored_examples(compute) -> np.ndarray:
+        hit = store.get(shared)
+        if hit is not None:
+            return hit[0]["x_adv"]
+        x_adv = compute()
+        store.put(shared, {"x_adv": x_adv})
+        return x_adv
+
+    if attack.target is Target.TRANSFER:
+        src = ws.prepared[attack.source]
+        s = cell_seed(ws.suite.seed, attack.source, attack.label, eps, c.dataset)
+        return stored_examples(lambda: run_attack(attack, eps, src.classifiers[Target.NETWORK], x, y, s))
+    if attack.entry.bounded:
+        return run_attack(attack, eps, d.classifiers[attack.target], x, y, c.seed, d.rejector)
+    s = cell_seed(ws.suite.seed, c.model, attack.label, c.dataset)
+    x_adv = stored_examples(lambda: run_attack(attack, eps, d.classifiers[attack.target], x, y, s, d.rejector))
+    return within_budget(x_adv, x, eps, attack.entry.norm)
+
+
+def compute_cell(ws: Workspace, c: Cell, store: CellStore) -> tuple[dict[str, np.ndarray], float]:
+    """Attack and evaluate one cell, store it (atomically) and return its outputs and seconds. Every
+    generator is seeded from the cell, so the result does not depend on what ran before it or where."""
+    t0 = time.perf_counter()
+    seed_everything(c.seed)  # randomized models draw from the generators in every cell
+    _, x, y = ws.images_of(c.dataset, c.attack)
+    x_adv = x
+    if c.attack is not None and c.eps > 0:
+        x_adv = _adversarial(ws, c, x, y, store)
+        check_budget(c.attack.label, x_adv, x, c.eps, c.attack.entry.norm)
+    out = {**evaluate(ws.prepared[c.model], x_adv), **perturbation_sizes(x, x_adv)}
+    seconds = round(time.perf_counter() - t0, 2)
+    store.put(c.key, out, {"seconds": seconds, "cell": [c.model, c.label, c.eps, c.dataset]})
+    return out, seconds

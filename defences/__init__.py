@@ -1,0 +1,70 @@
+"""ART-compatible defences, by name.
+
+`DEFENCES`: a suite's `defence.name` (per model, or for the whole suite) picks one; tests iterate
+it. Each entry is a factory `factory(model, **params)` that builds an ART preprocessor (ideally a
+`PreprocessorPyTorch`, so that white-box attacks can differentiate through it) from the trained
+model and the suite's parameters, or returns None for no preprocessing. A factory that also takes
+`context` (an `attractor_bench.cache.Context`) gets the data and the model cache, to train (once)
+the networks it needs. Outside defences follow the same contract (see `attractor_bench.plugins`).
+
+`MODELS_INTERNAL`: the networks inside the trained defences, as `Recipe`s (built, trained once,
+cached). The models under test are in `attractor_bench.models`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from art.defences.preprocessor.preprocessor import Preprocessor, PreprocessorPyTorch
+
+from attractor_bench.recipes import Recipe
+
+from . import apudae as _apudae
+from . import feature_dae as _feature_dae
+from .apudae import APuDAE
+from .attractor import AttractorDefence, Backward, check_images
+from .feature_dae import FeatureDAE
+from .ood import PearsonRejector, pearson
+
+
+def no_defence(model: torch.nn.Module) -> None:
+    """No preprocessing: the model's single pass (the undefended reference)."""
+    return None
+
+
+class StraightThrough(PreprocessorPyTorch):
+    """BPDA with the identity (Athalye et al. 2018) for any PyTorch preprocessor: the forward
+    value is the defence's output, the backward pass treats the defence as the identity."""
+
+    def __init__(self, defence: PreprocessorPyTorch):
+        super().__init__(device_type=defence.device_type if hasattr(defence, "device_type") else "cpu",
+                         is_fitted=True, apply_fit=False, apply_predict=True)
+        self.defence = defence
+
+    def forward(self, x: torch.Tensor, y=None):
+        with torch.no_grad():
+            value, _ = self.defence.forward(x, y)
+        return x + (value - x).detach(), y
+
+
+def straight_through(defence: Preprocessor | None) -> Preprocessor | None:
+    """The BPDA version of `defence`. ART's numpy preprocessors already pass gradients straight
+    through (`estimate_gradient`), so they are returned as they are."""
+    if isinstance(defence, AttractorDefence):
+        return AttractorDefence(defence.model, tol=defence.tol, max_iter=defence.max_iter, backward=Backward.BPDA,
+                                clip=defence.clip)
+    return StraightThrough(defence) if isinstance(defence, PreprocessorPyTorch) else defence
+
+
+DEFENCES: dict[str, Callable[..., Preprocessor | None]] = {
+    "attractor": AttractorDefence,
+    "none": no_defence,
+    "apudae": _apudae.apudae,
+    "feature_dae": _feature_dae.feature_dae,
+}
+
+MODELS_INTERNAL: dict[str, Recipe] = {r.name: r for r in (_apudae.DAE_RECIPE, _feature_dae.CNN_RECIPE, _feature_dae.DAE_RECIPE)}
+
+__all__ = ["APuDAE", "FeatureDAE", "MODELS_INTERNAL", "AttractorDefence", "Backward", "PearsonRejector", "pearson", "check_images", "DEFENCES", "StraightThrough",
+           "no_defence", "straight_through"]

@@ -1,0 +1,31 @@
+"""The models under test, by name: the attractor network (`AttractorNet`, trained by
+`attractor_bench.training` from the presets `baseline`, `attractor`, `attractor_full`) and the
+comparison models a suite's `models.<name>.preset` can name beside them.
+
+`MODELS`: the comparison models as `Recipe`s (built, trained once, cached): the undefended MLP,
+the PGD-trained MLP and the stochastic-parameter network. Each recipe names the modules its
+training depends on (`depends`), so only an edit to those retrains it.
+"""
+
+from __future__ import annotations
+
+from attractor_bench.recipes import Recipe
+
+from . import mlp as _mlp
+from . import stochastic as _stochastic
+from .attractor import MODEL_VERSION, N_CLASSES, SIZES, Activation, AttractorNet, Chain
+
+_TRAINING = {"max_epochs": 20, "patience": 3, "n_train": None}
+_LOOP = ("attractor_bench.early_stopping",)
+MODELS: dict[str, Recipe] = {
+    "mlp": Recipe("mlp", _mlp.make_mlp, _mlp.fit_mlp, "undefended MLP 784-500-300-300-10 (the attractor network's "
+                  "classification path), the reference without defence", dict(_TRAINING), depends=_LOOP),
+    "pgd_at": Recipe("pgd_at", _mlp.make_mlp, _mlp.fit_pgd_at, "the same MLP, PGD adversarial training (Madry et al. 2018), "
+                     "L-inf eps 0.3", {**_TRAINING, "max_epochs": 12, "eps": 0.3, "steps": 10, "step_size": 0.075, "ramp_epochs": 5}, depends=_LOOP),
+    "stochastic": Recipe("stochastic", _stochastic.make_stochastic, _stochastic.fit_stochastic,
+                         "stochastic-parameter MLP (related paper 002): Gaussian weights sampled per image, randomized, "
+                         "attacked with EoT", {**_TRAINING, "max_epochs": 10, "prior_std": 0.1},
+                         {"eot_samples": 8, "inference_samples": 1}, depends=("attractor_bench.models.mlp", *_LOOP)),
+}
+
+__all__ = ["MODELS", "MODEL_VERSION", "N_CLASSES", "SIZES", "Activation", "AttractorNet", "Chain"]

@@ -1,0 +1,108 @@
+"""The shape of the code: imports flow one way (no circle, no import hidden in a function to dodge
+one), and no core function grows past what a reader takes in at a glance."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"attractor_bench": ROOT / "attractor_bench", "attractor_bench.models": ROOT / "models",
+            "attractor_bench.defences": ROOT / "defences", "attractor_bench.attacks": ROOT / "attacks"}
+MAX_FUNCTION_LINES = 60
+# The public API loads the whole runner on `import attractor_bench`; nothing imports it back.
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for pkg, folder in PACKAGES.items():
+        for f in sorted(folder.glob("*.py")):
+            mods[pkg if f.stem == "__init__" else f"{pkg}.{f.stem}"] = f
+    return mods
+
+
+def _absolute(module: str, path: Path, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    parts = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    parts = parts[: len(parts) - node.level + 1]
+    return ".".join(parts + ([node.module] if node.module else []))
+
+
+def _imports(module: str, path: Path, mods: dict) -> tuple[set[str], list[str]]:
+    """(package modules `module` imports at module level, package imports made inside functions)."""
+    tree = ast.parse(path.read_text())
+    edges, hidden = set(), []
+    in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   for n in ast.walk(f)}
+    in_type_checking = {id(n) for i in ast.walk(tree) if isinstance(i, ast.If) and "TYPE_CHECKING" in ast.unparse(i.test)
+                        for n in ast.walk(i)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(module, path, node)
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+        else:
+            continue
+        targets = [t for t in targets if t in mods and t != "attractor_bench"]
+        if id(node) in in_type_checking:
+            continue
+        if id(node) in in_function:
+            hidden += [f"{module} line {node.lineno}: {t}" for t in targets]
+            continue
+        for t in targets:  # importing a.b.c runs the package a.b first, unless `module` is inside it
+            parts = t.split(".")
+            for i in range(2, len(parts)):
+                parent = ".".join(parts[:i])
+                if parent in mods and not module.startswith(parent + ".") and module != parent:
+                    edges.add(parent)
+            edges.add(t)
+    return edges - {module}, hidden
+
+
+def test_no_import_circle_and_no_import_inside_a_function():
+    mods = _modules()
+    graph, hidden = {}, []
+    for m, p in mods.items():
+        graph[m], h = _imports(m, p, mods)
+        hidden += h
+    assert not hidden, "imports inside functions (move them to module level): " + "; ".join(hidden)
+    state: dict[str, int] = {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                cycle = stack[stack.index(t):] + [t] if t in stack else [m, t]
+                pytest.fail("import circle: " + " -> ".join(cycle))
+            if t not in state:
+                visit(t, stack + [t])
+        state[m] = 2
+
+    for m in sorted(mods):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_the_architecture_check_catches_a_circle(tmp_path):
+    """The checker itself: a two-module circle and a hidden import are found."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("from attractor_bench import files\nfrom .b import x\n")
+    b.write_text("def f():\n    from .a import y\n")
+    mods = {"attractor_bench.a": a, "attractor_bench.b": b, "attractor_bench.files": a}
+    assert "attractor_bench.b" in _imports("attractor_bench.a", a, mods)[0]
+    assert _imports("attractor_bench.b", b, mods)[1] == ["attractor_bench.b line 2: attractor_bench.a"]
+
+
+def test_no_core_function_over_60_lines():
+    long = []
+    for m, p in _modules().items():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{m}.{node.name} ({n} lines)")
+    assert not long, "functions over 60 lines: " + ", ".join(long)

@@ -1,0 +1,75 @@
+"""Cache keys follow the numbers: an edit to code that only orchestrates or renders reuses every
+stored cell and model; an edit to one attack recomputes that attack's cells only; a recipe
+retrains only when a module its training depends on changes.
+
+These tests edit the package's real source files (a comment) and restore their bytes afterwards:
+the keys hash the source as it is on disk."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from attractor_bench.cli import app
+from attractor_bench.defences import MODELS_INTERNAL
+from attractor_bench.models import MODELS
+
+from conftest import MICRO, REPO, run_args
+
+runner = CliRunner()
+
+
+@contextmanager
+def edited(path: Path, old: str, new: str):
+    """`path` with its first `old` replaced by `new` while the block runs."""
+    original = path.read_bytes()
+    text = original.decode()
+    assert old in text, f"{old!r} not in {path}"
+    try:
+        path.write_text(text.replace(old, new, 1))
+        yield
+    finally:
+        path.write_bytes(original)
+
+
+def _run(micro_run, data_root, tmp_path) -> dict:
+    result = runner.invoke(app, run_args(MICRO, data_root, micro_run.cache, tmp_path / "results"))
+    assert result.exit_code == 0, result.output
+    return json.loads((tmp_path / "results" / "micro" / "run.json").read_text())
+
+
+def test_editing_orchestration_and_rendering_code_reuses_every_cell_and_model(micro_run, data_root, tmp_path):
+    comment = "\n# an edit that changes no number\n"
+    with edited(REPO / "attractor_bench" / "runner.py", "\n\n", comment), \
+            edited(REPO / "attractor_bench" / "report.py", "\n\n", comment), \
+            edited(REPO / "attractor_bench" / "leaderboard.py", "\n\n", comment):
+        meta = _run(micro_run, data_root, tmp_path)
+    assert meta["cells"]["computed"] == 0 and meta["cells"]["from_store"] == meta["cells"]["total"]
+    assert all(m["from_cache"] for m in meta["models"].values())
+    assert (tmp_path / "results" / "micro" / "results.csv").read_bytes() == micro_run.csv
+
+
+def test_editing_one_attack_recomputes_its_cells_only(micro_run, data_root, tmp_path):
+    attacks = REPO / "attacks" / "__init__.py"
+    with edited(attacks, "def _fgsm(clf, eps, **kw):\n", "def _fgsm(clf, eps, **kw):\n    # an edit to FGSM alone\n"):
+        meta = _run(micro_run, data_root, tmp_path)
+    recomputed = {(c["model"], c["attack"]) for c in meta["cell_seconds"] if not c["stored"]}
+    assert recomputed == {("baseline", "fgsm"), ("attractor", "fgsm")}
+    n_fgsm = sum(c["attack"] == "fgsm" for c in meta["cell_seconds"])
+    assert meta["cells"]["computed"] == n_fgsm == 4  # two models, MNIST and Fashion-MNIST
+    assert all(m["from_cache"] for m in meta["models"].values())
+
+
+def test_a_recipe_retrains_only_when_what_its_training_depends_on_changes():
+    mlp, dae = MODELS["mlp"], MODELS_INTERNAL["apudae_dae"]
+    before = mlp.key({"max_epochs": 1}, 0), dae.key({"max_epochs": 1}, 0)
+    for unrelated in (REPO / "defences" / "ood.py", REPO / "attractor_bench" / "runner.py", REPO / "models" / "stochastic.py"):
+        with edited(unrelated, "\n\n", "\n# unrelated edit\n"):
+            assert (mlp.key({"max_epochs": 1}, 0), dae.key({"max_epochs": 1}, 0)) == before, unrelated
+    with edited(REPO / "attractor_bench" / "early_stopping.py", "\n\n", "\n# the shared training loop\n"):
+        assert mlp.key({"max_epochs": 1}, 0) != before[0] and dae.key({"max_epochs": 1}, 0) != before[1]
+    with edited(REPO / "models" / "mlp.py", "\n\n", "\n# the MLP\n"):
+        assert mlp.key({"max_epochs": 1}, 0) != before[0] and dae.key({"max_epochs": 1}, 0) == before[1]
