@@ -145,6 +145,7 @@ def get_or_fit(recipe, params: dict, ctx: Context) -> tuple[torch.nn.Module, dic
         raise ConfigError(str(e)) from None
     key = digest(f"{recipe.key(train_params, ctx.seed)}:{ctx.data_key()}".encode())[:20]
     path = resolve_cache_dir(ctx.cache_dir) / "models" / f"{recipe.name}-{key}.pt"
+    torch.manual_seed(ctx.seed)  # the initial weights come from the seed, not from whatever ran before
     module = recipe.make(**train_params)
     if path.is_file():
         blob = _load(path, recipe.name)
@@ -156,7 +157,6 @@ def get_or_fit(recipe, params: dict, ctx: Context) -> tuple[torch.nn.Module, dic
     else:
         t0 = time.perf_counter()
         with deterministic():
-            torch.manual_seed(ctx.seed)
             history = recipe.fit(module, ctx, **train_params)
         blob = {"state_dict": _cpu(module), "device": _kind(module), "recipe": recipe.name, "params": train_params,
                 "seed": ctx.seed, "history": history, "train_seconds": round(time.perf_counter() - t0, 1)}

@@ -46,6 +46,17 @@ def _fit(module, ctx, width: int = 4, epochs: int = 1):
 TINY = Recipe("tiny", _make, _fit, "a linear layer", {"width": 4, "epochs": 1}, {"temperature": 1.0})
 
 
+def test_a_recipes_weights_do_not_depend_on_what_ran_before(tmp_path):
+    """The cache key holds the seed, not the global RNG state: two trainings after different draws agree."""
+    trained = []
+    for i, state in enumerate((1, 2)):
+        torch.manual_seed(state)
+        torch.rand(100)
+        c = Context(_split(64, 0), _split(32, 1), seed=0, cache_dir=tmp_path / str(i))
+        trained.append(get_or_fit(TINY, {}, c)[0].state_dict())
+    assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
+
+
 def test_recipe_trained_once_then_loaded_and_evaluation_params_do_not_retrain(ctx):
     FITS.clear()
     first, _, cached = get_or_fit(TINY, {}, ctx)
