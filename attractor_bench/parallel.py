@@ -174,17 +174,23 @@ def _processes(payload: bytes, work: list, store_root: str, workers: int, finish
     threads = max(1, torch.get_num_threads() // workers)
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools
     done = 0
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_local,
+                               initargs=(payload, threads, store_root))
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_local,
-                                 initargs=(payload, threads, store_root)) as pool:
-            futures = [pool.submit(_run_local, job) for job in work]
-            for f in as_completed(futures):
-                finished(f.result())
-                done += 1
+        futures = [pool.submit(_run_local, job) for job in work]
+        for f in as_completed(futures):
+            finished(f.result())
+            done += 1
     except BrokenProcessPool as e:
+        # A worker killed while it held the job queue's lock leaves the others blocked on that lock
+        # for ever, and Python 3.11's pool waits for them: end them here.
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
         raise AttractorBenchError(
             f"A worker process died ({e}); {done} of {len(work)} jobs had finished. Every cell finished so far is "
             "stored; run the same command again to compute the rest.") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _dask(ws, work: list, store_root: str, workers: int, cluster: str, finished: Callable) -> None:

@@ -5,8 +5,8 @@ installed distributions, or a `module:callable` reference written in a suite.
     [project.entry-points."attractor_bench.attacks"]                     # or an installed entry point
     my_attack = "my_pkg.attacks:make_attack"
 
-The contract of each kind (what the callable takes and returns) is in the README's "Plugins"
-section and in `attacks.AttackEntry`, `defences.DEFENCES` and `config.ModelSpec`.
+The contract of each kind (what the callable takes and returns) is in docs/plugins.md
+and in `attacks.AttackEntry`, `defences.DEFENCES` and `config.ModelSpec`.
 A name is looked up in that order: built in, then entry points; a reference containing ':' is
 imported. Built-in names win over entry points of the same name (the clash is shown by `list`).
 """

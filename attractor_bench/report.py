@@ -173,8 +173,8 @@ def _paper_sections(result: RunResult) -> list[str]:
                   f"iterations (the paper's test-time procedure; here at most {d.get('max_iter', 'n/a')}, see Choices), "
                   "*one pass* = classified from x and scored by Pearson(G(x), x).", "",
                   markdown(["model", "eps", "data", "metric", "paper", "ours, iterated", "diff", "ours, one pass", "diff"], rows), "",
-                  "Where and why these differ from the paper, as far as is known, is written up in the project "
-                  "README's results section and in [ABLATION.md](ABLATION.md) (experiments on the validation split).", ""]
+                  "Where and why these differ from the paper, as far as is known, is written up in the project's "
+                  "docs/results.md and in [ABLATION.md](ABLATION.md) (experiments on the validation split).", ""]
         full = [m.name for m in s.models if m.preset == "attractor_full"]
         paper_attractor = next((m.name for m in s.models if m.preset == "attractor"), None)
         if full:

@@ -35,8 +35,11 @@ from functools import reduce
 
 import numpy as np
 
+from .config import Target
+
 EPS_COLLAPSE, COLLAPSE_MAX_ACC = 0.5, 0.10
 ZERO_GRAD_MAX_SHARE = 0.01
+WHITE_BOX = {t.value for t in Target if t.white_box}
 FLAGS = ("flag_no_collapse_at_eps_0.5", "flag_black_box_beats_white_box", "flag_single_step_beats_iterative",
          "flag_zero_gradients")
 
@@ -55,8 +58,8 @@ class Record:
 
     @property
     def white_box(self) -> bool:
-        """Gradients of the defended classifier itself."""
-        return self.kind == "gradient" and self.target in ("pipeline", "bpda")
+        """Gradients of the defended classifier itself (`config.Target.white_box`)."""
+        return self.kind == "gradient" and self.target in WHITE_BOX
 
     @property
     def surrogate(self) -> bool:

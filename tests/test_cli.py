@@ -1,8 +1,10 @@
-import numpy as np
-"""The command line end to end on suites/smoke.yaml."""
+"""The command line end to end: suites/micro.yaml in the default run, suites/smoke.yaml (every
+kind of attack) in the slow one."""
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -20,11 +22,46 @@ def smoke(smoke_run):
     return smoke_run.tmp, smoke_run.result, table
 
 
+def test_micro_run_writes_tables_records_and_a_readme(micro_run):
+    table = pd.read_csv(micro_run.folder / "results.csv")
+    assert list(table.columns) == ["model", "attack", "eps", "dataset", "metric", "value", "kind"]
+    assert set(table.kind) == {"cell", "worst_case", "sanity"}
+    assert set(table[table.kind == "sanity"].attack) == {"sanity"}
+    assert set(table[table.kind == "worst_case"].attack) == {"worst_case_linf", "worst_case_l2"}
+    summary = json.loads((micro_run.folder / "summary.json").read_text())
+    assert [m["name"] for m in summary["models"]] == ["baseline", "attractor"]
+    v = table.set_index(["model", "kind", "attack", "eps", "dataset", "metric"]).value
+    for m in summary["models"]:
+        assert m["clean"] == {"accuracy": pytest.approx(v[(m["name"], "cell", "none", 0.0, "mnist", "accuracy")]),
+                              "end_to_end_accuracy": pytest.approx(v[(m["name"], "cell", "none", 0.0, "mnist",
+                                                                      "end_to_end_accuracy")]), "n": 60}
+        linf = next(w for w in m["worst_case"] if w["norm"] == "linf")
+        assert linf["accuracy"] == pytest.approx(v[(m["name"], "worst_case", "worst_case_linf", 0.1, "mnist", "accuracy")])
+        assert linf["attacks"] == ["fgsm", "transfer_pgd"] and linf["n"] == 60
+        assert linf["interval"][0] <= linf["accuracy"] <= linf["interval"][1]
+        assert {w["eps"] for w in m["worst_case"] if w["norm"] == "l2"} == {1.0, 2.0}
+    assert "Wrote" in micro_run.result.output and "clean" in micro_run.result.output  # the CLI summary
+    assert not [p for p in micro_run.folder.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_report_rerenders_the_same_readme(micro_run, tmp_path):
+    import shutil
+
+    folder = tmp_path / "micro"
+    shutil.copytree(micro_run.folder, folder)
+    before = (folder / "README.md").read_text()
+    (folder / "README.md").unlink()
+    result = runner.invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "README.md").read_text() == before
+
+
+@pytest.mark.slow
 def test_smoke_run_writes_tables(smoke):
     tmp, first, table = smoke
     assert first.exit_code == 0, first.output
     assert "Wrote" in first.output
-    assert list(table.columns) == ["model", "attack", "eps", "dataset", "metric", "value"]
+    assert list(table.columns) == ["model", "attack", "eps", "dataset", "metric", "value", "kind"]
     assert set(table.model) == {"baseline", "attractor"}
     assert set(table.dataset) == {"mnist", "fashion_mnist", "cifar10_bw"}
     attacks = {"fgsm", "fgsm_pipeline", "pgd", "pgd_bpda", "transfer_pgd", "rejection_aware", "square", "deepfool"}
@@ -53,6 +90,7 @@ def test_smoke_run_writes_tables(smoke):
     assert not [p for p in (tmp / "results").iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
+@pytest.mark.slow
 def test_worst_case_and_flags(smoke):
     table = smoke[2]
     v = table.set_index(["model", "attack", "eps", "dataset", "metric"]).value
@@ -76,6 +114,7 @@ def test_worst_case_and_flags(smoke):
         assert 0 <= v[(model, "sanity", 0.0, "mnist", "zero_gradient_share_pipeline")] <= 1
 
 
+@pytest.mark.slow
 def test_metrics_are_wired_consistently(smoke):
     """The OOD tables reuse the MNIST scores of the same (attack, eps): ID recall is MNIST's accepted share."""
     table = smoke[2]
@@ -90,15 +129,6 @@ def test_metrics_are_wired_consistently(smoke):
             assert v[(model, attack, eps, ds, "ood_accuracy")] == pytest.approx(want, abs=1e-6)
         e2e = v[(model, attack, eps, "mnist", "end_to_end_accuracy")]
         assert e2e <= min(accepted, v[(model, attack, eps, "mnist", "accuracy")]) + 1e-9
-
-
-def test_report_rerenders_the_same_readme(smoke):
-    folder = smoke[0] / "results" / "smoke"
-    before = (folder / "README.md").read_text()
-    (folder / "README.md").unlink()
-    result = runner.invoke(app, ["report", str(folder)])
-    assert result.exit_code == 0, result.output
-    assert (folder / "README.md").read_text() == before
 
 
 def test_bad_suite_exit_code_2_and_nothing_written(tmp_path):
@@ -130,12 +160,12 @@ def test_validate_list_and_help():
 
 
 def test_ctrl_c_exits_130_and_writes_nothing(tmp_path, monkeypatch):
-    import attractor_bench.runner
+    import attractor_bench.cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(attractor_bench.runner, "run_suite", interrupted)
+    monkeypatch.setattr(attractor_bench.cli, "run_suite", interrupted)
     result = runner.invoke(app, ["run", str(REPO / "suites" / "smoke.yaml"), "--results-dir", str(tmp_path / "results")])
     assert result.exit_code == 130
     assert "Interrupted" in result.output

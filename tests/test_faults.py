@@ -1,6 +1,6 @@
 """Runs survive faults: every finished cell is stored at once; a rerun resumes; a SIGKILL mid-cell
 or a Ctrl-C loses only the cell in progress; the tables equal an uninterrupted run's, byte for byte.
-The uninterrupted run is the session's `smoke_run`; the killed and interrupted runs are separate
+The uninterrupted run is the session's `micro_run` (suites/micro.yaml); the killed and interrupted runs are separate
 processes, so equal bytes also show that the same suite and seed give the same numbers."""
 
 import json
@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attractor_bench.cli import app
-from conftest import SMOKE, run_args
+from conftest import MICRO, run_args
 
 runner = CliRunner()
 
@@ -37,31 +37,31 @@ def _wait_for_cells(proc: subprocess.Popen, cache: Path, n: int, timeout: float 
         time.sleep(0.05)
 
 
-def _cache_sharing_models(tmp_path: Path, smoke_run) -> Path:
+def _cache_sharing_models(tmp_path: Path, micro_run) -> Path:
     """An empty cell store beside the uninterrupted run's trained models (no training again)."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / "models").symlink_to(smoke_run.cache / "models", target_is_directory=True)
+    (cache / "models").symlink_to(micro_run.cache / "models", target_is_directory=True)
     return cache
 
 
-def test_rerun_takes_every_cell_from_the_store(smoke_run, data_root, tmp_path):
-    assert smoke_run.result.exit_code == 0, smoke_run.result.output
-    total = json.loads((smoke_run.folder / "run.json").read_text())["cells"]["total"]
-    again = runner.invoke(app, run_args(SMOKE, data_root, smoke_run.cache, tmp_path))
+def test_rerun_takes_every_cell_from_the_store(micro_run, data_root, tmp_path):
+    assert micro_run.result.exit_code == 0, micro_run.result.output
+    total = json.loads((micro_run.folder / "run.json").read_text())["cells"]["total"]
+    again = runner.invoke(app, run_args(MICRO, data_root, micro_run.cache, tmp_path))
     assert again.exit_code == 0, again.output
     assert f"Resumed: {total} of {total} cells came from the store, 0 were computed" in again.output
-    assert (tmp_path / "smoke" / "results.csv").read_bytes() == smoke_run.csv
+    assert (tmp_path / "micro" / "results.csv").read_bytes() == micro_run.csv
 
 
-def test_killed_run_restarts_to_the_uninterrupted_tables(smoke_run, data_root, tmp_path):
+def test_killed_run_restarts_to_the_uninterrupted_tables(micro_run, data_root, tmp_path):
     """SIGKILL in the middle of a cell on an empty cache (models trained again in another process),
     restart: the tables are byte-identical to the uninterrupted run's."""
-    assert smoke_run.result.exit_code == 0, smoke_run.result.output
+    assert micro_run.result.exit_code == 0, micro_run.result.output
     cache, results = tmp_path / "cache", tmp_path / "results"
-    args = run_args(SMOKE, data_root, cache, results)
+    args = run_args(MICRO, data_root, cache, results)
     proc = _start(args)
-    _wait_for_cells(proc, cache, 6)
+    _wait_for_cells(proc, cache, 3)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
@@ -70,14 +70,14 @@ def test_killed_run_restarts_to_the_uninterrupted_tables(smoke_run, data_root, t
     restart = subprocess.run([sys.executable, "-m", "attractor_bench.cli", *args], capture_output=True, text=True)
     assert restart.returncode == 0, restart.stderr[-3000:]
     resumed = int(restart.stdout.split("Resumed: ")[1].split(" of ")[0])
-    assert resumed >= 6 and resumed <= stored  # the killed run's finished cells were reused, the rest computed
-    assert (results / "smoke" / "results.csv").read_bytes() == smoke_run.csv
+    assert resumed >= 3 and resumed <= stored  # the killed run's finished cells were reused, the rest computed
+    assert (results / "micro" / "results.csv").read_bytes() == micro_run.csv
     assert not list((cache / "cells").glob(".*.tmp"))  # the killed writer's temporary file was cleaned up
 
 
-def test_ctrl_c_exits_130_and_writes_no_results(smoke_run, data_root, tmp_path):
-    cache, results = _cache_sharing_models(tmp_path, smoke_run), tmp_path / "results"
-    proc = _start(run_args(SMOKE, data_root, cache, results))
+def test_ctrl_c_exits_130_and_writes_no_results(micro_run, data_root, tmp_path):
+    cache, results = _cache_sharing_models(tmp_path, micro_run), tmp_path / "results"
+    proc = _start(run_args(MICRO, data_root, cache, results))
     _wait_for_cells(proc, cache, 1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
@@ -91,14 +91,14 @@ TINY = """
 name: tiny
 data: {n_test: 100, ood: []}
 models:
-  baseline: {preset: baseline, train: {n_train: 400, n_val: 300, max_epochs: 2}}
+  baseline: {preset: baseline, train: {n_train: 200, n_val: 100, max_epochs: 1}}
 attacks:
   - {name: fgsm, eps: [0.1]}
 """
 
 
-def test_fresh_recomputes_every_cell(smoke_run, data_root, tmp_path):
-    cache = _cache_sharing_models(tmp_path, smoke_run)  # the smoke suite's baseline: no training
+def test_fresh_recomputes_every_cell(micro_run, data_root, tmp_path):
+    cache = _cache_sharing_models(tmp_path, micro_run)  # the micro suite's baseline: no training
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY)
     tables, cells = [], []
@@ -111,9 +111,9 @@ def test_fresh_recomputes_every_cell(smoke_run, data_root, tmp_path):
     assert tables[0] == tables[1] == tables[2]
 
 
-def test_a_changed_cell_input_is_not_reused(smoke_run, data_root, tmp_path):
+def test_a_changed_cell_input_is_not_reused(micro_run, data_root, tmp_path):
     """Cells are keyed by what determines them: another eps, subset or defence setting is computed anew."""
-    cache = _cache_sharing_models(tmp_path, smoke_run)
+    cache = _cache_sharing_models(tmp_path, micro_run)
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY)
     assert runner.invoke(app, run_args(suite, data_root, cache, tmp_path / "a")).exit_code == 0
@@ -128,8 +128,8 @@ def test_a_changed_cell_input_is_not_reused(smoke_run, data_root, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_a_damaged_cell_file_is_computed_again(smoke_run, data_root, tmp_path, damage):
-    cache = _cache_sharing_models(tmp_path, smoke_run)
+def test_a_damaged_cell_file_is_computed_again(micro_run, data_root, tmp_path, damage):
+    cache = _cache_sharing_models(tmp_path, micro_run)
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY)
     assert runner.invoke(app, run_args(suite, data_root, cache, tmp_path / "a")).exit_code == 0

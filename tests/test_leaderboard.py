@@ -20,7 +20,6 @@ from attractor_bench.summary import summarize, write_summary
 runner = CliRunner()
 OUTPUTS = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json", "leaderboard_worst_case.png")
 FLAGS = ("flag_no_collapse_at_eps_0.5", "flag_zero_gradients")
-BASELINE = Path("/work/baseline_runs/results")
 
 
 def attack(norm="linf", eps=(0.1, 0.3), n=None, models=None, ood=False):
@@ -181,33 +180,6 @@ def test_write_summary_is_rounded_json_without_nan_and_byte_stable(tmp_path):
     write_summary(subset_run(), tmp_path)
     assert path.read_text() == text and sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
 
-
-def _baseline(name: str, n_test: int) -> RunResult:
-    t = pd.read_csv(BASELINE / name / "results.csv")  # the old format: kind from the attack label, here only
-    t["kind"] = ["sanity" if a == "sanity" else "worst_case" if a.startswith("worst_case_") else "cell" for a in t.attack]
-    meta = json.loads((BASELINE / name / "run.json").read_text())
-    meta["n_images"] = {"mnist": n_test}
-    return RunResult(SimpleNamespace(name=name, data=SimpleNamespace(n_test=n_test)), t, meta)
-
-
-@pytest.mark.skipif(not (BASELINE / "smoke" / "run.json").is_file(), reason="baseline runs not on this machine")
-def test_real_runs(tmp_path):
-    smoke, board = _baseline("smoke", 300), _baseline("leaderboard_smoke", 200)
-    base = summarize(smoke)["models"][0]
-    wc = {(round(w["eps"], 4), w["all_images"]): w for w in base["worst_case"] if w["norm"] == "linf"}
-    main, full = wc[(round(20 / 255, 4), False)], wc[(round(20 / 255, 4), True)]
-    assert (main["n"], len(main["attacks"]), full["n"], len(full["attacks"])) == (50, 7, 300, 6)
-    assert "square" in main["attacks"] and "square" not in full["attacks"]  # square ran on 50 images
-    res = tmp_path / "results"
-    for r in (smoke, board):
-        (res / r.suite.name).mkdir(parents=True)
-        write_summary(r, res / r.suite.name)
-    doc = board_json(res)
-    assert {"attractor (smoke)", "attractor (leaderboard_smoke)", "feature_dae"} <= {r["model"] for r in doc["rows"]}
-    assert row(doc, "feature_dae")["unreliable"] is True and doc["rows"][0]["model"] == "pgd_at"
-
-
-# --------------------------------------------------------------------------- the leaderboard
 
 def test_merge_takes_each_number_from_the_run_with_most_attacks(tmp_path):
     res = tmp_path / "results"

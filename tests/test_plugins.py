@@ -1,5 +1,5 @@
 """Outside models, defences and attacks enter suites without editing the package: by entry points
-of an installed distribution, and by `module:callable` references. The plugin is the README's
+of an installed distribution, and by `module:callable` references. The plugin is docs/plugins.md's
 example, examples/plugins/tiny_plugins.py."""
 
 import shutil
@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from attractor_bench.cli import app
-from conftest import REPO, SMOKE, run_args
+from conftest import MICRO, REPO, run_args
 
 runner = CliRunner()
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+: reads the example's pyproject
@@ -58,36 +58,33 @@ def test_list_shows_where_each_entry_comes_from(installed, wide):
     assert "Bit-depth reduction" in lines["quantize"]
 
 
-def test_smoke_suite_with_an_outside_defence(installed, smoke_run, data_root, tmp_path):
-    """The smoke suite plus the smoke attractor behind the entry point `quantize`: the built-in
-    models' cells come from the uninterrupted run's store and equal its numbers; the outside
-    defence is measured by every attack and its zero gradients raise the sanity flag."""
-    assert smoke_run.result.exit_code == 0, smoke_run.result.output
-    doc = yaml.safe_load(SMOKE.read_text())
-    doc["name"] = "smoke_plugin"
+def test_a_suite_with_an_outside_defence(installed, micro_run, data_root, tmp_path):
+    """The micro suite plus its attractor behind the entry point `quantize`: the built-in models'
+    cells come from the uninterrupted run's store and equal its numbers; the outside defence is
+    measured by every attack and its zero gradients raise the sanity flag."""
+    doc = yaml.safe_load(MICRO.read_text())
+    doc["name"] = "micro_plugin"
     doc["models"]["attractor_quantized"] = {**doc["models"]["attractor"], "defence": {"name": "quantize", "levels": 16}}
-    # the rejection-aware attack needs the attractor's rejector, which a quantizing model has not
-    doc["attacks"] = [a for a in doc["attacks"] if a["name"] != "rejection_aware"]
-    suite = tmp_path / "smoke_plugin.yaml"
+    suite = tmp_path / "micro_plugin.yaml"
     suite.write_text(yaml.safe_dump(doc))
-    result = runner.invoke(app, run_args(suite, data_root, smoke_run.cache, tmp_path / "results"))
+    result = runner.invoke(app, run_args(suite, data_root, micro_run.cache, tmp_path / "results"))
     assert result.exit_code == 0, result.output
     assert "Resumed:" in result.output
-    table = pd.read_csv(tmp_path / "results" / "smoke_plugin" / "results.csv")
-    smoke = pd.read_csv(smoke_run.folder / "results.csv")
+    table = pd.read_csv(tmp_path / "results" / "micro_plugin" / "results.csv")
+    micro = pd.read_csv(micro_run.folder / "results.csv")
     keys = ["model", "attack", "eps", "dataset", "metric"]
-    both = smoke[smoke.attack.isin(set(table.attack) - {"worst_case_linf", "worst_case_linf_all_images", "sanity"})]
-    merged = both.merge(table, on=keys, suffixes=("_smoke", "_plugin"))
+    both = micro[micro.kind == "cell"]
+    merged = both.merge(table, on=keys, suffixes=("_micro", "_plugin"))
     assert len(merged) == len(both)
-    assert np.array_equal(merged.value_smoke.values, merged.value_plugin.values, equal_nan=True)
+    assert np.array_equal(merged.value_micro.values, merged.value_plugin.values, equal_nan=True)
     v = table.set_index(keys).value
     q = table[table.model == "attractor_quantized"]
-    assert set(q.attack) >= {"none", "fgsm", "fgsm_pipeline", "pgd", "pgd_bpda", "transfer_pgd", "square", "deepfool"}
+    assert set(q.attack) >= {"none", "fgsm", "transfer_pgd", "deepfool"}
     assert v[("attractor_quantized", "sanity", 0.0, "mnist", "zero_gradient_share_pipeline")] == 1.0
     assert v[("attractor_quantized", "sanity", 0.0, "mnist", "flag_zero_gradients")] == 1
     assert v[("attractor_quantized", "sanity", 0.0, "mnist", "potentially_unreliable")] == 1
     assert q[q.dataset == "fashion_mnist"].query("metric == 'accepted'").value.eq(1.0).all()  # no rejector
-    readme = (tmp_path / "results" / "smoke_plugin" / "README.md").read_text()
+    readme = (tmp_path / "results" / "micro_plugin" / "README.md").read_text()
     assert "`quantize` (entry point tiny-plugins (tiny_plugins:quantize))" in readme
 
 

@@ -1,5 +1,5 @@
 """A complete outside plugin for attractor-bench: one model, one defence and one attack, each
-following the contract in the README's "Plugins" section. Nothing here imports attractor-bench.
+following the contract in docs/plugins.md. Nothing here imports attractor-bench.
 
 Use it from a suite by reference (`tiny_plugins:small_mlp`, with this folder on PYTHONPATH), or
 install this folder (`pip install -e examples/plugins`) so that its entry points register the
