@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import random
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from .attacks import AttackEntry, perturbation_norms, within_budget
 from .classifier import make_classifier
 from .config import AttackSpec, ModelSpec, Suite, Target
 from .defences import PearsonRejector, pearson, straight_through
+from .plugins import BUILT_IN
 from .errors import AttractorBenchError
 from .files import key, source_fingerprint
 from .store import CELL_FORMAT, CellStore
@@ -47,10 +49,12 @@ def code_fingerprint() -> str:
                versions=[torch.__version__, art.__version__, np.__version__], format=CELL_FORMAT)
 
 
-def defended_code(model: torch.nn.Module, defence, rejector) -> str:
-    """The source of the model's class and of the defence and rejector around it."""
+def defended_code(model: torch.nn.Module, defence, rejector, *factories) -> str:
+    """The source of the model's class and of the defence and rejector around it, and the modules
+    of the given outside factories (a plugin's defence factory or model builder)."""
     objs = [type(model)] + [type(o) for o in (defence, rejector, straight_through(defence)) if o is not None]
     modules = {importlib.import_module(o.__module__) for o in objs} | {importlib.import_module(pearson.__module__)}
+    modules |= {inspect.getmodule(f) for f in factories if f is not None} - {None}
     return source_fingerprint(*sorted(modules, key=lambda m: m.__name__))
 
 
@@ -199,9 +203,11 @@ class Workspace:
 def attack_identity(attack: AttackSpec) -> dict:
     """What determines an attack's examples, its own code included."""
     depends = [importlib.import_module(m) for m in attack.entry.depends]
+    if attack.origin != BUILT_IN:  # an outside attack: all of its module (its helpers and classes)
+        depends.append(inspect.getmodule(attack.entry.factory))
     return dict(name=attack.name, origin=attack.origin, params=attack.params, defaults=attack.entry.defaults,
                 target=attack.target.value, source=attack.source, n=attack.n,
-                code=source_fingerprint(attack.entry.factory, *depends))
+                code=source_fingerprint(attack.entry.factory, *[m for m in depends if m is not None]))
 
 
 def intermediate_key(ws: Workspace, c: Cell) -> str | None:
@@ -249,7 +255,9 @@ def plan(ws: Workspace) -> dict[str, list[tuple[AttackSpec | None, float, list[C
                 k = key(stage="cell", model=d.fingerprint, attack=None if attack is None else attack_identity(attack),
                         eps=eps, dataset=ds, images=ws.images[(ds, attack.n if attack else None)], seed=seed)
                 c = Cell(spec.name, attack, eps, ds, k, seed, k)
-                c.group = intermediate_key(ws, c) or k
+                shared = intermediate_key(ws, c)  # a transfer attack's source network, a minimal attack's run
+                if shared is not None:
+                    c.key = c.group = key(cell=k, shared=shared)
                 cells.append(c)
             grid[spec.name].append((attack, eps, cells))
     return grid

@@ -57,7 +57,8 @@ def _summary(result) -> Table:
     run's summary records, as summary.json holds them)."""
     rows = []
     for m in summarize(result)["models"]:
-        verdict = "[bold red]potentially unreliable[/]" if m["verdict"]["potentially_unreliable"] else "no flag"
+        verdict = {True: "[bold red]potentially unreliable[/]", False: "no flag", None: "not checked"}[
+            m["verdict"]["potentially_unreliable"]]
         c = m["clean"]
         rows.append([m["name"], "clean", "0", str(c["n"]), _acc(c["accuracy"], c["end_to_end_accuracy"]), verdict])
         for w in m["worst_case"]:
@@ -114,7 +115,7 @@ def run(
         if cells["from_store"]:
             out.print(f"Resumed: {cells['from_store']} of {cells['total']} cells came from the store, {cells['computed']} were "
                       "computed (--fresh recomputes them all).", highlight=False)
-        out.print(f"Wrote {folder}/results.csv, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
+        out.print(f"Wrote {folder}/results.csv, summary.json, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
 
 
 @app.command()
@@ -172,12 +173,10 @@ def list_registered(debug: Debug = False) -> None:
         return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
 
     with _errors(debug):
-        table = Table(title="registered (entry point groups: " + ", ".join(GROUPS.values()) + ")")
-        for col in ("kind", "name", "origin", "description"):
-            table.add_column(col)
-        for kind in ("model", "defence", "attack"):
-            for name, origin, obj in available(kind):
-                table.add_row(kind, name, origin, describe(kind, obj))
+        rows = [[kind, name, origin, describe(kind, obj)] for kind in ("model", "defence", "attack")
+                for name, origin, obj in available(kind)]
+        table = terminal("registered (entry point groups: " + ", ".join(GROUPS.values()) + ")",
+                         ["kind", "name", "origin", "description"], rows)
         out.print(table)
 
 

@@ -97,10 +97,11 @@ def read_summaries(results_dir: Path) -> tuple[list[dict], list[str]]:
                           "`attractor-bench run` wrote to (default: results), or run a suite first.")
     folders = sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     paths = [f / FILE for f in folders if (f / FILE).is_file()]
-    if not paths:
-        raise ConfigError(f"no <suite>/{FILE} under {results_dir}: run a suite with this version (attractor-bench run "
-                          f"<suite.yaml> --results-dir {results_dir}), which writes it beside results.csv.")
     pending = [f.name for f in folders if (f / "results.csv").is_file() and not (f / FILE).is_file()]
+    if not paths:
+        older = f" ({', '.join(pending)} predate it)" if pending else ""
+        raise ConfigError(f"no <suite>/{FILE} under {results_dir}{older}: run a suite with this version (attractor-bench "
+                          f"run <suite.yaml> --results-dir {results_dir}), which writes it beside results.csv.")
     return sorted((_read(p, results_dir) for p in paths), key=lambda r: r["suite"]), pending
 
 

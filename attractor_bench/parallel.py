@@ -76,10 +76,10 @@ def _setup(threads: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _init_local(payload: bytes, threads: int, store_root: str) -> None:
+def _init_local(payload: bytes, threads: int, store_root: str, fresh: bool) -> None:
     _setup(threads)
     _STATE["ws"] = pickle.loads(payload)
-    _STATE["store_root"] = store_root
+    _STATE["store"] = (store_root, fresh)
 
 
 def _light(ws, job: list) -> list[tuple]:
@@ -104,10 +104,11 @@ def _compute(ws, store, job: list[tuple], send_back: bool = False) -> list[tuple
 
 
 def _run_local(job: list) -> list[tuple[str, float, dict | None]]:
-    return _compute(_STATE["ws"], CellStore(_STATE["store_root"]), job)
+    root, fresh = _STATE["store"]
+    return _compute(_STATE["ws"], CellStore(root, fresh=fresh), job)  # --fresh: no examples of earlier runs either
 
 
-def _run_dask(ws, store_root: str, threads: int, job: list) -> list[tuple[str, float, dict | None]]:
+def _run_dask(ws, store_root: str, fresh: bool, threads: int, job: list) -> list[tuple[str, float, dict | None]]:
     """On a Dask worker: store where the cache folder is writable; else send the arrays back."""
     _setup(threads)
     try:
@@ -117,7 +118,7 @@ def _run_dask(ws, store_root: str, threads: int, job: list) -> list[tuple[str, f
         writable = False
     if not writable and "scratch" not in _STATE:  # one scratch folder per worker process, for intermediates
         _STATE["scratch"] = tempfile.mkdtemp(prefix="attractor-bench-cells-")
-    return _compute(ws, CellStore(store_root if writable else _STATE["scratch"]), job, send_back=not writable)
+    return _compute(ws, CellStore(store_root if writable else _STATE["scratch"], fresh=fresh), job, send_back=not writable)
 
 
 def check_cluster(cluster: str | None) -> None:
@@ -164,26 +165,26 @@ def compute(ws, cells: list, store, workers: int = 2, cluster: str | None = None
 
     work = [_light(ws, job) for job in jobs(cells)]
     if cluster:
-        _dask(ws, work, str(store.root), workers, cluster, finished)
+        _dask(ws, work, str(store.root), store.fresh, workers, cluster, finished)
     else:
-        _processes(_payload(ws), work, str(store.root), workers, finished)
+        _processes(_payload(ws), work, str(store.root), store.fresh, workers, finished)
     return computed
 
 
-def _processes(payload: bytes, work: list, store_root: str, workers: int, finished: Callable) -> None:
+def _processes(payload: bytes, work: list, store_root: str, fresh: bool, workers: int, finished: Callable) -> None:
     threads = max(1, torch.get_num_threads() // workers)
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools
     done = 0
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_local,
-                               initargs=(payload, threads, store_root))
+                               initargs=(payload, threads, store_root, fresh))
     try:
         futures = [pool.submit(_run_local, job) for job in work]
         for f in as_completed(futures):
             finished(f.result())
             done += 1
     except BrokenProcessPool as e:
-        # A worker killed while it held the job queue's lock leaves the others blocked on that lock
-        # for ever, and Python 3.11's pool waits for them: end them here.
+        # Seen on Python 3.11.7: after a worker was killed, another stayed blocked on the job queue's
+        # lock and the pool waited for it for ever (its own terminate had missed it). End them all.
         for proc in list((getattr(pool, "_processes", None) or {}).values()):
             proc.terminate()
         raise AttractorBenchError(
@@ -193,7 +194,7 @@ def _processes(payload: bytes, work: list, store_root: str, workers: int, finish
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _dask(ws, work: list, store_root: str, workers: int, cluster: str, finished: Callable) -> None:
+def _dask(ws, work: list, store_root: str, fresh: bool, workers: int, cluster: str, finished: Callable) -> None:
     """Dask (checked by `check_cluster` before the run) serializes the workspace itself (cloudpickle)."""
     from dask.distributed import Client, LocalCluster
     from dask.distributed import as_completed as dask_completed
@@ -215,7 +216,7 @@ def _dask(ws, work: list, store_root: str, workers: int, cluster: str, finished:
             [shared] = client.scatter([ws], broadcast=True)
         except UNPICKLABLE as e:
             raise _unpicklable(e) from e
-        futures = [client.submit(_run_dask, shared, store_root, threads, job, pure=False) for job in work]
+        futures = [client.submit(_run_dask, shared, store_root, fresh, threads, job, pure=False) for job in work]
         done = 0
         try:
             for f in dask_completed(futures):

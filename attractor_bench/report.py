@@ -16,8 +16,10 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+import art
 import numpy as np
 import pandas as pd
+import torch
 
 from .config import load_suite, paper_attack
 from .data import DISPLAY_NAMES
@@ -33,9 +35,6 @@ from .errors import AttractorBenchError
 
 
 def versions() -> dict[str, str]:
-    import art
-    import torch
-
     return {"python": platform.python_version(), "torch": torch.__version__, "adversarial-robustness-toolbox": art.__version__,
             "numpy": np.__version__, "pandas": pd.__version__, "platform": platform.platform()}
 
@@ -392,6 +391,6 @@ def write_results(result: RunResult, results_dir: str | Path, command: str) -> P
         result.meta["figures"] = draw_figures(result, tmp)
         result.table.to_csv(tmp / "results.csv", index=False, float_format="%.6g")
         write_summary(result, tmp)
-        (tmp / "README.md").write_text(render_readme(result, command))
+        (tmp / "README.md").write_text(render_readme(result, command), encoding="utf-8")
         (tmp / "run.json").write_text(json.dumps(result.meta, indent=2, default=str) + "\n")
     return final

@@ -34,6 +34,7 @@ from .device import activate, kind, move_defence, resolve_device
 from .errors import ConfigError
 from .files import array_fingerprint, key, weights_fingerprint
 from .metrics import accepted, cell_metrics
+from .plugins import BUILT_IN
 from .recipes import Recipe
 from .robustness import Record, sanity_flags, worst_case, worst_case_ood
 from .store import CellStore
@@ -140,7 +141,9 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
             "seconds_train_or_load": round(time.perf_counter() - t0, 1), "weights": weights}
     code = key(code=code_fingerprint(), device=kind(dev))  # numbers repeat bit for bit within a device kind
     network = key(code=code, model=defended_code(model, None, None), weights=weights)
-    fingerprint = key(code=code, model=defended_code(model, defence, rejector), weights=weights,
+    outside = [f for f, origin in ((spec.builder, spec.origin), (spec.defence.factory, spec.defence.origin))
+               if origin != BUILT_IN and not isinstance(f, Recipe)]
+    fingerprint = key(code=code, model=defended_code(model, defence, rejector, *outside), weights=weights,
                       defence=[spec.defence.name, spec.defence.origin, spec.defence.params, *defence_weights],
                       threshold=None if rejector is None else repr(threshold))
     return Defended(model, defence, rejector, fingerprint, network), meta
@@ -338,10 +341,12 @@ def _zero_gradient_shares(ws: Workspace, name: str, store: CellStore) -> dict[st
     targets = sorted({a.target for a in suite.attacks if a.target.white_box and a.entry.kind == "gradient"}, key=str)
     shares = {}
     for t in targets:
-        k = key(stage="zero_gradient_share", model=d.fingerprint, target=t.value, images=ws.images[("mnist", None)])
+        seed = cell_seed(suite.seed, name, "zero_gradient_share", t.value)
+        k = key(stage="zero_gradient_share", model=d.fingerprint, target=t.value, images=ws.images[("mnist", None)],
+                seed=seed)
         hit = store.get(k)
         if hit is None:
-            seed_everything(cell_seed(suite.seed, name, "zero_gradient_share", t.value))
+            seed_everything(seed)
             shares[t.value] = zero_gradient_share(d.classifiers[t], mnist.x, mnist.y)
             store.put(k, {"share": np.array(shares[t.value])})
         else:

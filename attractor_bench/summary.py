@@ -103,7 +103,7 @@ def _ood(cells: pd.DataFrame, meta: dict) -> list[dict]:
     return out
 
 
-def _clean_n(clean: dict, result) -> int:
+def _clean_n(result) -> int:
     """The clean images: the run's MNIST test images (run.json `n_images`)."""
     return int(result.meta["n_images"]["mnist"])
 
@@ -118,9 +118,9 @@ def _model(name: str, t: pd.DataFrame, result) -> dict:
     unreliable = sanity.get("potentially_unreliable")
     return {
         "name": name, "preset": info.get("preset"), "randomized": bool(info.get("randomized", False)), "has_rejector": rejects,
-        "identity": {"weights": info.get("weights"), "threshold": info.get("threshold"),
+        "identity": {"weights": info.get("weights"), "threshold": info.get("threshold"), "params": info.get("params"),
                      "defence": {k: info.get("defence", {}).get(k) for k in ("name", "origin", "params", "weights")}},
-        "clean": {"accuracy": clean.get("accuracy"), "n": _clean_n(clean, result),
+        "clean": {"accuracy": clean.get("accuracy"), "n": _clean_n(result),
                   "end_to_end_accuracy": clean.get("end_to_end_accuracy") if rejects else None},
         "worst_case": _worst_case(t[t.kind == "worst_case"], meta, name, rejects),
         "ood": _ood(cells, meta),

@@ -14,6 +14,7 @@ on 1,000 samples (a seeded random subset of the same 50,000).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,13 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import early_stopping
+from . import early_stopping, losses
 from .data import Split
 from .early_stopping import optimizer_step, report_to
 from .losses import PenaltyMethod, RecReduction, attractor_loss
 from .determinism import deterministic
-from .files import key
+from .files import key, source_fingerprint
 from .models import MODEL_VERSION, Activation, AttractorNet, Chain
+from .models import attractor as attractor_module
 
 # progress(stage_name, epoch, max_epochs, val_accuracy) is called after every epoch.
 ProgressFn = Callable[[str, int, int, float], None]
@@ -82,11 +84,11 @@ class TrainConfig:
         return cls(**kw)
 
     def key(self) -> str:
-        """A hash of everything that determines the trained weights (besides the data)."""
-        d = self.to_dict()
-        if d["init"] is None:
-            del d["init"]  # keys of configs without a warm start stay what they were
-        return key(config=d, model_version=MODEL_VERSION)[:16]
+        """A hash of everything that determines the trained weights (besides the data): this
+        configuration and the source of the code that trains it (this module, the losses, the
+        early-stopping loop and the network's definition)."""
+        code = source_fingerprint(importlib.import_module(__name__), losses, early_stopping, attractor_module)
+        return key(config=self.to_dict(), model_version=MODEL_VERSION, code=code)[:16]
 
 
 _BASELINE = TrainConfig(weights=(0.99, 0.0, 0.01), n_train=50_000)

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from attractor_bench.cli import app
 from attractor_bench.defences import MODELS_INTERNAL
 from attractor_bench.models import MODELS
+from attractor_bench.training import PRESETS
 
 from conftest import MICRO, REPO, run_args
 
@@ -85,3 +86,31 @@ def test_a_recipe_retrains_only_when_what_its_training_depends_on_changes():
         assert mlp.key({"max_epochs": 1}, 0) != before[0] and dae.key({"max_epochs": 1}, 0) != before[1]
     with edited(REPO / "models" / "mlp.py", "\n\n", "\n# the MLP\n"):
         assert mlp.key({"max_epochs": 1}, 0) != before[0] and dae.key({"max_epochs": 1}, 0) == before[1]
+
+
+def test_an_attractor_network_retrains_when_its_training_code_changes_only():
+    cfg = PRESETS["attractor"]
+    before = cfg.key()
+    with edited(REPO / "attractor_bench" / "runner.py", "\n\n", "\n# unrelated edit\n"):
+        assert cfg.key() == before
+    for training_code in ("losses.py", "training.py", "early_stopping.py"):
+        with edited(REPO / "attractor_bench" / training_code, "\n\n", "\n# an edit to training\n"):
+            assert cfg.key() != before, training_code
+
+
+def test_retraining_a_transfer_source_recomputes_the_transfer_cells(micro_run, data_root, tmp_path):
+    """The transfer cells of the attractor start from examples made on the baseline: another
+    baseline (one more epoch) must not reuse them, while the attractor's own cells are reused."""
+    cache = tmp_path / "cache"
+    shutil.copytree(micro_run.cache, cache, symlinks=True)
+    suite = tmp_path / "micro.yaml"
+    text = MICRO.read_text()
+    old = "train: {n_train: 200, n_val: 100, max_epochs: 1}"
+    assert old in text
+    suite.write_text(text.replace(old, "train: {n_train: 200, n_val: 100, max_epochs: 2}"))
+    result = runner.invoke(app, run_args(suite, data_root, cache, tmp_path / "results"))
+    assert result.exit_code == 0, result.output
+    cells = json.loads((tmp_path / "results" / "micro" / "run.json").read_text())["cell_seconds"]
+    attractor = {(c["attack"], c["dataset"], c["stored"]) for c in cells if c["model"] == "attractor"}
+    assert ("transfer_pgd", "mnist", False) in attractor
+    assert {s for a, _, s in attractor if a != "transfer_pgd"} == {True}

@@ -28,12 +28,13 @@ def attack(norm="linf", eps=(0.1, 0.3), n=None, models=None, ood=False):
 
 
 def model(clean=0.9, wc=None, auroc=None, flags=None, reasons=(), weights="w", threshold=0.8, randomized=False,
-          defence="attractor", clean_n=None):
+          defence="attractor", clean_n=None, params=None):
     """wc: {eps or (norm, eps, all_images): (accuracy, e2e, n[, n_attacks])}; auroc: {dataset: {label: {eps: value}}}
     ('none' is clean); flags: {flag: 0/1} (None: not checked)."""
     return dict(clean=clean, wc=wc or {}, auroc=auroc or {}, flags=flags, reasons=list(reasons), clean_n=clean_n,
                 info={"preset": "p", "weights": weights, "randomized": randomized, "threshold": threshold,
-                      "defence": {"name": defence, "origin": "built-in", "params": {}, "weights": []}})
+                      "defence": {"name": defence, "origin": "built-in", "params": {}, "weights": []},
+                      **({"params": params} if params is not None else {})})
 
 
 def _model_rows(name: str, m: dict, attacks: dict) -> list[tuple]:
@@ -129,7 +130,7 @@ def test_summary_worst_cases_carry_their_attacks_n_and_exact_interval():
     assert (doc["format"], doc["suite"], doc["commit"], doc["date"]) == (1, "sub", "abc1234", "2026-12-01 10:00 UTC")
     att, plain = doc["models"]
     assert att["name"] == "att" and att["has_rejector"] and not plain["has_rejector"]
-    assert att["identity"] == {"weights": "w1", "threshold": 0.8,
+    assert att["identity"] == {"weights": "w1", "threshold": 0.8, "params": None,
                                "defence": {"name": "attractor", "origin": "built-in", "params": {}, "weights": []}}
     got = [(w["norm"], w["eps"], w["all_images"], w["n"], w["attacks"]) for w in att["worst_case"]]
     assert got == [("l2", 1.0, False, 50, ["deepfool"]), ("linf", 0.1, False, 50, ["fgsm", "square", "rejection_aware"]),
@@ -233,8 +234,9 @@ def test_shared_names_are_shown_with_their_suites(tmp_path):
     write_run(res, "s3", {"net": model(weights="w1")}, a)  # the same weights as s1's: merged with it
     write_run(res, "s4", {"net": model(weights="w2", defence="none", threshold=None)}, a)  # another defence: another model
     write_run(res, "s5", {"net": model(weights="w1", threshold=0.9)}, a)  # another threshold: another model
+    write_run(res, "s6", {"net": model(weights="w1", params={"eot_samples": 2})}, a)  # other evaluation parameters
     doc = board_json(res)
-    assert sorted(r["model"] for r in doc["rows"]) == ["net (s1, s3)", "net (s2)", "net (s4)", "net (s5)", "solo"]
+    assert sorted(r["model"] for r in doc["rows"]) == ["net (s1, s3)", "net (s2)", "net (s4)", "net (s5)", "net (s6)", "solo"]
     assert row(doc, "net (s4)")["defence"]["name"] == "none" and row(doc, "net (s5)")["threshold"] == 0.9
     assert "| `net (s1, s3)` |" in (res / "LEADERBOARD.md").read_text()
 
