@@ -166,8 +166,9 @@ def zero_gradient_share(classifier, x: np.ndarray, y: np.ndarray) -> float:
 @dataclass
 class Cell:
     """One (model, attack, eps, dataset) cell: `key` in the cell store, `seed` for its generators,
-    `group` the cells that share an intermediate (a transfer attack's examples, a minimal-perturbation
-    attack's run over every eps) and so go to the same worker."""
+    `shared` the store key of the examples it starts from when other cells start from them too (a
+    transfer attack's examples, a minimal-perturbation attack's run over every eps), else None;
+    `group` the cells that go to the same worker: those with the same `shared` examples."""
 
     model: str
     attack: AttackSpec | None
@@ -175,7 +176,11 @@ class Cell:
     dataset: str
     key: str
     seed: int
-    group: str
+    shared: str | None = None
+
+    @property
+    def group(self) -> str:
+        return self.shared or self.key
 
     @property
     def label(self) -> str:
@@ -193,11 +198,17 @@ class Workspace:
     images: dict
     prepared: dict[str, Defended]
 
-    def images_of(self, dataset: str, attack: AttackSpec | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(indices, images, labels or None on OOD sets) a cell of `attack` on `dataset` attacks."""
-        idx = self.subsets[(dataset, attack.n if attack else None)]
-        split = self.sets[dataset]
-        return idx, split.x[idx], split.y[idx] if dataset == "mnist" else None
+    def indices(self, dataset: str, attack: AttackSpec | None) -> np.ndarray:
+        """The indices of the images a cell of `attack` on `dataset` attacks."""
+        return self.subsets[(dataset, attack.n if attack else None)]
+
+    def labels(self, dataset: str, attack: AttackSpec | None) -> np.ndarray | None:
+        """Their labels (MNIST), or None (OOD sets: attacked with the model's own predictions)."""
+        return self.sets[dataset].y[self.indices(dataset, attack)] if dataset == "mnist" else None
+
+    def inputs(self, dataset: str, attack: AttackSpec | None) -> np.ndarray:
+        """The clean images themselves."""
+        return self.sets[dataset].x[self.indices(dataset, attack)]
 
 
 def attack_identity(attack: AttackSpec) -> dict:
@@ -254,10 +265,10 @@ def plan(ws: Workspace) -> dict[str, list[tuple[AttackSpec | None, float, list[C
                 seed = cell_seed(ws.suite.seed, spec.name, label, eps, ds)
                 k = key(stage="cell", model=d.fingerprint, attack=None if attack is None else attack_identity(attack),
                         eps=eps, dataset=ds, images=ws.images[(ds, attack.n if attack else None)], seed=seed)
-                c = Cell(spec.name, attack, eps, ds, k, seed, k)
-                shared = intermediate_key(ws, c)  # a transfer attack's source network, a minimal attack's run
-                if shared is not None:
-                    c.key = c.group = key(cell=k, shared=shared)
+                c = Cell(spec.name, attack, eps, ds, k, seed)
+                c.shared = intermediate_key(ws, c)  # a transfer attack's source network, a minimal attack's run
+                if c.shared is not None:
+                    c.key = key(cell=k, shared=c.shared)
                 cells.append(c)
             grid[spec.name].append((attack, eps, cells))
     return grid
@@ -266,14 +277,13 @@ def plan(ws: Workspace) -> dict[str, list[tuple[AttackSpec | None, float, list[C
 def _adversarial(ws: Workspace, c: Cell, x: np.ndarray, y: np.ndarray | None, store: CellStore) -> np.ndarray:
     """The cell's attacked images: its own attack, or examples shared with other cells (stored once)."""
     d, attack, eps = ws.prepared[c.model], c.attack, c.eps
-    shared = intermediate_key(ws, c)
 
     def stored_examples(compute) -> np.ndarray:
-        hit = store.get(shared)
+        hit = store.get(c.shared)
         if hit is not None:
             return hit[0]["x_adv"]
         x_adv = compute()
-        store.put(shared, {"x_adv": x_adv})
+        store.put(c.shared, {"x_adv": x_adv})
         return x_adv
 
     if attack.target is Target.TRANSFER:
@@ -292,7 +302,7 @@ def compute_cell(ws: Workspace, c: Cell, store: CellStore) -> tuple[dict[str, np
     generator is seeded from the cell, so the result does not depend on what ran before it or where."""
     t0 = time.perf_counter()
     seed_everything(c.seed)  # randomized models draw from the generators in every cell
-    _, x, y = ws.images_of(c.dataset, c.attack)
+    x, y = ws.inputs(c.dataset, c.attack), ws.labels(c.dataset, c.attack)
     x_adv = x
     if c.attack is not None and c.eps > 0:
         x_adv = _adversarial(ws, c, x, y, store)

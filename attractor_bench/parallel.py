@@ -85,11 +85,11 @@ def _init_local(payload: bytes, threads: int, store_root: str, fresh: bool) -> N
 def _light(ws, job: list) -> list[tuple]:
     """A job as plain values (the attack as its index in the suite): what travels per job."""
     index = {id(a): i for i, a in enumerate(ws.suite.attacks)}
-    return [(c.model, None if c.attack is None else index[id(c.attack)], c.eps, c.dataset, c.key, c.seed, c.group) for c in job]
+    return [(c.model, None if c.attack is None else index[id(c.attack)], c.eps, c.dataset, c.key, c.seed, c.shared) for c in job]
 
 
 def _cells(ws, light: list[tuple]) -> list:
-    return [Cell(m, None if a is None else ws.suite.attacks[a], e, d, k, s, g) for m, a, e, d, k, s, g in light]
+    return [Cell(m, None if a is None else ws.suite.attacks[a], e, d, k, s, sh) for m, a, e, d, k, s, sh in light]
 
 
 def _compute(ws, store, job: list[tuple], send_back: bool = False) -> list[tuple[str, float, dict | None]]:

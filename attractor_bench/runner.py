@@ -203,7 +203,7 @@ def _assemble_model(ws: Workspace, spec: ModelSpec, cells: list, store: CellStor
         mnist_out = None
         for c in group:
             log.bar.update(task, description=f"{spec.name} {c.label} eps={eps:.4f} {c.dataset}")
-            idx, _, y = ws.images_of(c.dataset, attack)
+            idx, y = ws.indices(c.dataset, attack), ws.labels(c.dataset, attack)
             hit = store.get(c.key)
             from_store = hit is not None and c.key not in computed_now  # not computed by this run's workers
             n_stored += from_store
@@ -213,7 +213,8 @@ def _assemble_model(ws: Workspace, spec: ModelSpec, cells: list, store: CellStor
                 metrics["n_samples"] = len(idx)
             meta["cell_seconds"].append(dict(model=spec.name, attack=c.label, eps=eps, dataset=c.dataset, seconds=seconds,
                                              stored=from_store))
-            mnist_out = mnist_out or out
+            if mnist_out is None:  # MNIST comes first: the OOD metrics compare with its scores
+                mnist_out = out
             if d.rejector is not None and (attack is None or (c.label, eps) == figure_cell):
                 figures["similarity"].append({"model": spec.name, "condition": "clean" if attack is None else
                                               f"{c.label}, eps {eps:.3g}", "dataset": c.dataset, "scores": out["similarity"],
@@ -281,13 +282,14 @@ def run_suite(
         computed_now = _compute_elsewhere(ws, grid, store, log, workers, cluster, fresh)
         n_cells = sum(len(cs) for m in grid.values() for _, _, cs in m)
         task = log.bar.add_task("cells", total=n_cells)
+        figure_attack = _figure_attack(suite)
         for spec in suite.models:
             cell_rows, records, stored = _assemble_model(ws, spec, grid[spec.name], store, log, task, meta, computed_now,
                                                          figures)
             rows += cell_rows + _aggregate(ws, spec.name, records, meta, store)
             n_stored += stored
-            if isinstance(prepared[spec.name].defence, AttractorDefence) and _figure_attack(suite) is not None:
-                figures["iterates"].append(_iterates(spec.name, prepared[spec.name], _figure_attack(suite), sets["mnist"],
+            if isinstance(prepared[spec.name].defence, AttractorDefence) and figure_attack is not None:
+                figures["iterates"].append(_iterates(spec.name, prepared[spec.name], figure_attack, sets["mnist"],
                                                      suite.seed))
     meta["cells"] = {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored}
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)

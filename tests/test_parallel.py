@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attractor_bench.cli import app
+from attractor_bench.config import load_suite
 from attractor_bench.parallel import jobs
 from conftest import MICRO, run_args
 
@@ -99,6 +100,23 @@ def test_an_unreachable_cluster_is_a_clear_error(tmp_path, data_root):
     assert result.exit_code == 2, result.output
     assert "Cannot reach the Dask scheduler" in result.output
     assert not (tmp_path / "results").exists()
+
+
+def test_the_plan_groups_the_cells_that_share_examples():
+    """In the micro suite: each model's DeepFool cells (one run read at two eps) form one job, the two
+    models' transfer cells (examples made once on the baseline) another; other cells go alone."""
+    from attractor_bench.cells import Defended, Workspace, plan
+
+    suite = load_suite(MICRO)
+    prepared = {m.name: Defended(None, None, None, f"model {m.name}", f"network {m.name}") for m in suite.models}
+    subsets = {(ds, n): np.arange(n or 60) for ds in ("mnist", "fashion_mnist") for n in (None, 10)}
+    ws = Workspace(suite, {}, subsets, {k: f"images {k}" for k in subsets}, prepared)
+    cells = [c for m in plan(ws).values() for _, _, cs in m for c in cs]
+    grouped = [sorted((c.model, c.label, c.eps) for c in job) for job in jobs(cells) if len(job) > 1]
+    assert grouped == [[("attractor", "transfer_pgd", 0.1), ("baseline", "transfer_pgd", 0.1)],
+                       [("baseline", "deepfool", 1.0), ("baseline", "deepfool", 2.0)],
+                       [("attractor", "deepfool", 1.0), ("attractor", "deepfool", 2.0)]]
+    assert len({c.key for c in cells}) == len(cells) == 14
 
 
 def test_cells_sharing_an_intermediate_go_to_one_job():
