@@ -149,7 +149,18 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
     return Defended(model, defence, rejector, fingerprint, network), meta
 
 
-def _load_images(suite: Suite, data_root, download: bool) -> tuple[dict, dict, dict]:
+def prepare(suite: Suite, splits: tuple, images: tuple, cache_dir, log: Log, dev: torch.device) -> tuple[Workspace, dict]:
+    """The Workspace every cell of `suite` is computed from: each model trained (or loaded) on `dev`
+    with its defence and rejector, beside the run's images (`load_images`); and what run.json
+    records about each model. `splits` are MNIST's (train, validation) splits."""
+    prepared, models = {}, {}
+    for spec in suite.models:  # every model first: transfer attacks need their source's network
+        ctx = Context(*splits, suite.seed, cache_dir, device=str(dev))
+        prepared[spec.name], models[spec.name] = _prepare_one(spec, suite, ctx, log, dev)
+    return Workspace(suite, *images, prepared), models
+
+
+def load_images(suite: Suite, data_root, download: bool) -> tuple[dict, dict, dict]:
     """(sets, subsets, image fingerprints): the test images of every dataset and each attack's subset."""
     sets = {"mnist": data_mod.load("mnist", "test", data_root, download).head(suite.data.n_test)}
     for name in suite.data.ood:
@@ -266,18 +277,15 @@ def run_suite(
     t_start = time.perf_counter()
     torch.manual_seed(suite.seed)
     train_split, val_split = data_mod.mnist_train_val(data_root, download)
-    sets, subsets, images = _load_images(suite, data_root, download)
+    sets, subsets, images = load_images(suite, data_root, download)
     store = CellStore(resolve_cache_dir(cache_dir) / "cells", fresh=fresh)
     store.remove_stale_temporaries()
     meta = {**_meta(suite, subsets, dev, workers, cluster), "n_images": {ds: len(split) for ds, split in sets.items()}}
     rows, figures, n_stored = [], {"similarity": [], "iterates": []}, 0
     with deterministic(), log:
         activate(dev)
-        prepared = {}
-        for spec in suite.models:  # every model first: transfer attacks need their source's network
-            ctx = Context(train_split, val_split, suite.seed, cache_dir, device=str(dev))
-            prepared[spec.name], meta["models"][spec.name] = _prepare_one(spec, suite, ctx, log, dev)
-        ws = Workspace(suite, sets, subsets, images, prepared)
+        ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
+        prepared = ws.prepared
         grid = plan(ws)
         computed_now = _compute_elsewhere(ws, grid, store, log, workers, cluster, fresh)
         n_cells = sum(len(cs) for m in grid.values() for _, _, cs in m)

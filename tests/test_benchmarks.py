@@ -19,3 +19,19 @@ def test_jacobian_penalty_benchmark_last_line(data_root):
     m = re.fullmatch(r"exact_ratio=([\d.]+) estimator_ratio=([\d.]+) estimator_rel_err=([\d.]+) naive_ratio=([\d.]+)", last)
     assert m, last
     assert all(float(v) > 0 for v in m.groups())
+
+
+def test_attack_throughput_benchmark_last_line(data_root, tmp_path):
+    """On the micro suite's attractor (trained into a temporary cache), a few images and steps: the
+    registry's PGD and the plain torch loop give the same bits, and the last line has its four figures."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "attack_throughput.py"), "--data-root", str(data_root),
+         "--cache-dir", str(tmp_path), "--suite", str(REPO / "suites" / "micro.yaml"), "--n", "40", "--steps", "3",
+         "--square-iters", "5", "--rounds", "1"],
+        capture_output=True, text=True, timeout=600, check=True,
+    ).stdout
+    assert "pgd_identical=true" in out, out
+    last = out.strip().splitlines()[-1]
+    m = re.fullmatch(r"pgd_art_over_torch=([\d.]+) pgd_flop_share=([\d.]+) square_query_share=([\d.]+) cell_seconds=([\d.]+)", last)
+    assert m, last
+    assert all(float(v) > 0 for v in m.groups())
