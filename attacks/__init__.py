@@ -44,6 +44,9 @@ from art.attacks.evasion import (
     SquareAttack,
 )
 
+from art.estimators.classification import PyTorchClassifier
+
+from .clamped_pgd import ClampedPGD
 from .rejection_aware import RejectionAwarePGD
 
 NORMS = {"linf": np.inf, "l2": 2}
@@ -121,7 +124,10 @@ def _bim(clf, eps, eps_step_ratio=0.1, **kw):
 
 def _pgd(norm):
     def factory(clf, eps, eps_step_ratio=0.25, **kw):
-        return ProjectedGradientDescent(clf, norm=NORMS[norm], eps=eps, eps_step=eps * eps_step_ratio, **kw)
+        cls = ProjectedGradientDescent
+        if isinstance(clf, PyTorchClassifier) and clf.all_framework_preprocessing:  # what ART's PGD would pick
+            cls = ClampedPGD
+        return cls(clf, norm=NORMS[norm], eps=eps, eps_step=eps * eps_step_ratio, **kw)
     return factory
 
 
@@ -174,6 +180,7 @@ def _rejection_aware(clf, eps, rejector, **kw):
 
 
 _QUIET = {"verbose": False}
+_PGD_CODE = ("attractor_bench.attacks.clamped_pgd",)
 ATTACKS: dict[str, AttackEntry] = {
     "fgsm": AttackEntry(
         _fgsm, "linf", "gradient", "FGSM, ART FastGradientMethod (Goodfellow et al. 2015)", {"batch_size": 256},
@@ -187,11 +194,13 @@ ATTACKS: dict[str, AttackEntry] = {
         _pgd("linf"), "linf", "gradient", "PGD L-inf with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
         {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
+        depends=_PGD_CODE,
     ),
     "pgd_l2": AttackEntry(
         _pgd("l2"), "l2", "gradient", "PGD L2 with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
         {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
+        depends=_PGD_CODE,
     ),
     "apgd_ce": AttackEntry(
         _apgd("cross_entropy"), "linf", "gradient", "Auto-PGD L-inf, cross-entropy loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
@@ -246,4 +255,4 @@ ATTACKS: dict[str, AttackEntry] = {
     ),
 }
 
-__all__ = ["ATTACKS", "AttackEntry", "NORMS", "RejectionAwarePGD", "perturbation_norms", "within_budget"]
+__all__ = ["ATTACKS", "AttackEntry", "ClampedPGD", "NORMS", "RejectionAwarePGD", "perturbation_norms", "within_budget"]

@@ -39,9 +39,10 @@ def check_images(x: torch.Tensor, where: str) -> None:
         raise ValueError(f"{where}: expected a batch of 28x28 images (N, 1, 28, 28) or (N, 784), got shape {tuple(x.shape)}.")
     if x.numel() == 0:
         return
-    if not torch.isfinite(x).all():
+    lo, hi = torch.aminmax(x.detach())  # one pass over the batch: NaN and Inf show in the extremes
+    lo, hi = lo.item(), hi.item()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{where}: input contains NaN or Inf.")
-    lo, hi = x.min().item(), x.max().item()
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise ValueError(f"{where}: pixel values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}].")
 
@@ -94,13 +95,16 @@ class AttractorDefence(PreprocessorPyTorch):
         cur = x.reshape(shape[0], -1)  # (B, 784)
         n_iter = torch.zeros(shape[0], dtype=torch.long, device=x.device)
         active = torch.ones(shape[0], dtype=torch.bool, device=x.device)
-        for _ in range(self.max_iter):
+        for k in range(self.max_iter):
             nxt = self.model.reconstruct(cur)
             if self.clip:
                 nxt = nxt.clamp(0.0, 1.0)
-            step = (nxt - cur).abs().amax(1).detach()
-            cur = torch.where(active[:, None], nxt, cur)
+            last = k + 1 == self.max_iter  # no convergence test after the last iteration
+            step = None if last else (nxt - cur).abs().amax(1).detach()
+            cur = nxt if k == 0 else torch.where(active[:, None], nxt, cur)  # every sample takes the first step
             n_iter = n_iter + active.long()
+            if last:
+                break
             active = active & (step >= self.tol)
             if not active.any():
                 break
@@ -113,13 +117,15 @@ class AttractorDefence(PreprocessorPyTorch):
         out = x.reshape(shape[0], -1).clone()
         n_iter = torch.zeros(shape[0], dtype=torch.long, device=x.device)
         active = torch.arange(shape[0], device=x.device)
-        for _ in range(self.max_iter):
+        for k in range(self.max_iter):
             cur = out[active]
             nxt = self.model.reconstruct(cur)
             if self.clip:
                 nxt = nxt.clamp(0.0, 1.0)
             out[active] = nxt
             n_iter[active] += 1
+            if k + 1 == self.max_iter:
+                break
             active = active[(nxt - cur).abs().amax(1) >= self.tol]
             if len(active) == 0:
                 break

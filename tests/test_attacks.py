@@ -7,9 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from art.attacks.evasion import ProjectedGradientDescent
 
 from attractor_bench import ATTACKS, AttractorDefence, PearsonRejector, make_classifier
-from attractor_bench.attacks import perturbation_norms, within_budget
+from attractor_bench.attacks import ClampedPGD, perturbation_norms, within_budget
 from attractor_bench.cache import get_or_train
 from attractor_bench.data import load, mnist_train_val
 from attractor_bench.defences import pearson
@@ -122,3 +123,19 @@ def test_rejection_aware_attack_evades_the_rejector_or_gets_ood_accepted(trained
     before = (sim(ood) >= threshold).mean()
     after = (sim(attack.generate(ood)) >= threshold).mean()
     assert after > before
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.3, 20 / 255])
+def test_registry_pgd_gives_arts_bits(model, images, eps):
+    """The registry's PGD (ART's PyTorch PGD with the L-inf projection as one clamp) equals ART's
+    own ProjectedGradientDescent bit for bit, through the defended pipeline."""
+    clf = make_classifier(model, AttractorDefence(model))
+    y = np.arange(len(images)) % 10
+    runs = []
+    for build in (lambda: ATTACKS["pgd"].build(clf, eps, max_iter=5, batch_size=8),
+                  lambda: ProjectedGradientDescent(clf, eps=eps, eps_step=eps / 4, max_iter=5, num_random_init=1,
+                                                   batch_size=8, verbose=False)):
+        np.random.seed(0)
+        runs.append(build().generate(images, y=y))
+    assert isinstance(ATTACKS["pgd"].build(clf, eps), ClampedPGD)
+    assert np.array_equal(runs[0], runs[1]) and np.abs(runs[0] - images).max() > eps / 2
