@@ -46,6 +46,7 @@ from art.attacks.evasion import (
 
 from art.estimators.classification import PyTorchClassifier
 
+from .apgd_classifier import on_classifier
 from .clamped_pgd import ClampedPGD
 from .rejection_aware import RejectionAwarePGD
 
@@ -133,7 +134,8 @@ def _pgd(norm):
 
 def _apgd(loss_type):
     def factory(clf, eps, **kw):  # step size: 2 eps at the start, as in Croce & Hein (2020); APGD adapts it
-        return AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps, loss_type=loss_type, **kw)
+        return on_classifier(AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps, loss_type=loss_type,
+                                                           **kw), clf)
     return factory
 
 
@@ -141,8 +143,9 @@ def _autoattack(clf, eps, apgd_max_iter=100, apgd_restarts=1, deepfool_max_iter=
                 square_restarts=1, batch_size=256):
     """ART's AutoAttack with its default members (untargeted) and explicit budgets."""
     members = [
-        AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=apgd_max_iter,
-                                     nb_random_init=apgd_restarts, batch_size=batch_size, loss_type=loss, verbose=False)
+        on_classifier(AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=apgd_max_iter,
+                                                    nb_random_init=apgd_restarts, batch_size=batch_size, loss_type=loss,
+                                                    verbose=False), clf)
         for loss in ("cross_entropy", "difference_logits_ratio")
     ]
     members.append(DeepFool(clf, max_iter=deepfool_max_iter, epsilon=1e-3, nb_grads=10, batch_size=batch_size, verbose=False))
@@ -181,6 +184,7 @@ def _rejection_aware(clf, eps, rejector, **kw):
 
 _QUIET = {"verbose": False}
 _PGD_CODE = ("attractor_bench.attacks.clamped_pgd",)
+_APGD_CODE = ("attractor_bench.attacks.apgd_classifier",)
 ATTACKS: dict[str, AttackEntry] = {
     "fgsm": AttackEntry(
         _fgsm, "linf", "gradient", "FGSM, ART FastGradientMethod (Goodfellow et al. 2015)", {"batch_size": 256},
@@ -205,17 +209,18 @@ ATTACKS: dict[str, AttackEntry] = {
     "apgd_ce": AttackEntry(
         _apgd("cross_entropy"), "linf", "gradient", "Auto-PGD L-inf, cross-entropy loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
         {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
-        _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"),
+        _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"), depends=_APGD_CODE,
     ),
     "apgd_dlr": AttackEntry(
         _apgd("difference_logits_ratio"), "linf", "gradient", "Auto-PGD L-inf, DLR loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
         {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
-        _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"),
+        _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"), depends=_APGD_CODE,
     ),
     "autoattack": AttackEntry(
         _autoattack, "linf", "gradient",
         "ART's AutoAttack ensemble (APGD-CE, APGD-DLR, DeepFool, Square; untargeted), not RobustBench's standard AutoAttack",
         {}, frozenset({"apgd_max_iter", "apgd_restarts", "deepfool_max_iter", "square_max_iter", "square_restarts", "batch_size"}),
+        depends=_APGD_CODE,
     ),
     "cw_l2": AttackEntry(
         _cw_l2, "l2", "gradient", "Carlini-Wagner L2 (minimal perturbation), ART CarliniL2Method",

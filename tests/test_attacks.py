@@ -139,3 +139,36 @@ def test_registry_pgd_gives_arts_bits(model, images, eps):
         runs.append(build().generate(images, y=y))
     assert isinstance(ATTACKS["pgd"].build(clf, eps), ClampedPGD)
     assert np.array_equal(runs[0], runs[1]) and np.abs(runs[0] - images).max() > eps / 2
+
+
+def test_apgd_keeps_the_classifier_it_is_given(model, images):
+    """ART's APGD would attack a plain PyTorchClassifier of its own; the registry's attacks the
+    classifier it is given (with APGD's loss): the same bits for a deterministic model, and a
+    randomized model's EoT gradients (eot_samples forward passes per gradient)."""
+    from art.attacks.evasion import AutoProjectedGradientDescent
+
+    from attractor_bench.classifier import EoTClassifier
+
+    clf = make_classifier(model, AttractorDefence(model))
+    y = np.arange(len(images)) % 10
+    runs = []
+    for build in (lambda: ATTACKS["apgd_ce"].build(clf, 0.1, max_iter=5, batch_size=8),
+                  lambda: AutoProjectedGradientDescent(clf, norm=np.inf, eps=0.1, eps_step=0.2, max_iter=5, batch_size=8,
+                                                       nb_random_init=1, loss_type="cross_entropy", verbose=False)):
+        np.random.seed(0)
+        attack = build()
+        runs.append(attack.generate(images, y=y))
+    assert np.array_equal(runs[0], runs[1])
+    for name in ("apgd_ce", "apgd_dlr"):
+        assert type(ATTACKS[name].build(clf, 0.1).estimator) is type(clf)
+    members = ATTACKS["autoattack"].build(clf, 0.1).attacks
+    assert all(type(m.estimator) is type(clf) for m in members)
+
+    eot = EoTClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
+                        clip_values=(0.0, 1.0), preprocessing=None, eot_samples=3)
+    attack = ATTACKS["apgd_ce"].build(eot, 0.1, max_iter=2, batch_size=16)
+    assert type(attack.estimator) is EoTClassifier and attack.estimator.eot_samples == 3
+    passes = []
+    model.register_forward_pre_hook(lambda m, args: passes.append(len(args[0])))
+    attack.estimator.loss_gradient(images, np.eye(10, dtype=np.float32)[y])
+    assert len(passes) == 3  # three draws averaged
