@@ -111,7 +111,7 @@ def forward_flops(f, x: np.ndarray) -> float:
     return counter.get_total_flops() / len(x)
 
 
-def matmul_peak(size: int = 2048, reps: int = 5) -> float:
+def matmul_peak(size: int = 2048, reps: int = 10) -> float:
     """FLOP/s of the best of `reps` float32 size^3 matrix multiplications."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b  # warm up
@@ -233,6 +233,7 @@ def main() -> None:
             t, adv_plain = seconds(plain_pgd, f, x, y, eps, eps_step, args.steps, batch, seed)
             t_plain.append(t)
         art_s, plain_s = statistics.median(t_art), statistics.median(t_plain)
+        print(f"rounds (s): registry {' '.join(f'{t:.2f}' for t in t_art)}; plain {' '.join(f'{t:.2f}' for t in t_plain)}")
         identical = bool(np.array_equal(adv_art, adv_plain))
         work = flops * args.n * args.steps
         print(f"matmul peak {peak / 1e9:.1f} GFLOP/s; one PGD step {flops / 1e6:.2f} MFLOP per image "
