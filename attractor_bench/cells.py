@@ -31,7 +31,7 @@ import torch
 
 from . import classifier as classifier_mod
 from .attacks import AttackEntry, perturbation_norms, within_budget
-from .classifier import make_classifier, networks
+from .classifier import make_classifier
 from .config import AttackSpec, ModelSpec, Suite, Target
 from .defences import PearsonRejector, pearson, straight_through
 from .plugins import BUILT_IN
@@ -78,10 +78,6 @@ class Defended:
     @property
     def classifiers(self) -> dict:
         if getattr(self, "_classifiers", None) is None:
-            # Evaluated, never trained: no attack computes weight gradients, not even through the
-            # classifier ART's APGD builds for itself from the model (the input gradients are the same bits).
-            for module in [self.model, *(networks(self.defence) if self.defence is not None else [])]:
-                module.requires_grad_(False)
             dev = next(self.model.parameters(), torch.empty(0)).device
             self._classifiers = {Target.NETWORK: make_classifier(self.model, device=dev),
                                  Target.PIPELINE: make_classifier(self.model, self.defence, device=dev),

@@ -196,7 +196,7 @@ def workspace(args):
     log = Log(Console(stderr=True), progress=False)
     splits = mnist_train_val(args.data_root, download=False)
     ws, _ = prepare(suite, splits, load_images(suite, args.data_root, download=False), args.cache_dir, log, torch.device("cpu"))
-    return ws, pgd
+    return ws
 
 
 def main() -> None:
@@ -214,7 +214,7 @@ def main() -> None:
     args = p.parse_args()
 
     with deterministic():
-        ws, pgd = workspace(args)
+        ws = workspace(args)
         d = ws.prepared[args.model]
         f = pipeline(d)
         x, y = ws.inputs("mnist", None), ws.labels("mnist", None)
