@@ -18,9 +18,14 @@ What the runner needs to know about an entry:
 - `single_step`: FGSM; the sanity flags expect iterative attacks to be at least as strong.
 - `needs_rejector`: the attack also gets the suite's rejector (the rejection-aware attack).
 
-All attacks except the rejection-aware one are ART's own classes. `autoattack` is ART's
-`AutoAttack` ensemble (APGD-CE, APGD-DLR, DeepFool, Square, untargeted, with the budgets below),
-not RobustBench's standard AutoAttack.
+All attacks except the rejection-aware one and `autoattack_standard` are ART's own classes. Two
+AutoAttacks, named for what they are:
+- `autoattack_standard`: standard AutoAttack from its authors' code (`pyautoattack`, an optional
+  extra): APGD-CE, APGD-T, FAB-T, Square with 5,000 queries, the version RobustBench and every
+  published MNIST AutoAttack figure use (`rand`, with EoT, for randomized models);
+- `autoattack_art`: ART's `AutoAttack` ensemble (APGD-CE, APGD-DLR, DeepFool, Square, untargeted,
+  with the budgets below), not comparable with published AutoAttack numbers.
+`RENAMED` maps the names of earlier versions to today's.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from art.attacks.evasion import (
 from art.estimators.classification import PyTorchClassifier
 
 from .apgd_classifier import on_classifier
+from .autoattack_standard import StandardAutoAttack
 from .clamped_pgd import ClampedPGD
 from .rejection_aware import RejectionAwarePGD
 
@@ -139,7 +145,11 @@ def _apgd(loss_type):
     return factory
 
 
-def _autoattack(clf, eps, apgd_max_iter=100, apgd_restarts=1, deepfool_max_iter=50, square_max_iter=1000,
+def _autoattack_standard(clf, eps, **kw):
+    return StandardAutoAttack(clf, eps, **kw)
+
+
+def _autoattack_art(clf, eps, apgd_max_iter=100, apgd_restarts=1, deepfool_max_iter=50, square_max_iter=1000,
                 square_restarts=1, batch_size=256):
     """ART's AutoAttack with its default members (untargeted) and explicit budgets."""
     members = [
@@ -216,9 +226,16 @@ ATTACKS: dict[str, AttackEntry] = {
         {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
         _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"), depends=_APGD_CODE,
     ),
-    "autoattack": AttackEntry(
-        _autoattack, "linf", "gradient",
-        "ART's AutoAttack ensemble (APGD-CE, APGD-DLR, DeepFool, Square; untargeted), not RobustBench's standard AutoAttack",
+    "autoattack_standard": AttackEntry(
+        _autoattack_standard, "linf", "gradient",
+        "standard AutoAttack, the authors' code (pyautoattack): APGD-CE, APGD-T, FAB-T, Square 5,000 queries; version rand "
+        "(APGD-CE, APGD-DLR with EoT) for randomized models. The one comparable with published AutoAttack figures",
+        {}, frozenset({"version", "batch_size"}), depends=("attractor_bench.attacks.autoattack_standard",),
+    ),
+    "autoattack_art": AttackEntry(
+        _autoattack_art, "linf", "gradient",
+        "ART's AutoAttack ensemble (APGD-CE, APGD-DLR, DeepFool, Square; untargeted, ART's budgets): not standard "
+        "AutoAttack, not comparable with published AutoAttack figures",
         {}, frozenset({"apgd_max_iter", "apgd_restarts", "deepfool_max_iter", "square_max_iter", "square_restarts", "batch_size"}),
         depends=_APGD_CODE,
     ),
@@ -260,4 +277,6 @@ ATTACKS: dict[str, AttackEntry] = {
     ),
 }
 
-__all__ = ["ATTACKS", "AttackEntry", "ClampedPGD", "NORMS", "RejectionAwarePGD", "perturbation_norms", "within_budget"]
+RENAMED = {"autoattack": "autoattack_art (ART's ensemble; the authors' standard AutoAttack is autoattack_standard)"}
+
+__all__ = ["ATTACKS", "RENAMED", "AttackEntry", "ClampedPGD", "NORMS", "RejectionAwarePGD", "perturbation_norms", "within_budget"]

@@ -1,5 +1,5 @@
 """ART's APGD on the classifier it is given (the registry's `apgd_ce`, `apgd_dlr` and the APGD
-members of `autoattack`)."""
+members of `autoattack_art`)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from .attacks import ATTACKS
+from .attacks import ATTACKS, RENAMED
 from .defences import DEFENCES
 from .models import MODELS
 from .training import PRESETS
@@ -88,6 +88,8 @@ def resolve(kind: str, name: str) -> Registered:
                               f"{type(e).__name__}: {e}") from e
         return Registered(name, obj, _origin(eps[name]))
     known = ", ".join([*builtins, *sorted(eps)])
+    if kind == "attack" and name in RENAMED:
+        raise PluginError(f"attack {name!r} is now called {RENAMED[name]}.")
     raise PluginError(f"unknown {kind} {name!r}. Choose one of: {known}; or give a 'module:callable' reference.")
 
 

@@ -108,7 +108,7 @@ def _choices(result: RunResult) -> list[str]:
               "- Labels: the true labels on MNIST; on OOD sets the attacked classifier's own predictions (ART's default).",
               "- Rejection off: `accuracy`. Rejection on: `end-to-end` = accepted and correct, `rejected`, "
               "`accepted & wrong` (the attacker's win).",
-              "- Attacks (`autoattack` is ART's AutoAttack ensemble, not RobustBench's standard AutoAttack):",
+              "- Attacks (`autoattack_standard` is the authors' standard AutoAttack, comparable with published figures; `autoattack_art` is ART's ensemble, which is not):",
               *[f"  - `{a.label}`: {a.entry.description}; {a.norm} eps {', '.join(fmt_eps(e, a.norm) for e in a.eps)}; "
                 f"{_TARGETS[a.target.value].format(source=a.source)}; "
                 + ("minimal-perturbation attack run once, counted at each eps only where its perturbation is within eps; "

@@ -19,7 +19,7 @@ PAGES = [README, *DOCS]
 
 COMMANDS = [
     "pip install torch==2.13.0 && pip install -e . && attractor-bench run suites/mnist_fgsm.yaml --data-root ../shared/datasets",
-    'pip install -e ".[test,distributed]" && ATTRACTOR_BENCH_DATA=../shared/datasets python -m pytest -q',
+    'pip install -e ".[test,distributed,autoattack]" && ATTRACTOR_BENCH_DATA=../shared/datasets python -m pytest -q',
 ]
 RESULT_LINE = re.compile(r"^(?P<name>[^:\n]+): accuracy (?P<acc>[\d.]+)%, accepted (?P<accepted>[\d.]+)%, "
                          r"accepted and correct (?P<e2e>[\d.]+)%$", re.M)
