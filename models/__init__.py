@@ -3,7 +3,8 @@
 comparison models a suite's `models.<name>.preset` can name beside them.
 
 `MODELS`: the comparison models as `Recipe`s (built, trained once, cached): the undefended MLP,
-the PGD-trained MLP and the stochastic-parameter network. Each recipe names the modules its
+the PGD-trained MLP, the stochastic-parameter network and Madry et al.'s CNN with adversarial
+training (`cnn_at`, the state-of-the-art reference). Each recipe names the modules its
 training depends on (`depends`), so only an edit to those retrains it.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from attractor_bench.recipes import Recipe
 
+from . import cnn as _cnn
 from . import mlp as _mlp
 from . import stochastic as _stochastic
 from .attractor import MODEL_VERSION, N_CLASSES, SIZES, Activation, AttractorNet, Chain
@@ -26,6 +28,10 @@ MODELS: dict[str, Recipe] = {
                          "stochastic-parameter MLP (related paper 002): Gaussian weights sampled per image, randomized, "
                          "attacked with EoT", {**_TRAINING, "max_epochs": 10, "prior_std": 0.1},
                          {"eot_samples": 8, "inference_samples": 1}, depends=("attractor_bench.models.mlp", *_LOOP)),
+    "cnn_at": Recipe("cnn_at", _cnn.make_cnn, _mlp.fit_pgd_at, "Madry et al.'s MNIST CNN (conv32-conv64-fc1024), PGD "
+                     "adversarial training at L-inf eps 0.3 (5 steps, 8 epochs): the state-of-the-art reference",
+                     {**_TRAINING, "max_epochs": 8, "eps": 0.3, "steps": 5, "step_size": 0.1, "ramp_epochs": 2},
+                     depends=("attractor_bench.models.mlp", *_LOOP)),
 }
 
 __all__ = ["MODELS", "MODEL_VERSION", "N_CLASSES", "SIZES", "Activation", "AttractorNet", "Chain"]
