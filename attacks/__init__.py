@@ -71,6 +71,7 @@ class AttackEntry:
     single_step: bool = False
     needs_rejector: bool = False
     depends: tuple[str, ...] = ()  # modules (by name) besides the factory's own source that build the attack
+    cost: float = 100.0  # about the passes per image at the default budget: a cascade runs cheap attacks first
 
     def allowed_params(self) -> set[str] | None:
         return None if self.params is None else set(self.params)
@@ -80,7 +81,8 @@ class AttackEntry:
         """An outside attack: `factory(classifier, eps, **params)` returns an object with
         `generate(x, y) -> x_adv`. Optional attributes of the factory describe it: `norm`
         ('linf' default, or 'l2'), `kind` ('gradient' default, 'score', 'decision'), `bounded`
-        (True), `single_step` (False). Its docstring's first line is its description."""
+        (True), `single_step` (False), `cost` (100: about its passes per image, the cascade's order). Its
+        docstring's first line is its description."""
         if isinstance(factory, cls):
             return factory
         norm, kind = getattr(factory, "norm", "linf"), getattr(factory, "kind", "gradient")
@@ -93,7 +95,7 @@ class AttackEntry:
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
         doc = ((factory.__doc__ or "").strip().splitlines() or [getattr(factory, "__name__", "outside attack")])[0]
         return cls(factory, norm, kind, doc, {}, params, bool(getattr(factory, "bounded", True)),
-                   bool(getattr(factory, "single_step", False)))
+                   bool(getattr(factory, "single_step", False)), cost=float(getattr(factory, "cost", 100.0)))
 
     def build(self, classifier, eps: float, rejector=None, **params):
         """The attack for `classifier` at budget `eps` (ignored by minimal-perturbation attacks)."""
@@ -199,38 +201,45 @@ ATTACKS: dict[str, AttackEntry] = {
     "fgsm": AttackEntry(
         _fgsm, "linf", "gradient", "FGSM, ART FastGradientMethod (Goodfellow et al. 2015)", {"batch_size": 256},
         _art_params(FastGradientMethod, "eps_step", "minimal", "num_random_init"), single_step=True,
+        cost=1,
     ),
     "bim": AttackEntry(
         _bim, "linf", "gradient", "BIM L-inf, ART BasicIterativeMethod (Kurakin et al. 2017), no random start",
         {"batch_size": 256, "max_iter": 20, **_QUIET}, _art_params(BasicIterativeMethod, "eps_step", extra=("eps_step_ratio",)),
+        cost=20,
     ),
     "pgd": AttackEntry(
         _pgd("linf"), "linf", "gradient", "PGD L-inf with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
         {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
         depends=_PGD_CODE,
+        cost=40,
     ),
     "pgd_l2": AttackEntry(
         _pgd("l2"), "l2", "gradient", "PGD L2 with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
         {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
         depends=_PGD_CODE,
+        cost=40,
     ),
     "apgd_ce": AttackEntry(
         _apgd("cross_entropy"), "linf", "gradient", "Auto-PGD L-inf, cross-entropy loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
         {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
         _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"), depends=_APGD_CODE,
+        cost=100,
     ),
     "apgd_dlr": AttackEntry(
         _apgd("difference_logits_ratio"), "linf", "gradient", "Auto-PGD L-inf, DLR loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
         {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
         _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"), depends=_APGD_CODE,
+        cost=100,
     ),
     "autoattack_standard": AttackEntry(
         _autoattack_standard, "linf", "gradient",
         "standard AutoAttack, the authors' code (pyautoattack): APGD-CE, APGD-T, FAB-T, Square 5,000 queries; version rand "
         "(APGD-CE, APGD-DLR with EoT) for randomized models. The one comparable with published AutoAttack figures",
         {}, frozenset({"version", "batch_size"}), depends=("attractor_bench.attacks.autoattack_standard",),
+        cost=20000,
     ),
     "autoattack_art": AttackEntry(
         _autoattack_art, "linf", "gradient",
@@ -238,42 +247,50 @@ ATTACKS: dict[str, AttackEntry] = {
         "AutoAttack, not comparable with published AutoAttack figures",
         {}, frozenset({"apgd_max_iter", "apgd_restarts", "deepfool_max_iter", "square_max_iter", "square_restarts", "batch_size"}),
         depends=_APGD_CODE,
+        cost=3000,
     ),
     "cw_l2": AttackEntry(
         _cw_l2, "l2", "gradient", "Carlini-Wagner L2 (minimal perturbation), ART CarliniL2Method",
         {"batch_size": 256, "max_iter": 50, "binary_search_steps": 5, "learning_rate": 0.1, "initial_const": 1.0, **_QUIET},
         _art_params(CarliniL2Method, "targeted"), bounded=False,
+        cost=250,
     ),
     "cw_linf": AttackEntry(
         _cw_linf, "linf", "gradient", "Carlini-Wagner L-inf (minimal perturbation), ART CarliniLInfMethod",
         {"batch_size": 1, "max_iter": 10, "decrease_factor": 0.5, "initial_const": 0.01, "largest_const": 20.0,
          "const_factor": 4.0, "learning_rate": 0.1, **_QUIET},
         _art_params(CarliniLInfMethod, "targeted"), bounded=False,
+        cost=500,
     ),
     "deepfool": AttackEntry(
         _deepfool, "l2", "gradient", "DeepFool (minimal perturbation, L2), ART DeepFool (Moosavi-Dezfooli et al. 2016)",
         {"batch_size": 256, "max_iter": 50, "epsilon": 0.02, **_QUIET}, _art_params(DeepFool), bounded=False,
+        cost=50,
     ),
     "square": AttackEntry(
         _square, "linf", "score", "Square Attack L-inf (score-based black box), ART SquareAttack (Andriushchenko et al. 2020)",
         {"batch_size": 256, "max_iter": 1000, "nb_restarts": 1, "p_init": 0.8, **_QUIET},
         _art_params(SquareAttack, "adv_criterion", "loss"),
+        cost=1000,
     ),
     "hopskipjump": AttackEntry(
         _hopskipjump, "l2", "decision", "HopSkipJump L2 (decision-based black box, minimal perturbation), ART HopSkipJump",
         {"batch_size": 256, "max_iter": 20, "max_eval": 1000, "init_eval": 100, **_QUIET},
         _art_params(HopSkipJump, "targeted"), bounded=False,
+        cost=20000,
     ),
     "boundary": AttackEntry(
         _boundary, "l2", "decision", "Boundary attack, untargeted (decision-based black box, minimal perturbation), ART BoundaryAttack",
         {"batch_size": 256, "max_iter": 200, "num_trial": 10, "sample_size": 10, **_QUIET},
         _art_params(BoundaryAttack, "targeted"), bounded=False,
+        cost=20000,
     ),
     "rejection_aware": AttackEntry(
         _rejection_aware, "linf", "gradient",
         "Rejection-aware PGD L-inf through the unrolled iteration: on MNIST, misclassify while keeping the similarity "
         "above the threshold; on OOD sets, push the similarity above it (written for this defence)",
         {}, RejectionAwarePGD.attack_params_allowed, needs_rejector=True, depends=("attractor_bench.attacks.rejection_aware",),
+        cost=100,
     ),
 }
 

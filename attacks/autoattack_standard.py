@@ -32,6 +32,7 @@ class Pipeline(torch.nn.Module):
 
     def __init__(self, classifier):
         super().__init__()
+        self.count = getattr(classifier, "count", lambda **_: None)  # a CheckedClassifier counts passes
         ops = list(classifier.preprocessing_operations)
         if not all(isinstance(op, PreprocessorPyTorch) for op in ops):
             raise ValueError("autoattack_standard differentiates the pipeline in torch: every preprocessing defence must be "
@@ -39,6 +40,7 @@ class Pipeline(torch.nn.Module):
         self.model, self.ops = classifier.model, ops
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.count(forward=len(x), backward=len(x) if torch.is_grad_enabled() and x.requires_grad else 0)
         for op in self.ops:
             x, _ = op.forward(x)
         return self.model(x)

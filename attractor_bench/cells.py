@@ -169,7 +169,8 @@ class Cell:
     """One (model, attack, eps, dataset) cell: `key` in the cell store, `seed` for its generators,
     `shared` the store key of the examples it starts from when other cells start from them too (a
     transfer attack's examples, a minimal-perturbation attack's run over every eps), else None;
-    `group` the cells that go to the same worker: those with the same `shared` examples."""
+    `group` the cells that go to the same worker: those of one cascade, else those with the same
+    `shared` examples."""
 
     model: str
     attack: AttackSpec | None
@@ -178,10 +179,12 @@ class Cell:
     key: str
     seed: int
     shared: str | None = None
+    after: tuple["Cell", ...] = ()  # cascade: the cells before it (clean first); it attacks what they left robust
+    chain: str | None = None  # cascade: the cascade it belongs to (its cells go to one worker, in order)
 
     @property
     def group(self) -> str:
-        return self.shared or self.key
+        return self.chain or self.shared or self.key
 
     @property
     def label(self) -> str:
@@ -272,43 +275,116 @@ def plan(ws: Workspace) -> dict[str, list[tuple[AttackSpec | None, float, list[C
                     c.key = key(cell=k, shared=c.shared)
                 cells.append(c)
             grid[spec.name].append((attack, eps, cells))
+        if ws.suite.worst_case == "cascade":
+            chain(ws.suite, grid[spec.name])
     return grid
 
 
-def _adversarial(ws: Workspace, c: Cell, x: np.ndarray, y: np.ndarray | None, store: CellStore) -> np.ndarray:
-    """The cell's attacked images: its own attack, or examples shared with other cells (stored once)."""
+def chain(suite: Suite, points_: list) -> None:
+    """Link one model's cascading MNIST cells: per (norm, eps), after the clean cell and the cells
+    that attack every image, the cascading attacks in order of cost (the registry's `cost`, then
+    the suite's order), each on the images all cells before it failed on. A cell's key covers the
+    keys of the cells before it (they decide its images)."""
+    mnist = [(a, e, c) for a, e, cs in points_ for c in cs if c.dataset == "mnist"]
+    clean = next(c for a, _, c in mnist if a is None)
+    for norm, eps in dict.fromkeys((a.norm, e) for a, e, _ in mnist if a is not None and e > 0):
+        here = [(a, c) for a, e, c in mnist if a is not None and a.norm == norm and e == eps]
+        before = [clean, *(c for a, c in here if not suite.cascades(a))]
+        cascade = sorted((x for x in here if suite.cascades(x[0])), key=lambda x: (x[0].entry.cost, suite.attacks.index(x[0])))
+        for a, c in cascade:
+            c.after = tuple(before)
+            c.key = key(cell=c.key, after=[b.key for b in before])
+            before.append(c)
+        for c in before[1:] if cascade else ():
+            c.chain = key(chain=cascade[0][1].key)
+
+
+def _adversarial(ws: Workspace, c: Cell, x: np.ndarray, y: np.ndarray | None,
+                 store: CellStore) -> tuple[np.ndarray, dict[str, int]]:
+    """The cell's attacked images and the passes its attack spent: its own attack, or examples
+    shared with other cells (stored once, with the passes that made them)."""
     d, attack, eps = ws.prepared[c.model], c.attack, c.eps
 
-    def stored_examples(compute) -> np.ndarray:
+    def stored_examples(compute) -> tuple[np.ndarray, dict[str, int]]:
         hit = store.get(c.shared)
         if hit is not None:
-            return hit[0]["x_adv"]
-        x_adv = compute()
-        store.put(c.shared, {"x_adv": x_adv})
-        return x_adv
+            return hit[0]["x_adv"], {k: int(hit[0][k]) for k in PASSES}
+        x_adv, passes = compute()
+        store.put(c.shared, {"x_adv": x_adv, **{k: np.array(v) for k, v in passes.items()}})
+        return x_adv, passes
 
     if attack.target is Target.TRANSFER:
         src = ws.prepared[attack.source]
         s = cell_seed(ws.suite.seed, attack.source, attack.label, eps, c.dataset)
-        return stored_examples(lambda: run_attack(attack, eps, src.classifiers[Target.NETWORK], x, y, s))
+        return stored_examples(lambda: counted(run_attack, attack, eps, src.classifiers[Target.NETWORK], x, y, s))
     if attack.entry.bounded:
-        return run_attack(attack, eps, d.classifiers[attack.target], x, y, c.seed, d.rejector)
+        return counted(run_attack, attack, eps, d.classifiers[attack.target], x, y, c.seed, d.rejector)
     s = cell_seed(ws.suite.seed, c.model, attack.label, c.dataset)
-    x_adv = stored_examples(lambda: run_attack(attack, eps, d.classifiers[attack.target], x, y, s, d.rejector))
-    return within_budget(x_adv, x, eps, attack.entry.norm)
+    x_adv, passes = stored_examples(lambda: counted(run_attack, attack, eps, d.classifiers[attack.target], x, y, s,
+                                                    d.rejector))
+    return within_budget(x_adv, x, eps, attack.entry.norm), passes
+
+
+PASSES = ("forward_passes", "backward_passes")
+
+
+def counted(run, attack, eps, classifier, *args) -> tuple[np.ndarray, dict[str, int]]:
+    """run(attack, eps, classifier, *args) and the images passed forward and backward through the
+    classifier meanwhile (`CheckedClassifier.passes`; zero for a classifier that does not count)."""
+    before = dict(getattr(classifier, "passes", {}))
+    x_adv = run(attack, eps, classifier, *args)
+    after = getattr(classifier, "passes", {})
+    return x_adv, {f"{k}_passes": int(after.get(k, 0) - before.get(k, 0)) for k in ("forward", "backward")}
+
+
+def _broken_before(ws: Workspace, c: Cell, store: CellStore, y: np.ndarray) -> tuple[np.ndarray, dict]:
+    """For a cascade cell: which of its images a cell before it already misclassified, and per
+    image so broken the outputs of the first cell that broke it (computed first if not stored)."""
+    idx = ws.indices(c.dataset, c.attack)
+    broken, first = np.zeros(len(idx), bool), {}
+    for b in c.after:
+        hit = store.get(b.key)
+        out_b = hit[0] if hit is not None else compute_cell(ws, b, store)[0]
+        idx_b = ws.indices(b.dataset, b.attack)
+        here = np.isin(idx, idx_b)  # the images of this cell that cell b saw
+        rows_b = np.searchsorted(idx_b, idx[here])
+        new = np.zeros(len(idx), bool)
+        new[here] = (out_b["pred"][rows_b] != y[here]) & ~broken[here]
+        for k in PER_SAMPLE:
+            first.setdefault(k, np.zeros(len(idx), out_b[k].dtype))[new] = out_b[k][np.searchsorted(idx_b, idx[new])]
+        broken |= new
+    return broken, first
+
+
+PER_SAMPLE = ("pred", "pred_single", "similarity", "similarity_single", "n_iter", "delta_linf", "delta_l2")
 
 
 def compute_cell(ws: Workspace, c: Cell, store: CellStore) -> tuple[dict[str, np.ndarray], float]:
     """Attack and evaluate one cell, store it (atomically) and return its outputs and seconds. Every
-    generator is seeded from the cell, so the result does not depend on what ran before it or where."""
+    generator is seeded from the cell, so the result does not depend on what ran before it or where.
+
+    A cascade cell (`c.after`) attacks only the images every cell before it failed on; on the
+    others its outputs are those of the first cell that broke the image, so its accuracy is the
+    robust accuracy after the cascade up to it, and the worst case over the cells is the one every
+    attack on every image gives. `n_attacked`, `forward_passes` and `backward_passes` say what the
+    cell's attack spent (the passes of shared examples are counted where they were made)."""
+    x, y = ws.inputs(c.dataset, c.attack), ws.labels(c.dataset, c.attack)
+    # the cells before a cascade cell first (computed if missing: their time is theirs, in their own headers)
+    broken, first = (_broken_before(ws, c, store, y) if c.after else (np.zeros(len(x), bool), {}))
     t0 = time.perf_counter()
     seed_everything(c.seed)  # randomized models draw from the generators in every cell
-    x, y = ws.inputs(c.dataset, c.attack), ws.labels(c.dataset, c.attack)
-    x_adv = x
-    if c.attack is not None and c.eps > 0:
-        x_adv = _adversarial(ws, c, x, y, store)
+    x_adv, passes = x, {"forward_passes": 0, "backward_passes": 0}
+    todo = ~broken
+    if c.attack is not None and c.eps > 0 and todo.any():
+        attacked, passes = _adversarial(ws, c, x[todo], None if y is None else y[todo], store)
+        x_adv = x.copy()
+        x_adv[todo] = attacked
         check_budget(c.attack.label, x_adv, x, c.eps, c.attack.entry.norm)
     out = {**evaluate(ws.prepared[c.model], x_adv), **perturbation_sizes(x, x_adv)}
+    for k, v in first.items():
+        out[k][broken] = v[broken]
+    attacked_n = int(todo.sum()) if c.attack is not None and c.eps > 0 else 0
+    out.update({"n_attacked": np.array(attacked_n), **{k: np.array(v) for k, v in passes.items()}})
     seconds = round(time.perf_counter() - t0, 2)
     store.put(c.key, out, {"seconds": seconds, "cell": [c.model, c.label, c.eps, c.dataset]})
     return out, seconds

@@ -66,6 +66,19 @@ class CheckedClassifier(PyTorchClassifier):
 
     _memo: "Memo | None" = None
 
+    @property
+    def passes(self) -> dict[str, int]:
+        """Images passed through the pipeline so far: `forward` (predictions actually computed, not
+        those answered from memory) and `backward` (one per image and gradient: a class gradient
+        of every class counts `nb_classes`); attacks' costs are read from it."""
+        if "_passes" not in self.__dict__:
+            self._passes = {"forward": 0, "backward": 0}
+        return self._passes
+
+    def count(self, forward: int = 0, backward: int = 0) -> None:
+        self.passes["forward"] += int(forward)
+        self.passes["backward"] += int(backward)
+
     @contextmanager
     def memoized(self) -> Iterator[None]:
         """Within the block, predict answers an input it was asked in its last few calls from memory
@@ -81,19 +94,24 @@ class CheckedClassifier(PyTorchClassifier):
 
     def predict(self, x, batch_size: int = 128, training_mode: bool = False, **kwargs):
         x = _checked(x, "classifier.predict")
-        run = lambda rows: super(CheckedClassifier, self).predict(rows, batch_size=batch_size, training_mode=training_mode,
-                                                                  **kwargs)
+
+        def run(rows):
+            self.count(forward=len(rows))
+            return super(CheckedClassifier, self).predict(rows, batch_size=batch_size, training_mode=training_mode, **kwargs)
+
         if self._memo is None or training_mode or kwargs or not isinstance(x, np.ndarray):
             return run(x)
         return self._memo.predict(x, run)
 
     def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):
         x = _checked(x, "classifier.loss_gradient")
+        self.count(forward=len(x), backward=len(x))
         with self._input_gradients_only():
             return super().loss_gradient(x, y, training_mode=training_mode, **kwargs)
 
     def class_gradient(self, x, label=None, training_mode: bool = False, **kwargs):
         x = _checked(x, "classifier.class_gradient")
+        self.count(forward=len(x), backward=len(x) * (self.nb_classes if label is None else 1))
         with self._input_gradients_only():
             return super().class_gradient(x, label=label, training_mode=training_mode, **kwargs)
 

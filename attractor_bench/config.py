@@ -111,6 +111,7 @@ class AttackSpec:
     source: str | None = None  # the model whose network makes transfer examples
     n: int | None = None  # a fixed, seeded subset of this many images per dataset (None: all of them)
     ood: bool = True  # also attack the OOD sets (else MNIST only)
+    full: bool = False  # with `worst_case: cascade`, still attack every image (its own accuracy is reported)
     entry: AttackEntry | None = None  # what builds it (None: the built-in `name`)
     origin: str = BUILT_IN
 
@@ -139,6 +140,15 @@ class Suite:
     rejector: RejectorSpec
     attacks: tuple[AttackSpec, ...]
     device: str = "auto"
+    worst_case: str = "full"  # full: every attack on every image; cascade: each on the images still robust
+
+    def cascades(self, attack: AttackSpec) -> bool:
+        """Whether `attack`'s MNIST cells run in the cascade (on the images every earlier attack failed
+        on) instead of on every image: in a cascade suite, the bounded attacks on the defended model
+        that do not say `full: true` (transfer examples and minimal-perturbation runs are shared
+        between cells, so they stay full and come first)."""
+        return (self.worst_case == "cascade" and not attack.full and attack.entry.bounded
+                and attack.target is not Target.TRANSFER)
 
 
 class _Reader:
@@ -237,7 +247,8 @@ def _train_config(r: _Reader, preset: str, overrides: Any, key: str, earlier: di
 
 def parse_suite(raw: Any, path: Path) -> Suite:
     r = _Reader(path)
-    top = r.mapping(raw, "", {"name", "seed", "reference", "device", "data", "models", "defence", "rejector", "attacks"},
+    top = r.mapping(raw, "", {"name", "seed", "reference", "device", "data", "models", "defence", "rejector", "attacks",
+                              "worst_case"},
                     {"models", "attacks"})
     seed = r.integer(top.get("seed", 0), "seed")
     data = _data(r, top.get("data"))
@@ -256,7 +267,8 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     device = str(top.get("device", "auto"))
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device.strip().lower()):
         raise r.fail("device", f"{device!r} is not one of auto, cpu, cuda or cuda:<index>.")
-    return Suite(name, path, seed, reference, data, models, defence, rejector, attacks, device)
+    worst = r.choice(top.get("worst_case", "full"), "worst_case", ["full", "cascade"])
+    return Suite(name, path, seed, reference, data, models, defence, rejector, attacks, device, worst)
 
 
 def _data(r: _Reader, raw: Any) -> DataSpec:
@@ -324,7 +336,7 @@ def _attacks(r: _Reader, raw: Any, models: tuple[ModelSpec, ...]) -> tuple[Attac
 
 
 def _attack(r: _Reader, key: str, a: Any, models: tuple[ModelSpec, ...], labels: set[str]) -> AttackSpec:
-    a = r.mapping(a, key, {"name", "label", "eps", "target", "params", "source", "n", "ood"}, {"name", "eps"})
+    a = r.mapping(a, key, {"name", "label", "eps", "target", "params", "source", "n", "ood", "full"}, {"name", "eps"})
     reg = r.registered("attack", a["name"], f"{key}.name")
     try:
         entry = AttackEntry.from_callable(reg.obj)
@@ -345,8 +357,11 @@ def _attack(r: _Reader, key: str, a: Any, models: tuple[ModelSpec, ...], labels:
     ood = a.get("ood", True)
     if not isinstance(ood, bool):
         raise r.fail(f"{key}.ood", f"expected true or false, got {ood!r}.")
+    full = a.get("full", False)
+    if not isinstance(full, bool):
+        raise r.fail(f"{key}.full", f"expected true or false, got {full!r}.")
     params = r.mapping(a.get("params") or {}, f"{key}.params", entry.allowed_params())
-    return AttackSpec(label, name, eps, target, params, source, n, ood, entry, reg.origin)
+    return AttackSpec(label, name, eps, target, params, source, n, ood, full, entry, reg.origin)
 
 
 def _source(r: _Reader, key: str, source: Any, target: Target, model_names: list[str]) -> str | None:

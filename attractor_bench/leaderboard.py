@@ -1,9 +1,11 @@
 """A RobustBench-style leaderboard over the runs in a results folder, read from their `summary.json`.
 
-`write_leaderboard(dir)` reads `dir/*/summary.json` (see `summary.py`), groups the models by
-identity (name, weights, defence, threshold), takes each number from one run (`RULES`), sorts,
-and writes LEADERBOARD.md, LEADERBOARD.csv, LEADERBOARD.json and leaderboard_worst_case.png into
-`dir`, all or none. Nothing depends on the time it runs: the same summaries give the same bytes.
+`write_leaderboard(dir)` reads `dir/*/summary.json` (see `summary.py`), sets aside the runs made
+by other code than the current one (stale: listed, not ranked), groups the models by identity
+(name, weights, defence, threshold), takes each number from one run (`RULES`), ranks with paired
+evidence (`beats`), and writes LEADERBOARD.md, LEADERBOARD.csv, LEADERBOARD.json and
+leaderboard_worst_case.png into `dir`, all or none. Nothing depends on the time it runs: the same
+summaries and code give the same bytes.
 """
 
 from __future__ import annotations
@@ -14,25 +16,35 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from scipy.stats import binomtest, fisher_exact
+
 from . import plots, tables
 from .data import DISPLAY_NAMES
 from .errors import AttractorBenchError, ConfigError
 from .files import atomic_folder
-from .summary import FILE, FORMAT, dumps
+from .provenance import code_version
+from .published import GOAL, MNIST_LINF_03, SOURCE
+from .summary import FILE, FORMAT, decode_samples, dumps
 
 EPS_POINTS, OOD_EPS, NORM = (0.1, 0.3), 0.1, "linf"
 OOD_SETS = [d for d in DISPLAY_NAMES if d != "mnist"]
 FILES, FIGURE = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json"), "leaderboard_worst_case.png"
 UNRELIABLE = "⚠ potentially unreliable"
+ALPHA = 0.05
 RULES = ("One row per model: a model is its name, trained weights, defence and rejector threshold, whichever suites "
          "evaluated it. *Worst case* at L-inf eps: an image counts as robust only if it is classified correctly clean and "
          "under every L-inf attack of the run at that eps, on the n images all of them saw, with a 95% Clopper-Pearson "
          "interval; *e2e*: accepted by the OOD rejector and correct in that worst case (models with a rejector only); "
          f"*OOD AUROC*: MNIST against the set, clean / the lowest over the L-inf attacks at eps {OOD_EPS:g}. Each number "
          "comes from the run with the most attacks there, then the larger n, then the later date, then the alphabetically "
-         "first suite; LEADERBOARD.json gives its suite, commit and date. Sorted by worst case at 0.3, then 0.1, then "
-         f"clean accuracy, then name; missing values ({tables.DASH}) last. A model is potentially unreliable if any of "
-         "its runs raised a sanity flag. Numbers in percent.")
+         "first suite; LEADERBOARD.json gives its suite, commit and date. *Rank* (#): 1 + the number of rows that beat the "
+         "row, where a row beats another if it is better at the first of worst case 0.3, worst case 0.1 and clean "
+         f"accuracy at which the two are separated at p < {ALPHA:g}: McNemar's exact test on their per-sample worst-case "
+         "outcomes where they share images (scipy's binomtest on the discordant pairs), else Fisher's exact test on the "
+         "counts; rows with the same # are not separated. Sorted by rank, then worst case at 0.3, 0.1, clean accuracy "
+         f"and name; a missing value ({tables.DASH}) counts as worse than any measured one. A model is potentially unreliable if any of its runs raised a "
+         "sanity flag. Only runs made by the current code are ranked (others are listed as stale). Numbers in percent.")
 _MODEL_KEYS = ("name", "identity", "randomized", "has_rejector", "clean", "worst_case", "ood", "verdict")
 
 
@@ -58,6 +70,7 @@ class Row:
     numbers: dict[str, Number]
     unreliable: bool | None
     reasons: dict[str, list[str]]  # suite -> why it raised a sanity flag
+    rank: int = 0  # 1 + the rows that beat it (`beats`)
 
     def v(self, key: str) -> float | None:
         return self.numbers[key].value
@@ -74,6 +87,7 @@ class Leaderboard:
     rows: list[Row]
     runs: list[dict]
     pending: list[str]  # folders with results.csv but no summary.json
+    stale: list[dict]  # summaries made by other code than the current one (or an older format)
 
 
 def _read(path: Path, results_dir: Path) -> dict:
@@ -82,6 +96,8 @@ def _read(path: Path, results_dir: Path) -> dict:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise AttractorBenchError(f"{path}: not valid JSON ({e}); {fix}.") from e
+    if isinstance(doc, dict) and isinstance(doc.get("format"), int) and doc["format"] < FORMAT and isinstance(doc.get("suite"), str):
+        return {**doc, "models": [], "stale": f"summary format {doc['format']} (this version writes {FORMAT})"}
     if not (isinstance(doc, dict) and doc.get("format") == FORMAT and isinstance(doc.get("suite"), str)
             and isinstance(doc.get("models"), list)
             and all(isinstance(m, dict) and all(k in m for k in _MODEL_KEYS) for m in doc["models"])):
@@ -118,7 +134,8 @@ def _at(x: float, eps: float) -> bool:
 
 def _numbers(entries: list[tuple[dict, dict]]) -> dict[str, Number]:
     """Each number of one model from its (summary, record) pairs."""
-    nums = {"clean": _pick([Number(m["clean"]["accuracy"], r, (0, m["clean"]["n"]), {"n": m["clean"]["n"]})
+    nums = {"clean": _pick([Number(m["clean"]["accuracy"], r, (0, m["clean"]["n"]),
+                                   {"n": m["clean"]["n"], "interval": m["clean"].get("interval")})
                             for r, m in entries if m["clean"]["accuracy"] is not None])}
     for eps in EPS_POINTS:
         wc = _pick([Number(w["accuracy"], r, (len(w["attacks"]), w["n"]), {k: w[k] for k in ("n", "interval", "attacks")}, w)
@@ -141,8 +158,50 @@ def _sort_key(row: Row) -> tuple:
     return (*[(1, 0.0) if v is None else (0, -v) for v in vals], row.display)
 
 
+def _counts(n: Number) -> tuple[int, int]:
+    return int(round(n.value * n.extra["n"])), int(n.extra["n"])
+
+
+def separated(a: Number, b: Number) -> int:
+    """+1 if `a` is better than `b` at p < ALPHA, -1 if worse, 0 if not separated (or not both
+    measured; a measured number counts as better than a missing one). Paired (McNemar's exact test:
+    a binomial test on the images exactly one of the two keeps) where both carry per-sample outcomes
+    on shared images, else Fisher's exact test."""
+    if a.value is None or b.value is None:
+        return (a.value is not None) - (b.value is not None)
+    sa, sb = (a.record or {}).get("samples"), (b.record or {}).get("samples")
+    if sa and sb:
+        (ia, ra), (ib, rb) = decode_samples(sa), decode_samples(sb)
+        common = np.intersect1d(ia, ib)
+        if len(common):
+            ka, kb = ra[np.searchsorted(ia, common)], rb[np.searchsorted(ib, common)]
+            only_a, only_b = int((ka & ~kb).sum()), int((kb & ~ka).sum())
+            if only_a + only_b == 0 or binomtest(only_a, only_a + only_b, 0.5).pvalue >= ALPHA:
+                return 0
+            return 1 if only_a > only_b else -1
+    (xa, na), (xb, nb) = _counts(a), _counts(b)
+    if fisher_exact([[xa, na - xa], [xb, nb - xb]]).pvalue >= ALPHA:
+        return 0
+    return 1 if xa / na > xb / nb else -1
+
+
+def beats(r: Row, other: Row) -> bool:
+    """Whether `r` is better than `other` at the first of worst case 0.3, worst case 0.1 and clean
+    accuracy that separates them."""
+    for k in (f"worst_case_{EPS_POINTS[1]:g}", f"worst_case_{EPS_POINTS[0]:g}", "clean"):
+        sign = separated(r.numbers[k], other.numbers[k])
+        if sign:
+            return sign > 0
+    return False
+
+
 def build(results_dir: str | Path) -> Leaderboard:
     runs, pending = read_summaries(Path(results_dir))
+    current = code_version()
+    stale = [{**r, "stale": r.get("stale") or ("made by other code than the current one (code fingerprint "
+                                               f"{str(r.get('code'))[:12]}, now {current[:12]})")}
+             for r in runs if r.get("stale") or r.get("code") != current]
+    runs = [r for r in runs if not (r.get("stale") or r.get("code") != current)]
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for run in runs:
         for m in run["models"]:
@@ -155,7 +214,9 @@ def build(results_dir: str | Path) -> Leaderboard:
         reasons = {r["suite"]: m["verdict"]["reasons"] for r, m in entries if m["verdict"]["potentially_unreliable"]}
         display = name if names.count(name) == 1 else f"{name} ({', '.join(suites)})"
         rows.append(Row(display, entries[0][1], suites, _numbers(entries), any(checked) if checked else None, reasons))
-    return Leaderboard(sorted(rows, key=_sort_key), runs, pending)
+    for r in rows:
+        r.rank = 1 + sum(beats(o, r) for o in rows if o is not r)
+    return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale)
 
 
 def _wc(r: Row, eps: float) -> str:
@@ -166,15 +227,22 @@ def _wc(r: Row, eps: float) -> str:
     return f"{tables.pct(n.value)} [{tables.pct(lo)}, {tables.pct(hi)}] (n={n.extra['n']})"
 
 
+def _with_ci(n: Number) -> str:
+    if n.value is None:
+        return tables.DASH
+    lo, hi = (n.extra or {}).get("interval") or (None, None)
+    return tables.pct(n.value) + ("" if lo is None else f" [{tables.pct(lo)}, {tables.pct(hi)}]")
+
+
 def _cells(r: Row, rank: int) -> list:
-    return [rank, f"`{r.display}`", r.model["identity"]["defence"]["name"], "yes" if r.model["randomized"] else "no",
-            r.pct("clean"), *[_wc(r, e) for e in EPS_POINTS], *[r.pct(f"e2e_{e:g}") for e in EPS_POINTS],
+    return [r.rank, f"`{r.display}`", r.model["identity"]["defence"]["name"], "yes" if r.model["randomized"] else "no",
+            _with_ci(r.numbers["clean"]), *[_wc(r, e) for e in EPS_POINTS], *[r.pct(f"e2e_{e:g}") for e in EPS_POINTS],
             *[f"{r.pct(f'{d}_clean')} / {r.pct(f'{d}_attacked')}" for d in OOD_SETS],
             f"**{UNRELIABLE}**" if r.unreliable else r.verdict(), ", ".join(r.suites)]
 
 
 def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
-    header = ["#", "model", "defence", "randomized", "clean", *[f"worst case L-inf {e:g} [95% CI]" for e in EPS_POINTS],
+    header = ["#", "model", "defence", "randomized", "clean [95% CI]", *[f"worst case L-inf {e:g} [95% CI]" for e in EPS_POINTS],
               *[f"e2e {e:g}" for e in EPS_POINTS], *[f"{DISPLAY_NAMES[d]} AUROC clean / attacked" for d in OOD_SETS],
               "sanity", "suites"]
     parts = ["# Leaderboard: defended MNIST classifiers", "", RULES, "",
@@ -184,12 +252,51 @@ def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
     flagged = [f"- `{r.display}` in `{s}`: " + ("; ".join(why) or "a sanity flag")
                for r in board.rows for s, why in r.reasons.items()]
     parts += ["## Sanity flags raised", "", *flagged, ""] if flagged else []
-    parts += ["## Runs", "", *[f"- `{r['suite']}`: `{r['command']}`, commit `{r['commit']}`, {r['date']}." for r in board.runs],
-              ""]
+    parts += _goal(board) + _published()
+    parts += ["## Runs", "", *[f"- `{r['suite']}`: `{r['command']}`, commit `{r['commit']}`, {r['date']}"
+                               + (", worst case by cascade" if r.get("worst_case_mode") == "cascade" else "") + "."
+                               for r in board.runs], ""]
+    if board.stale:
+        parts += ["## Stale results (not ranked)", "",
+                  "Made by other code than the current one: their numbers are not comparable with the rows above. "
+                  "Regenerate them (scripts/reproduce.sh) to rank them.", "",
+                  *[f"- `{r['suite']}` (commit `{r.get('commit')}`, {r.get('date')}): {r['stale']}." for r in board.stale], ""]
     if board.pending:
         parts += ["## Not on the leaderboard", "",
                   *[f"- `{f}`: no summary.json: rerun its suite with this version." for f in board.pending], ""]
     return "\n".join(parts)
+
+
+def _goal(board: Leaderboard) -> list[str]:
+    """The state-of-the-art reference against its published figure."""
+    r = next((r for r in board.rows if r.model["name"] == GOAL["model"]), None)
+    if r is None:
+        return []
+    wc, clean = r.numbers[f"worst_case_{GOAL['eps']:g}"], r.numbers["clean"]
+    if wc.value is None:
+        return ["## The state-of-the-art reference against its goal", "",
+                f"`{r.display}`: no worst case at L-inf {GOAL['eps']:g} measured; goal: {GOAL['what']}.", ""]
+    lo, hi = wc.extra["interval"]
+    gap = GOAL["robust"] - 100 * wc.value
+    verdict = (f"meets the goal" if gap <= 0 else f"falls short by {gap:.2f} points (the 95% interval's upper end, "
+               f"{100 * hi:.2f}%, is {'above' if 100 * hi >= GOAL['robust'] else 'below'} it)")
+    clean_gap = GOAL["clean"] - 100 * (clean.value or 0)
+    return ["## The state-of-the-art reference against its goal", "",
+            f"Goal: {GOAL['what']}. `{r.display}` keeps {tables.pct(wc.value)}% [{tables.pct(lo)}, {tables.pct(hi)}] "
+            f"(n = {wc.extra['n']}) in the worst case at L-inf {GOAL['eps']:g}, over {', '.join(wc.extra['attacks'])} "
+            f"(standard AutoAttack among them: the worst case is at most AutoAttack's own accuracy), so it {verdict}; "
+            f"clean {tables.pct(clean.value)}% (n = {clean.extra['n']}), "
+            + ("meeting the clean goal." if clean_gap <= 0 else f"{clean_gap:.2f} points below the clean goal.")
+            + " docs/leaderboard.md says what closing a gap would take.", ""]
+
+
+def _published() -> list[str]:
+    rows = [[i, f"[{paper}]({link})", f"{clean:.2f}", f"{reported:.2f}", f"{aa:.2f}"]
+            for i, (paper, link, clean, reported, aa) in enumerate(MNIST_LINF_03, 1)]
+    return ["## Published, not measured here", "",
+            f"Source: {SOURCE}. Where a measured row above is better than a published one, check its n and its interval "
+            "before reading anything into it.", "",
+            tables.markdown(["#", "paper", "clean", "reported", "standard AutoAttack"], rows), ""]
 
 
 def _frac(v: float | None) -> str:
@@ -199,14 +306,16 @@ def _frac(v: float | None) -> str:
 def _flat(r: Row, rank: int) -> dict:
     """One LEADERBOARD.csv line: fractions, empty where missing."""
     m = r.model
-    d = {"rank": rank, "model": r.display, "name": m["name"], "weights": m["identity"]["weights"] or "",
+    ci = lambda n: (n.extra or {}).get("interval") or (None, None)
+    d = {"rank": r.rank, "position": rank, "model": r.display, "name": m["name"], "weights": m["identity"]["weights"] or "",
          "defence": m["identity"]["defence"]["name"], "randomized": "yes" if m["randomized"] else "no",
          "threshold": _frac(m["identity"]["threshold"]), "unreliable": {None: "", True: "yes", False: "no"}[r.unreliable],
-         "clean": _frac(r.v("clean"))}
+         "clean": _frac(r.v("clean")), "clean_n": (r.numbers["clean"].extra or {}).get("n", ""),
+         "clean_ci_low": _frac(ci(r.numbers["clean"])[0]), "clean_ci_high": _frac(ci(r.numbers["clean"])[1])}
     for e in EPS_POINTS:
-        k, x = f"worst_case_linf_{e:g}", r.numbers[f"worst_case_{e:g}"].extra or {"interval": (None, None)}
-        d.update({k: _frac(r.v(f"worst_case_{e:g}")), f"{k}_n": x.get("n", ""), f"{k}_lo": _frac(x["interval"][0]),
-                  f"{k}_hi": _frac(x["interval"][1]), f"e2e_linf_{e:g}": _frac(r.v(f"e2e_{e:g}"))})
+        k, n = f"worst_case_linf_{e:g}", r.numbers[f"worst_case_{e:g}"]
+        d.update({k: _frac(n.value), f"{k}_n": (n.extra or {}).get("n", ""), f"{k}_ci_low": _frac(ci(n)[0]),
+                  f"{k}_ci_high": _frac(ci(n)[1]), f"e2e_linf_{e:g}": _frac(r.v(f"e2e_{e:g}"))})
     for ds in OOD_SETS:
         k = f"ood_auroc_{ds}"
         d.update({f"{k}_clean": _frac(r.v(f"{ds}_clean")), f"{k}_linf_{OOD_EPS:g}": _frac(r.v(f"{ds}_attacked")),
@@ -224,11 +333,15 @@ def render_csv(board: Leaderboard) -> str:
 
 
 def render_json(board: Leaderboard) -> str:
-    rows = [{"rank": i, "model": r.display, "name": r.model["name"], **r.model["identity"], "randomized": r.model["randomized"],
+    rows = [{"rank": r.rank, "position": i, "model": r.display, "name": r.model["name"], **r.model["identity"],
+             "randomized": r.model["randomized"],
              "unreliable": r.unreliable, "flags_raised": r.reasons, "suites": r.suites,
              "numbers": {k: n.as_json() for k, n in r.numbers.items()}} for i, r in enumerate(board.rows, 1)]
     runs = {r["suite"]: {k: r.get(k) for k in ("command", "commit", "date")} for r in board.runs}
-    return dumps({"format": FORMAT, "rules": RULES, "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending})
+    stale = {r["suite"]: {"commit": r.get("commit"), "date": r.get("date"), "why": r["stale"]} for r in board.stale}
+    published = [dict(zip(("paper", "link", "clean", "reported", "autoattack"), p)) for p in MNIST_LINF_03]
+    return dumps({"format": FORMAT, "rules": RULES, "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending,
+                  "stale": stale, "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
 
 
 def _series(board: Leaderboard) -> dict[str, list[tuple[float, float]]]:
@@ -245,8 +358,8 @@ def _series(board: Leaderboard) -> dict[str, list[tuple[float, float]]]:
 
 def summary_table(board: Leaderboard):
     header = ["#", "model", "clean", *[f"wc {e:g}" for e in EPS_POINTS], f"e2e {EPS_POINTS[1]:g}", "sanity"]
-    rows = [[i, r.display, r.pct("clean"), *[r.pct(f"worst_case_{e:g}") for e in EPS_POINTS], r.pct(f"e2e_{EPS_POINTS[1]:g}"),
-             r.verdict()] for i, r in enumerate(board.rows, 1)]
+    rows = [[r.rank, r.display, r.pct("clean"), *[r.pct(f"worst_case_{e:g}") for e in EPS_POINTS], r.pct(f"e2e_{EPS_POINTS[1]:g}"),
+             r.verdict()] for r in board.rows]
     return tables.terminal("Leaderboard: worst case per sample over each run's L-inf attacks, %", header, rows,
                            right=set(header[:1] + header[2:-1]))
 

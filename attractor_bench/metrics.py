@@ -66,6 +66,8 @@ def cell_metrics(out: dict, id_out: dict | None, y: np.ndarray | None, threshold
         "mean_iterations": out["n_iter"].mean(),
         "perturbation_linf": out["delta_linf"].mean(),
         "perturbation_l2": out["delta_l2"].mean(),
+        # what the attack spent: images attacked, images through the pipeline forward and backward
+        **{k: float(out[k]) for k in ("n_attacked", "forward_passes", "backward_passes") if k in out},
     }
     accepted_ = accepted(out, threshold)
     if y is not None:

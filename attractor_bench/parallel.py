@@ -47,11 +47,12 @@ _STATE: dict = {}
 
 
 def jobs(cells: list) -> list[list]:
-    """Cells grouped by what they share (`Cell.group`), in first-appearance order."""
+    """Cells grouped by what they share (`Cell.group`), in first-appearance order; within a job, a
+    cascade's cells after the cells they follow."""
     groups: dict[str, list] = {}
     for c in cells:
         groups.setdefault(c.group, []).append(c)
-    return list(groups.values())
+    return [sorted(job, key=lambda c: len(c.after)) for job in groups.values()]
 
 
 def _payload(ws) -> bytes:
@@ -85,11 +86,16 @@ def _init_local(payload: bytes, threads: int, store_root: str, fresh: bool) -> N
 def _light(ws, job: list) -> list[tuple]:
     """A job as plain values (the attack as its index in the suite): what travels per job."""
     index = {id(a): i for i, a in enumerate(ws.suite.attacks)}
-    return [(c.model, None if c.attack is None else index[id(c.attack)], c.eps, c.dataset, c.key, c.seed, c.shared) for c in job]
+
+    def one(c):  # a cascade cell travels with the cells before it
+        return (c.model, None if c.attack is None else index[id(c.attack)], c.eps, c.dataset, c.key, c.seed, c.shared,
+                tuple(one(b) for b in c.after))
+    return [one(c) for c in job]
 
 
 def _cells(ws, light: list[tuple]) -> list:
-    return [Cell(m, None if a is None else ws.suite.attacks[a], e, d, k, s, sh) for m, a, e, d, k, s, sh in light]
+    return [Cell(m, None if a is None else ws.suite.attacks[a], e, d, k, s, sh, tuple(_cells(ws, after)))
+            for m, a, e, d, k, s, sh, after in light]
 
 
 def _compute(ws, store, job: list[tuple], send_back: bool = False) -> list[tuple[str, float, dict | None]]:

@@ -29,7 +29,7 @@ from .robustness import FLAGS
 from . import plots
 from .paper import GOALS, PAPER
 from .runner import COLUMNS, RunResult
-from .summary import write_summary
+from .summary import interval, write_summary
 from .errors import AttractorBenchError
 
 
@@ -274,7 +274,18 @@ def _robustness_sections(result: RunResult) -> list[str]:
              "that norm at that eps (`robustness.py` has the exact rules). Attacks on subsets are nested; the worst case "
              "is taken on the images every attack saw (n). Flags (1 = raised): "
              + ", ".join(f"`{f}`" for f in FLAGS) + "; a model with a flag is marked **potentially unreliable**. "
-             "Accuracy is of the defended classifier (after its defence); cells read `accuracy / end-to-end`.", ""]
+             "Accuracy is of the defended classifier (after its defence); cells read `accuracy [95% Clopper-Pearson "
+             "interval] / end-to-end`.", ""]
+    if s.worst_case == "cascade":
+        parts += ["Worst case by cascade (`worst_case: cascade`, as AutoAttack runs its attacks): at each eps the attacks "
+                  "marked *cascade* below run in order of cost (the registry's `cost`), each only on the images that "
+                  "every earlier attack and every attack on all images failed on; a cascading attack's row is the robust "
+                  "accuracy after the cascade up to it (not its accuracy alone), and the worst case is the one every "
+                  "attack on every image gives. Cascade: "
+                  + ", ".join(f"`{a.label}`" for a in sorted((a for a in s.attacks if s.cascades(a)),
+                                                            key=lambda a: (a.entry.cost, s.attacks.index(a))))
+                  + "; on all images: " + (", ".join(f"`{a.label}`" for a in s.attacks if not s.cascades(a)) or "none")
+                  + ".", ""]
     flag_rows = []
     for m in s.models:
         name = m.name
@@ -290,30 +301,11 @@ def _robustness_sections(result: RunResult) -> list[str]:
         parts += ["", "Share of clean images with an all-zero input gradient: "
                   + "; ".join(f"`{r.model}` {r.metric.removeprefix('zero_gradient_share_')} {pct(r.value)}%" for r in shares.itertuples()) + "."]
     parts.append("")
+    n_clean = int(meta.get("n_images", {}).get("mnist") or s.data.n_test or 10000)  # older run.json: the suite's n
     for norm in ("linf", "l2"):
         attacks = [a for a in s.attacks if a.norm == norm]
-        if not attacks:
-            continue
-        grid = sorted({e for a in attacks for e in a.eps})
-        for m in s.models:
-            name = m.name
-            unreliable = _value(t, name, "sanity", 0.0, "mnist", "potentially_unreliable")
-            rows = [["clean", "all"] + [_cell(t, name, "none", 0.0)] * len(grid)]
-            ran = set(t.attack[t.model == name])  # an attack on the rejector skips models without one
-            for a in [a for a in attacks if a.label in ran]:
-                rows.append([f"`{a.label}`", str(a.n or "all")] + [_cell(t, name, a.label, e) if e in a.eps else "" for e in grid])
-            for wc in (f"worst_case_{norm}", f"worst_case_{norm}_all_images"):
-                ns = {_value(t, name, wc, e, "mnist", "n_samples") for e in grid} - {None}
-                if ns:
-                    rows.append([f"**{wc}**", "/".join(str(int(n)) for n in sorted(ns))] + [_cell(t, name, wc, e) for e in grid])
-            title = f"### `{name}`, {'L-inf' if norm == 'linf' else 'L2'}" + (" — potentially unreliable" if unreliable else "")
-            parts += [title, "", markdown(["attack", "n"] + [f"eps {fmt_eps(e, norm)}" for e in grid], rows), ""]
-            if meta["models"].get(name, {}).get("threshold", 0) is None:
-                continue  # no rejector: everything is accepted, accepted and wrong = 1 - accuracy
-            wrong = [[f"`{lab}`"] + [pct(_value(t, name, lab, e, "mnist", "accepted_wrong")) for e in grid]
-                     for lab in [a.label for a in attacks if a.label in ran] + [f"worst_case_{norm}"]]
-            parts += ["Accepted and wrong (rejection on; the attacker's success), %:", "",
-                      markdown(["attack"] + [f"eps {fmt_eps(e, norm)}" for e in grid], wrong), ""]
+        for m in s.models if attacks else []:
+            parts += _model_robustness(result, m.name, norm, attacks, n_clean)
     ood_attacks = [a for a in s.attacks if a.ood]
     for ds in s.data.ood if ood_attacks else []:
         grid = sorted({e for a in ood_attacks for e in a.eps})
@@ -326,9 +318,52 @@ def _robustness_sections(result: RunResult) -> list[str]:
     return parts
 
 
-def _cell(t: pd.DataFrame, model: str, attack: str, eps: float) -> str:
+def _model_robustness(result: RunResult, name: str, norm: str, attacks: list, n_clean: int) -> list[str]:
+    """One model's accuracy per attack and eps in one norm, the worst case, what each attack spent
+    and (with a rejector) the accepted-and-wrong share."""
+    s, t, meta = result.suite, result.table, result.meta
+    grid = sorted({e for a in attacks for e in a.eps})
+    unreliable = _value(t, name, "sanity", 0.0, "mnist", "potentially_unreliable")
+    rows = [["clean", "all"] + [_cell(t, name, "none", 0.0, n_clean)] * len(grid)]
+    ran = set(t.attack[t.model == name])  # an attack on the rejector skips models without one
+    for a in [a for a in attacks if a.label in ran]:
+        rows.append([f"`{a.label}`" + (" (cascade)" if s.cascades(a) else ""), str(a.n or "all")]
+                    + [_cell(t, name, a.label, e, n_clean) if e in a.eps else "" for e in grid])
+    for wc in (f"worst_case_{norm}", f"worst_case_{norm}_all_images"):
+        ns = {_value(t, name, wc, e, "mnist", "n_samples") for e in grid} - {None}
+        if ns:
+            rows.append([f"**{wc}**", "/".join(str(int(n)) for n in sorted(ns))] + [_cell(t, name, wc, e, n_clean) for e in grid])
+    eps_cols = [f"eps {fmt_eps(e, norm)}" for e in grid]
+    title = f"### `{name}`, {'L-inf' if norm == 'linf' else 'L2'}" + (" — potentially unreliable" if unreliable else "")
+    parts = [title, "", markdown(["attack", "n"] + eps_cols, rows), ""]
+    spent = [[f"`{a.label}`"] + [_spent(t, name, a.label, e) if e in a.eps else "" for e in grid]
+             for a in attacks if a.label in ran]
+    if any(c for r in spent for c in r[1:]):
+        parts += ["What each attack spent (images it attacked: images passed forward / backward through the attacked "
+                  "classifier; transfer attacks count the source network's passes):", "", markdown(["attack"] + eps_cols, spent), ""]
+    if meta["models"].get(name, {}).get("threshold", 0) is None:
+        return parts  # no rejector: everything is accepted, accepted and wrong = 1 - accuracy
+    wrong = [[f"`{lab}`"] + [pct(_value(t, name, lab, e, "mnist", "accepted_wrong")) for e in grid]
+             for lab in [a.label for a in attacks if a.label in ran] + [f"worst_case_{norm}"]]
+    return parts + ["Accepted and wrong (rejection on; the attacker's success), %:", "", markdown(["attack"] + eps_cols, wrong), ""]
+
+
+def _cell(t: pd.DataFrame, model: str, attack: str, eps: float, n_clean: int) -> str:
+    """`accuracy [95% Clopper-Pearson interval] / end-to-end` of one MNIST cell or worst-case row."""
     acc, e2e = _value(t, model, attack, eps, "mnist", "accuracy"), _value(t, model, attack, eps, "mnist", "end_to_end_accuracy")
-    return "" if acc is None else f"{pct(acc)} / {pct(e2e)}"
+    if acc is None:
+        return ""
+    n = int(_value(t, model, attack, eps, "mnist", "n_samples") or n_clean)
+    lo, hi = interval(acc, n)
+    return f"{pct(acc)} [{pct(lo)}, {pct(hi)}] / {pct(e2e)}"
+
+
+def _spent(t: pd.DataFrame, model: str, attack: str, eps: float) -> str:
+    """What one MNIST cell's attack spent: images attacked, images passed forward / backward."""
+    got = [_value(t, model, attack, eps, "mnist", k) for k in ("n_attacked", "forward_passes", "backward_passes")]
+    if got[0] is None:
+        return ""
+    return f"{int(got[0])}: {int(got[1]):,} / {int(got[2]):,}"
 
 
 def rerender(folder: str | Path) -> Path:

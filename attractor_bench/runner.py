@@ -35,8 +35,9 @@ from .errors import ConfigError
 from .files import array_fingerprint, key, weights_fingerprint
 from .metrics import accepted, cell_metrics
 from .plugins import BUILT_IN
+from .provenance import code_version
 from .recipes import Recipe
-from .robustness import Record, sanity_flags, worst_case, worst_case_ood
+from .robustness import Record, sanity_flags, worst_case, worst_case_ood, worst_case_samples
 from .store import CellStore
 
 COLUMNS = ["model", "attack", "eps", "dataset", "metric", "value", "kind"]
@@ -50,6 +51,9 @@ class RunResult:
     # What the plots draw that the table does not hold: per-sample similarity scores of the clean
     # and of one attacked cell per model with a rejector, and one input's attacked iterates.
     figures: dict = field(default_factory=dict)
+    # Per model and (norm, eps): the MNIST test indices of the worst case and whether each image is
+    # robust (summary.json keeps them, for the leaderboard's paired tests).
+    samples: dict = field(default_factory=dict)
 
 
 class Log:
@@ -177,10 +181,11 @@ def _meta(suite: Suite, subsets: dict, dev: torch.device, workers: int, cluster:
     the table, so that the table is identical run after run."""
     attacks = {a.label: {"name": a.name, "origin": a.origin, "norm": a.norm, "kind": a.entry.kind, "target": a.target.value,
                          "source": a.source, "n": a.n, "eps": list(a.eps), "ood": a.ood, "params": a.params,
+                         "cascade": suite.cascades(a), "cost": a.entry.cost,
                          "models": [m.name for m in suite.models if applies(a, m)]}
                for a in suite.attacks}
     sizes = {a.label: {ds: int(len(subsets[(ds, a.n)])) for ds in datasets(suite, a)} for a in suite.attacks if a.n is not None}
-    return {"models": {}, "cell_seconds": [], "flags": {}, "subsets": sizes, "attacks": attacks,
+    return {"models": {}, "cell_seconds": [], "flags": {}, "subsets": sizes, "attacks": attacks, "worst_case": suite.worst_case,
             "execution": {"device": str(dev), "workers": workers, "cluster": cluster}}
 
 
@@ -216,7 +221,7 @@ def _assemble_model(ws: Workspace, spec: ModelSpec, cells: list, store: CellStor
             log.bar.update(task, description=f"{spec.name} {c.label} eps={eps:.4f} {c.dataset}")
             idx, y = ws.indices(c.dataset, attack), ws.labels(c.dataset, attack)
             hit = store.get(c.key)
-            from_store = hit is not None and c.key not in computed_now  # not computed by this run's workers
+            from_store = hit is not None and not store.written(c.key)  # not computed by this run (here or by workers)
             n_stored += from_store
             out, seconds = (hit[0], hit[1]["seconds"]) if hit is not None else compute_cell(ws, c, store)
             metrics = cell_metrics(out, mnist_out, y, d.threshold)
@@ -231,20 +236,20 @@ def _assemble_model(ws: Workspace, spec: ModelSpec, cells: list, store: CellStor
                                               f"{c.label}, eps {eps:.3g}", "dataset": c.dataset, "scores": out["similarity"],
                                               "threshold": d.threshold})
             rows += _rows(spec.name, c.label, eps, c.dataset, metrics, "cell")
-            records[c.dataset].append(_record(attack, eps, idx, out, y, d.threshold))
+            records[c.dataset].append(_record(attack, eps, idx, out, y, d.threshold, bool(c.after)))
             log.bar.advance(task)
             if c.key not in computed_now:
                 log.line(f"{spec.name} {c.label} eps={eps:.4f} {c.dataset}: "
-                         + ("from the store" if hit is not None else f"done in {seconds:.1f} s"))
+                         + ("from the store" if from_store else f"done in {seconds:.1f} s"))
     return rows, records, n_stored
 
 
-def _record(attack: AttackSpec | None, eps: float, idx, out: dict, y, threshold) -> Record:
+def _record(attack: AttackSpec | None, eps: float, idx, out: dict, y, threshold, cascade: bool = False) -> Record:
     entry = attack.entry if attack else None
     return Record(attack.label if attack else "none", eps, entry.norm if entry else "none",
                   entry.kind if entry else "clean", bool(entry and entry.single_step),
                   attack.target.value if attack else "none", idx, out["pred"] == y if y is not None else None,
-                  accepted(out, threshold))
+                  accepted(out, threshold), cascade)
 
 
 def run_suite(
@@ -280,8 +285,9 @@ def run_suite(
     sets, subsets, images = load_images(suite, data_root, download)
     store = CellStore(resolve_cache_dir(cache_dir) / "cells", fresh=fresh)
     store.remove_stale_temporaries()
-    meta = {**_meta(suite, subsets, dev, workers, cluster), "n_images": {ds: len(split) for ds, split in sets.items()}}
-    rows, figures, n_stored = [], {"similarity": [], "iterates": []}, 0
+    meta = {**_meta(suite, subsets, dev, workers, cluster), "n_images": {ds: len(split) for ds, split in sets.items()},
+            "code": code_version()}
+    rows, figures, n_stored, samples = [], {"similarity": [], "iterates": []}, 0, {}
     with deterministic(), log:
         activate(dev)
         ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
@@ -295,13 +301,14 @@ def run_suite(
             cell_rows, records, stored = _assemble_model(ws, spec, grid[spec.name], store, log, task, meta, computed_now,
                                                          figures)
             rows += cell_rows + _aggregate(ws, spec.name, records, meta, store)
+            samples[spec.name] = worst_case_samples(records["mnist"][0], records["mnist"][1:])
             n_stored += stored
             if isinstance(prepared[spec.name].defence, AttractorDefence) and figure_attack is not None:
                 figures["iterates"].append(_iterates(spec.name, prepared[spec.name], figure_attack, sets["mnist"],
                                                      suite.seed))
     meta["cells"] = {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored}
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    return RunResult(suite, pd.DataFrame(rows, columns=COLUMNS), meta, figures)
+    return RunResult(suite, pd.DataFrame(rows, columns=COLUMNS), meta, figures, samples)
 
 
 def _figure_attack(suite: Suite) -> AttackSpec | None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .files import atomic_write, remove_stale_temporaries
 
-CELL_FORMAT = 1  # bump when what a cell file holds changes
+CELL_FORMAT = 2  # bump when what a cell file holds changes
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray], header: dict | None) -> None:
@@ -64,6 +64,10 @@ class CellStore:
     def put(self, k: str, arrays: dict[str, np.ndarray], header: dict | None = None) -> None:
         atomic_write(self.path(k), lambda tmp: _savez(tmp, arrays, header))
         self._written.add(k)
+
+    def written(self, k: str) -> bool:
+        """Whether this run (this process, or workers marked with `mark_written`) stored cell `k`."""
+        return k in self._written
 
     def mark_written(self, keys) -> None:
         """Cells other processes (workers) wrote for this run: with `fresh`, they count as this run's."""

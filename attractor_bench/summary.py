@@ -8,10 +8,15 @@ rounded to 6 decimals and NaN as null, keys sorted, so the same results give the
   rejector and correct; null without a rejector) and n, the number of those images.
 - `worst_case`: one entry per MNIST worst-case row (per norm and eps, and the `all_images` repeat
   over the attacks that saw every image, see `robustness.py`), with a 95% Clopper-Pearson interval
-  for the accuracy over its n images and the labels of the attacks it is taken over.
+  for the accuracy over its n images and the labels of the attacks it is taken over; the main
+  rows also carry their per-sample outcomes (`samples`: `first`, the run's MNIST test images are
+  the first `first` of the test set; `images`, which of them the row covers, and `robust`, which
+  of those are robust, each as the hex of numpy.packbits), for paired tests between models.
 - `ood`: per OOD set, the rejector's AUROC on clean images and, per (norm, eps), the lowest AUROC
   over the attacks that ran on that set there (`attack` gives it, `attacks` lists those compared).
 - `verdict`: the sanity flags (0/1), whether any was raised (null: not checked) and why.
+- `code`: the fingerprint of the code that computes numbers (`provenance.code_version`); the
+  leaderboard marks a summary made by other code as stale.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from scipy.stats import binomtest
 from .errors import AttractorBenchError
 from .files import write_text
 
-FORMAT = 1
+FORMAT = 2
 FILE = "summary.json"
 
 
@@ -61,7 +66,23 @@ def _worst_case_attacks(meta: dict, model: str, norm: str, eps: float, n: int) -
             and (_attack_images(meta, label) or n) >= n]
 
 
-def _worst_case(t: pd.DataFrame, meta: dict, model: str, rejects: bool) -> list[dict]:
+def encode_samples(first: int, idx: np.ndarray, robust: np.ndarray) -> dict:
+    """Per-sample outcomes as text: which of the first `first` test images (`images`) and which of
+    them are robust (`robust`, in index order), each the hex of numpy.packbits."""
+    mask = np.zeros(first, bool)
+    mask[idx] = True
+    return {"first": int(first), "images": np.packbits(mask).tobytes().hex(),
+            "robust": np.packbits(np.asarray(robust, bool)).tobytes().hex()}
+
+
+def decode_samples(s: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(test-set indices, robust per index) of `encode_samples`' output."""
+    mask = np.unpackbits(np.frombuffer(bytes.fromhex(s["images"]), np.uint8))[: s["first"]].astype(bool)
+    idx = np.flatnonzero(mask)
+    return idx, np.unpackbits(np.frombuffer(bytes.fromhex(s["robust"]), np.uint8))[: len(idx)].astype(bool)
+
+
+def _worst_case(t: pd.DataFrame, meta: dict, model: str, rejects: bool, samples: dict, first: int) -> list[dict]:
     norms = {a["norm"] for a in meta["attacks"].values()}
     labels = {**{f"worst_case_{x}": (x, False) for x in norms}, **{f"worst_case_{x}_all_images": (x, True) for x in norms}}
     out = []
@@ -76,9 +97,11 @@ def _worst_case(t: pd.DataFrame, meta: dict, model: str, rejects: bool) -> list[
         if len(attacks) != int(m["n_attacks"]):
             raise AttractorBenchError(f"`{model}` {label} at eps {eps:g}: the table counts {int(m['n_attacks'])} attacks but "
                                       f"the run's metadata gives {len(attacks)} ({', '.join(attacks) or 'none'}); a bug")
+        per_sample = next((v for (nm, e), v in samples.items() if nm == norm and _same_eps(e, eps)), None)
         out.append({"norm": norm, "eps": float(eps), "accuracy": acc, "interval": interval(acc, n), "n": n,
                     "end_to_end_accuracy": m.get("end_to_end_accuracy") if rejects else None,
-                    "attacks": attacks, "all_images": all_images})
+                    "attacks": attacks, "all_images": all_images,
+                    "samples": None if all_images or per_sample is None else encode_samples(first, *per_sample)})
     return sorted(out, key=lambda w: (w["norm"], w["eps"], w["all_images"]))
 
 
@@ -121,8 +144,10 @@ def _model(name: str, t: pd.DataFrame, result) -> dict:
         "identity": {"weights": info.get("weights"), "threshold": info.get("threshold"), "params": info.get("params"),
                      "defence": {k: info.get("defence", {}).get(k) for k in ("name", "origin", "params", "weights")}},
         "clean": {"accuracy": clean.get("accuracy"), "n": _clean_n(result),
+                  "interval": None if clean.get("accuracy") is None else interval(clean["accuracy"], _clean_n(result)),
                   "end_to_end_accuracy": clean.get("end_to_end_accuracy") if rejects else None},
-        "worst_case": _worst_case(t[t.kind == "worst_case"], meta, name, rejects),
+        "worst_case": _worst_case(t[t.kind == "worst_case"], meta, name, rejects,
+                                  getattr(result, "samples", {}).get(name, {}), _clean_n(result)),
         "ood": _ood(cells, meta),
         "verdict": {"potentially_unreliable": None if unreliable is None else bool(unreliable), "flags": flags,
                     "reasons": list(meta.get("flags", {}).get(name, []))},
@@ -136,7 +161,8 @@ def summarize(result) -> dict:
         raise AttractorBenchError("the results table has no `kind` column (cell / worst_case / sanity); it was made by an "
                                   "older version: rerun the suite")
     return {"format": FORMAT, "suite": result.suite.name, "command": meta.get("command"), "commit": meta.get("commit"),
-            "date": meta.get("date"), "models": [_model(str(m), t[t.model == m], result) for m in dict.fromkeys(t.model)]}
+            "date": meta.get("date"), "code": meta.get("code"), "worst_case_mode": meta.get("worst_case", "full"),
+            "models": [_model(str(m), t[t.model == m], result) for m in dict.fromkeys(t.model)]}
 
 
 def _tidy(v):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import binomtest
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from attractor_bench.cli import app
 from attractor_bench.errors import AttractorBenchError
 from attractor_bench.leaderboard import UNRELIABLE, write_leaderboard
+from attractor_bench.provenance import code_version
 from attractor_bench.runner import RunResult
 from attractor_bench.summary import summarize, write_summary
 
@@ -62,6 +64,7 @@ def result(suite: str, models: dict, attacks: dict, date="2026-12-01 10:00 UTC",
     rows = [r for name, m in models.items() for r in _model_rows(name, m, attacks)]
     table = pd.DataFrame(rows, columns=["model", "attack", "eps", "dataset", "metric", "value", "kind"])
     meta = {"date": date, "commit": commit, "command": f"attractor-bench run suites/{suite}.yaml", "attacks": attacks,
+            "code": code_version(),
             "subsets": subsets or {}, "models": {n: m["info"] for n, m in models.items()},
             "flags": {n: m["reasons"] for n, m in models.items()}, "n_images": {"mnist": n_test}}
     return RunResult(SimpleNamespace(name=suite, data=SimpleNamespace(n_test=n_test)), table, meta)
@@ -127,7 +130,7 @@ def subset_run(**kwargs) -> RunResult:
 
 def test_summary_worst_cases_carry_their_attacks_n_and_exact_interval():
     doc = summarize(subset_run())
-    assert (doc["format"], doc["suite"], doc["commit"], doc["date"]) == (1, "sub", "abc1234", "2026-12-01 10:00 UTC")
+    assert (doc["format"], doc["suite"], doc["commit"], doc["date"]) == (2, "sub", "abc1234", "2026-12-01 10:00 UTC")
     att, plain = doc["models"]
     assert att["name"] == "att" and att["has_rejector"] and not plain["has_rejector"]
     assert att["identity"] == {"weights": "w1", "threshold": 0.8, "params": None,
@@ -142,7 +145,8 @@ def test_summary_worst_cases_carry_their_attacks_n_and_exact_interval():
     # the rejection-aware attack ran on `att` only
     assert [w["attacks"] for w in plain["worst_case"]] == [["fgsm", "square"], ["fgsm"], ["fgsm"]]
     assert all(w["end_to_end_accuracy"] is None for w in plain["worst_case"])  # no rejector
-    assert att["clean"] == {"accuracy": 0.9, "end_to_end_accuracy": pytest.approx(0.85), "n": 100}
+    assert att["clean"] == {"accuracy": 0.9, "end_to_end_accuracy": pytest.approx(0.85), "n": 100,
+                            "interval": pytest.approx(exact(0.9, 100), abs=1e-12)}
     assert plain["clean"]["end_to_end_accuracy"] is None
     assert att["verdict"] == {"potentially_unreliable": True, "flags": {FLAGS[0]: 0, FLAGS[1]: 1}, "reasons": ["zero gradients"]}
     assert plain["verdict"] == {"potentially_unreliable": None, "flags": {}, "reasons": []}
@@ -257,7 +261,10 @@ def test_sort_by_worst_case_then_clean_with_missing_values_last(tmp_path):
     doc = board_json(res)
     assert [r["model"] for r in doc["rows"]] == [
         "high_03", "tie_03_b", "low_03", "zero_03", "only_01", "no_wc", "clean_tie_a", "clean_tie_b"]  # 0 before missing
-    assert [r["rank"] for r in doc["rows"]] == list(range(1, 9))
+    assert [r["position"] for r in doc["rows"]] == list(range(1, 9))
+    # On 10 images (100 clean) Fisher's exact test separates only large gaps: the first three share rank 1; zero_03
+    # (0% / 5%) is beaten at eps 0.1 by tie_03_b (60%) and low_03 (50%); a missing worst case loses to a measured one.
+    assert [r["rank"] for r in doc["rows"]] == [1, 1, 1, 3, 5, 6, 6, 6]
     assert doc["rows"][4]["numbers"]["worst_case_0.3"] == {"value": None}
     md = (res / "LEADERBOARD.md").read_text()
     assert md.index("`high_03`") < md.index("`tie_03_b`") < md.index("`only_01`") < md.index("`no_wc`")
@@ -278,7 +285,8 @@ def test_end_to_end_only_for_models_that_reject(tmp_path):
     assert lines["rejects"]["e2e_linf_0.3"] == "0.200000"
     md = (res / "LEADERBOARD.md").read_text()
     cell = lambda acc: "{:.2f} [{:.2f}, {:.2f}] (n=10)".format(*(100 * x for x in [acc, *exact(acc, 10)]))  # noqa: E731
-    assert md_cells(md, "plain")[:9] == ["1", "`plain`", "none", "no", "90.00", cell(0.6), cell(0.35), "—", "—"]
+    clean = "{:.2f} [{:.2f}, {:.2f}]".format(*(100 * x for x in [0.9, *exact(0.9, 100)]))
+    assert md_cells(md, "plain")[:9] == ["1", "`plain`", "none", "no", clean, cell(0.6), cell(0.35), "—", "—"]
     assert md_cells(md, "rejects")[7:9] == ["40.00", "20.00"]
 
 
@@ -385,8 +393,8 @@ def test_results_dir_without_summaries_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     ("{not json", "not valid JSON"),
-    (json.dumps({"format": 2, "suite": "broken", "models": []}), "not a summary of format 1"),
-    (json.dumps({"format": 1, "suite": "broken", "models": [{"name": "m"}]}), "not a summary of format 1"),
+    (json.dumps({"format": 3, "suite": "broken", "models": []}), "not a summary of format 2"),
+    (json.dumps({"format": 2, "suite": "broken", "models": [{"name": "m"}]}), "not a summary of format 2"),
 ])
 def test_a_broken_summary_is_an_error_and_nothing_is_written(tmp_path, damage, message):
     res = tmp_path / "results"
@@ -416,3 +424,47 @@ def test_a_failing_figure_writes_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="figure failed"):
         write_leaderboard(res)
     _nothing_written(res, {"s"})
+
+
+def _with_samples(folder: Path, per_model: dict) -> None:
+    """Give the worst case at 0.3 of each model in `folder`'s summary per-sample outcomes (robust per image)."""
+    from attractor_bench.summary import encode_samples
+    path = folder / "summary.json"
+    doc = json.loads(path.read_text())
+    for m in doc["models"]:
+        for w in m["worst_case"]:
+            if w["eps"] == 0.3 and m["name"] in per_model:
+                robust = np.array(per_model[m["name"]], bool)
+                w["samples"] = encode_samples(len(robust), np.arange(len(robust)), robust)
+    path.write_text(json.dumps(doc))
+
+
+def test_paired_outcomes_separate_rows_that_counts_alone_cannot(tmp_path):
+    """60% vs 50% on 100 images: Fisher's exact test on the counts does not separate them (p ~ 0.2), but
+    if the second model's robust images are a subset of the first's, McNemar's exact test on the 10
+    discordant images does (p = 2^-9)."""
+    res = tmp_path / "results"
+    folder = write_run(res, "s", {"a": model(weights="1", wc={0.3: (0.6, 0.6, 100)}),
+                                  "b": model(weights="2", wc={0.3: (0.5, 0.5, 100)})}, {"pgd": attack()})
+    assert [r["rank"] for r in board_json(res)["rows"]] == [1, 1]
+    a = np.arange(100) < 60
+    _with_samples(folder, {"a": a, "b": np.arange(100) < 50})
+    assert [(r["model"], r["rank"]) for r in board_json(res)["rows"]] == [("a", 1), ("b", 2)]
+    _with_samples(folder, {"a": a, "b": (np.arange(100) >= 35) & (np.arange(100) < 85)})  # 35 vs 25 discordant: p ~ 0.25
+    assert [r["rank"] for r in board_json(res)["rows"]] == [1, 1]
+
+
+def test_runs_made_by_other_code_are_listed_as_stale_not_ranked(tmp_path):
+    res = tmp_path / "results"
+    write_run(res, "now", {"m": model(weights="1", wc={0.3: (0.5, 0.4, 10)})}, {"pgd": attack()})
+    old = write_run(res, "before", {"m": model(weights="0", wc={0.3: (0.9, 0.8, 10)})}, {"pgd": attack()})
+    doc = json.loads((old / "summary.json").read_text())
+    (old / "summary.json").write_text(json.dumps({**doc, "code": "0" * 32}))
+    older = write_run(res, "format1", {"m": model(weights="2")}, {"pgd": attack()})
+    (older / "summary.json").write_text(json.dumps({**doc, "format": 1, "suite": "format1"}))
+    board = board_json(res)
+    assert [r["model"] for r in board["rows"]] == ["m"] and board["rows"][0]["suites"] == ["now"]
+    assert set(board["stale"]) == {"before", "format1"} and "other code" in board["stale"]["before"]["why"]
+    assert "format 1" in board["stale"]["format1"]["why"]
+    md = (res / "LEADERBOARD.md").read_text()
+    assert "## Stale results (not ranked)" in md and "`before`" in md.split("## Stale results")[1]

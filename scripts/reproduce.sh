@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Regenerate every committed result folder and the leaderboard with the current code, one training
+# per model preset shared by every suite (the model cache), and print the wall time of each step.
+#
+#   bash scripts/reproduce.sh [DATA_ROOT] [CACHE_DIR]
+#
+# DATA_ROOT: the datasets in torchvision's layout (default ../shared/datasets); CACHE_DIR: the model
+# and cell cache (default: a new empty folder under /tmp, so that every model is trained here; give
+# an existing cache to reuse its trained models and finished cells). Results go to results/.
+# On 2 CPU cores from an empty cache: see the README's "Reproducing every result" for the times
+# measured. suites/leaderboard_full.yaml (all 10,000 test images) is not part of it: it is the run
+# for a GPU machine (bash scripts/reproduce.sh with SUITES="leaderboard_full").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data="${1:-../shared/datasets}"
+cache="${2:-$(mktemp -d /tmp/attractor-bench-cache.XXXXXX)}"
+suites="${SUITES:-mnist_fgsm mnist_adaptive leaderboard leaderboard_sota}"
+echo "data: $data; cache: $cache; suites: $suites"
+total=$SECONDS
+for s in $suites; do
+    start=$SECONDS
+    attractor-bench run "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --no-download
+    echo "suite $s: $(( SECONDS - start )) s"
+done
+attractor-bench leaderboard --results-dir results
+echo "all: $(( SECONDS - total )) s"
