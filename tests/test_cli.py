@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attractor_bench.cli import app
+from attractor_bench.summary import interval
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -34,7 +35,8 @@ def test_micro_run_writes_tables_records_and_a_readme(micro_run):
     for m in summary["models"]:
         assert m["clean"] == {"accuracy": pytest.approx(v[(m["name"], "cell", "none", 0.0, "mnist", "accuracy")]),
                               "end_to_end_accuracy": pytest.approx(v[(m["name"], "cell", "none", 0.0, "mnist",
-                                                                      "end_to_end_accuracy")]), "n": 60}
+                                                                      "end_to_end_accuracy")]), "n": 60,
+                              "interval": pytest.approx(interval(m["clean"]["accuracy"], 60), abs=1e-6)}
         linf = next(w for w in m["worst_case"] if w["norm"] == "linf")
         assert linf["accuracy"] == pytest.approx(v[(m["name"], "worst_case", "worst_case_linf", 0.1, "mnist", "accuracy")])
         assert linf["attacks"] == ["fgsm", "transfer_pgd"] and linf["n"] == 60

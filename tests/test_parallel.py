@@ -122,8 +122,12 @@ def test_the_plan_groups_the_cells_that_share_examples():
 def test_cells_sharing_an_intermediate_go_to_one_job():
     from types import SimpleNamespace as C
 
-    cells = [C(group="a", key=1), C(group="b", key=2), C(group="a", key=3), C(group="c", key=4)]
+    cells = [C(group="a", key=1, after=()), C(group="b", key=2, after=()), C(group="a", key=3, after=()),
+             C(group="c", key=4, after=())]
     assert [[c.key for c in j] for j in jobs(cells)] == [[1, 3], [2], [4]]
+    # a cascade's cells travel as one job, each after the cells it follows
+    chain = [C(group="x", key=5, after=(1, 2)), C(group="x", key=6, after=()), C(group="x", key=7, after=(1,))]
+    assert [[c.key for c in j] for j in jobs(chain)] == [[6, 7, 5]]
 
 
 @pytest.mark.parametrize("spec, message", [("cuda:x", "must be a number"), ("tpu", "is not one of"),
