@@ -77,6 +77,7 @@ def test_cascading_cells_attack_only_what_is_left_and_count_their_passes(runs):
             assert cells.loc[(model, a, 0.1)]["accuracy"] == full_cells.loc[(model, a, 0.1)]["accuracy"]
 
 
+@pytest.mark.slow  # worker processes start in about 20 s each
 def test_a_cascade_with_workers_gives_the_same_table(runs, data_root):
     suite = load_suite(runs["cascade"].suite.path)
     again = run_suite(suite, data_root=data_root, cache_dir=runs["cache"], download=False, progress=False, workers=2,
