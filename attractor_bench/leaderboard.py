@@ -221,10 +221,7 @@ def build(results_dir: str | Path) -> Leaderboard:
 
 def _wc(r: Row, eps: float) -> str:
     n = r.numbers[f"worst_case_{eps:g}"]
-    if n.value is None:
-        return tables.DASH
-    lo, hi = n.extra["interval"]
-    return f"{tables.pct(n.value)} [{tables.pct(lo)}, {tables.pct(hi)}] (n={n.extra['n']})"
+    return tables.DASH if n.value is None else f"{_with_ci(n)} (n={n.extra['n']})"
 
 
 def _with_ci(n: Number) -> str:
@@ -234,7 +231,7 @@ def _with_ci(n: Number) -> str:
     return tables.pct(n.value) + ("" if lo is None else f" [{tables.pct(lo)}, {tables.pct(hi)}]")
 
 
-def _cells(r: Row, rank: int) -> list:
+def _cells(r: Row) -> list:
     return [r.rank, f"`{r.display}`", r.model["identity"]["defence"]["name"], "yes" if r.model["randomized"] else "no",
             _with_ci(r.numbers["clean"]), *[_wc(r, e) for e in EPS_POINTS], *[r.pct(f"e2e_{e:g}") for e in EPS_POINTS],
             *[f"{r.pct(f'{d}_clean')} / {r.pct(f'{d}_attacked')}" for d in OOD_SETS],
@@ -247,7 +244,7 @@ def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
               "sanity", "suites"]
     parts = ["# Leaderboard: defended MNIST classifiers", "", RULES, "",
              f"Regenerate with `attractor-bench leaderboard --results-dir {results_dir.name}`.", "",
-             tables.markdown(header, [_cells(r, i) for i, r in enumerate(board.rows, 1)]), ""]
+             tables.markdown(header, [_cells(r) for r in board.rows]), ""]
     parts += [f"![worst-case robust accuracy against L-inf eps per model]({FIGURE})", ""] if figure else []
     flagged = [f"- `{r.display}` in `{s}`: " + ("; ".join(why) or "a sanity flag")
                for r in board.rows for s, why in r.reasons.items()]
