@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from attractor_bench import leaderboard
 from attractor_bench.cli import app
 from attractor_bench.config import load_suite
 
@@ -111,8 +112,16 @@ def test_leaderboard_of_the_run(run):
     assert rows["stochastic"]["randomized"] is True and rows["mlp"]["randomized"] is False
     wc = t[(t.attack == "worst_case_linf") & (t.metric == "accuracy") & (t.eps == 0.3) & (t.dataset == "mnist")].set_index("model").value
     ranked = [r["model"] for r in board["rows"]]
-    values = [wc[m] for m in ranked]
-    assert all(a >= b for a, b in zip(values, values[1:]))  # ranked by worst case at 0.3
+    # Sorted by rank (1 + the rows that beat it: tests/test_leaderboard.py checks `beats` against
+    # McNemar's and Fisher's tests), then by worst case at 0.3 within a shared rank.
+    ranks = [r["rank"] for r in board["rows"]]
+    assert ranks == sorted(ranks) and ranks[0] == 1
+    built = {r.display: r for r in leaderboard.build(tmp / "results").rows}
+    for r in board["rows"]:
+        assert r["rank"] == 1 + sum(leaderboard.beats(o, built[r["model"]]) for o in built.values())
+    for a, b in zip(board["rows"], board["rows"][1:]):
+        assert a["rank"] < b["rank"] or wc[a["model"]] >= wc[b["model"]]
+    assert ranked.index("pgd_at") < ranked.index("mlp")  # 12% against 0% of 200 images at 0.3: separated
     attractor = next(r for r in board["rows"] if r["model"] == "attractor")
     assert attractor["numbers"]["worst_case_0.3"]["attacks"] == ["fgsm", "pgd", "pgd_bpda", "rejection_aware"]
     mlp = next(r for r in board["rows"] if r["model"] == "mlp")
