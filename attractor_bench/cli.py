@@ -53,19 +53,22 @@ def _errors(debug: bool) -> Iterator[None]:
 
 
 def _summary(result) -> Table:
-    """Clean and worst-case accuracy per model, norm and eps, with the sanity verdict (from the
-    run's summary records, as summary.json holds them)."""
+    """Clean and worst-case accuracy per model, norm and eps, with the reliability verdict at that
+    (norm, eps) (from the run's summary records, as summary.json holds them)."""
     rows = []
+    words = {True: "[bold red]potentially unreliable[/]", False: "reliable", None: "not checked"}
     for m in summarize(result)["models"]:
-        verdict = {True: "[bold red]potentially unreliable[/]", False: "no flag", None: "not checked"}[
-            m["verdict"]["potentially_unreliable"]]
+        v = m["verdict"]
+        at = {(e["norm"], e["eps"]): e["potentially_unreliable"] for e in v.get("by_eps", [])}
         c = m["clean"]
-        rows.append([m["name"], "clean", "0", str(c["n"]), _acc(c["accuracy"], c["end_to_end_accuracy"]), verdict])
+        rows.append([m["name"], "clean", "0", str(c["n"]), _acc(c["accuracy"], c["end_to_end_accuracy"]),
+                     words[v["potentially_unreliable"]]])
         for w in m["worst_case"]:
+            here = at.get((w["norm"], w["eps"]), v["potentially_unreliable"] if not at else None)
             rows.append([m["name"], w["norm"] + (", all images" if w["all_images"] else ""), fmt_eps(w["eps"], w["norm"]),
-                         str(w["n"]), _acc(w["accuracy"], w["end_to_end_accuracy"]), verdict])
+                         str(w["n"]), _acc(w["accuracy"], w["end_to_end_accuracy"]), words[here]])
     return terminal(f"{result.suite.name}: defended MNIST accuracy, worst case over the attacks per sample, % "
-                    "(accuracy / end-to-end with rejection)", ["model", "attack", "eps", "n", "accuracy / end-to-end", "sanity"],
+                    "(accuracy / end-to-end with rejection)", ["model", "attack", "eps", "n", "accuracy / end-to-end", "verdict"],
                     rows, right={"accuracy / end-to-end"})
 
 
@@ -108,9 +111,13 @@ def run(
                            + (["--device", device] if device else []))
         folder = write_results(result, results_dir, command)
         out.print(_summary(result))
-        for name, why in result.meta["flags"].items():
-            for w in why:
-                out.print(f"[yellow]flag[/] {name}: {w}.", highlight=False)
+        for m in summarize(result)["models"]:
+            why = m["verdict"]["reasons"]
+            for w in why[:3]:
+                out.print(f"[yellow]indicator[/] {m['name']}: {w}.", highlight=False)
+            if len(why) > 3:
+                out.print(f"[yellow]indicator[/] {m['name']}: and {len(why) - 3} more ({folder}/README.md, "
+                          "'Reliability verdict').", highlight=False)
         cells = result.meta["cells"]
         if cells["from_store"]:
             out.print(f"Resumed: {cells['from_store']} of {cells['total']} cells came from the store, {cells['computed']} were "

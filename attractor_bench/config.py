@@ -344,7 +344,7 @@ def _attack(r: _Reader, key: str, a: Any, models: tuple[ModelSpec, ...], labels:
         raise r.fail(f"{key}.name", str(e)) from None
     name = reg.name
     label = str(a.get("label", name))
-    if label in labels or label == "none" or label.startswith(("worst_case", "sanity")):
+    if label in labels or label == "none" or label.startswith(("worst_case", "sanity", "verdict", "model_checks")):
         raise r.fail(f"{key}.label", f"label {label!r} is used twice (or reserved); give each attack a unique label.")
     eps, hi = a["eps"], EPS_MAX[entry.norm]
     if not isinstance(eps, list) or not eps:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ EPS_POINTS, OOD_EPS, NORM = (0.1, 0.3), 0.1, "linf"
 OOD_SETS = [d for d in DISPLAY_NAMES if d != "mnist"]
 FILES, FIGURE = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json"), "leaderboard_worst_case.png"
 UNRELIABLE = "⚠ potentially unreliable"
+SHOWN_REASONS = 6  # per model and suite in LEADERBOARD.md (all of them in LEADERBOARD.json and the results README)
 ALPHA = 0.05
 RULES = ("One row per model: a model is its name, trained weights, defence and rejector threshold, whichever suites "
          "evaluated it. *Worst case* at L-inf eps: an image counts as robust only if it is classified correctly clean and "
@@ -43,8 +44,10 @@ RULES = ("One row per model: a model is its name, trained weights, defence and r
          f"accuracy at which the two are separated at p < {ALPHA:g}: McNemar's exact test on their per-sample worst-case "
          "outcomes where they share images (scipy's binomtest on the discordant pairs), else Fisher's exact test on the "
          "counts; rows with the same # are not separated. Sorted by rank, then worst case at 0.3, 0.1, clean accuracy "
-         f"and name; a missing value ({tables.DASH}) counts as worse than any measured one. A model is potentially unreliable if any of its runs raised a "
-         "sanity flag. Only runs made by the current code are ranked (others are listed as stale). Numbers in percent.")
+         f"and name; a missing value ({tables.DASH}) counts as worse than any measured one. *Verdict*: potentially unreliable "
+         "at the (norm, eps) where a run's attack-failure indicators raised one (attractor_bench/indicators.py; the "
+         "evidence is listed below the table), else reliable; `not checked` for runs without indicators. Only runs made "
+         "by the current code are ranked (others are listed as stale). Numbers in percent.")
 _MODEL_KEYS = ("name", "identity", "randomized", "has_rejector", "clean", "worst_case", "ood", "verdict")
 
 
@@ -69,8 +72,9 @@ class Row:
     suites: list[str]
     numbers: dict[str, Number]
     unreliable: bool | None
-    reasons: dict[str, list[str]]  # suite -> why it raised a sanity flag
+    reasons: dict[str, list[str]]  # suite -> the raised indicators, a sentence each
     rank: int = 0  # 1 + the rows that beat it (`beats`)
+    unreliable_at: list[str] = field(default_factory=list)  # "<norm> <eps>" where a run's verdict is potentially unreliable
 
     def v(self, key: str) -> float | None:
         return self.numbers[key].value
@@ -79,7 +83,11 @@ class Row:
         return tables.pct(self.v(key), tables.DASH)
 
     def verdict(self) -> str:
-        return "not checked" if self.unreliable is None else UNRELIABLE if self.unreliable else "no flag"
+        if self.unreliable is None:
+            return "not checked"
+        if not self.unreliable:
+            return "reliable"
+        return f"{UNRELIABLE}" + (f" ({', '.join(self.unreliable_at)})" if self.unreliable_at else "")
 
 
 @dataclass
@@ -213,7 +221,10 @@ def build(results_dir: str | Path) -> Leaderboard:
         checked = [v for _, m in entries for v in [m["verdict"]["potentially_unreliable"]] if v is not None]
         reasons = {r["suite"]: m["verdict"]["reasons"] for r, m in entries if m["verdict"]["potentially_unreliable"]}
         display = name if names.count(name) == 1 else f"{name} ({', '.join(suites)})"
-        rows.append(Row(display, entries[0][1], suites, _numbers(entries), any(checked) if checked else None, reasons))
+        at = sorted({(e["norm"], e["eps"]) for _, m in entries for e in m["verdict"].get("by_eps", [])
+                     if e["potentially_unreliable"]})
+        rows.append(Row(display, entries[0][1], suites, _numbers(entries), any(checked) if checked else None, reasons,
+                        unreliable_at=[f"{'L-inf' if n == 'linf' else 'L2'} {e:g}" for n, e in at]))
     for r in rows:
         r.rank = 1 + sum(beats(o, r) for o in rows if o is not r)
     return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale)
@@ -235,20 +246,27 @@ def _cells(r: Row) -> list:
     return [r.rank, f"`{r.display}`", r.model["identity"]["defence"]["name"], "yes" if r.model["randomized"] else "no",
             _with_ci(r.numbers["clean"]), *[_wc(r, e) for e in EPS_POINTS], *[r.pct(f"e2e_{e:g}") for e in EPS_POINTS],
             *[f"{r.pct(f'{d}_clean')} / {r.pct(f'{d}_attacked')}" for d in OOD_SETS],
-            f"**{UNRELIABLE}**" if r.unreliable else r.verdict(), ", ".join(r.suites)]
+            f"**{r.verdict()}**" if r.unreliable else r.verdict(), ", ".join(r.suites)]
 
 
 def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
     header = ["#", "model", "defence", "randomized", "clean [95% CI]", *[f"worst case L-inf {e:g} [95% CI]" for e in EPS_POINTS],
               *[f"e2e {e:g}" for e in EPS_POINTS], *[f"{DISPLAY_NAMES[d]} AUROC clean / attacked" for d in OOD_SETS],
-              "sanity", "suites"]
+              "verdict", "suites"]
     parts = ["# Leaderboard: defended MNIST classifiers", "", RULES, "",
              f"Regenerate with `attractor-bench leaderboard --results-dir {results_dir.name}`.", "",
              tables.markdown(header, [_cells(r) for r in board.rows]), ""]
     parts += [f"![worst-case robust accuracy against L-inf eps per model]({FIGURE})", ""] if figure else []
-    flagged = [f"- `{r.display}` in `{s}`: " + ("; ".join(why) or "a sanity flag")
-               for r in board.rows for s, why in r.reasons.items()]
-    parts += ["## Sanity flags raised", "", *flagged, ""] if flagged else []
+    flagged = []
+    for r in board.rows:
+        for s, why in r.reasons.items():
+            more = len(why) - SHOWN_REASONS
+            flagged += [f"- `{r.display}` in `{s}`:", *[f"  - {w}" for w in why[:SHOWN_REASONS]]]
+            flagged += [f"  - and {more} more (results/{s}/README.md, LEADERBOARD.json)"] if more > 0 else []
+    parts += ["## Reliability verdict: the evidence", "",
+              "Each raised attack-failure indicator, where it was raised and on which images (indices into the MNIST "
+              "test set); docs/reliability.md says what each one measures and why its threshold is what it is.", "",
+              *flagged, ""] if flagged else []
     parts += _goal(board) + _published()
     parts += ["## Runs", "", *[f"- `{r['suite']}`: `{r['command']}`, commit `{r['commit']}`, {r['date']}"
                                + (", worst case by cascade" if r.get("worst_case_mode") == "cascade" else "") + "."
@@ -309,6 +327,7 @@ def _flat(r: Row, rank: int) -> dict:
     d = {"rank": r.rank, "position": rank, "model": r.display, "name": m["name"], "weights": m["identity"]["weights"] or "",
          "defence": m["identity"]["defence"]["name"], "randomized": "yes" if m["randomized"] else "no",
          "threshold": _frac(m["identity"]["threshold"]), "unreliable": {None: "", True: "yes", False: "no"}[r.unreliable],
+         "unreliable_at": ";".join(r.unreliable_at),
          "clean": _frac(r.v("clean")), "clean_n": (r.numbers["clean"].extra or {}).get("n", ""),
          "clean_ci_low": _frac(ci(r.numbers["clean"])[0]), "clean_ci_high": _frac(ci(r.numbers["clean"])[1])}
     for e in EPS_POINTS:
@@ -334,7 +353,7 @@ def render_csv(board: Leaderboard) -> str:
 def render_json(board: Leaderboard) -> str:
     rows = [{"rank": r.rank, "position": i, "model": r.display, "name": r.model["name"], **r.model["identity"],
              "randomized": r.model["randomized"],
-             "unreliable": r.unreliable, "flags_raised": r.reasons, "suites": r.suites,
+             "unreliable": r.unreliable, "unreliable_at": r.unreliable_at, "indicators_raised": r.reasons, "suites": r.suites,
              "numbers": {k: n.as_json() for k, n in r.numbers.items()}} for i, r in enumerate(board.rows, 1)]
     runs = {r["suite"]: {k: r.get(k) for k in ("command", "commit", "date")} for r in board.runs}
     stale = {r["suite"]: {"commit": r.get("commit"), "date": r.get("date"), "why": r["stale"]} for r in board.stale}
@@ -356,7 +375,7 @@ def _series(board: Leaderboard) -> dict[str, list[tuple[float, float]]]:
 
 
 def summary_table(board: Leaderboard):
-    header = ["#", "model", "clean", *[f"wc {e:g}" for e in EPS_POINTS], f"e2e {EPS_POINTS[1]:g}", "sanity"]
+    header = ["#", "model", "clean", *[f"wc {e:g}" for e in EPS_POINTS], f"e2e {EPS_POINTS[1]:g}", "verdict"]
     rows = [[r.rank, r.display, r.pct("clean"), *[r.pct(f"worst_case_{e:g}") for e in EPS_POINTS], r.pct(f"e2e_{EPS_POINTS[1]:g}"),
              r.verdict()] for r in board.rows]
     return tables.terminal("Leaderboard: worst case per sample over each run's L-inf attacks, %", header, rows,

@@ -14,8 +14,8 @@ from . import attacks, defences, models
 from .cells import code_fingerprint
 from .files import key, source_fingerprint
 
-NUMBERS = ("cache", "cells", "classifier", "config", "data", "determinism", "early_stopping", "losses", "metrics", "recipes",
-           "robustness", "training")
+NUMBERS = ("cache", "cells", "classifier", "config", "data", "determinism", "early_stopping", "indicators", "losses", "metrics",
+           "published", "recipes", "robustness", "training")
 
 
 def _modules() -> list:

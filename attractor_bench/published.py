@@ -34,3 +34,7 @@ MNIST_LINF_03 = (
 GOAL = {"model": "cnn_at", "eps": 0.3, "robust": 88.50, "clean": 98.0,
         "what": "Madry et al.'s PGD-trained CNN: 88.50% under standard AutoAttack at L-inf 0.3 (AutoAttack README), "
                 "clean >= 98%"}
+
+# The best published robust accuracy per (norm, eps) (a fraction), for Tramèr's detection bound
+# (`indicators.record_findings`): the highest AutoAttack accuracy of the table above.
+BEST_ROBUST = {("linf", 0.3): max(row[4] for row in MNIST_LINF_03) / 100}

@@ -25,7 +25,6 @@ from .config import load_suite, paper_attack
 from .data import DISPLAY_NAMES
 from .files import atomic_folder, write_text
 from .tables import fmt_eps, markdown, pct
-from .robustness import FLAGS
 from . import plots
 from .paper import GOALS, PAPER
 from .runner import COLUMNS, RunResult
@@ -269,12 +268,10 @@ def _figures_and_versions(result: RunResult) -> list[str]:
 def _robustness_sections(result: RunResult) -> list[str]:
     """Worst case, sanity flags, accuracy per attack and eps (rejection off and on), OOD acceptance."""
     s, t, meta = result.suite, result.table, result.meta
-    parts = ["## Robustness: worst case per sample and sanity flags", "",
+    parts = ["## Robustness: worst case per sample and the reliability verdict", "",
              "Worst case: an image counts as robust only if it is classified correctly clean and under every attack of "
              "that norm at that eps (`robustness.py` has the exact rules). Attacks on subsets are nested; the worst case "
-             "is taken on the images every attack saw (n). Flags (1 = raised): "
-             + ", ".join(f"`{f}`" for f in FLAGS) + "; a model with a flag is marked **potentially unreliable**. "
-             "Accuracy is of the defended classifier (after its defence); cells read `accuracy [95% Clopper-Pearson "
+             "is taken on the images every attack saw (n). Accuracy is of the defended classifier (after its defence); cells read `accuracy [95% Clopper-Pearson "
              "interval] / end-to-end`.", ""]
     if s.worst_case == "cascade":
         parts += ["Worst case by cascade (`worst_case: cascade`, as AutoAttack runs its attacks): at each eps the attacks "
@@ -286,16 +283,7 @@ def _robustness_sections(result: RunResult) -> list[str]:
                                                             key=lambda a: (a.entry.cost, s.attacks.index(a))))
                   + "; on all images: " + (", ".join(f"`{a.label}`" for a in s.attacks if not s.cascades(a)) or "none")
                   + ".", ""]
-    flag_rows = []
-    for m in s.models:
-        name = m.name
-        flags = {f: _value(t, name, "sanity", 0.0, "mnist", f) for f in FLAGS}
-        unreliable = _value(t, name, "sanity", 0.0, "mnist", "potentially_unreliable")
-        mark = "**potentially unreliable**" if unreliable else "no flag raised"
-        flag_rows.append([f"`{name}`", mark] + ["not checked" if v is None else str(int(v)) for v in flags.values()])
-    parts += [markdown(["model", "verdict"] + [f"`{f}`" for f in FLAGS], flag_rows), ""]
-    for name, why in meta.get("flags", {}).items():
-        parts += [f"- `{name}`: {w}." for w in why]
+    parts += _verdict_section(result)
     shares = t[(t.kind == "sanity") & t.metric.str.startswith("zero_gradient_share_")]
     if len(shares):
         parts += ["", "Share of clean images with an all-zero input gradient: "
@@ -318,6 +306,49 @@ def _robustness_sections(result: RunResult) -> list[str]:
     return parts
 
 
+def _verdicts(meta: dict, name: str) -> dict[tuple[str, float], dict]:
+    return {(v["norm"], float(v["eps"])): v for v in meta.get("verdict", {}).get(name, {}).get("by_eps", [])}
+
+
+def _verdict_section(result: RunResult) -> list[str]:
+    """Per model and (norm, eps), the verdict; then every raised indicator with its evidence, and
+    what was checked."""
+    s, meta = result.suite, result.meta
+    points = sorted({(v["norm"], float(v["eps"])) for m in s.models for v in _verdicts(meta, m.name).values()})
+    parts = ["### Reliability verdict", "",
+             "Per (norm, eps) of the worst case: **potentially unreliable** where an attack-failure indicator was raised "
+             "(attractor_bench/indicators.py; what each measures and its threshold: docs/reliability.md), else reliable. "
+             "The indicators probe, per cell, the first images that are robust in the worst case (an image some attack "
+             "broke cannot be overstated): the attack is run again with every point it asks about recorded, continued "
+             "by PGD, its gradient compared with finite differences, its points shaken by noise; per model, AutoAttack's "
+             "checks and PGD at eps 1; across eps, monotonicity. Where no image is robust in the worst case, nothing "
+             "can be overstated and the verdict is reliable.", ""]
+    if not points:
+        return parts + ["No indicators were computed for this run (made before they existed).", ""]
+    rows = []
+    for m in s.models:
+        v = _verdicts(meta, m.name)
+        rows.append([f"`{m.name}`"] + [("**potentially unreliable**" if v[p]["potentially_unreliable"] else "reliable")
+                                        + (f" ({v[p]['robust_images']} robust)" if v[p].get("robust_images") is not None else "")
+                                        if p in v else "" for p in points])
+    parts += [markdown(["model"] + [f"{'L-inf' if n == 'linf' else 'L2'} {fmt_eps(e, n)}" for n, e in points], rows), ""]
+    for m in s.models:
+        found = meta.get("verdict", {}).get(m.name, {}).get("findings", [])
+        raised = [f for f in found if f["raised"]]
+        checked = sorted({f["name"] for f in found})
+        parts += [f"- `{m.name}`: checked " + ", ".join(f"`{c}`" for c in checked) + "; "
+                  + (f"raised {len(raised)}:" if raised else "none raised.")]
+        for f in raised:
+            where = "every eps" if f["eps"] is None else f"{'L-inf' if f['norm'] == 'linf' else 'L2'} eps {fmt_eps(f['eps'], f['norm'])}"
+            first = f"; first images {', '.join(map(str, f['samples']))}" if f["samples"] else ""
+            parts.append(f"  - `{f['name']}` (`{f['attack']}`, {where}, {f['count']} of {f['n']}): {f['why']}{first}.")
+        notes = [f for f in found if not f["raised"] and f["count"] and f["name"] in ("transfer_failure", "randomized_forward",
+                                                                                  "gradient_at_inference", "fixed_point_iteration")]
+        for f in notes:
+            parts.append(f"  - advisory `{f['name']}` (`{f['attack']}`): {f['why']}.")
+    return parts + [""]
+
+
 def _model_robustness(result: RunResult, name: str, norm: str, attacks: list, n_clean: int) -> list[str]:
     """One model's accuracy per attack and eps in one norm, the worst case, what each attack spent
     and (with a rejector) the accepted-and-wrong share."""
@@ -333,6 +364,11 @@ def _model_robustness(result: RunResult, name: str, norm: str, attacks: list, n_
         ns = {_value(t, name, wc, e, "mnist", "n_samples") for e in grid} - {None}
         if ns:
             rows.append([f"**{wc}**", "/".join(str(int(n)) for n in sorted(ns))] + [_cell(t, name, wc, e, n_clean) for e in grid])
+    verdicts = _verdicts(meta, name)
+    if verdicts:
+        rows.append(["verdict", ""] + [("**potentially unreliable**" if verdicts[(norm, e)]["potentially_unreliable"] else "reliable")
+                                       if (norm, e) in verdicts else "" for e in grid])
+        unreliable = any(v["potentially_unreliable"] for (n, _), v in verdicts.items() if n == norm)
     eps_cols = [f"eps {fmt_eps(e, norm)}" for e in grid]
     title = f"### `{name}`, {'L-inf' if norm == 'linf' else 'L2'}" + (" — potentially unreliable" if unreliable else "")
     parts = [title, "", markdown(["attack", "n"] + eps_cols, rows), ""]

@@ -129,6 +129,11 @@ def worst_case_ood(records: list[Record]) -> list[tuple[str, float, dict]]:
     return rows
 
 
+def where(norm: str, eps: float) -> str:
+    """How an explanation of a flag names its (norm, eps): `(linf eps 0.3)`."""
+    return f"({norm} eps {eps:g})"
+
+
 def _accuracy(r: Record, idx: np.ndarray) -> float:
     return float(r.on(idx, "correct").mean())
 
@@ -145,7 +150,8 @@ def sanity_flags(clean: Record, records: list[Record], zero_gradient_share: dict
         acc = _worst(clean, linf, _common(linf))["accuracy"]
         flags["flag_no_collapse_at_eps_0.5"] = int(acc >= COLLAPSE_MAX_ACC)
         if acc >= COLLAPSE_MAX_ACC:
-            why.append(f"worst-case accuracy at L-inf eps 0.5 is {acc:.2%} (>= 10%) over {', '.join(r.label for r in linf)}")
+            why.append(f"worst-case accuracy {where('linf', EPS_COLLAPSE)} is {acc:.2%} (>= 10%) over "
+                       f"{', '.join(r.label for r in linf)}")
 
     def beats(weak, strong, name: str, what: str, than: str) -> None:
         checked = raised = False
@@ -159,7 +165,7 @@ def sanity_flags(clean: Record, records: list[Record], zero_gradient_share: dict
                 acc, best = _accuracy(r, idx), min(_accuracy(w, idx) for w in refs)
                 if acc < best:
                     raised = True
-                    why.append(f"{what} `{r.label}` ({norm} eps {eps:g}) reaches {acc:.2%} accuracy, below every "
+                    why.append(f"{what} `{r.label}` {where(norm, eps)} reaches {acc:.2%} accuracy, below every "
                                f"{than} there (lowest {best:.2%}, on the same {len(idx)} images)")
         if checked:
             flags[name] = int(raised)

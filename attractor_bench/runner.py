@@ -6,8 +6,11 @@ run's table.
 The table has one row per (model, attack, eps, dataset, metric) and a `kind` column: `cell` for
 the metrics of one cell (attack `none`, eps 0: the clean images), `worst_case` for the worst case
 per sample over a norm's attacks at one eps (`robustness.py`), `sanity` for the sanity flags of a
-model (attack `sanity`, eps 0). Writing files is `report.py`'s job, the per-model records
-`summary.py`'s.
+model (attack `sanity`, eps 0), `indicator` for the attack-failure indicators (`indicators.py`:
+per indicator `<name>` the images or cells that triggered it, `<name>_of` how many were checked,
+`<name>_raised` 0/1, `<name>_value` a statistic where there is one) and `verdict` for the verdict
+(attack `verdict_<norm>`, metric `potentially_unreliable`). Writing files is `report.py`'s job, the
+per-model records `summary.py`'s.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import data as data_mod
+from . import indicators
 from . import parallel
 from .cache import Context, get_or_fit, get_or_train, resolve_cache_dir
 from .cells import (Cell, Defended, Workspace, applies, cell_seed, code_fingerprint, compute_cell, datasets, defended_code,
@@ -36,6 +40,7 @@ from .files import array_fingerprint, key, weights_fingerprint
 from .metrics import accepted, cell_metrics
 from .plugins import BUILT_IN
 from .provenance import code_version
+from .published import BEST_ROBUST
 from .recipes import Recipe
 from .robustness import Record, sanity_flags, worst_case, worst_case_ood, worst_case_samples
 from .store import CellStore
@@ -185,7 +190,7 @@ def _meta(suite: Suite, subsets: dict, dev: torch.device, workers: int, cluster:
                          "models": [m.name for m in suite.models if applies(a, m)]}
                for a in suite.attacks}
     sizes = {a.label: {ds: int(len(subsets[(ds, a.n)])) for ds in datasets(suite, a)} for a in suite.attacks if a.n is not None}
-    return {"models": {}, "cell_seconds": [], "flags": {}, "subsets": sizes, "attacks": attacks, "worst_case": suite.worst_case,
+    return {"models": {}, "cell_seconds": [], "flags": {}, "verdict": {}, "subsets": sizes, "attacks": attacks, "worst_case": suite.worst_case,
             "execution": {"device": str(dev), "workers": workers, "cluster": cluster}}
 
 
@@ -300,7 +305,7 @@ def run_suite(
         for spec in suite.models:
             cell_rows, records, stored = _assemble_model(ws, spec, grid[spec.name], store, log, task, meta, computed_now,
                                                          figures)
-            rows += cell_rows + _aggregate(ws, spec.name, records, meta, store)
+            rows += cell_rows + _aggregate(ws, spec.name, records, meta, store, grid[spec.name], log)
             samples[spec.name] = worst_case_samples(records["mnist"][0], records["mnist"][1:])
             n_stored += stored
             if isinstance(prepared[spec.name].defence, AttractorDefence) and figure_attack is not None:
@@ -371,8 +376,64 @@ def _zero_gradient_shares(ws: Workspace, name: str, store: CellStore) -> dict[st
     return shares
 
 
-def _aggregate(ws: Workspace, name: str, records: dict[str, list[Record]], meta: dict, store: CellStore) -> list[dict]:
-    """Worst-case rows and sanity-flag rows of one model."""
+def _stored(store: CellStore, k: str, compute) -> dict[str, np.ndarray]:
+    hit = store.get(k)
+    if hit is not None:
+        return hit[0]
+    out = compute()
+    store.put(k, out)
+    return out
+
+
+def _probes(ws: Workspace, name: str, cells: list, wc: dict, store: CellStore, log: "Log") -> list:
+    """The attack-failure indicators of one model's MNIST cells, from probes on the images robust in
+    the worst case (stored like cells, keyed by the cell, the images and the probe code)."""
+    d, suite, mnist = ws.prepared[name], ws.suite, ws.sets["mnist"]
+    randomized = bool(getattr(d.model, "randomized", False))
+    findings = []
+    for attack, eps, group in cells:
+        if attack is None or eps == 0:
+            continue
+        c = next(c for c in group if c.dataset == "mnist")
+        widx, robust = wc[(attack.entry.norm, eps)]
+        chosen = widx[robust]
+        chosen = chosen[np.isin(chosen, ws.indices("mnist", attack))][: indicators.PROBE_IMAGES]
+        if not len(chosen):
+            continue
+        seed = cell_seed(suite.seed, name, "probe", attack.label, eps)
+        transfer_x = None
+        if attack.target is Target.TRANSFER:
+            hit = store.get(c.shared)
+            if hit is None:
+                continue  # its examples are not stored: nothing to probe
+            transfer_x = hit[0]["x_adv"][np.searchsorted(ws.indices("mnist", attack), chosen)]
+
+        def compute():
+            log.line(f"{name} {attack.label} eps={eps:.4f}: probing {len(chosen)} image(s) robust in the worst case")
+            seed_everything(seed)
+            return indicators.probe_cell(attack, eps, d, mnist.x[chosen], mnist.y[chosen], seed,
+                                         ws.prepared.get(attack.source), transfer_x)
+
+        p = _stored(store, indicators.probe_key(c.key, chosen, seed), compute)
+        findings += indicators.cell_findings(attack, eps, chosen, p, randomized)
+    return findings
+
+
+def _model_checks(ws: Workspace, name: str, store: CellStore, shares: dict[str, float]) -> list:
+    d, suite, mnist = ws.prepared[name], ws.suite, ws.sets["mnist"]
+    targets = sorted({a.target for a in suite.attacks if a.target.white_box and a.entry.kind == "gradient"}, key=str)
+    idx = np.arange(min(indicators.PROBE_IMAGES, len(mnist.y)))
+    seed = cell_seed(suite.seed, name, "model_checks")
+    k = indicators.model_key(d.fingerprint, ws.images[("mnist", None)], len(idx), seed, [t.value for t in targets])
+    p = _stored(store, k, lambda: indicators.model_probe(d, mnist.x[idx], mnist.y[idx], targets, seed))
+    iterates = int(getattr(d.defence, "max_iter", 0) or 0) > 1
+    return indicators.model_findings(p, idx, bool(getattr(d.model, "randomized", False)), iterates,
+                                     indicators.suite_is_adaptive(suite), shares)
+
+
+def _aggregate(ws: Workspace, name: str, records: dict[str, list[Record]], meta: dict, store: CellStore,
+               cells: list, log: "Log") -> list[dict]:
+    """Worst-case rows, sanity-flag rows, indicator rows and verdict rows of one model."""
     rows = []
     clean, attacked = records["mnist"][0], records["mnist"][1:]
     for label, eps, metrics in worst_case(clean, attacked):
@@ -386,4 +447,18 @@ def _aggregate(ws: Workspace, name: str, records: dict[str, list[Record]], meta:
     meta["flags"][name] = why
     rows += _rows(name, "sanity", 0.0, "mnist", {**{f"zero_gradient_share_{t}": v for t, v in shares.items()}, **flags,
                                                  "potentially_unreliable": int(any(flags.values()))}, "sanity")
+    wc = worst_case_samples(clean, attacked)
+    findings = (_probes(ws, name, cells, wc, store, log) + _model_checks(ws, name, store, shares)
+                + indicators.record_findings(clean, attacked, ws.prepared[name].rejector is not None, BEST_ROBUST)
+                + indicators.sanity_findings(flags, why, attacked))
+    for f in findings:
+        m = {f.name: f.count, f"{f.name}_of": f.n, f"{f.name}_raised": int(f.raised)}
+        if f.value is not None:
+            m[f"{f.name}_value"] = f.value
+        rows += _rows(name, f.attack, 0.0 if f.eps is None else f.eps, "mnist", m, "indicator")
+    verdicts = indicators.verdict(findings, sorted(wc), {k: int(v[1].sum()) for k, v in wc.items()})
+    for v in verdicts:
+        rows += _rows(name, f"verdict_{v['norm']}", v["eps"], "mnist", {"potentially_unreliable": int(v["potentially_unreliable"])},
+                      "verdict")
+    meta["verdict"][name] = {"by_eps": verdicts, "findings": [f.as_dict() for f in findings]}
     return rows

@@ -14,7 +14,10 @@ rounded to 6 decimals and NaN as null, keys sorted, so the same results give the
   of those are robust, each as the hex of numpy.packbits), for paired tests between models.
 - `ood`: per OOD set, the rejector's AUROC on clean images and, per (norm, eps), the lowest AUROC
   over the attacks that ran on that set there (`attack` gives it, `attacks` lists those compared).
-- `verdict`: the sanity flags (0/1), whether any was raised (null: not checked) and why.
+- `verdict`: per (norm, eps) of the worst case (`by_eps`), potentially unreliable or not with the
+  raised attack-failure indicators behind it (`indicators.py`: name, attack, count of n, first
+  images, why); for the model, whether any (norm, eps) is (null: not checked), the raised
+  indicators in a sentence each (`reasons`) and the sanity flags (0/1).
 - `code`: the fingerprint of the code that computes numbers (`provenance.code_version`); the
   leaderboard marks a summary made by other code as stale.
 """
@@ -32,7 +35,7 @@ from scipy.stats import binomtest
 from .errors import AttractorBenchError
 from .files import write_text
 
-FORMAT = 2
+FORMAT = 3
 FILE = "summary.json"
 
 
@@ -149,9 +152,31 @@ def _model(name: str, t: pd.DataFrame, result) -> dict:
         "worst_case": _worst_case(t[t.kind == "worst_case"], meta, name, rejects,
                                   getattr(result, "samples", {}).get(name, {}), _clean_n(result)),
         "ood": _ood(cells, meta),
-        "verdict": {"potentially_unreliable": None if unreliable is None else bool(unreliable), "flags": flags,
-                    "reasons": list(meta.get("flags", {}).get(name, []))},
+        "verdict": _verdict(meta.get("verdict", {}).get(name), unreliable, flags, meta.get("flags", {}).get(name, [])),
     }
+
+
+def reason(f: dict) -> str:
+    """One raised indicator in a sentence: where, what, how many, which images."""
+    where = "every eps" if f["eps"] is None else f"{f['norm']} eps {f['eps']:g}"
+    shown = f"; first images {', '.join(map(str, f['samples']))}" if f["samples"] else ""
+    return f"{f['name']} ({f['attack']}, {where}): {f['why']}{shown}"
+
+
+def _verdict(v: dict | None, unreliable, flags: dict, why: list[str]) -> dict:
+    """The verdict per (norm, eps) from the indicators (`indicators.verdict`), and for the model:
+    potentially unreliable if it is at any (norm, eps). Without indicators (a run of older code),
+    the sanity flags alone."""
+    if v is None:
+        return {"potentially_unreliable": None if unreliable is None else bool(unreliable), "flags": flags,
+                "reasons": list(why), "by_eps": []}
+    by_eps = [{"norm": e["norm"], "eps": float(e["eps"]), "potentially_unreliable": bool(e["potentially_unreliable"]),
+               "robust_images": e["robust_images"], "note": e["note"],
+               "indicators": [{k: f[k] for k in ("name", "attack", "count", "n", "samples", "why", "value")}
+                              for f in e["indicators"]]} for e in v["by_eps"]]
+    reasons = list(dict.fromkeys(reason(f) for e in v["by_eps"] for f in e["indicators"]))
+    return {"potentially_unreliable": any(e["potentially_unreliable"] for e in by_eps), "flags": flags,
+            "reasons": reasons, "by_eps": by_eps}
 
 
 def summarize(result) -> dict:

@@ -26,8 +26,10 @@ def smoke(smoke_run):
 def test_micro_run_writes_tables_records_and_a_readme(micro_run):
     table = pd.read_csv(micro_run.folder / "results.csv")
     assert list(table.columns) == ["model", "attack", "eps", "dataset", "metric", "value", "kind"]
-    assert set(table.kind) == {"cell", "worst_case", "sanity"}
+    assert set(table.kind) == {"cell", "worst_case", "sanity", "indicator", "verdict"}
     assert set(table[table.kind == "sanity"].attack) == {"sanity"}
+    assert set(table[table.kind == "verdict"].attack) == {"verdict_linf", "verdict_l2"}
+    assert set(table[table.kind == "verdict"].metric) == {"potentially_unreliable"}
     assert set(table[table.kind == "worst_case"].attack) == {"worst_case_linf", "worst_case_l2"}
     summary = json.loads((micro_run.folder / "summary.json").read_text())
     assert [m["name"] for m in summary["models"]] == ["baseline", "attractor"]

@@ -30,10 +30,11 @@ def attack(norm="linf", eps=(0.1, 0.3), n=None, models=None, ood=False):
 
 
 def model(clean=0.9, wc=None, auroc=None, flags=None, reasons=(), weights="w", threshold=0.8, randomized=False,
-          defence="attractor", clean_n=None, params=None):
+          defence="attractor", clean_n=None, params=None, verdict=None):
     """wc: {eps or (norm, eps, all_images): (accuracy, e2e, n[, n_attacks])}; auroc: {dataset: {label: {eps: value}}}
-    ('none' is clean); flags: {flag: 0/1} (None: not checked)."""
-    return dict(clean=clean, wc=wc or {}, auroc=auroc or {}, flags=flags, reasons=list(reasons), clean_n=clean_n,
+    ('none' is clean); flags: {flag: 0/1} (None: not checked); verdict: the run's `indicators` verdict
+    ({"by_eps": [...], "findings": [...]}; None: a run without indicators)."""
+    return dict(clean=clean, wc=wc or {}, auroc=auroc or {}, flags=flags, reasons=list(reasons), clean_n=clean_n, verdict=verdict,
                 info={"preset": "p", "weights": weights, "randomized": randomized, "threshold": threshold,
                       "defence": {"name": defence, "origin": "built-in", "params": {}, "weights": []},
                       **({"params": params} if params is not None else {})})
@@ -66,7 +67,8 @@ def result(suite: str, models: dict, attacks: dict, date="2026-12-01 10:00 UTC",
     meta = {"date": date, "commit": commit, "command": f"attractor-bench run suites/{suite}.yaml", "attacks": attacks,
             "code": code_version(),
             "subsets": subsets or {}, "models": {n: m["info"] for n, m in models.items()},
-            "flags": {n: m["reasons"] for n, m in models.items()}, "n_images": {"mnist": n_test}}
+            "flags": {n: m["reasons"] for n, m in models.items()}, "n_images": {"mnist": n_test},
+            "verdict": {n: m["verdict"] for n, m in models.items() if m["verdict"] is not None}}
     return RunResult(SimpleNamespace(name=suite, data=SimpleNamespace(n_test=n_test)), table, meta)
 
 
@@ -130,7 +132,7 @@ def subset_run(**kwargs) -> RunResult:
 
 def test_summary_worst_cases_carry_their_attacks_n_and_exact_interval():
     doc = summarize(subset_run())
-    assert (doc["format"], doc["suite"], doc["commit"], doc["date"]) == (2, "sub", "abc1234", "2026-12-01 10:00 UTC")
+    assert (doc["format"], doc["suite"], doc["commit"], doc["date"]) == (3, "sub", "abc1234", "2026-12-01 10:00 UTC")
     att, plain = doc["models"]
     assert att["name"] == "att" and att["has_rejector"] and not plain["has_rejector"]
     assert att["identity"] == {"weights": "w1", "threshold": 0.8, "params": None,
@@ -148,8 +150,10 @@ def test_summary_worst_cases_carry_their_attacks_n_and_exact_interval():
     assert att["clean"] == {"accuracy": 0.9, "end_to_end_accuracy": pytest.approx(0.85), "n": 100,
                             "interval": pytest.approx(exact(0.9, 100), abs=1e-12)}
     assert plain["clean"]["end_to_end_accuracy"] is None
-    assert att["verdict"] == {"potentially_unreliable": True, "flags": {FLAGS[0]: 0, FLAGS[1]: 1}, "reasons": ["zero gradients"]}
-    assert plain["verdict"] == {"potentially_unreliable": None, "flags": {}, "reasons": []}
+    # a run without indicators: the sanity flags alone, no verdict per eps
+    assert att["verdict"] == {"potentially_unreliable": True, "flags": {FLAGS[0]: 0, FLAGS[1]: 1}, "reasons": ["zero gradients"],
+                              "by_eps": []}
+    assert plain["verdict"] == {"potentially_unreliable": None, "flags": {}, "reasons": [], "by_eps": []}
 
 
 def test_summary_ood_takes_the_lowest_auroc_per_norm_and_eps():
@@ -322,13 +326,42 @@ def test_unreliable_flag_is_read_and_shown(tmp_path):
                          "good": model(weights="2", flags={FLAGS[0]: 0, FLAGS[1]: 0}), "unchecked": model(weights="3")},
               {"pgd": attack()})
     doc = board_json(res)
-    assert row(doc, "bad")["unreliable"] is True and row(doc, "bad")["flags_raised"] == {"s": ["3% zero gradients"]}
+    assert row(doc, "bad")["unreliable"] is True and row(doc, "bad")["indicators_raised"] == {"s": ["3% zero gradients"]}
     assert row(doc, "good")["unreliable"] is False and row(doc, "unchecked")["unreliable"] is None
     md = (res / "LEADERBOARD.md").read_text()
-    assert md_cells(md, "bad")[11] == f"**{UNRELIABLE}**" and md_cells(md, "good")[11] == "no flag"
-    assert md_cells(md, "unchecked")[11] == "not checked" and "- `bad` in `s`: 3% zero gradients" in md
+    assert md_cells(md, "bad")[11] == f"**{UNRELIABLE}**" and md_cells(md, "good")[11] == "reliable"
+    assert md_cells(md, "unchecked")[11] == "not checked" and "- `bad` in `s`:\n  - 3% zero gradients" in md
     with open(res / "LEADERBOARD.csv", newline="") as f:
         assert {r["model"]: r["unreliable"] for r in csv.DictReader(f)} == {"bad": "yes", "good": "no", "unchecked": ""}
+
+
+def _finding(name, eps, raised, samples=()):
+    return {"name": name, "attack": "pgd", "norm": "linf", "eps": eps, "count": len(samples), "n": 16, "raised": raised,
+            "samples": list(samples), "why": f"{name} here", "value": None}
+
+
+def test_the_verdict_per_eps_is_shown_with_its_evidence(tmp_path):
+    """A run with indicators: the verdict column names the eps where the run is potentially unreliable, and
+    the evidence section lists each raised indicator with its images; a run whose indicators raised nothing
+    is reliable although a finding was computed."""
+    res = tmp_path / "results"
+    bad = _finding("silent_success", 0.3, True, [4, 9])
+    by_eps = [{"norm": "linf", "eps": 0.1, "potentially_unreliable": False, "robust_images": 30, "indicators": [], "note": ""},
+              {"norm": "linf", "eps": 0.3, "potentially_unreliable": True, "robust_images": 5, "indicators": [bad], "note": ""}]
+    ok = [{**e, "potentially_unreliable": False, "indicators": []} for e in by_eps]
+    write_run(res, "s", {"bad": model(weights="1", flags={FLAGS[0]: 0}, verdict={"by_eps": by_eps, "findings": [bad]}),
+                         "good": model(weights="2", flags={FLAGS[0]: 0},
+                                       verdict={"by_eps": ok, "findings": [_finding("silent_success", 0.3, False)]})},
+              {"pgd": attack()})
+    doc = board_json(res)
+    assert row(doc, "bad")["unreliable"] is True and row(doc, "bad")["unreliable_at"] == ["L-inf 0.3"]
+    assert row(doc, "bad")["indicators_raised"] == {"s": ["silent_success (pgd, linf eps 0.3): silent_success here; "
+                                                          "first images 4, 9"]}
+    assert row(doc, "good")["unreliable"] is False and row(doc, "good")["unreliable_at"] == []
+    md = (res / "LEADERBOARD.md").read_text()
+    assert md_cells(md, "bad")[11] == f"**{UNRELIABLE} (L-inf 0.3)**" and md_cells(md, "good")[11] == "reliable"
+    assert "## Reliability verdict: the evidence" in md
+    assert "  - silent_success (pgd, linf eps 0.3): silent_success here; first images 4, 9" in md
 
 
 def test_rerun_gives_byte_identical_files_and_leaves_no_temporary_files(tmp_path):
@@ -393,8 +426,8 @@ def test_results_dir_without_summaries_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     ("{not json", "not valid JSON"),
-    (json.dumps({"format": 3, "suite": "broken", "models": []}), "not a summary of format 2"),
-    (json.dumps({"format": 2, "suite": "broken", "models": [{"name": "m"}]}), "not a summary of format 2"),
+    (json.dumps({"format": 4, "suite": "broken", "models": []}), "not a summary of format 3"),
+    (json.dumps({"format": 3, "suite": "broken", "models": [{"name": "m"}]}), "not a summary of format 3"),
 ])
 def test_a_broken_summary_is_an_error_and_nothing_is_written(tmp_path, damage, message):
     res = tmp_path / "results"
