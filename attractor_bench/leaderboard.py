@@ -45,8 +45,8 @@ RULES = ("One row per model: a model is its name, trained weights, defence and r
          "outcomes where they share images (scipy's binomtest on the discordant pairs), else Fisher's exact test on the "
          "counts; rows with the same # are not separated. Sorted by rank, then worst case at 0.3, 0.1, clean accuracy "
          f"and name; a missing value ({tables.DASH}) counts as worse than any measured one. *Verdict*: potentially unreliable "
-         "at the (norm, eps) where a run's attack-failure indicators raised one (attractor_bench/indicators.py; the "
-         "evidence is listed below the table), else reliable; `not checked` for runs without indicators. Only runs made "
+         "at the (norm, eps) where an attack-failure indicator was raised (attractor_bench/indicators.py; the "
+         "evidence is listed below the table), in the runs that give the row's worst cases, else reliable; `not checked` for runs without indicators. Only runs made "
          "by the current code are ranked (others are listed as stale). Numbers in percent.")
 _MODEL_KEYS = ("name", "identity", "randomized", "has_rejector", "clean", "worst_case", "ood", "verdict")
 
@@ -203,6 +203,13 @@ def beats(r: Row, other: Row) -> bool:
     return False
 
 
+def _verdict_runs(entries: list[tuple[dict, dict]], numbers: dict[str, Number]) -> list[tuple[dict, dict]]:
+    """The (run, model) entries whose verdict the row shows: those of the runs that give its worst
+    cases (a verdict concerns the attacks of its own run), all of them if none does."""
+    sources = {id(n.run) for k, n in numbers.items() if k.startswith(("worst_case", "e2e")) and n.run is not None}
+    return [(r, m) for r, m in entries if id(r) in sources] or entries
+
+
 def build(results_dir: str | Path) -> Leaderboard:
     runs, pending = read_summaries(Path(results_dir))
     current = code_version()
@@ -218,13 +225,15 @@ def build(results_dir: str | Path) -> Leaderboard:
     rows = []
     for entries in groups.values():
         name, suites = entries[0][1]["name"], sorted({r["suite"] for r, _ in entries})
-        checked = [v for _, m in entries for v in [m["verdict"]["potentially_unreliable"]] if v is not None]
-        reasons = {r["suite"]: m["verdict"]["reasons"] for r, m in entries if m["verdict"]["potentially_unreliable"]}
+        numbers = _numbers(entries)
+        judged = _verdict_runs(entries, numbers)
+        checked = [v for _, m in judged for v in [m["verdict"]["potentially_unreliable"]] if v is not None]
+        reasons = {r["suite"]: m["verdict"]["reasons"] for r, m in judged if m["verdict"]["potentially_unreliable"]}
         display = name if names.count(name) == 1 else f"{name} ({', '.join(suites)})"
-        at = sorted({(e["norm"], e["eps"]) for _, m in entries for e in m["verdict"].get("by_eps", [])
+        at = sorted({(e["norm"], e["eps"]) for _, m in judged for e in m["verdict"].get("by_eps", [])
                      if e["potentially_unreliable"]})
-        rows.append(Row(display, entries[0][1], suites, _numbers(entries), any(checked) if checked else None, reasons,
-                        unreliable_at=[f"{'L-inf' if n == 'linf' else 'L2'} {e:g}" for n, e in at]))
+        rows.append(Row(display, entries[0][1], suites, numbers, any(checked) if checked else None, reasons,
+                        unreliable_at=[f"{'L-inf' if n == 'linf' else 'L2'} {tables.fmt_eps(e, n)}" for n, e in at]))
     for r in rows:
         r.rank = 1 + sum(beats(o, r) for o in rows if o is not r)
     return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale)

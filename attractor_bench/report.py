@@ -345,7 +345,8 @@ def _verdict_section(result: RunResult) -> list[str]:
         notes = [f for f in found if not f["raised"] and f["count"] and f["name"] in ("transfer_failure", "randomized_forward",
                                                                                   "gradient_at_inference", "fixed_point_iteration")]
         for f in notes:
-            parts.append(f"  - advisory `{f['name']}` (`{f['attack']}`): {f['why']}.")
+            where = "" if f["eps"] is None else f", {'L-inf' if f['norm'] == 'linf' else 'L2'} eps {fmt_eps(f['eps'], f['norm'])}"
+            parts.append(f"  - advisory `{f['name']}` (`{f['attack']}`{where}): {f['why']}.")
     return parts + [""]
 
 
