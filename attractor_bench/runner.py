@@ -209,7 +209,8 @@ def _compute_elsewhere(ws: Workspace, grid: dict, store: CellStore, log: Log, wo
         log.line(f"{cell.model} {cell.label} eps={cell.eps:.4f} {cell.dataset}: done in {seconds:.1f} s (worker)")
 
     computed = parallel.compute(ws, todo, store, workers=workers, cluster=cluster, on_done=done)
-    store.mark_written(computed)
+    # the workers also stored the examples these cells share (a transfer attack's): the probes read them
+    store.mark_written(computed | {c.shared for c in todo if c.shared is not None and c.key in computed})
     log.bar.remove_task(task)
     return computed
 
