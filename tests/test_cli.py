@@ -69,7 +69,12 @@ def test_smoke_run_writes_tables(smoke):
     assert set(table.model) == {"baseline", "attractor"}
     assert set(table.dataset) == {"mnist", "fashion_mnist", "cifar10_bw"}
     attacks = {"fgsm", "fgsm_pipeline", "pgd", "pgd_bpda", "transfer_pgd", "rejection_aware", "square", "deepfool"}
-    assert set(table.attack) == {"none", "sanity", "worst_case_linf", "worst_case_linf_all_images", "worst_case_l2"} | attacks
+    numbers = table[table.kind.isin(["cell", "worst_case", "sanity"])]
+    assert set(numbers.attack) == {"none", "sanity", "worst_case_linf", "worst_case_linf_all_images", "worst_case_l2"} | attacks
+    assert set(table[table.kind == "verdict"].attack) == {"verdict_linf", "verdict_l2"}
+    assert set(table[table.kind == "indicator"].attack) - attacks <= {"model_checks", "model_checks_pgd_eps1_pipeline",
+                                                                     "model_checks_pgd_eps1_bpda", "worst_case_linf",
+                                                                     "worst_case_l2"}
     assert sorted(set(table.eps.round(6))) == sorted({0.0, round(10 / 255, 6), round(20 / 255, 6), 0.5, 1.0, 2.0})
     mnist = set(table[table.dataset == "mnist"].metric)
     assert {"accuracy", "accuracy_single_pass", "accepted", "accepted_single_pass", "end_to_end_accuracy",
@@ -89,7 +94,8 @@ def test_smoke_run_writes_tables(smoke):
     readme = (tmp / "results" / "smoke" / "README.md").read_text()
     assert f"attractor-bench run {REPO / 'suites' / 'smoke.yaml'} --results-dir" in readme
     assert "## Choices" in readme and "## Versions" in readme and "## Time" in readme
-    assert "## Robustness: worst case per sample and sanity flags" in readme and "Wall time per attack" in readme
+    assert "## Robustness: worst case per sample and the reliability verdict" in readme and "Wall time per attack" in readme
+    assert "### Reliability verdict" in readme
     assert (tmp / "results" / "smoke" / "run.json").is_file()
     assert not [p for p in (tmp / "results").iterdir() if p.name.startswith(".")]  # no temporary folder left
 
