@@ -1,4 +1,4 @@
-"""Suite files: YAML (read with a safe loader) validated into typed configuration.
+"""Suite files: YAML (read by `suitefile`: safe loader, bounded, strict) validated into typed configuration.
 
 Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.5 is outside
 [0, 1]`, and is raised as ConfigError (exit code 2 in the CLI) before anything is computed.
@@ -28,13 +28,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .attacks import ATTACKS, AttackEntry
 from .data import DATASETS
 from .defences import DEFENCES, Backward
 from .errors import ConfigError
 from .plugins import BUILT_IN, PluginError, resolve
+from . import suitefile
 from .recipes import Recipe
 from .training import PRESETS, TrainConfig, with_seed
 
@@ -126,6 +125,8 @@ class AttackSpec:
 
 # The largest meaningful budget per norm: the diameter of [0, 1]^784 in that norm.
 EPS_MAX = {"linf": 1.0, "l2": 28.0}
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # names that become paths: no '/', no leading '.'
+SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -173,13 +174,30 @@ class _Reader:
             raise self.fail(key or missing[0], f"missing required key {missing[0]!r}.")
         return value
 
-    def integer(self, value: Any, key: str, minimum: int = 0, optional: bool = False) -> int | None:
+    def integer(self, value: Any, key: str, minimum: int = 0, optional: bool = False,
+                maximum: int | None = None) -> int | None:
         if value is None and optional:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"expected an integer, got {value!r}.")
         if value < minimum:
             raise self.fail(key, f"must be >= {minimum}, got {value}.")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"must be <= {maximum}, got {value}.")
+        return value
+
+    def seed(self, value: Any, key: str) -> int:
+        """A seed: 0 to 2**63 - 1 (torch's generators take 64 bits; further seeds add small offsets)."""
+        return self.integer(value, key, 0, maximum=SEED_MAX)
+
+    def name(self, value: Any, key: str, what: str) -> str:
+        """A suite name, model name or attack label: it becomes part of file and folder names."""
+        if not isinstance(value, str):
+            raise self.fail(key, f"{what} {value!r} is not text (YAML reads it as {type(value).__name__}): quote it, "
+                                 "e.g. \"m1\".")
+        if len(value) > 100 or not SAFE_NAME.fullmatch(value):
+            raise self.fail(key, f"{what} {value!r} must be 1-100 letters, digits, '_', '-' or '.', not starting "
+                                 "with '.' (it names files and folders).")
         return value
 
     def number(self, value: Any, key: str, lo: float, hi: float) -> float:
@@ -224,7 +242,7 @@ def _train_config(r: _Reader, preset: str, overrides: Any, key: str, earlier: di
         elif k in ("max_epochs", "patience", "batch_size", "n_projections"):
             v = r.integer(v, sub, 1)
         elif k == "seed":
-            v = r.integer(v, sub, 0)
+            v = r.seed(v, sub)
         elif k == "pretrain":
             if not isinstance(v, bool):
                 raise r.fail(sub, f"expected true or false, got {v!r}.")
@@ -250,7 +268,7 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     top = r.mapping(raw, "", {"name", "seed", "reference", "device", "data", "models", "defence", "rejector", "attacks",
                               "worst_case"},
                     {"models", "attacks"})
-    seed = r.integer(top.get("seed", 0), "seed")
+    seed = r.seed(top.get("seed", 0), "seed")
     data = _data(r, top.get("data"))
     defence = _defence(r, top.get("defence"), "defence")
     models = _models(r, top["models"], defence, seed)
@@ -261,9 +279,7 @@ def parse_suite(raw: Any, path: Path) -> Suite:
         reference = r.choice(reference, "reference", ["paper"])
         if paper_attack(attacks) is None:
             raise r.fail("reference", "'paper' compares with the paper's FGSM: add an attack with name fgsm and target network.")
-    name = str(top.get("name", path.stem))
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise r.fail("name", f"{name!r} must use only letters, digits, '_', '-', '.' (it names a results folder).")
+    name = r.name(top.get("name", path.stem), "name" if "name" in top else "name (the file's name)", "suite name")
     device = str(top.get("device", "auto"))
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device.strip().lower()):
         raise r.fail("device", f"{device!r} is not one of auto, cpu, cuda or cuda:<index>.")
@@ -286,9 +302,9 @@ def _models(r: _Reader, raw: Any, defence: DefenceSpec, seed: int) -> tuple[Mode
         raise r.fail("models", "at least one model is required.")
     models, earlier = [], {}
     for name, spec in models_raw.items():
-        models.append(_model(r, str(name), spec, defence, seed, earlier))
+        models.append(_model(r, r.name(name, f"models.{name}", "model name"), spec, defence, seed, earlier))
         if models[-1].train is not None:
-            earlier[str(name)] = models[-1].train
+            earlier[name] = models[-1].train
     return tuple(models)
 
 
@@ -343,7 +359,8 @@ def _attack(r: _Reader, key: str, a: Any, models: tuple[ModelSpec, ...], labels:
     except ValueError as e:
         raise r.fail(f"{key}.name", str(e)) from None
     name = reg.name
-    label = str(a.get("label", name))
+    default = name.rpartition(":")[2].rpartition(".")[2]  # a reference's label: its callable's name
+    label = r.name(a.get("label", default), f"{key}.label" if "label" in a else f"{key}.name", "attack label")
     if label in labels or label == "none" or label.startswith(("worst_case", "sanity", "verdict", "model_checks")):
         raise r.fail(f"{key}.label", f"label {label!r} is used twice (or reserved); give each attack a unique label.")
     eps, hi = a["eps"], EPS_MAX[entry.norm]
@@ -426,13 +443,9 @@ def paper_attack(attacks) -> AttackSpec | None:
 
 
 def load_suite(path: str | Path) -> Suite:
+    """The suite in file `path` (read by `suitefile.read`: bounded, UTF-8, no aliases or duplicate keys)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: suite file not found. Pass the path of a YAML suite, e.g. suites/smoke.yaml.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e}).") from e
+    raw = suitefile.read(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a suite must be a YAML mapping with at least 'models' and 'attacks'.")
     return parse_suite(raw, path)
