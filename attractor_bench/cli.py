@@ -1,9 +1,14 @@
 """The `attractor-bench` command line. This is the one place where domain errors become
-messages and exit codes: 2 for usage/configuration errors, 1 for other failures, 130 for Ctrl-C."""
+messages and exit codes: 2 for usage/configuration errors, 1 for other failures (missing data,
+an unwritable or full folder), 130 for Ctrl-C and 143 for SIGTERM (both end a run the same way:
+the finished cells stay in the cache, no result file is written)."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shlex
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Iterator
@@ -13,8 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from .attacks import AttackEntry
+from . import plugins, suitefile
+from .cache import resolve_cache_dir
 from .config import load_suite
-from .errors import AttractorBenchError
+from .errors import AttractorBenchError, ConfigError
+from .files import check_writable
 from .leaderboard import summary_table, write_leaderboard
 from .plugins import GROUPS, available
 from .recipes import Recipe
@@ -37,8 +45,29 @@ CacheDir = Annotated[Path | None, typer.Option("--cache-dir", envvar="ATTRACTOR_
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds as Ctrl-C does."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+_HINTS = {errno.ENOSPC: "The disk is full: free space, or point --results-dir / --cache-dir (ATTRACTOR_BENCH_CACHE) "
+                        "at another disk.",
+          errno.EDQUOT: "The disk quota is used up: free space, or point --results-dir / --cache-dir elsewhere."}
+
+
+def _storage_message(e: OSError) -> str:
+    where = f" {e.filename}" if e.filename else ""
+    hint = _HINTS.get(e.errno, "Check that the folder exists and is writable, or choose another with --results-dir / "
+                               "--cache-dir (ATTRACTOR_BENCH_CACHE).")
+    return f"Could not write or read{where}: {e.strerror or e}. {hint}"
+
+
 @contextmanager
 def _errors(debug: bool) -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         yield
     except AttractorBenchError as e:
@@ -46,10 +75,61 @@ def _errors(debug: bool) -> Iterator[None]:
             raise
         err.print(f"[bold red]Error:[/] {e}", highlight=False)
         raise typer.Exit(e.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]Interrupted: no result files were written. The cells finished so far are stored in the cache; "
+    except OSError as e:  # a full disk, a read-only or vanished folder: what the user can fix, once
+        if debug:
+            raise
+        err.print(f"[bold red]Error:[/] {_storage_message(e)}", highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt as e:
+        how = "Terminated (SIGTERM)" if isinstance(e, _Terminated) else "Interrupted"
+        err.print(f"[yellow]{how}: no result files were written. The cells finished so far are stored in the cache; "
                   "run the same command again to resume from them.[/]")
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(e, _Terminated) else 130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+NoPlugins = Annotated[bool, typer.Option("--no-plugins", help="Refuse a suite that names 'module:callable' references "
+                                         "(outside code that would be imported).")]
+
+
+def _announce_plugins(suite: Path, no_plugins: bool, imported: bool = True) -> None:
+    """Say which modules a suite will import, before importing them (a suite file is code)."""
+    refs = suitefile.references(suitefile.read(suite))
+    if not refs:
+        return
+    modules = ", ".join(dict.fromkeys(r.partition(":")[0] for r in refs))
+    if no_plugins:
+        raise ConfigError(f"{suite}: names outside code ({', '.join(refs)}); --no-plugins refuses suites that import "
+                          "code. Run without --no-plugins if you trust these modules.")
+    err.print(f"[yellow]{suite} names outside code:[/] {'importing' if imported else 'looking up (not importing)'} "
+              f"module(s) {modules} for {', '.join(refs)}. A suite file is code: run only suites you trust "
+              "(--no-plugins refuses such suites).", highlight=False)
+
+
+def _check_folders(results_dir: Path, cache_dir: Path | None) -> None:
+    """Before any work: the results and cache folders must be writable (or creatable)."""
+    for what, folder in (("results folder", results_dir), ("cache folder", resolve_cache_dir(cache_dir))):
+        try:
+            check_writable(folder)
+        except OSError as e:
+            raise ConfigError(f"The {what} {folder} is not writable ({e.strerror or e}). Choose another with "
+                              f"{'--results-dir' if what.startswith('results') else '--cache-dir or ATTRACTOR_BENCH_CACHE'}.")
+
+
+def _cap_workers(workers: int) -> int:
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        err.print(f"--workers {workers} capped to {cores}, this machine's cores (each worker is a process holding the "
+                  "models, ~0.5-1 GB).", highlight=False)
+        return cores
+    return workers
 
 
 def _summary(result) -> Table:
@@ -93,7 +173,9 @@ def run(
                                          "(models are trained once, here). The tables equal the sequential run's.")] = 1,
     cluster: Annotated[str | None, typer.Option("--cluster", metavar="ADDRESS|local",
                        help="Compute the cells on a Dask cluster: a scheduler address (tcp://host:8786), or `local` for a "
-                            "local Dask cluster of --workers processes. Needs pip install -e '.\\[distributed]'.")] = None,
+                            "local Dask cluster of --workers processes. Needs pip install -e '.\\[distributed]'. The "
+                            "scheduler and every worker can run code in this process: use only a cluster you trust.")] = None,
+    no_plugins: NoPlugins = False,
     debug: Debug = False,
 ) -> None:
     """Train (or load from the cache) the suite's models, run its attacks, write result tables.
@@ -102,7 +184,11 @@ def run(
     so a run that was interrupted or killed resumes where it stopped when started again, and
     gives the same tables as an uninterrupted run."""
     with _errors(debug):
-        spec = load_suite(suite)  # validate before any work
+        _announce_plugins(suite, no_plugins)
+        with plugins.references("refuse" if no_plugins else "import"):
+            spec = load_suite(suite)  # validate before any work
+        _check_folders(results_dir, cache_dir)
+        workers = _cap_workers(workers)
         result = run_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err, progress=progress,
                            fresh=fresh, device=device, workers=workers if workers > 1 or not cluster else 2, cluster=cluster)
         command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "run", suite]
@@ -122,6 +208,9 @@ def run(
         if cells["from_store"]:
             out.print(f"Resumed: {cells['from_store']} of {cells['total']} cells came from the store, {cells['computed']} were "
                       "computed (--fresh recomputes them all).", highlight=False)
+        if cells.get("failed_verification"):
+            out.print(f"[yellow]{cells['failed_verification']} stored cells failed verification[/] (damaged or edited: "
+                      "checksum, layout or schema) and were computed again.", highlight=False)
         out.print(f"Wrote {folder}/results.csv, summary.json, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
 
 
@@ -150,10 +239,16 @@ def leaderboard(
 
 
 @app.command()
-def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")], debug: Debug = False) -> None:
-    """Check a suite file without running it."""
+def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
+             import_plugins: Annotated[bool, typer.Option("--import-plugins", help="Import the suite's 'module:callable' "
+                                       "references to check their parameters and budgets too (runs their code).")] = False,
+             no_plugins: NoPlugins = False, debug: Debug = False) -> None:
+    """Check a suite file without running it. Outside code it names ('module:callable') is only
+    looked up, not imported, unless --import-plugins."""
     with _errors(debug):
-        s = load_suite(suite)
+        _announce_plugins(suite, no_plugins, imported=import_plugins)
+        with plugins.references("refuse" if no_plugins else "import" if import_plugins else "find"):
+            s = load_suite(suite)
         n = sum(len(a.eps) for a in s.attacks) + 1
         out.print(f"{suite}: OK ({len(s.models)} models, {len(s.attacks)} attacks, {n} (attack, eps) points, "
                   f"{1 + len(s.data.ood)} datasets).")

@@ -3,12 +3,16 @@
 `atomic_write(path, write)` calls `write(tmp_path)` on a temporary file in the destination's
 folder, flushes it to disk and renames it into place, so a reader sees the whole file or none
 (checkpoints, stored cells, result files, the leaderboard). `atomic_folder(final)` does the same
-for a set of files that must appear together. `digest` is the one hash: of byte chunks, of
-JSON-able parts (`key`), of arrays, of a module's weights and of source code.
+for a set of files that must appear together, `replace_folder(final)` for a whole folder that
+replaces the previous one in one step (a run's results). `inside(root, name)` is the one check
+that a path built from a name stays in its folder, and `check_writable` the write probe run
+before any work. `digest` is the one hash: of byte chunks, of JSON-able parts (`key`), of arrays,
+of a module's weights and of source code.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import inspect
 import json
@@ -70,6 +74,64 @@ def atomic_folder(final: str | os.PathLike) -> Iterator[Path]:
             os.replace(f, final / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def replace_folder(final: str | os.PathLike, keep: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A temporary folder beside `final`; on success it becomes `final` in one rename, the previous
+    `final` (kept until then) is removed, and its files named in `keep` (hand-written notes the new
+    files link to) are carried over. On error `final` is left as it was. A concurrent writer of the
+    same folder wins or loses whole: the folder is always one writer's files."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.new~{socket.gethostname()}~{os.getpid()}~", dir=final.parent))
+    try:
+        yield tmp
+        for name in keep:
+            if (final / name).is_file() and not (tmp / name).exists():
+                shutil.copy2(final / name, tmp / name)
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a results folder gets the usual permissions
+        for _ in range(100):  # another writer may put its folder in place between the two renames
+            old = None
+            if final.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old~", dir=final.parent))
+                try:
+                    os.replace(final, old / final.name)
+                except FileNotFoundError:
+                    pass
+            try:
+                os.rename(tmp, final)
+                break
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            finally:
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def inside(root: str | os.PathLike, *names: str) -> Path:
+    """`root / names...`, refused (ValueError) unless it lies inside `root` (no '..', no absolute name)."""
+    root = Path(root)
+    path = root.joinpath(*names)
+    if not path.resolve().is_relative_to(root.resolve()) or path.resolve() == root.resolve():
+        raise ValueError(f"{'/'.join(names)!r} would be written outside {root}: refused.")
+    return path
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Raise OSError unless files can be created in `folder` (or, when it does not exist yet, in its
+    nearest existing parent, which must let it be created). Leaves nothing behind."""
+    folder = Path(folder).absolute()
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(probe))
+    with tempfile.TemporaryFile(dir=probe, prefix=".attractor-bench-write-probe"):
+        pass
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:

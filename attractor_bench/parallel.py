@@ -170,6 +170,7 @@ def compute(ws, cells: list, store, workers: int = 2, cluster: str | None = None
                 on_done(by_key[key], seconds)
 
     work = [_light(ws, job) for job in jobs(cells)]
+    workers = min(workers, len(work))  # no more processes than jobs
     if cluster:
         _dask(ws, work, str(store.root), store.fresh, workers, cluster, finished)
     else:

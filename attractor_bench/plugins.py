@@ -9,15 +9,25 @@ The contract of each kind (what the callable takes and returns) is in docs/plugi
 and in `attacks.AttackEntry`, `defences.DEFENCES` and `config.ModelSpec`.
 A name is looked up in that order: built in, then entry points; a reference containing ':' is
 imported. Built-in names win over entry points of the same name (the clash is shown by `list`).
+
+Importing a module runs its code, so a suite that names references is code. `references(mode)`
+sets what `resolve` does with them: "import" (the default), "find" (check that the module can be
+found without importing it where Python allows: the top-level package and its submodules are
+located on disk, not executed; `validate` uses it, with a stand-in whose parameters and budget are
+not checked) or "refuse" (`--no-plugins`).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Iterator, Literal
 
 from .attacks import ATTACKS, RENAMED
 from .defences import DEFENCES
@@ -27,6 +37,18 @@ from .training import PRESETS
 GROUPS = {"attack": "attractor_bench.attacks", "defence": "attractor_bench.defences", "model": "attractor_bench.models"}
 BUILT_IN = "built-in"
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+Mode = Literal["import", "find", "refuse"]
+_mode: list[Mode] = ["import"]
+
+
+@contextmanager
+def references(mode: Mode) -> Iterator[None]:
+    """Within the block, `resolve` imports, only finds, or refuses `module:callable` references."""
+    _mode.append(mode)
+    try:
+        yield
+    finally:
+        _mode.pop()
 
 
 class PluginError(LookupError):
@@ -72,9 +94,40 @@ def import_reference(ref: str) -> Any:
     return obj
 
 
+def find_reference(ref: str) -> None:
+    """Check that the module of `ref` can be found, without running it (PluginError otherwise)."""
+    if not _REFERENCE.fullmatch(ref):
+        raise PluginError(f"{ref!r} is not a reference of the form 'package.module:callable'.")
+    module_name = ref.partition(":")[0]
+    if module_name in sys.modules:
+        return
+    parts, spec, path = module_name.split("."), None, None
+    for i in range(len(parts)):
+        name = ".".join(parts[:i + 1])
+        spec = importlib.machinery.PathFinder.find_spec(name, path) if i else importlib.util.find_spec(name)
+        if spec is None:
+            raise PluginError(f"cannot find module {name!r} of {ref!r}. Is it installed or on PYTHONPATH?")
+        path = spec.submodule_search_locations
+
+
+def _stand_in(ref: str):
+    """What `resolve` gives for a reference it only found: a callable taking anything."""
+    def unimported(*args, **kwargs):
+        raise PluginError(f"{ref} was only found, not imported (validate).")
+
+    unimported.norm = "l2"  # the wider budget range: an outside attack's own norm is read on import
+    unimported.__doc__ = f"{ref} (found, not imported)"
+    return unimported
+
+
 def resolve(kind: str, name: str) -> Registered:
     """The registered object called `name` (or the object a `module:callable` reference names)."""
     if ":" in name:
+        if _mode[-1] == "refuse":
+            raise PluginError(f"{name!r} is outside code, and --no-plugins refuses suites that import code.")
+        if _mode[-1] == "find":
+            find_reference(name)
+            return Registered(name, _stand_in(name), f"reference {name} (found, not imported)")
         return Registered(name, import_reference(name), f"reference {name}")
     builtins = _builtins(kind)
     if name in builtins:

@@ -23,7 +23,7 @@ import torch
 
 from .config import load_suite, paper_attack
 from .data import DISPLAY_NAMES
-from .files import atomic_folder, write_text
+from .files import inside, replace_folder, write_text
 from .tables import fmt_eps, markdown, pct
 from . import plots
 from .paper import GOALS, PAPER
@@ -436,7 +436,7 @@ def draw_figures(result: RunResult, folder: Path) -> list[dict]:
                                                            "with the rejection threshold (the paper's Figures 8 and 13)."})
     for entry in result.figures.get("iterates", []):
         f = f"iterates_{entry['model']}.png"
-        plots.iterates(entry, folder / f, f"{name}, {entry['model']}: an input attacked by {entry['attack']} and its iterates")
+        plots.iterates(entry, inside(folder, f), f"{name}, {entry['model']}: an input attacked by {entry['attack']} and its iterates")
         drawn.append({"file": f, "caption": f"`{entry['model']}`: the first MNIST test image attacked by `{entry['attack']}` at "
                                             "growing eps, and its iterates through the autoencoder with the class predicted "
                                             "from each (the paper's Figures 11 and 12)."})
@@ -446,20 +446,27 @@ def draw_figures(result: RunResult, folder: Path) -> list[dict]:
 def _resumed(meta: dict) -> str:
     """How much of the run came from the cell store (a resumed run's wall time is not the cells' cost)."""
     cells = meta.get("cells") or {}
+    rejected = (f"; {cells['failed_verification']} stored cells failed verification (checksum, layout or schema) and were "
+                "computed again") if cells.get("failed_verification") else ""
     if not cells.get("from_store"):
-        return ""
+        return rejected
     cost = sum(c["seconds"] for c in meta.get("cell_seconds", []))
     return (f", resuming {cells['from_store']} of {cells['total']} cells from the cell store (computed by earlier runs of "
-            f"the same code, models and seed; the cells' own compute times sum to {cost:.0f} s)")
+            f"the same code, models and seed; the cells' own compute times sum to {cost:.0f} s){rejected}")
+
+
+NOTES = ("ABLATION.md",)  # hand-written files of a results folder that its README links (kept on rewrite)
 
 
 def write_results(result: RunResult, results_dir: str | Path, command: str) -> Path:
     """Write the run's files (results.csv, summary.json, README.md, run.json, figures) into
-    `<results_dir>/<suite name>/`, all or none; return that folder."""
+    `<results_dir>/<suite name>/`, all or none: the folder is written under a temporary name and
+    replaces the previous one in one step (NOTES, the hand-written notes a README links, are kept);
+    return that folder."""
     result.meta.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), commit=git_commit(),
                        versions=versions(), command=command, seed=result.suite.seed, suite_path=str(result.suite.path))
-    final = Path(results_dir) / result.suite.name
-    with atomic_folder(final) as tmp:
+    final = inside(results_dir, result.suite.name)
+    with replace_folder(final, keep=NOTES) as tmp:
         result.meta["figures"] = draw_figures(result, tmp)
         result.table.to_csv(tmp / "results.csv", index=False, float_format="%.6g")
         write_summary(result, tmp)

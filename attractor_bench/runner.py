@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import data as data_mod
 from . import indicators
@@ -67,7 +67,7 @@ class Log:
     def __init__(self, console: Console, progress: bool):
         self.console, self.enabled = console, progress
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console, disable=not progress)
+                            TextColumn("ETA"), TimeRemainingColumn(), console=console, disable=not progress)
         self.plain = progress and not console.is_terminal  # no live bars in a log file: print lines instead
 
     def __enter__(self):
@@ -78,6 +78,11 @@ class Log:
 
     def line(self, text: str) -> None:
         if self.plain:
+            self.console.print(text, highlight=False)
+
+    def say(self, text: str) -> None:
+        """A line shown on a terminal and in a log file alike (what the run will do)."""
+        if self.enabled:
             self.console.print(text, highlight=False)
 
 
@@ -118,11 +123,15 @@ def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.
 
 def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: torch.device) -> tuple[Defended, dict]:
     """Train (or load) one model on `dev` and build its defence and rejector; (it, its metadata)."""
-    task = log.bar.add_task(f"train {spec.name}", total=None)
+    task = log.bar.add_task(f"train or load {spec.name}", total=1)
+    current = [None]
 
-    def on_epoch(stage, epoch, max_epochs, value):
-        line = f"train {spec.name}: {stage} epoch {epoch} (validation {value:.4f})"
-        log.bar.update(task, description=line)
+    def on_epoch(stage, epoch, max_epochs, value):  # the bar: this stage's epochs out of its maximum
+        if stage != current[0]:
+            current[0] = stage
+            log.bar.reset(task, total=max_epochs)
+        line = f"train {spec.name}: {stage}, epoch {epoch} of at most {max_epochs} (validation {value:.4f})"
+        log.bar.update(task, description=line, completed=epoch)
         log.line(line)
 
     t0 = time.perf_counter()
@@ -291,6 +300,8 @@ def run_suite(
     sets, subsets, images = load_images(suite, data_root, download)
     store = CellStore(resolve_cache_dir(cache_dir) / "cells", fresh=fresh)
     store.remove_stale_temporaries()
+    log.say(f"{suite.name}: {len(suite.models)} models to train or load from the cache ("
+            + ", ".join(m.name for m in suite.models) + f"), then {len(suite.attacks)} attacks on their cells.")
     meta = {**_meta(suite, subsets, dev, workers, cluster), "n_images": {ds: len(split) for ds, split in sets.items()},
             "code": code_version()}
     rows, figures, n_stored, samples = [], {"similarity": [], "iterates": []}, 0, {}
@@ -299,8 +310,10 @@ def run_suite(
         ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
         prepared = ws.prepared
         grid = plan(ws)
-        computed_now = _compute_elsewhere(ws, grid, store, log, workers, cluster, fresh)
         n_cells = sum(len(cs) for m in grid.values() for _, _, cs in m)
+        n_ready = 0 if fresh else sum(store.path(c.key).is_file() for m in grid.values() for _, _, cs in m for c in cs)
+        log.say(f"{n_cells} cells: {n_ready} in the cell store, {n_cells - n_ready} to compute.")
+        computed_now = _compute_elsewhere(ws, grid, store, log, workers, cluster, fresh)
         task = log.bar.add_task("cells", total=n_cells)
         figure_attack = _figure_attack(suite)
         for spec in suite.models:
@@ -312,7 +325,8 @@ def run_suite(
             if isinstance(prepared[spec.name].defence, AttractorDefence) and figure_attack is not None:
                 figures["iterates"].append(_iterates(spec.name, prepared[spec.name], figure_attack, sets["mnist"],
                                                      suite.seed))
-    meta["cells"] = {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored}
+    meta["cells"] = {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored,
+                     "failed_verification": store.rejected}
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     return RunResult(suite, pd.DataFrame(rows, columns=COLUMNS), meta, figures, samples)
 
