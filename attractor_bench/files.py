@@ -27,6 +27,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .errors import ConfigError
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Write `path` through `write(tmp)` on a temporary file beside it, then rename it into place.
@@ -113,11 +115,11 @@ def replace_folder(final: str | os.PathLike, keep: tuple[str, ...] = ()) -> Iter
 
 
 def inside(root: str | os.PathLike, *names: str) -> Path:
-    """`root / names...`, refused (ValueError) unless it lies inside `root` (no '..', no absolute name)."""
+    """`root / names...`, refused (ConfigError) unless it lies inside `root` (no '..', no absolute name)."""
     root = Path(root)
     path = root.joinpath(*names)
     if not path.resolve().is_relative_to(root.resolve()) or path.resolve() == root.resolve():
-        raise ValueError(f"{'/'.join(names)!r} would be written outside {root}: refused.")
+        raise ConfigError(f"{'/'.join(names)!r} would be written outside {root}: refused.")
     return path
 
 
