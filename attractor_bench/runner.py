@@ -301,7 +301,7 @@ def run_suite(
     store = CellStore(resolve_cache_dir(cache_dir) / "cells", fresh=fresh)
     store.remove_stale_temporaries()
     log.say(f"{suite.name}: {len(suite.models)} models to train or load from the cache ("
-            + ", ".join(m.name for m in suite.models) + f"), then {len(suite.attacks)} attacks on their cells.")
+            + ", ".join(m.name for m in suite.models) + f"), then {len(suite.attacks)} attacks on their cells.")  # the plan
     meta = {**_meta(suite, subsets, dev, workers, cluster), "n_images": {ds: len(split) for ds, split in sets.items()},
             "code": code_version()}
     rows, figures, n_stored, samples = [], {"similarity": [], "iterates": []}, 0, {}
@@ -310,9 +310,7 @@ def run_suite(
         ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
         prepared = ws.prepared
         grid = plan(ws)
-        n_cells = sum(len(cs) for m in grid.values() for _, _, cs in m)
-        n_ready = 0 if fresh else sum(store.path(c.key).is_file() for m in grid.values() for _, _, cs in m for c in cs)
-        log.say(f"{n_cells} cells: {n_ready} in the cell store, {n_cells - n_ready} to compute.")
+        n_cells = _announce_cells(grid, store, log, fresh)
         computed_now = _compute_elsewhere(ws, grid, store, log, workers, cluster, fresh)
         task = log.bar.add_task("cells", total=n_cells)
         figure_attack = _figure_attack(suite)
@@ -329,6 +327,14 @@ def run_suite(
                      "failed_verification": store.rejected}
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     return RunResult(suite, pd.DataFrame(rows, columns=COLUMNS), meta, figures, samples)
+
+
+def _announce_cells(grid: dict, store: CellStore, log: Log, fresh: bool) -> int:
+    """Say how many of the run's cells are in the store and how many it computes; return the total."""
+    cells = [c for m in grid.values() for _, _, cs in m for c in cs]
+    ready = 0 if fresh else sum(store.path(c.key).is_file() for c in cells)
+    log.say(f"{len(cells)} cells: {ready} in the cell store, {len(cells) - ready} to compute.")
+    return len(cells)
 
 
 def _figure_attack(suite: Suite) -> AttackSpec | None:

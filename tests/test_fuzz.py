@@ -82,7 +82,7 @@ def _reached(*args, **kwargs):
     raise _Reached
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=malformed())
 def test_malformed_suites_end_in_one_message(text, data_root):
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:

@@ -17,7 +17,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from attractor_bench import data, files, report
+from types import SimpleNamespace
+
+from attractor_bench import data, files, parallel, report
 from attractor_bench.cli import app
 from attractor_bench.errors import ConfigError, DataError
 from attractor_bench.plugins import PluginError
@@ -344,11 +346,25 @@ def test_run_announces_the_modules_before_importing_them(tmp_path, data_root, mo
 
 # --- bounded resources -------------------------------------------------------------------------
 
-def test_workers_are_capped_by_the_cores(tmp_path, data_root):
+def test_workers_are_capped_by_the_cores_and_the_jobs(tmp_path, data_root, monkeypatch):
+    seen = {}
+
+    def run_suite(*args, workers, **kwargs):
+        seen["workers"] = workers
+        raise KeyboardInterrupt  # stop here: the cap is what is tested
+
+    monkeypatch.setattr("attractor_bench.cli.run_suite", run_suite)
     suite = _write(tmp_path, _with())
     result = runner.invoke(app, run_args(suite, data_root, tmp_path / "cache", tmp_path / "results", "--workers", "1000"))
-    assert result.exit_code == 0, result.output
     assert f"--workers 1000 capped to {os.cpu_count()}" in " ".join(result.output.split())
+    assert seen["workers"] == os.cpu_count()
+    spawned = {}
+    monkeypatch.setattr(parallel, "_processes", lambda payload, work, root, fresh, workers, finished: spawned.update(n=workers))
+    monkeypatch.setattr(parallel, "_light", lambda ws, job: job)
+    monkeypatch.setattr(parallel, "_payload", lambda ws: b"")
+    cells = [SimpleNamespace(key=f"k{i}", group=f"g{i % 3}", after=()) for i in range(6)]
+    parallel.compute(None, cells, SimpleNamespace(root="cells", fresh=False), workers=64)
+    assert spawned["n"] == 3  # three jobs: no more processes than that
 
 
 # --- long runs: SIGTERM, progress and the plan ---------------------------------------------------
@@ -379,6 +395,7 @@ def test_progress_says_the_plan_and_the_totals(tmp_path, data_root):
 
 # --- concurrency -----------------------------------------------------------------------------
 
+@pytest.mark.slow  # two full runs in other processes (~40 s)
 def test_two_runs_sharing_cache_and_results_give_one_runs_tables(micro_run, data_root, tmp_path):
     cache, results = _cache_sharing_models(tmp_path, micro_run), tmp_path / "results"
     procs = [_start(run_args(MICRO, data_root, cache, results)) for _ in range(2)]

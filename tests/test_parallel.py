@@ -35,6 +35,7 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # a worker killed, then two runs with workers (~40 s)
 def test_a_killed_worker_stops_the_run_and_the_rerun_with_workers_completes_the_table(micro_run, data_root, tmp_path):
     assert micro_run.result.exit_code == 0, micro_run.result.output
     cache, results = _cache_sharing_models(tmp_path, micro_run), tmp_path / "results"
@@ -77,6 +78,7 @@ def _copy_cells_of(model: str, source: Path, cache: Path) -> int:
     return n
 
 
+@pytest.mark.slow  # a local Dask cluster started and run (~30 s)
 def test_a_local_dask_cluster_gives_the_sequential_table(micro_run, data_root, tmp_path):
     """The baseline's cells come from the sequential run's store (to keep the test short); every
     attractor cell, and the transfer examples they start from, are computed on a local Dask cluster."""
