@@ -304,7 +304,7 @@ def _goal(board: Leaderboard) -> list[str]:
                 f"`{r.display}`: no worst case at L-inf {GOAL['eps']:g} measured; goal: {GOAL['what']}.", ""]
     lo, hi = wc.extra["interval"]
     gap = GOAL["robust"] - 100 * wc.value
-    verdict = (f"meets the goal" if gap <= 0 else f"falls short by {gap:.2f} points (the 95% interval's upper end, "
+    verdict = ("meets the goal" if gap <= 0 else f"falls short by {gap:.2f} points (the 95% interval's upper end, "
                f"{100 * hi:.2f}%, is {'above' if 100 * hi >= GOAL['robust'] else 'below'} it)")
     clean_gap = GOAL["clean"] - 100 * (clean.value or 0)
     return ["## The state-of-the-art reference against its goal", "",

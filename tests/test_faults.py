@@ -75,14 +75,17 @@ def test_killed_run_restarts_to_the_uninterrupted_tables(micro_run, data_root, t
     assert not list((cache / "cells").glob(".*.tmp"))  # the killed writer's temporary file was cleaned up
 
 
-def test_ctrl_c_exits_130_and_writes_no_results(micro_run, data_root, tmp_path):
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "Interrupted"),
+                                            pytest.param(signal.SIGTERM, 143, "Terminated (SIGTERM)", marks=pytest.mark.slow)])
+def test_ctrl_c_or_sigterm_exits_and_writes_no_results(micro_run, data_root, tmp_path, sig, code, word):
+    """Ctrl-C (SIGINT) and SIGTERM end a run the same way: a message, exit 130 / 143, no results."""
     cache, results = _cache_sharing_models(tmp_path, micro_run), tmp_path / "results"
     proc = _start(run_args(MICRO, data_root, cache, results))
     _wait_for_cells(proc, cache, 1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err[-3000:]
-    assert "Interrupted" in err and "run the same command again to resume" in err
+    assert proc.returncode == code, err[-3000:]
+    assert word in err and "run the same command again to resume" in err
     assert "Traceback" not in err
     assert not results.exists()
 

@@ -7,8 +7,6 @@ import json
 import os
 import pickle
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from attractor_bench.errors import ConfigError, DataError
 from attractor_bench.plugins import PluginError
 from attractor_bench.store import CellStore
 from conftest import MICRO, run_args
-from test_faults import TINY, _cache_sharing_models, _start, _wait_for_cells
+from test_faults import TINY, _cache_sharing_models, _start
 
 runner = CliRunner()
 
@@ -231,6 +229,7 @@ def test_a_cell_with_wrong_arrays_or_edited_values_is_recomputed(tmp_path):
         assert store.rejected == i
 
 
+@pytest.mark.slow  # two runs (the store's own checks are tested above, in the default run)
 def test_a_run_recomputes_an_edited_cell_and_says_so(micro_run, data_root, tmp_path):
     cache = _cache_sharing_models(tmp_path, micro_run)
     suite = _write(tmp_path, TINY, "tiny.yaml")
@@ -270,6 +269,7 @@ def test_replace_folder_is_all_or_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary left
 
 
+@pytest.mark.slow  # two runs (replace_folder itself is tested above, in the default run)
 def test_a_failure_while_writing_results_keeps_the_previous_folder(micro_run, data_root, tmp_path, monkeypatch):
     results = tmp_path / "results"
     first = runner.invoke(app, run_args(MICRO, data_root, micro_run.cache, results))
@@ -369,16 +369,16 @@ def test_workers_are_capped_by_the_cores_and_the_jobs(tmp_path, data_root, monke
 
 # --- long runs: SIGTERM, progress and the plan ---------------------------------------------------
 
-def test_sigterm_ends_a_run_like_ctrl_c(micro_run, data_root, tmp_path):
-    cache, results = _cache_sharing_models(tmp_path, micro_run), tmp_path / "results"
-    proc = _start(run_args(MICRO, data_root, cache, results))
-    _wait_for_cells(proc, cache, 1)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 143, err[-3000:]
-    assert "Terminated (SIGTERM)" in err and "run the same command again to resume" in err
-    assert "Traceback" not in err
-    assert not results.exists()
+def test_sigterm_ends_a_run_like_ctrl_c(tmp_path, data_root, monkeypatch):
+    """The handler in this process (a real run in another process, killed by SIGTERM mid-cell:
+    tests/test_faults.py::test_ctrl_c_or_sigterm_exits_and_writes_no_results, slow)."""
+    monkeypatch.setattr("attractor_bench.cli.run_suite", lambda *a, **k: signal.raise_signal(signal.SIGTERM))
+    suite = _write(tmp_path, _with())
+    result = runner.invoke(app, run_args(suite, data_root, tmp_path / "cache", tmp_path / "results"))
+    assert result.exit_code == 143, result.output
+    _no_traceback(result)
+    assert "Terminated (SIGTERM): no result files were written" in " ".join(result.output.split())
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
 
 
 def test_progress_says_the_plan_and_the_totals(tmp_path, data_root):
