@@ -1,14 +1,18 @@
 """The benchmark scripts run and end with the line their issue asks for (the figures themselves
-are measured by running the scripts, not here)."""
+are measured by running the scripts, not here). Slow: each script runs in its own process with its
+imports (~12-16 s each), so they run in CI's second step."""
 
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_jacobian_penalty_benchmark_last_line(data_root):
     out = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "jacobian_penalty.py"), "--data-root", str(data_root),
@@ -21,6 +25,7 @@ def test_jacobian_penalty_benchmark_last_line(data_root):
     assert all(float(v) > 0 for v in m.groups())
 
 
+@pytest.mark.slow
 def test_attack_throughput_benchmark_last_line(data_root, tmp_path):
     """On the micro suite's attractor (trained into a temporary cache), a few images and steps: the
     registry's PGD and the plain torch loop give the same bits, and the last line has its four figures."""
