@@ -9,6 +9,7 @@ import errno
 import os
 import shlex
 import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Iterator
@@ -91,7 +92,6 @@ def _errors(debug: bool) -> Iterator[None]:
 
 
 def _main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()
 
 

@@ -91,7 +91,7 @@ def read(path: str | Path) -> Any:
     if size > MAX_BYTES:
         raise ConfigError(f"{path}: {size:,} bytes; a suite file may have at most {MAX_BYTES:,} (1 MiB). "
                           "Is this the right file?")
-    data = path.read_bytes()[:MAX_BYTES + 1]
+    data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
