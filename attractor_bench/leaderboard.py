@@ -25,7 +25,7 @@ from .errors import AttractorBenchError, ConfigError
 from .files import atomic_folder
 from .provenance import code_version
 from .published import GOAL, MNIST_LINF_03, SOURCE
-from .summary import FILE, FORMAT, decode_samples, dumps
+from .summary import FILE, FORMAT, decode_samples, dumps, interval
 
 EPS_POINTS, OOD_EPS, NORM = (0.1, 0.3), 0.1, "linf"
 OOD_SETS = [d for d in DISPLAY_NAMES if d != "mnist"]
@@ -34,7 +34,8 @@ UNRELIABLE = "⚠ potentially unreliable"
 SHOWN_REASONS = 6  # per model and suite in LEADERBOARD.md (all of them in LEADERBOARD.json and the results README)
 ALPHA = 0.05
 RULES = ("One row per model: a model is its name, trained weights, defence and rejector threshold, whichever suites "
-         "evaluated it. *Worst case* at L-inf eps: an image counts as robust only if it is classified correctly clean and "
+         "evaluated it; where runs hold different models under one name, the newest run's is ranked and the others are "
+         "listed as superseded. *Worst case* at L-inf eps: an image counts as robust only if it is classified correctly clean and "
          "under every L-inf attack of the run at that eps, on the n images all of them saw, with a 95% Clopper-Pearson "
          "interval; *e2e*: accepted by the OOD rejector and correct in that worst case (models with a rejector only); "
          f"*OOD AUROC*: MNIST against the set, clean / the lowest over the L-inf attacks at eps {OOD_EPS:g}. Each number "
@@ -60,9 +61,12 @@ class Number:
     record: dict | None = None  # the worst-case record it comes from
 
     def as_json(self) -> dict:
-        r = self.run
-        return {"value": None} if r is None else {"value": self.value, "suite": r["suite"], "commit": r["commit"],
-                                                  "date": r["date"], **(self.extra or {})}
+        """The number, its 95% interval as ci_low / ci_high (where it has one), and where it comes from."""
+        extra = dict(self.extra or {})
+        lo, hi = extra.pop("interval", None) or (None, None)
+        return {"value": None} if self.run is None else {"value": self.value, "ci_low": lo, "ci_high": hi,
+                                                         "suite": self.run["suite"], "commit": self.run["commit"],
+                                                         "date": self.run["date"], **extra}
 
 
 @dataclass
@@ -96,6 +100,7 @@ class Leaderboard:
     runs: list[dict]
     pending: list[str]  # folders with results.csv but no summary.json
     stale: list[dict]  # summaries made by other code than the current one (or an older format)
+    superseded: list[dict] = field(default_factory=list)  # models of current runs that a newer run's model of that name replaces
 
 
 def _read(path: Path, results_dir: Path) -> dict:
@@ -151,7 +156,8 @@ def _numbers(entries: list[tuple[dict, dict]]) -> dict[str, Number]:
         e2e = (wc.record or {}).get("end_to_end_accuracy")  # the same run and images as the worst case
         nums[f"worst_case_{eps:g}"] = wc
         nums[f"e2e_{eps:g}"] = (Number(None) if e2e is None
-                                else Number(e2e, wc.run, (), {k: wc.extra[k] for k in ("n", "attacks")}))
+                                else Number(e2e, wc.run, (), {"n": wc.extra["n"], "interval": interval(e2e, wc.extra["n"]),
+                                                              "attacks": wc.extra["attacks"]}))
     for ds in OOD_SETS:
         sets = [(r, o) for r, m in entries for o in m["ood"] if o["dataset"] == ds]
         nums[f"{ds}_clean"] = _pick([Number(o["auroc_clean"], r, (0,)) for r, o in sets if o["auroc_clean"] is not None])
@@ -221,7 +227,7 @@ def build(results_dir: str | Path) -> Leaderboard:
     for run in runs:
         for m in run["models"]:
             groups.setdefault(json.dumps([m["name"], m["identity"]], sort_keys=True), []).append((run, m))
-    names = [g[0][1]["name"] for g in groups.values()]
+    groups, superseded = _newest_per_name(groups)
     rows = []
     for entries in groups.values():
         name, suites = entries[0][1]["name"], sorted({r["suite"] for r, _ in entries})
@@ -229,14 +235,34 @@ def build(results_dir: str | Path) -> Leaderboard:
         judged = _verdict_runs(entries, numbers)
         checked = [v for _, m in judged for v in [m["verdict"]["potentially_unreliable"]] if v is not None]
         reasons = {r["suite"]: m["verdict"]["reasons"] for r, m in judged if m["verdict"]["potentially_unreliable"]}
-        display = name if names.count(name) == 1 else f"{name} ({', '.join(suites)})"
         at = sorted({(e["norm"], e["eps"]) for _, m in judged for e in m["verdict"].get("by_eps", [])
                      if e["potentially_unreliable"]})
-        rows.append(Row(display, entries[0][1], suites, numbers, any(checked) if checked else None, reasons,
+        rows.append(Row(name, entries[0][1], suites, numbers, any(checked) if checked else None, reasons,
                         unreliable_at=[f"{'L-inf' if n == 'linf' else 'L2'} {tables.fmt_eps(e, n)}" for n, e in at]))
     for r in rows:
         r.rank = 1 + sum(beats(o, r) for o in rows if o is not r)
-    return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale)
+    return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale, superseded)
+
+
+def _newest_per_name(groups: dict[str, list[tuple[dict, dict]]]) -> tuple[dict, list[dict]]:
+    """One model per name: where runs of the current code hold different models under one name
+    (other weights, defence or threshold: another training), the one of the newest run stays and
+    the others are returned as superseded (listed, not ranked)."""
+    by_name: dict[str, list[str]] = {}
+    for k, entries in groups.items():
+        by_name.setdefault(entries[0][1]["name"], []).append(k)
+    newest = lambda k: (max(r["date"] or "" for r, _ in groups[k]), k)
+    kept, superseded = {}, []
+    for name, keys in by_name.items():
+        keys = sorted(keys, key=newest, reverse=True)
+        kept[keys[0]] = groups[keys[0]]
+        winner = sorted({r["suite"] for r, _ in groups[keys[0]]})
+        for k in keys[1:]:
+            superseded.append({"model": name, "suites": sorted({r["suite"] for r, _ in groups[k]}),
+                               "date": max(r["date"] or "" for r, _ in groups[k]),
+                               "why": f"another `{name}` (other weights, defence or threshold) is in the newer "
+                                      f"run{'s' if len(winner) > 1 else ''} {', '.join(f'`{w}`' for w in winner)}"})
+    return kept, superseded
 
 
 def _wc(r: Row, eps: float) -> str:
@@ -253,14 +279,14 @@ def _with_ci(n: Number) -> str:
 
 def _cells(r: Row) -> list:
     return [r.rank, f"`{r.display}`", r.model["identity"]["defence"]["name"], "yes" if r.model["randomized"] else "no",
-            _with_ci(r.numbers["clean"]), *[_wc(r, e) for e in EPS_POINTS], *[r.pct(f"e2e_{e:g}") for e in EPS_POINTS],
+            _with_ci(r.numbers["clean"]), *[_wc(r, e) for e in EPS_POINTS], *[_with_ci(r.numbers[f"e2e_{e:g}"]) for e in EPS_POINTS],
             *[f"{r.pct(f'{d}_clean')} / {r.pct(f'{d}_attacked')}" for d in OOD_SETS],
             f"**{r.verdict()}**" if r.unreliable else r.verdict(), ", ".join(r.suites)]
 
 
 def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
     header = ["#", "model", "defence", "randomized", "clean [95% CI]", *[f"worst case L-inf {e:g} [95% CI]" for e in EPS_POINTS],
-              *[f"e2e {e:g}" for e in EPS_POINTS], *[f"{DISPLAY_NAMES[d]} AUROC clean / attacked" for d in OOD_SETS],
+              *[f"e2e {e:g} [95% CI]" for e in EPS_POINTS], *[f"{DISPLAY_NAMES[d]} AUROC clean / attacked" for d in OOD_SETS],
               "verdict", "suites"]
     parts = ["# Leaderboard: defended MNIST classifiers", "", RULES, "",
              f"Regenerate with `attractor-bench leaderboard --results-dir {results_dir.name}`.", "",
@@ -285,6 +311,13 @@ def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
                   "Made by other code than the current one: their numbers are not comparable with the rows above. "
                   "Regenerate them (scripts/reproduce.sh) to rank them.", "",
                   *[f"- `{r['suite']}` (commit `{r.get('commit')}`, {r.get('date')}): {r['stale']}." for r in board.stale], ""]
+    if board.superseded:
+        parts += ["## Superseded models (not ranked)", "",
+                  "One row per model name: these runs hold an older training (or another defence or threshold) of a "
+                  "model under the same name. Rerun their suites with the model cache the newer run used "
+                  "(scripts/reproduce.sh shares one) to put every suite on one training.", "",
+                  *[f"- `{m['model']}` in {', '.join(f'`{x}`' for x in m['suites'])} ({m['date']}): {m['why']}."
+                    for m in board.superseded], ""]
     if board.pending:
         parts += ["## Not on the leaderboard", "",
                   *[f"- `{f}`: no summary.json: rerun its suite with this version." for f in board.pending], ""]
@@ -342,7 +375,9 @@ def _flat(r: Row, rank: int) -> dict:
     for e in EPS_POINTS:
         k, n = f"worst_case_linf_{e:g}", r.numbers[f"worst_case_{e:g}"]
         d.update({k: _frac(n.value), f"{k}_n": (n.extra or {}).get("n", ""), f"{k}_ci_low": _frac(ci(n)[0]),
-                  f"{k}_ci_high": _frac(ci(n)[1]), f"e2e_linf_{e:g}": _frac(r.v(f"e2e_{e:g}"))})
+                  f"{k}_ci_high": _frac(ci(n)[1])})
+        k, n = f"e2e_linf_{e:g}", r.numbers[f"e2e_{e:g}"]
+        d.update({k: _frac(n.value), f"{k}_ci_low": _frac(ci(n)[0]), f"{k}_ci_high": _frac(ci(n)[1])})
     for ds in OOD_SETS:
         k = f"ood_auroc_{ds}"
         d.update({f"{k}_clean": _frac(r.v(f"{ds}_clean")), f"{k}_linf_{OOD_EPS:g}": _frac(r.v(f"{ds}_attacked")),
@@ -368,7 +403,7 @@ def render_json(board: Leaderboard) -> str:
     stale = {r["suite"]: {"commit": r.get("commit"), "date": r.get("date"), "why": r["stale"]} for r in board.stale}
     published = [dict(zip(("paper", "link", "clean", "reported", "autoattack"), p)) for p in MNIST_LINF_03]
     return dumps({"format": FORMAT, "rules": RULES, "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending,
-                  "stale": stale, "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
+                  "stale": stale, "superseded": board.superseded, "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
 
 
 def _series(board: Leaderboard) -> dict[str, list[tuple[float, float]]]:

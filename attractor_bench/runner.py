@@ -203,13 +203,11 @@ def _meta(suite: Suite, subsets: dict, dev: torch.device, workers: int, cluster:
             "execution": {"device": str(dev), "workers": workers, "cluster": cluster}}
 
 
-def _compute_elsewhere(ws: Workspace, grid: dict, store: CellStore, log: Log, workers: int, cluster: str | None,
-                       fresh: bool) -> set[str]:
-    """With --workers or --cluster, compute every missing cell there first; return their keys."""
+def _compute_elsewhere(ws: Workspace, todo: list[Cell], n_cells: int, store: CellStore, log: Log, workers: int,
+                       cluster: str | None) -> set[str]:
+    """With --workers or --cluster, compute the missing cells `todo` there first; return their keys."""
     if workers <= 1 and not cluster:
         return set()
-    todo = [c for m in grid.values() for _, _, cs in m for c in cs if fresh or not store.path(c.key).is_file()]
-    n_cells = sum(len(cs) for m in grid.values() for _, _, cs in m)
     task = log.bar.add_task(f"cells on {cluster or f'{workers} worker processes'}", total=n_cells,
                             completed=n_cells - len(todo))
 
@@ -310,8 +308,8 @@ def run_suite(
         ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
         prepared = ws.prepared
         grid = plan(ws)
-        n_cells = _announce_cells(grid, store, log, fresh)
-        computed_now = _compute_elsewhere(ws, grid, store, log, workers, cluster, fresh)
+        n_cells, todo = _announce_cells(grid, store, log, fresh)
+        computed_now = _compute_elsewhere(ws, todo, n_cells, store, log, workers, cluster)
         task = log.bar.add_task("cells", total=n_cells)
         figure_attack = _figure_attack(suite)
         for spec in suite.models:
@@ -329,12 +327,13 @@ def run_suite(
     return RunResult(suite, pd.DataFrame(rows, columns=COLUMNS), meta, figures, samples)
 
 
-def _announce_cells(grid: dict, store: CellStore, log: Log, fresh: bool) -> int:
-    """Say how many of the run's cells are in the store and how many it computes; return the total."""
+def _announce_cells(grid: dict, store: CellStore, log: Log, fresh: bool) -> tuple[int, list[Cell]]:
+    """Say how many of the run's cells are in the store and how many it computes; return the total
+    and the cells to compute."""
     cells = [c for m in grid.values() for _, _, cs in m for c in cs]
-    ready = 0 if fresh else sum(store.path(c.key).is_file() for c in cells)
-    log.say(f"{len(cells)} cells: {ready} in the cell store, {len(cells) - ready} to compute.")
-    return len(cells)
+    todo = [c for c in cells if fresh or not store.path(c.key).is_file()]
+    log.say(f"{len(cells)} cells: {len(cells) - len(todo)} in the cell store, {len(todo)} to compute.")
+    return len(cells), todo
 
 
 def _figure_attack(suite: Suite) -> AttackSpec | None:

@@ -9,17 +9,19 @@
 # an existing cache to reuse its trained models and finished cells). Results go to results/.
 # On 2 CPU cores from an empty cache: see the README's "Reproducing every result" for the times
 # measured. suites/leaderboard_full.yaml (all 10,000 test images) is not part of it: it is the run
-# for a GPU machine (bash scripts/reproduce.sh with SUITES="leaderboard_full").
+# for a GPU machine (bash scripts/reproduce.sh with SUITES="leaderboard_full"). The cells are
+# computed in WORKERS processes (default: one per core; the tables are the same as with one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/datasets}"
 cache="${2:-$(mktemp -d /tmp/attractor-bench-cache.XXXXXX)}"
 suites="${SUITES:-mnist_fgsm mnist_adaptive leaderboard leaderboard_sota}"
-echo "data: $data; cache: $cache; suites: $suites"
+workers="${WORKERS:-$(nproc)}"
+echo "data: $data; cache: $cache; suites: $suites; workers: $workers"
 total=$SECONDS
 for s in $suites; do
     start=$SECONDS
-    attractor-bench run "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --no-download
+    attractor-bench run "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --workers "$workers" --no-download
     echo "suite $s: $(( SECONDS - start )) s"
 done
 attractor-bench leaderboard --results-dir results

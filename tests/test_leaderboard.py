@@ -202,7 +202,7 @@ def test_merge_takes_each_number_from_the_run_with_most_attacks(tmp_path):
     # 0.1: suite_a ran 3 attacks there (more than suite_b's 2), though suite_b is later
     assert nums["worst_case_0.1"] == {"value": 0.5, "suite": "suite_a", "commit": "aaaaaaa", "date": "2026-12-01 10:00 UTC",
                                       "n": 100, "attacks": ["fgsm", "pgd", "square"],
-                                      "interval": [round(x, 6) for x in exact(0.5, 100)]}
+                                      "ci_low": round(exact(0.5, 100)[0], 6), "ci_high": round(exact(0.5, 100)[1], 6)}
     assert (nums["e2e_0.1"]["value"], nums["e2e_0.1"]["suite"]) == (0.45, "suite_a")
     assert (nums["worst_case_0.3"]["value"], nums["worst_case_0.3"]["suite"]) == (0.2, "suite_b")  # 2 attacks beat 1
     assert nums["worst_case_0.3"]["attacks"] == ["pgd", "apgd"] and nums["e2e_0.3"]["value"] == 0.15
@@ -229,24 +229,30 @@ def test_ties_go_to_the_larger_n_then_the_later_date_then_the_first_suite(tmp_pa
     assert nums["worst_case_0.1"]["suite"] == "alpha"  # same attacks, n and date: the first suite name
     summary = res / "zeta" / "summary.json"
     summary.write_text(summary.read_text().replace("2026-12-01", "2026-12-03"))
-    assert board_json(res)["rows"][0]["numbers"]["worst_case_0.1"] | {"interval": None} == {
+    assert board_json(res)["rows"][0]["numbers"]["worst_case_0.1"] | {"ci_low": None, "ci_high": None} == {
         "value": 0.3, "suite": "zeta", "commit": "abc1234", "date": "2026-12-03 10:00 UTC", "n": 10, "attacks": ["pgd"],
-        "interval": None}
+        "ci_low": None, "ci_high": None}
 
 
-def test_shared_names_are_shown_with_their_suites(tmp_path):
+def test_one_row_per_model_name_the_newest_training_ranked_the_others_superseded(tmp_path):
     res = tmp_path / "results"
     a = {"pgd": attack()}
-    write_run(res, "s1", {"net": model(weights="w1"), "solo": model(weights="w3")}, a)
-    write_run(res, "s2", {"net": model(weights="w2")}, a)
-    write_run(res, "s3", {"net": model(weights="w1")}, a)  # the same weights as s1's: merged with it
-    write_run(res, "s4", {"net": model(weights="w2", defence="none", threshold=None)}, a)  # another defence: another model
-    write_run(res, "s5", {"net": model(weights="w1", threshold=0.9)}, a)  # another threshold: another model
-    write_run(res, "s6", {"net": model(weights="w1", params={"eot_samples": 2})}, a)  # other evaluation parameters
+    day = "2026-12-01 {:02d}:00 UTC".format
+    write_run(res, "s1", {"net": model(weights="w1"), "solo": model(weights="w3")}, a, date=day(10))
+    write_run(res, "s2", {"net": model(weights="w2")}, a, date=day(11))  # another training, newer than s1 ...
+    write_run(res, "s3", {"net": model(weights="w1")}, a, date=day(12))  # ... but s1's weights are in the newest run
+    write_run(res, "s4", {"net": model(weights="w1", defence="none", threshold=None)}, a, date=day(9))  # another defence
+    write_run(res, "s5", {"net": model(weights="w1", threshold=0.9)}, a, date=day(8))  # another threshold
+    write_run(res, "s6", {"net": model(weights="w1", params={"eot_samples": 2})}, a, date=day(7))  # other evaluation parameters
     doc = board_json(res)
-    assert sorted(r["model"] for r in doc["rows"]) == ["net (s1, s3)", "net (s2)", "net (s4)", "net (s5)", "net (s6)", "solo"]
-    assert row(doc, "net (s4)")["defence"]["name"] == "none" and row(doc, "net (s5)")["threshold"] == 0.9
-    assert "| `net (s1, s3)` |" in (res / "LEADERBOARD.md").read_text()
+    assert sorted(r["model"] for r in doc["rows"]) == ["net", "solo"]
+    assert row(doc, "net")["suites"] == ["s1", "s3"] and row(doc, "net")["weights"] == "w1"
+    assert [(m["model"], m["suites"]) for m in doc["superseded"]] == [("net", ["s2"]), ("net", ["s4"]), ("net", ["s5"]),
+                                                                       ("net", ["s6"])]
+    assert all("`s1`, `s3`" in m["why"] for m in doc["superseded"])
+    md = (res / "LEADERBOARD.md").read_text()
+    assert "| `net` |" in md and "(s2)" not in md.split("## Superseded")[0]
+    assert "- `net` in `s2` (2026-12-01 11:00 UTC): another `net`" in md.split("## Superseded models (not ranked)")[1]
 
 
 def test_sort_by_worst_case_then_clean_with_missing_values_last(tmp_path):
@@ -291,7 +297,10 @@ def test_end_to_end_only_for_models_that_reject(tmp_path):
     cell = lambda acc: "{:.2f} [{:.2f}, {:.2f}] (n=10)".format(*(100 * x for x in [acc, *exact(acc, 10)]))  # noqa: E731
     clean = "{:.2f} [{:.2f}, {:.2f}]".format(*(100 * x for x in [0.9, *exact(0.9, 100)]))
     assert md_cells(md, "plain")[:9] == ["1", "`plain`", "none", "no", clean, cell(0.6), cell(0.35), "—", "—"]
-    assert md_cells(md, "rejects")[7:9] == ["40.00", "20.00"]
+    assert md_cells(md, "rejects")[7:9] == [cell(0.4)[:-len(" (n=10)")], cell(0.2)[:-len(" (n=10)")]]
+    assert row(doc, "rejects")["numbers"]["e2e_0.3"]["ci_low"] == pytest.approx(exact(0.2, 10)[0], abs=1e-6)
+    assert float(lines["rejects"]["e2e_linf_0.3_ci_high"]) == pytest.approx(exact(0.2, 10)[1], abs=1e-6)
+    assert row(doc, "rejects")["numbers"]["worst_case_0.3"]["ci_high"] == pytest.approx(exact(0.3, 10)[1], abs=1e-6)
 
 
 def test_attacked_auroc_is_the_lowest_linf_one_at_eps_01_and_names_its_attack(tmp_path):
