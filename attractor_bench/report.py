@@ -112,7 +112,9 @@ def _choices(result: RunResult) -> list[str]:
                 f"{_TARGETS[a.target.value].format(source=a.source)}; "
                 + ("minimal-perturbation attack run once, counted at each eps only where its perturbation is within eps; "
                    if not a.entry.bounded else "")
-                + (f"on a fixed seeded subset of {a.n} images per dataset; " if a.n else "on all images; ")
+                + (f"on a fixed seeded subset of {a.n} images per dataset" if a.n else "on all images")
+                + (" (on MNIST in the worst-case cascade: only the images every cheaper attack at that eps left correct); "
+                   if s.cascades(a) else "; ")
                 + ("MNIST and the OOD sets" if a.ood else "MNIST only")
                 + (f"; parameters {a.params}" if a.params else "") + "." for a in s.attacks],
               ""]
@@ -199,8 +201,8 @@ def _paper_sections(result: RunResult) -> list[str]:
 
 
 def _details(result: RunResult) -> list[str]:
-    """Every metric per attack and eps, MNIST and each OOD set."""
-    s, t = result.suite, result.table
+    """Every metric per attack and eps, MNIST and each OOD set; accuracies with their 95% interval."""
+    s, t, n_clean = result.suite, result.table, _clean_images(result)
     models = [m.name for m in s.models]
     parts = []
     parts += ["## Details per attack", ""]
@@ -212,8 +214,7 @@ def _details(result: RunResult) -> list[str]:
         rows = []
         for e in grid:
             att = "none" if e == 0 else a.label
-            rows.append([fmt_eps(e, a.norm)] + [(f"{v:.1f}" if k == "mean_iterations" and v is not None else pct(v))
-                                     for m in models for k in cols for v in [_value(t, m, att, e, "mnist", k)]])
+            rows.append([fmt_eps(e, a.norm)] + [_detail(t, m, att, e, k, n_clean) for m in models for k in cols])
         parts += [f"### MNIST test accuracy under `{a.label}`", "", markdown(header, rows), ""]
         for ds in (s.data.ood if a.ood else []):
             cols = {"ood_accuracy": "acc", "ood_precision": "prec", "ood_recall": "rec", "ood_auroc": "AUROC",
@@ -289,7 +290,7 @@ def _robustness_sections(result: RunResult) -> list[str]:
         parts += ["", "Share of clean images with an all-zero input gradient: "
                   + "; ".join(f"`{r.model}` {r.metric.removeprefix('zero_gradient_share_')} {pct(r.value)}%" for r in shares.itertuples()) + "."]
     parts.append("")
-    n_clean = int(meta.get("n_images", {}).get("mnist") or s.data.n_test or 10000)  # older run.json: the suite's n
+    n_clean = _clean_images(result)
     for norm in ("linf", "l2"):
         attacks = [a for a in s.attacks if a.norm == norm]
         for m in s.models if attacks else []:
@@ -385,13 +386,31 @@ def _model_robustness(result: RunResult, name: str, norm: str, attacks: list, n_
     return parts + ["Accepted and wrong (rejection on; the attacker's success), %:", "", markdown(["attack"] + eps_cols, wrong), ""]
 
 
+def _detail(t: pd.DataFrame, model: str, attack: str, eps: float, metric: str, n_clean: int) -> str:
+    """One MNIST metric of the details tables: iterations as a count, accuracies with their interval."""
+    v = _value(t, model, attack, eps, "mnist", metric)
+    if v is None or metric not in ("accuracy", "end_to_end_accuracy"):
+        return f"{v:.1f}" if metric == "mean_iterations" and v is not None else pct(v)
+    lo, hi = interval(v, _images(t, model, attack, eps, n_clean))
+    return f"{pct(v)} [{pct(lo)}, {pct(hi)}]"
+
+
+def _clean_images(result: RunResult) -> int:
+    """The run's MNIST test images (an older run.json without `n_images`: the suite's n)."""
+    return int(result.meta.get("n_images", {}).get("mnist") or result.suite.data.n_test or 10000)
+
+
+def _images(t: pd.DataFrame, model: str, attack: str, eps: float, n_clean: int) -> int:
+    """The MNIST images an accuracy of one cell or worst-case row is measured on."""
+    return int(_value(t, model, attack, eps, "mnist", "n_samples") or n_clean)
+
+
 def _cell(t: pd.DataFrame, model: str, attack: str, eps: float, n_clean: int) -> str:
     """`accuracy [95% Clopper-Pearson interval] / end-to-end` of one MNIST cell or worst-case row."""
     acc, e2e = _value(t, model, attack, eps, "mnist", "accuracy"), _value(t, model, attack, eps, "mnist", "end_to_end_accuracy")
     if acc is None:
         return ""
-    n = int(_value(t, model, attack, eps, "mnist", "n_samples") or n_clean)
-    lo, hi = interval(acc, n)
+    lo, hi = interval(acc, _images(t, model, attack, eps, n_clean))
     return f"{pct(acc)} [{pct(lo)}, {pct(hi)}] / {pct(e2e)}"
 
 
@@ -400,7 +419,13 @@ def _spent(t: pd.DataFrame, model: str, attack: str, eps: float) -> str:
     got = [_value(t, model, attack, eps, "mnist", k) for k in ("n_attacked", "forward_passes", "backward_passes")]
     if got[0] is None:
         return ""
-    return f"{int(got[0])}: {int(got[1]):,} / {int(got[2]):,}"
+    return f"{int(got[0])}: {_count(got[1])} / {_count(got[2])}"
+
+
+def _count(v: float) -> str:
+    """A pass count; from a million on in millions to 3 decimals (results.csv files written before
+    whole numbers were written exactly hold 6 significant digits)."""
+    return f"{v / 1e6:.3f}M" if v >= 1e6 else f"{int(v):,}"
 
 
 def rerender(folder: str | Path) -> Path:
@@ -455,6 +480,17 @@ def _resumed(meta: dict) -> str:
             f"the same code, models and seed; the cells' own compute times sum to {cost:.0f} s){rejected}")
 
 
+def _csv_number(v: float) -> str:
+    """results.csv's numbers: 6 significant digits, whole numbers (image and pass counts) exactly."""
+    return f"{v:.0f}" if float(v).is_integer() and 1e6 <= abs(v) < 2**53 else f"{v:.6g}"
+
+
+def _plain(v):
+    """JSON for what json cannot write itself: numpy scalars as the Python numbers and booleans they
+    hold (a numpy False written as the string "False" would read back as true), anything else as text."""
+    return v.item() if isinstance(v, np.generic) else str(v)
+
+
 NOTES = ("ABLATION.md",)  # hand-written files of a results folder that its README links (kept on rewrite)
 
 
@@ -468,8 +504,8 @@ def write_results(result: RunResult, results_dir: str | Path, command: str) -> P
     final = inside(results_dir, result.suite.name)
     with replace_folder(final, keep=NOTES) as tmp:
         result.meta["figures"] = draw_figures(result, tmp)
-        result.table.to_csv(tmp / "results.csv", index=False, float_format="%.6g")
+        result.table.to_csv(tmp / "results.csv", index=False, float_format=_csv_number)
         write_summary(result, tmp)
         (tmp / "README.md").write_text(render_readme(result, command), encoding="utf-8")
-        (tmp / "run.json").write_text(json.dumps(result.meta, indent=2, default=str) + "\n")
+        (tmp / "run.json").write_text(json.dumps(result.meta, indent=2, default=_plain) + "\n")
     return final

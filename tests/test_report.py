@@ -47,3 +47,46 @@ def test_full_data_attractor_goals_say_how_far_short(tmp_path):
     text = render_readme(RunResult(s, pd.DataFrame(rows), meta), "cmd")
     assert "| full | 0 (clean) | MNIST | accuracy | >= 98 | 98.50 | met | 97.00 | 1.00 short | 88.73 | n/a |" in text
     assert "| full | 20/255 | MNIST | accuracy | >= 90 | 61.25 | 28.75 short | n/a | n/a | 87.13 | 50.00 |" in text
+
+
+def test_run_json_writes_numpy_values_as_json_values_and_the_csv_keeps_counts_exact():
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from attractor_bench.report import _csv_number, _plain
+
+    meta = {"raised": np.bool_(False), "count": np.int64(3), "share": np.float32(0.5), "path": Path("a/b")}
+    # json's default=str wrote numpy's False as the string "False", which a reader takes for true
+    assert json.loads(json.dumps(meta, default=_plain)) == {"raised": False, "count": 3, "share": 0.5, "path": "a/b"}
+    table = pd.DataFrame({"value": [1_541_344.0, 0.98666666, 2.0**60, 12.5, float("nan")]})
+    back = pd.read_csv(__import__("io").StringIO(table.to_csv(index=False, float_format=_csv_number)))
+    assert back.value[0] == 1_541_344  # %.6g alone wrote 1.54134e+06
+    assert back.value[1] == 0.986667 and back.value[2] == float("1.15292e+18") and back.value[3] == 12.5
+    assert np.isnan(back.value[4])
+
+
+def test_details_give_each_accuracy_its_interval_and_say_which_attacks_run_in_the_cascade(tmp_path):
+    from scipy.stats import binomtest
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump({
+        "worst_case": "cascade", "data": {"n_test": 100, "ood": []}, "models": {"mine": {"preset": "attractor"}},
+        "attacks": [{"name": "fgsm", "eps": [0.1], "ood": False}, {"name": "pgd", "eps": [0.1], "ood": False, "full": True}],
+    }))
+    s = load_suite(suite)
+    rows = [dict(model="mine", attack=a, eps=e, dataset="mnist", metric=k, value=v, kind="cell")
+            for a, e, k, v in [("none", 0.0, "accuracy", 0.9), ("fgsm", 0.1, "accuracy", 0.5), ("fgsm", 0.1, "n_samples", 100),
+                               ("fgsm", 0.1, "end_to_end_accuracy", 0.25), ("pgd", 0.1, "accuracy", 0.3)]]
+    meta = {"date": "today", "wall_seconds": 1.0, "versions": {}, "cell_seconds": [], "n_images": {"mnist": 100},
+            "models": {"mine": {"preset": "attractor", "config": s.models[0].train.to_dict(), "threshold": 0.8,
+                                "history": {}, "from_cache": True, "seconds_train_or_load": 0.0}}}
+    text = render_readme(RunResult(s, pd.DataFrame(rows), meta), "cmd")
+    ci = lambda k: binomtest(k, 100).proportion_ci(method="exact")  # noqa: E731
+    details = text.split("### MNIST test accuracy under `fgsm`")[1].split("###")[0]
+    assert f"| 0.1 | 50.00 [{100 * ci(50).low:.2f}, {100 * ci(50).high:.2f}] |" in details
+    assert f"25.00 [{100 * ci(25).low:.2f}, {100 * ci(25).high:.2f}]" in details  # end to end
+    assert f"| 0 (clean) | 90.00 [{100 * ci(90).low:.2f}, {100 * ci(90).high:.2f}] |" in details  # clean, on the run's 100 images
+    fgsm, pgd = (next(line for line in text.splitlines() if line.startswith(f"  - `{a}`:")) for a in ("fgsm", "pgd"))
+    assert "worst-case cascade" in fgsm and "worst-case cascade" not in pgd  # pgd says full: true
