@@ -164,6 +164,10 @@ def test_validate_list_and_help():
     assert ok.exit_code == 0 and "OK" in ok.output
     listing = runner.invoke(app, ["list"])
     assert listing.exit_code == 0 and "fgsm" in listing.output and "attractor" in listing.output
+    flat = " ".join(listing.output.replace("│", " ").split())  # the table wraps descriptions over lines
+    standard, art_ensemble = flat.split("autoattack_standard", 1)[1], flat.split("autoattack_art", 1)[1]
+    assert "the authors' code" in standard[:200] and "comparable with published" in standard[:300]
+    assert "not standard AutoAttack, not comparable" in art_ensemble[:300]
     for cmd in ([], ["run"], ["validate"], ["list"]):
         h = runner.invoke(app, [*cmd, "--help"])
         assert h.exit_code == 0 and "Usage" in h.output
