@@ -345,8 +345,19 @@ def _goal(board: Leaderboard) -> list[str]:
             f"(n = {wc.extra['n']}) in the worst case at L-inf {GOAL['eps']:g}, over {', '.join(wc.extra['attacks'])} "
             f"(standard AutoAttack among them: the worst case is at most AutoAttack's own accuracy), so it {verdict}; "
             f"clean {tables.pct(clean.value)}% (n = {clean.extra['n']}), "
-            + ("meeting the clean goal." if clean_gap <= 0 else f"{clean_gap:.2f} points below the clean goal.")
+            + ("meeting the clean goal" if clean_gap <= 0 else f"{clean_gap:.2f} points below the clean goal")
+            + _interval_vs(clean, GOAL["clean"]) + "."
             + " docs/leaderboard.md says what closing a gap would take.", ""]
+
+
+def _interval_vs(n: Number, goal: float) -> str:
+    """Whether the 95% interval of `n` lies above, below or around `goal` (percent)."""
+    iv = (n.extra or {}).get("interval")
+    if not iv:
+        return ""
+    lo, hi = 100 * iv[0], 100 * iv[1]
+    where = "above" if lo > goal else "below" if hi < goal else "around"
+    return f" (95% interval [{lo:.2f}, {hi:.2f}]: {where} {goal:g}%)"
 
 
 def _published() -> list[str]:

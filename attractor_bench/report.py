@@ -10,6 +10,7 @@ so an interrupted run leaves the previous results untouched.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 import subprocess
@@ -35,7 +36,16 @@ from .errors import AttractorBenchError
 
 def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "adversarial-robustness-toolbox": art.__version__,
-            "numpy": np.__version__, "pandas": pd.__version__, "platform": platform.platform()}
+            "numpy": np.__version__, "pandas": pd.__version__, "scipy": _version("scipy"), "pyautoattack": _version("pyautoattack"),
+            "platform": platform.platform()}
+
+
+def _version(package: str) -> str:
+    """An installed distribution's version, or "not installed" (pyautoattack is an optional extra)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def git_commit() -> str | None:

@@ -510,3 +510,21 @@ def test_runs_made_by_other_code_are_listed_as_stale_not_ranked(tmp_path):
     assert "format 1" in board["stale"]["format1"]["why"]
     md = (res / "LEADERBOARD.md").read_text()
     assert "## Stale results (not ranked)" in md and "`before`" in md.split("## Stale results")[1]
+
+
+def test_the_reference_is_set_against_its_goal_with_its_intervals(tmp_path):
+    res = tmp_path / "results"
+    write_run(res, "sota", {"cnn_at": model(clean=0.984, clean_n=1000, threshold=None, defence="none",
+                                            wc={0.1: (0.98, 0.98, 1000), 0.3: (0.865, 0.865, 1000)})},
+              {"pgd": attack()}, n_test=1000)
+    invoke(res)
+    goal = (res / "LEADERBOARD.md").read_text().split("## The state-of-the-art reference against its goal")[1].split("##")[0]
+    lo, hi = (100 * x for x in exact(0.865, 1000))
+    assert f"keeps 86.50% [{lo:.2f}, {hi:.2f}] (n = 1000)" in goal and "falls short by 2.00 points" in goal
+    assert f"upper end, {hi:.2f}%, is {'above' if hi >= 88.5 else 'below'} it" in goal
+    clo, chi = (100 * x for x in exact(0.984, 1000))
+    assert f"clean 98.40% (n = 1000), meeting the clean goal (95% interval [{clo:.2f}, {chi:.2f}]: around 98%)" in goal
+    write_run(res, "none_here", {"mlp": model(weights="x")}, {"pgd": attack()})
+    (res / "sota" / "summary.json").unlink()
+    invoke(res)
+    assert "Not measured: no run in this folder has `cnn_at`" in (res / "LEADERBOARD.md").read_text()
