@@ -184,3 +184,15 @@ def test_ctrl_c_exits_130_and_writes_nothing(tmp_path, monkeypatch):
     assert result.exit_code == 130
     assert "Interrupted" in result.output
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in (REPO / "results").iterdir() if (p / "summary.json").is_file()))
+def test_committed_results_readmes_are_what_report_renders_from_their_files(folder, tmp_path):
+    """Every committed README says what its results.csv and run.json hold (no hand edits, no drift)."""
+    import shutil
+
+    copy = tmp_path / folder
+    shutil.copytree(REPO / "results" / folder, copy)
+    result = runner.invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert (copy / "README.md").read_text() == (REPO / "results" / folder / "README.md").read_text()
