@@ -142,3 +142,10 @@ def test_plugin_example_in_docs_is_the_tested_one():
     toml = re.search(r"```toml\n# examples/plugins/pyproject.toml[^\n]*\n(.*?)```", text, re.S).group(1)
     assert toml in (example / "pyproject.toml").read_text()
     assert "attractor_bench.defences" in toml
+
+
+def test_readme_leaderboard_is_the_committed_one():
+    """The README's leaderboard table is results/LEADERBOARD.md's, row for row."""
+    table = [line for line in _section(README.read_text(), "Leaderboard").splitlines() if line.startswith("|")]
+    board = [line for line in (REPO / "results" / "LEADERBOARD.md").read_text().splitlines() if line.startswith("|")]
+    assert len(table) >= 3 and table == board[:len(table)] and board[len(table)].startswith("| # | paper")
