@@ -49,7 +49,21 @@ def counting(model):
     return seen
 
 
+def _rows_keep_their_bits_in_any_batch(model, images) -> None:
+    """The memo answers a query from the rows of an earlier, larger batch: the same bits only where
+    the CPU's float kernels give a row the same bits in any batch. Skip (saying so) where they do not
+    (seen with MKL on an AMD EPYC machine: 1e-5 apart in a 500-wide matmul for batches of 1 and 2)."""
+    x = torch.as_tensor(images.reshape(len(images), -1))
+    with torch.no_grad():
+        full, part = model(x), model(x[3:9])
+    full, part = (full[0], part[0]) if isinstance(full, tuple) else (full, part)
+    if not torch.equal(full[3:9], part):
+        pytest.skip("this CPU's kernels give a row other bits in a smaller batch, so remembered answers cannot be "
+                    "bit-identical here; see docs/performance.md")
+
+
 def test_remembered_predictions_are_the_same_bits_with_fewer_passes(model, images):
+    _rows_keep_their_bits_in_any_batch(model, images)
     clf = make_classifier(model, AttractorDefence(model))
     seen = counting(model)
     plain = [clf.predict(images), clf.predict(images[3:9]), clf.predict(images[::-1])]
@@ -66,6 +80,7 @@ def test_remembered_predictions_are_the_same_bits_with_fewer_passes(model, image
 
 def test_square_attack_with_remembered_predictions_is_unchanged(model, images):
     """ART's Square asks for most images three times an iteration; remembering answers changes nothing."""
+    _rows_keep_their_bits_in_any_batch(model, images)
     clf = make_classifier(model, AttractorDefence(model))
     y = clf.predict(images).argmax(1)
     runs = []
