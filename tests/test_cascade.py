@@ -2,9 +2,7 @@
 be the one every attack on every image gives; the cascade's cells attack fewer images and say how
 many, and what they spent."""
 
-import dataclasses
 
-import numpy as np
 import pandas as pd
 import pytest
 
