@@ -10,7 +10,8 @@
 # On 2 CPU cores from an empty cache: see the README's "Reproducing every result" for the times
 # measured. suites/leaderboard_full.yaml (all 10,000 test images) is not part of it: it is the run
 # for a GPU machine (bash scripts/reproduce.sh with SUITES="leaderboard_full"). The cells are
-# computed in WORKERS processes (default: one per core; the tables are the same as with one).
+# computed in WORKERS processes (default: one per core; the tables are those of one process, to
+# the last digit where the CPU's kernels do not depend on the thread split: docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/datasets}"
