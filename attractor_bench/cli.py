@@ -10,6 +10,7 @@ import os
 import shlex
 import signal
 import threading
+from datetime import datetime, timezone
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Iterator
@@ -23,11 +24,15 @@ from . import plugins, suitefile
 from .cache import resolve_cache_dir
 from .config import load_suite
 from .errors import AttractorBenchError, ConfigError
-from .files import check_writable
+from .files import check_writable, write_text
 from .leaderboard import summary_table, write_leaderboard
+from .ood.evaluate import run_ood
+from .ood.report import rerender as rerender_ood
+from .ood.report import write_ood
+from .ood.suite import load_ood_suite
 from .plugins import GROUPS, available
 from .recipes import Recipe
-from .report import rerender, write_results
+from .report import git_commit, rerender, write_results
 from .runner import run_suite
 from .summary import summarize
 from .tables import fmt_eps, pct, terminal
@@ -215,12 +220,48 @@ def run(
 
 
 @app.command()
+def ood(
+    suite: Annotated[Path, typer.Argument(help="OOD suite YAML file, e.g. suites/ood.yaml (see attractor_bench/ood/suite.py).")],
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Results go to RESULTS_DIR/<suite name>/.")] = Path("results"),
+    data_root: DataRoot = None,
+    cache_dir: CacheDir = None,
+    download: Annotated[bool, typer.Option("--download/--no-download", help="Download missing datasets (needs network).")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    device: Annotated[str | None, typer.Option("--device", metavar="auto|cpu|cuda[:i]",
+                      help="Where training and attacks run (default auto: CUDA when present).")] = None,
+    debug: Debug = False,
+) -> None:
+    """OOD detection under attack: every model of the suites the OOD suite names, with every rejector it
+    can have (reconstruction similarity, max softmax, energy), clean and under score attacks (PGD, APGD,
+    Square) in both directions and jointly (the robust AUROC), the K+1 cross-check; writes ood.csv,
+    ood.json, README.md and the accuracy/coverage figure. The leaderboard reads ood.json.
+
+    Models come from the model cache (trained on first use, as `attractor-bench run` would); each
+    finished model's numbers are stored in the cache, so an interrupted run resumes."""
+    with _errors(debug):
+        spec = load_ood_suite(suite)  # validate before any work
+        _check_folders(results_dir, cache_dir)
+        result = run_ood(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
+                         progress=progress, device=device)
+        command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "ood", suite]
+                           + (["--results-dir", results_dir] if results_dir != Path("results") else [])
+                           + (["--data-root", data_root] if data_root else [])
+                           + (["--device", device] if device else []))
+        folder = write_ood(result, results_dir / spec.name, command, git_commit(),
+                           datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+        out.print(f"Wrote {folder}/ood.csv, ood.json, README.md, accuracy_coverage.png ({result.meta['wall_seconds']:.0f} s).")
+
+
+@app.command()
 def report(
     folder: Annotated[Path, typer.Argument(help="A run's results folder, e.g. results/mnist_fgsm.")],
     debug: Debug = False,
 ) -> None:
     """Re-render a results folder's README.md from its results.csv and run.json (numbers are not recomputed)."""
     with _errors(debug):
+        if (folder / "ood.json").is_file():  # an OOD run (attractor-bench ood)
+            out.print(f"Wrote {write_text(folder / 'README.md', rerender_ood(folder))}.")
+            return
         out.print(f"Wrote {rerender(folder)}.")
 
 
@@ -243,9 +284,15 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
              import_plugins: Annotated[bool, typer.Option("--import-plugins", help="Import the suite's 'module:callable' "
                                        "references to check their parameters and budgets too (runs their code).")] = False,
              no_plugins: NoPlugins = False, debug: Debug = False) -> None:
-    """Check a suite file without running it. Outside code it names ('module:callable') is only
-    looked up, not imported, unless --import-plugins."""
+    """Check a suite file (or an OOD suite, one with 'models_from') without running it. Outside code it
+    names ('module:callable') is only looked up, not imported, unless --import-plugins."""
     with _errors(debug):
+        raw = suitefile.read(suite)
+        if isinstance(raw, dict) and "models_from" in raw:  # an OOD suite (attractor-bench ood)
+            o = load_ood_suite(suite)
+            out.print(f"{suite}: OK (OOD suite: {len(o.model_names)} models, {len(o.ood)} OOD sets, {len(o.attacks)} score "
+                      f"attacks at {len(o.eps)} eps).")
+            return
         _announce_plugins(suite, no_plugins, imported=import_plugins)
         with plugins.references("refuse" if no_plugins else "import" if import_plugins else "find"):
             s = load_suite(suite)

@@ -23,12 +23,14 @@ from . import plots, tables
 from .data import DISPLAY_NAMES
 from .errors import AttractorBenchError, ConfigError
 from .files import atomic_folder
-from .provenance import code_version
+from .ood.report import DISPLAY_NAMES as OOD_DISPLAY, META as OOD_FILE
+from .provenance import code_version, ood_code_version
 from .published import GOAL, MNIST_LINF_03, SOURCE
 from .summary import FILE, FORMAT, decode_samples, dumps, interval
 
 EPS_POINTS, OOD_EPS, NORM = (0.1, 0.3), 0.1, "linf"
-OOD_SETS = [d for d in DISPLAY_NAMES if d != "mnist"]
+OOD_SETS = [d for d in DISPLAY_NAMES if d != "mnist"]  # the classification runs' OOD sets (summary.json)
+ROBUST_SETS = ("fashion_mnist", "cifar10_bw", "uniform_noise", "smooth_noise")  # the OOD runs' (ood.json)
 FILES, FIGURE = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json"), "leaderboard_worst_case.png"
 UNRELIABLE = "⚠ potentially unreliable"
 SHOWN_REASONS = 6  # per model and suite in LEADERBOARD.md (all of them in LEADERBOARD.json and the results README)
@@ -38,7 +40,11 @@ RULES = ("One row per model: a model is its name, trained weights, defence and r
          "listed as superseded. *Worst case* at L-inf eps: an image counts as robust only if it is classified correctly clean and "
          "under every L-inf attack of the run at that eps, on the n images all of them saw, with a 95% Clopper-Pearson "
          "interval; *e2e*: accepted by the OOD rejector and correct in that worst case (models with a rejector only); "
-         f"*OOD AUROC*: MNIST against the set, clean / the lowest over the L-inf attacks at eps {OOD_EPS:g}. Each number "
+         "*OOD*: from the OOD run (`attractor-bench ood`, results/ood/README.md) of the same model (name, weights, defence "
+         "and threshold): the model's best rejector (the highest robust AUROC averaged over the sets, among reconstruction "
+         "similarity where its defence reconstructs, max softmax and energy) and its AUROC of MNIST against the set, clean / "
+         f"robust (ID images attacked down and OOD images attacked up, per image the worst of PGD, APGD and Square on the "
+         f"score at L-inf eps {OOD_EPS:g}); LEADERBOARD.json also keeps the classification runs' AUROC under their attacks. Each number "
          "comes from the run with the most attacks there, then the larger n, then the later date, then the alphabetically "
          "first suite; LEADERBOARD.json gives its suite, commit and date. *Rank* (#): 1 + the number of rows that beat the "
          "row, where a row beats another if it is better at the first of worst case 0.3, worst case 0.1 and clean "
@@ -101,6 +107,8 @@ class Leaderboard:
     pending: list[str]  # folders with results.csv but no summary.json
     stale: list[dict]  # summaries made by other code than the current one (or an older format)
     superseded: list[dict] = field(default_factory=list)  # models of current runs that a newer run's model of that name replaces
+    ood_runs: list[dict] = field(default_factory=list)  # the OOD runs (ood.json) of the current code
+    ood_unmatched: list[dict] = field(default_factory=list)  # their models that are not a leaderboard row's model
 
 
 def _read(path: Path, results_dir: Path) -> dict:
@@ -132,6 +140,46 @@ def read_summaries(results_dir: Path) -> tuple[list[dict], list[str]]:
         raise ConfigError(f"no <suite>/{FILE} under {results_dir}{older}: run a suite with this version (attractor-bench "
                           f"run <suite.yaml> --results-dir {results_dir}), which writes it beside results.csv.")
     return sorted((_read(p, results_dir) for p in paths), key=lambda r: r["suite"]), pending
+
+
+def read_ood(results_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(current, stale): the OOD runs' ood.json under `results_dir`, split by their code fingerprint."""
+    docs = []
+    for path in sorted(results_dir.glob(f"*/{OOD_FILE}")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise AttractorBenchError(f"{path}: not valid JSON ({e}); rerun its OOD suite (attractor-bench ood <suite.yaml>) "
+                                      f"or move {path.parent} away.") from e
+        if not (isinstance(doc, dict) and doc.get("kind") == "ood" and isinstance(doc.get("models"), dict)
+                and isinstance(doc.get("auroc"), dict) and isinstance(doc.get("best_rejector"), dict)):
+            raise AttractorBenchError(f"{path}: not an OOD run's ood.json (kind 'ood' with models, auroc and best_rejector); "
+                                      f"rerun its OOD suite or move {path.parent} away.")
+        docs.append(doc)
+    current = ood_code_version()
+    return ([d for d in docs if d.get("code") == current],
+            [{**d, "stale": f"made by other OOD code (fingerprint {str(d.get('code'))[:12]}, now {current[:12]})"}
+             for d in docs if d.get("code") != current])
+
+
+def _ood_numbers(row: "Row", docs: list[dict]) -> dict[str, Number]:
+    """The row's OOD numbers from the newest OOD run that evaluated the same model."""
+    name, ident = row.model["name"], row.model["identity"]
+    cands = sorted((d for d in docs if d["models"].get(name, {}).get("identity") == ident),
+                   key=lambda d: (d.get("date") or "", d["suite"]), reverse=True)
+    if not cands:
+        return {}
+    doc = cands[0]
+    rejector = doc["best_rejector"][name]
+    per_set = doc["auroc"]["models"][name][rejector]
+    extra = {"rejector": rejector, "eps": doc["auroc"]["eps"], "attacks": doc["auroc"]["attacks"]}
+    nums = {"ood_rejector": Number(None, doc, (), extra)}
+    for ds in ROBUST_SETS:
+        if ds in per_set:
+            v = per_set[ds]
+            nums[f"ood_{ds}_clean"] = Number(v["clean"], doc, (), {"rejector": rejector, "threshold": v["threshold"]})
+            nums[f"ood_{ds}_robust"] = Number(v["robust"], doc, (), {**extra, "id_attacked": v["id"], "ood_attacked": v["ood"]})
+    return nums
 
 
 def _pick(cands: list[Number]) -> Number:
@@ -241,7 +289,17 @@ def build(results_dir: str | Path) -> Leaderboard:
                         unreliable_at=[f"{'L-inf' if n == 'linf' else 'L2'} {tables.fmt_eps(e, n)}" for n, e in at]))
     for r in rows:
         r.rank = 1 + sum(beats(o, r) for o in rows if o is not r)
-    return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale, superseded)
+    ood_runs, ood_stale = read_ood(Path(results_dir))
+    for r in rows:
+        r.numbers.update({k: Number(None) for k in ("ood_rejector", *[f"ood_{d}_{w}" for d in ROBUST_SETS
+                                                                      for w in ("clean", "robust")])})
+        r.numbers.update(_ood_numbers(r, ood_runs))
+    matched = {(r.model["name"], json.dumps(r.model["identity"], sort_keys=True)) for r in rows}
+    unmatched = [{"model": m, "suite": d["suite"], "date": d.get("date")} for d in ood_runs for m, info in d["models"].items()
+                 if (m, json.dumps(info["identity"], sort_keys=True)) not in matched]
+    stale += [{**d, "stale": d["stale"]} for d in ood_stale]
+    return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale, superseded, ood_runs,
+                       unmatched)
 
 
 def _newest_per_name(groups: dict[str, list[tuple[dict, dict]]]) -> tuple[dict, list[dict]]:
@@ -280,13 +338,14 @@ def _with_ci(n: Number) -> str:
 def _cells(r: Row) -> list:
     return [r.rank, f"`{r.display}`", r.model["identity"]["defence"]["name"], "yes" if r.model["randomized"] else "no",
             _with_ci(r.numbers["clean"]), *[_wc(r, e) for e in EPS_POINTS], *[_with_ci(r.numbers[f"e2e_{e:g}"]) for e in EPS_POINTS],
-            *[f"{r.pct(f'{d}_clean')} / {r.pct(f'{d}_attacked')}" for d in OOD_SETS],
+            (r.numbers["ood_rejector"].extra or {}).get("rejector", tables.DASH),
+            *[f"{r.pct(f'ood_{d}_clean')} / {r.pct(f'ood_{d}_robust')}" for d in ROBUST_SETS],
             f"**{r.verdict()}**" if r.unreliable else r.verdict(), ", ".join(r.suites)]
 
 
 def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
     header = ["#", "model", "defence", "randomized", "clean [95% CI]", *[f"worst case L-inf {e:g} [95% CI]" for e in EPS_POINTS],
-              *[f"e2e {e:g} [95% CI]" for e in EPS_POINTS], *[f"{DISPLAY_NAMES[d]} AUROC clean / attacked" for d in OOD_SETS],
+              *[f"e2e {e:g} [95% CI]" for e in EPS_POINTS], "OOD rejector", *[f"{OOD_DISPLAY[d]} AUROC clean / robust" for d in ROBUST_SETS],
               "verdict", "suites"]
     parts = ["# Leaderboard: defended MNIST classifiers", "", RULES, "",
              f"Regenerate with `attractor-bench leaderboard --results-dir {results_dir.name}`.", "",
@@ -305,7 +364,13 @@ def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
     parts += _goal(board) + _published()
     parts += ["## Runs", "", *[f"- `{r['suite']}`: `{r['command']}`, commit `{r['commit']}`, {r['date']}"
                                + (", worst case by cascade" if r.get("worst_case_mode") == "cascade" else "") + "."
-                               for r in board.runs], ""]
+                               for r in [*board.runs, *board.ood_runs]], ""]
+    if board.ood_unmatched:
+        parts += ["## OOD runs of other trainings (not shown)", "",
+                  "These models of an OOD run are not the model of any row above (other weights, defence or threshold: "
+                  "another training under the same name), so their OOD numbers are not put beside that row's; they are in "
+                  "the OOD run's README.", "",
+                  *[f"- `{u['model']}` in `{u['suite']}` ({u['date']})." for u in board.ood_unmatched], ""]
     if board.stale:
         parts += ["## Stale results (not ranked)", "",
                   "Made by other code than the current one: their numbers are not comparable with the rows above. "
@@ -393,6 +458,10 @@ def _flat(r: Row, rank: int) -> dict:
         k = f"ood_auroc_{ds}"
         d.update({f"{k}_clean": _frac(r.v(f"{ds}_clean")), f"{k}_linf_{OOD_EPS:g}": _frac(r.v(f"{ds}_attacked")),
                   f"{k}_linf_{OOD_EPS:g}_attack": (r.numbers[f"{ds}_attacked"].extra or {}).get("attack") or ""})
+    d["ood_rejector"] = (r.numbers["ood_rejector"].extra or {}).get("rejector", "")
+    for ds in ROBUST_SETS:
+        d.update({f"ood_{ds}_auroc_clean": _frac(r.v(f"ood_{ds}_clean")),
+                  f"ood_{ds}_auroc_robust_linf_{OOD_EPS:g}": _frac(r.v(f"ood_{ds}_robust"))})
     return {**d, "suites": ";".join(r.suites)}
 
 
@@ -410,11 +479,11 @@ def render_json(board: Leaderboard) -> str:
              "randomized": r.model["randomized"],
              "unreliable": r.unreliable, "unreliable_at": r.unreliable_at, "indicators_raised": r.reasons, "suites": r.suites,
              "numbers": {k: n.as_json() for k, n in r.numbers.items()}} for i, r in enumerate(board.rows, 1)]
-    runs = {r["suite"]: {k: r.get(k) for k in ("command", "commit", "date")} for r in board.runs}
+    runs = {r["suite"]: {k: r.get(k) for k in ("command", "commit", "date")} for r in [*board.runs, *board.ood_runs]}
     stale = {r["suite"]: {"commit": r.get("commit"), "date": r.get("date"), "why": r["stale"]} for r in board.stale}
     published = [dict(zip(("paper", "link", "clean", "reported", "autoattack"), p)) for p in MNIST_LINF_03]
     return dumps({"format": FORMAT, "rules": RULES, "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending,
-                  "stale": stale, "superseded": board.superseded, "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
+                  "stale": stale, "superseded": board.superseded, "ood_other_trainings": board.ood_unmatched, "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
 
 
 def _series(board: Leaderboard) -> dict[str, list[tuple[float, float]]]:

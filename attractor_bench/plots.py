@@ -12,6 +12,10 @@
   out-of-distribution (Fashion-MNIST, CIFAR-10-bw) samples, clean or attacked, with the
   rejection threshold and the share of each set that the rejector accepts (similarity >=
   threshold). One row per model, one column per condition.
+- `accuracy_coverage`: a rejector's accuracy/coverage curve (selective classification): as the
+  threshold moves, the accuracy on the accepted MNIST images against the share accepted, one panel
+  per model, one colour per rejector, solid clean and dashed under attack, the rejector's own
+  threshold marked.
 - `iterates`: the paper's Figures 11 and 12, one input attacked at growing eps (rows) and its
   iterates x_k = G^k(x_0) through the attractor network (columns), with the class predicted
   from every iterate (red where it is wrong).
@@ -40,7 +44,7 @@ from matplotlib.transforms import ScaledTranslation
 from .data import DISPLAY_NAMES
 from .files import atomic_write
 
-__all__ = ["accuracy_vs_eps", "worst_case_vs_eps", "similarity_histograms", "iterates", "accepted_share", "DPI"]
+__all__ = ["accuracy_vs_eps", "worst_case_vs_eps", "accuracy_coverage", "similarity_histograms", "iterates", "accepted_share", "DPI"]
 
 DPI = 110
 NORMS = {"linf": "L∞", "l2": "L2"}
@@ -243,6 +247,41 @@ def worst_case_vs_eps(series: dict[str, list[tuple[float, float]]], path: Path, 
                       ylabel: str = "worst-case robust accuracy (%)") -> Path:
     """One line per model: points (eps, accuracy in [0, 1]) drawn in percent; legend on the right."""
     return _save(_worst_case_figure(series, title, ylabel), path)
+
+
+# --------------------------------------------------------------------------- accuracy / coverage
+
+_CONDITION_STYLES = ["-", "--", ":", "-."]
+
+
+def _accuracy_coverage_figure(panels: dict[str, dict[str, dict]], title: str) -> Figure:
+    """panels: model -> rejector -> {"threshold": T, "curves": {condition: (coverage, accuracy, accepted share at T)}}."""
+    rows, cols = _grid(len(panels))
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows + 0.6), layout="constrained")
+    colours = _colours({r for p in panels.values() for r in p})
+    for i, (model, rejectors) in enumerate(panels.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for r, entry in rejectors.items():
+            for j, (cond, (cov, acc, at_t)) in enumerate(entry["curves"].items()):
+                style = _CONDITION_STYLES[j % len(_CONDITION_STYLES)]
+                ax.plot(100 * np.asarray(cov), 100 * np.asarray(acc), ls=style, lw=1.4, color=colours[r],
+                        label=f"{r}, {cond}")
+                if at_t is not None and 0 < at_t[0] <= 1:
+                    ax.plot([100 * at_t[0]], [100 * at_t[1]], marker="o", ms=4, color=colours[r])
+        ax.set_title(model, fontsize="medium")
+        ax.set_xlabel("MNIST images accepted (%)")
+        ax.set_ylabel("accuracy on the accepted (%)")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(-2, 102)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small", loc="lower left")
+    fig.suptitle(title)
+    return fig
+
+
+def accuracy_coverage(panels: dict[str, dict[str, dict]], path: Path, title: str) -> Path:
+    """The accuracy/coverage figure (see the module docstring); a dot marks each rejector's own threshold."""
+    return _save(_accuracy_coverage_figure(panels, title), path)
 
 
 # --------------------------------------------------------------------------- similarity histograms

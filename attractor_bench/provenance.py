@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from . import attacks, defences, models
+from . import attacks, defences, models, ood
 from .cells import code_fingerprint
 from .files import key, source_fingerprint
 
@@ -28,3 +28,13 @@ def _modules() -> list:
 def code_version() -> str:
     """The fingerprint of the code that computes numbers (and its libraries' versions)."""
     return key(cells=code_fingerprint(), source=source_fingerprint(*_modules()))
+
+
+def ood_code_version() -> str:
+    """The fingerprint of the code behind an OOD run (`attractor-bench ood`): `code_version()` and
+    every module of `attractor_bench.ood` but its rendering (`report`). Its own, so that OOD work
+    leaves the classification runs' fingerprint (and their results) as they are, while an edit
+    there marks OOD runs stale."""
+    mods = [ood] + [importlib.import_module(f"{ood.__name__}.{m.name}") for m in pkgutil.iter_modules(ood.__path__)
+                    if m.name != "report"]
+    return key(code=code_version(), ood=source_fingerprint(*mods))

@@ -25,5 +25,10 @@ for s in $suites; do
     attractor-bench run "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --workers "$workers" --no-download
     echo "suite $s: $(( SECONDS - start )) s"
 done
+if [[ -z "${SUITES:-}" ]]; then  # OOD detection under attack, on the same trainings (issue 18)
+    start=$SECONDS
+    attractor-bench ood suites/ood.yaml --data-root "$data" --cache-dir "$cache" --no-download
+    echo "ood suite: $(( SECONDS - start )) s"
+fi
 attractor-bench leaderboard --results-dir results
 echo "all: $(( SECONDS - total )) s"

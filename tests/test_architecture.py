@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"attractor_bench": ROOT / "attractor_bench", "attractor_bench.models": ROOT / "models",
-            "attractor_bench.defences": ROOT / "defences", "attractor_bench.attacks": ROOT / "attacks"}
+            "attractor_bench.defences": ROOT / "defences", "attractor_bench.attacks": ROOT / "attacks",
+            "attractor_bench.ood": ROOT / "attractor_bench" / "ood"}
 MAX_FUNCTION_LINES = 60
 # The public API loads the whole runner on `import attractor_bench`; nothing imports it back.
 

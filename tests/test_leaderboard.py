@@ -321,8 +321,8 @@ def test_attacked_auroc_is_the_lowest_linf_one_at_eps_01_and_names_its_attack(tm
     none = row(doc, "no_rejector")["numbers"]
     assert none["fashion_mnist_clean"] == {"value": None} and none["fashion_mnist_attacked"] == {"value": None}
     md = (res / "LEADERBOARD.md").read_text()
-    assert "Fashion-MNIST AUROC clean / attacked" in md and "CIFAR-10-bw AUROC clean / attacked" in md
-    assert md_cells(md, "m")[9:11] == ["95.00 / 74.00", "99.00 / 80.00"] and md_cells(md, "no_rejector")[9] == "— / —"
+    assert "Fashion-MNIST AUROC clean / robust" in md and "smooth noise AUROC clean / robust" in md  # the OOD runs' columns
+    assert md_cells(md, "m")[9:11] == ["—", "— / —"]  # no OOD run here: the table shows only the OOD runs' numbers
     with open(res / "LEADERBOARD.csv", newline="") as f:
         lines = {r["model"]: r for r in csv.DictReader(f)}
     assert lines["m"]["ood_auroc_fashion_mnist_linf_0.1_attack"] == "rejection_aware"
@@ -338,8 +338,8 @@ def test_unreliable_flag_is_read_and_shown(tmp_path):
     assert row(doc, "bad")["unreliable"] is True and row(doc, "bad")["indicators_raised"] == {"s": ["3% zero gradients"]}
     assert row(doc, "good")["unreliable"] is False and row(doc, "unchecked")["unreliable"] is None
     md = (res / "LEADERBOARD.md").read_text()
-    assert md_cells(md, "bad")[11] == f"**{UNRELIABLE}**" and md_cells(md, "good")[11] == "reliable"
-    assert md_cells(md, "unchecked")[11] == "not checked" and "- `bad` in `s`:\n  - 3% zero gradients" in md
+    assert md_cells(md, "bad")[14] == f"**{UNRELIABLE}**" and md_cells(md, "good")[14] == "reliable"
+    assert md_cells(md, "unchecked")[14] == "not checked" and "- `bad` in `s`:\n  - 3% zero gradients" in md
     with open(res / "LEADERBOARD.csv", newline="") as f:
         assert {r["model"]: r["unreliable"] for r in csv.DictReader(f)} == {"bad": "yes", "good": "no", "unchecked": ""}
 
@@ -368,7 +368,7 @@ def test_the_verdict_per_eps_is_shown_with_its_evidence(tmp_path):
                                                           "first images 4, 9"]}
     assert row(doc, "good")["unreliable"] is False and row(doc, "good")["unreliable_at"] == []
     md = (res / "LEADERBOARD.md").read_text()
-    assert md_cells(md, "bad")[11] == f"**{UNRELIABLE} (L-inf 0.3)**" and md_cells(md, "good")[11] == "reliable"
+    assert md_cells(md, "bad")[14] == f"**{UNRELIABLE} (L-inf 0.3)**" and md_cells(md, "good")[14] == "reliable"
     assert "## Reliability verdict: the evidence" in md
     assert "  - silent_success (pgd, linf eps 0.3): silent_success here; first images 4, 9" in md
 
@@ -528,3 +528,47 @@ def test_the_reference_is_set_against_its_goal_with_its_intervals(tmp_path):
     (res / "sota" / "summary.json").unlink()
     invoke(res)
     assert "Not measured: no run in this folder has `cnn_at`" in (res / "LEADERBOARD.md").read_text()
+
+
+def write_ood_run(root: Path, suite: str, models: dict, code=None, date="2026-12-02 10:00 UTC") -> Path:
+    """An OOD run's ood.json: models {name: (identity, {rejector: {dataset: (clean, robust)}}, best)}."""
+    from attractor_bench.provenance import ood_code_version
+    from attractor_bench.summary import dumps
+    doc = {"kind": "ood", "format": 1, "suite": suite, "command": f"attractor-bench ood suites/{suite}.yaml", "commit": "def5678",
+           "date": date, "code": code or ood_code_version(), "best_rejector": {m: v[2] for m, v in models.items()},
+           "models": {m: {"identity": v[0]} for m, v in models.items()},
+           "auroc": {"eps": 0.1, "attacks": ["pgd", "apgd", "square"],
+                     "models": {m: {r: {d: {"clean": c, "robust": rb, "id": rb + 0.01, "ood": rb + 0.02, "threshold": 0.5}
+                                        for d, (c, rb) in sets.items()} for r, sets in v[1].items()} for m, v in models.items()}}}
+    folder = root / suite
+    folder.mkdir(parents=True)
+    (folder / "ood.json").write_text(dumps(doc))
+    return folder
+
+
+def test_ood_columns_come_from_the_ood_run_of_the_same_model(tmp_path):
+    res = tmp_path / "results"
+    write_run(res, "s", {"att": model(wc={0.1: (0.5, 0.4, 100)}, weights="1"), "mlp": model(weights="2", threshold=None,
+                                                                                           defence="none")}, {"pgd": attack()})
+    ident = json.loads((res / "s" / "summary.json").read_text())
+    ids = {m["name"]: m["identity"] for m in ident["models"]}
+    sets = {"fashion_mnist": (0.96, 0.40), "cifar10_bw": (0.99, 0.70), "uniform_noise": (1.0, 0.9), "smooth_noise": (1.0, 0.8)}
+    other = {**ids["mlp"], "weights": "another training"}
+    write_ood_run(res, "ood", {"att": (ids["att"], {"similarity": sets, "msp": sets}, "similarity"),
+                               "mlp": (other, {"msp": sets}, "msp")})
+    write_ood_run(res, "ood_old", {"att": (ids["att"], {"energy": sets}, "energy")}, code="0" * 32)
+    doc = board_json(res)
+    att, mlp = row(doc, "att")["numbers"], row(doc, "mlp")["numbers"]
+    assert att["ood_fashion_mnist_robust"]["value"] == 0.40 and att["ood_fashion_mnist_robust"]["rejector"] == "similarity"
+    assert att["ood_smooth_noise_clean"]["value"] == 1.0 and att["ood_fashion_mnist_robust"]["suite"] == "ood"
+    assert mlp["ood_fashion_mnist_robust"] == {"value": None}  # another training: not beside this row
+    assert doc["ood_other_trainings"] == [{"model": "mlp", "suite": "ood", "date": "2026-12-02 10:00 UTC"}]
+    assert "ood_old" in doc["stale"]
+    md = (res / "LEADERBOARD.md").read_text()
+    cells = md_cells(md, "att")
+    assert cells[9] == "similarity" and cells[10] == "96.00 / 40.00" and cells[13] == "100.00 / 80.00"
+    assert md_cells(md, "mlp")[9:11] == ["—", "— / —"]
+    assert "## OOD runs of other trainings (not shown)" in md and "`ood_old`" in md
+    with open(res / "LEADERBOARD.csv") as f:
+        line = {r["model"]: r for r in csv.DictReader(f)}["att"]
+    assert line["ood_rejector"] == "similarity" and line["ood_cifar10_bw_auroc_robust_linf_0.1"] == "0.700000"

@@ -1,0 +1,11 @@
+"""OOD detection under attack (`attractor-bench ood <suite>`): every model given rejectors (the
+reconstruction similarity where its defence reconstructs, the maximum softmax probability and the
+energy score for all), attacked on their scores in both directions and jointly (the robust AUROC),
+with pytorch-ood's metric names, the K+1 cross-check through ART's DetectorClassifier, synthetic
+OOD sets and the accuracy/coverage curves.
+
+Data flow: suite (`suite`) -> the models as `attractor-bench run` builds them (`runner.prepare`)
+-> rejectors (`rejectors`) -> score attacks (`attacks`) -> per-image arrays -> rows (`evaluate`)
+-> ood.csv, ood.json, README.md and figures (`report`). Its own code fingerprint
+(`provenance.ood_code_version`): a change here marks OOD runs stale, not classification runs.
+"""

@@ -1,0 +1,247 @@
+"""The OOD evaluation of a suite's models: every rejector, clean and under the score attacks in
+both directions, on MNIST against every OOD set; records -> the tidy table.
+
+For each model (trained or loaded from the model cache, exactly as `attractor-bench run` builds
+it), each rejector (`rejectors.rejectors_for`) and each eps:
+
+- MNIST's test images attacked `down` by every score attack, OOD images attacked `up`; per image
+  the worst over the attacks (`worst`: the lowest ID score, the highest OOD score);
+- rows per OOD set: `clean`, and per attack (and `worst`) three directions: `id` (ID attacked,
+  OOD clean), `ood` (OOD attacked, ID clean) and `joint` (both attacked: the robust AUROC), with
+  pytorch-ood's metrics and the shares of ID and OOD images the rejector accepts at its threshold;
+- models with the attractor's rejector: the project's rejection-aware attack and the K+1 attack
+  through ART's DetectorClassifier on the OOD images (direction `ood`), and per image the stronger
+  of the two (`stronger`: accepted if either gets the image accepted);
+- the accuracy/coverage curves (figures): clean, and under the classification attack PGD
+  (cross-entropy through the pipeline, the registry's `pgd`) at each eps.
+
+Each model's arrays are stored in the cache (`<cache>/ood/<key>.npz`, the key covers the model's
+cell fingerprint, this package's code and the suite's images and budgets), so an interrupted run
+redoes only the models it had not finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+
+from attractor_bench import data as data_mod
+from attractor_bench.attacks import ATTACKS
+from attractor_bench.attacks.autoattack_standard import Pipeline
+from attractor_bench.attacks.rejection_aware import RejectionAwarePGD
+from attractor_bench.cache import resolve_cache_dir
+from attractor_bench.cells import Defended, Target
+from attractor_bench.determinism import deterministic
+from attractor_bench.device import activate, resolve_device
+from attractor_bench.files import array_fingerprint, atomic_write, key
+from attractor_bench.provenance import ood_code_version
+from attractor_bench.runner import Log, prepare
+
+from . import synthetic
+from .attacks import BUDGETS, k_plus_one, score_attack
+from .metrics import KEYS, ood_metrics
+from .rejectors import BATCH, rejectors_for
+from .suite import OODSuite
+
+COLUMNS = ["model", "rejector", "threshold", "dataset", "eps", "direction", "attack", *KEYS, "id_accepted", "ood_accepted"]
+N_VALIDATION = 2000  # MNIST validation images that calibrate the rejectors without a threshold of their own
+CROSS_CHECK = ("rejection_aware", "k_plus_one", "stronger")
+
+
+@dataclass
+class OODResult:
+    suite: OODSuite
+    table: pd.DataFrame
+    meta: dict
+    curves: dict = field(default_factory=dict)  # model -> rejector -> condition -> (scores, correct)
+
+
+def load_sets(suite: OODSuite, data_root, download: bool) -> dict[str, data_mod.Split]:
+    """MNIST's test images, then every OOD set (synthetic ones made from the suite's seed)."""
+    sets = {"mnist": data_mod.load("mnist", "test", data_root, download).head(suite.n_test)}
+    for name in suite.ood:
+        sets[name] = (synthetic.load(name, suite.n_ood, suite.seed) if name in synthetic.DISPLAY_NAMES
+                      else data_mod.load(name, "test", data_root, download).head(suite.n_ood))
+    return sets
+
+
+def _predict(d: Defended, x: np.ndarray) -> np.ndarray:
+    return d.classifiers[Target.PIPELINE].predict(x, batch_size=BATCH).argmax(1)
+
+
+def _model_arrays(d: Defended, suite: OODSuite, sets: dict, val_x: np.ndarray, log: Log, task) -> dict[str, np.ndarray]:
+    """Every per-image number of one model: scores clean and attacked, predictions, cross-checks."""
+    out: dict[str, np.ndarray] = {}
+    mnist = sets["mnist"]
+    out["correct/clean"] = _predict(d, mnist.x) == mnist.y
+    rejectors = rejectors_for(d, val_x)
+    for r in rejectors:
+        out[f"threshold/{r.name}"] = np.array([r.threshold])
+        for ds, split in sets.items():
+            out[f"score/{r.name}/{ds}/clean"] = r.scores(split.x)
+    for e in suite.eps:
+        x_pgd = ATTACKS["pgd"].build(d.classifiers[Target.PIPELINE], eps=e).generate(mnist.x, mnist.y)
+        out[f"correct/pgd_ce/{e:g}"] = _predict(d, x_pgd) == mnist.y
+        for r in rejectors:
+            out[f"score/{r.name}/mnist/pgd_ce/{e:g}"] = r.scores(x_pgd)
+    for r in rejectors:
+        clean_all = np.concatenate([out[f"score/{r.name}/{ds}/clean"] for ds in sets])
+        for e in suite.eps:
+            for a in suite.attacks:
+                for ds, split in sets.items():
+                    direction = "down" if ds == "mnist" else "up"
+                    log.bar.update(task, description=f"{r.name}: {a} {direction} on {ds} at eps {e:g}")
+                    log.line(f"score attack {a} ({r.name}, {direction}) on {ds} at eps {e:g}")
+                    x_adv = score_attack(a, r, split.x, e, direction, clean_all, suite.seed, suite.budgets.get(a))
+                    out[f"score/{r.name}/{ds}/{a}/{e:g}"] = r.scores(x_adv)
+                    log.bar.advance(task)
+    similarity = next((r for r in rejectors if r.name == "similarity" and not r.calibrated), None)
+    if suite.k_plus_one and similarity is not None and d.rejector is not None:
+        logits = _Logits(d)
+        for e in suite.eps:
+            for ds, split in sets.items():
+                if ds == "mnist":
+                    continue
+                log.bar.update(task, description=f"cross-check: rejection-aware and K+1 on {ds} at eps {e:g}")
+                log.line(f"cross-check: rejection-aware and K+1 on {ds} at eps {e:g}")
+                ra = RejectionAwarePGD(d.classifiers[Target.PIPELINE], d.rejector, eps=e).generate(split.x)
+                out[f"score/similarity/{ds}/rejection_aware/{e:g}"] = similarity.scores(ra)
+                out[f"score/similarity/{ds}/k_plus_one/{e:g}"] = similarity.scores(k_plus_one(logits, similarity, split.x, e, suite.budgets.get("k_plus_one")))
+                log.bar.advance(task)
+    return out
+
+
+class _Logits(torch.nn.Module):
+    """The defended pipeline's logits as a module (the classifier half of the K+1 model)."""
+
+    def __init__(self, d: Defended):
+        super().__init__()
+        self.pipeline = Pipeline(d.classifiers[Target.PIPELINE])
+
+    def forward(self, x):
+        return self.pipeline(x)
+
+
+def _jobs(d: Defended, suite: OODSuite, n_sets: int) -> int:
+    """The attack jobs of one model, for the progress bar's total."""
+    n_rejectors = 2 + (getattr(d.defence, "dae", None) is not None or d.rejector is not None)
+    cross = len(suite.eps) * (n_sets - 1) if suite.k_plus_one and d.rejector is not None else 0
+    return n_rejectors * len(suite.eps) * len(suite.attacks) * n_sets + cross
+
+
+def _cached(path: Path, compute) -> dict[str, np.ndarray]:
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    arrays = compute()
+
+    def write(tmp: Path) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        tmp.write_bytes(buf.getvalue())
+    atomic_write(path, write)
+    return arrays
+
+
+def _metric_row(model, r, threshold, ds, e, direction, attack, id_s, ood_s) -> dict:
+    return {"model": model, "rejector": r, "threshold": threshold, "dataset": ds, "eps": e, "direction": direction,
+            "attack": attack, **ood_metrics(id_s, ood_s), "id_accepted": float(np.mean(id_s >= threshold)),
+            "ood_accepted": float(np.mean(ood_s >= threshold))}
+
+
+def rows(model: str, arrays: dict, suite: OODSuite) -> list[dict]:
+    """The table's rows of one model from its arrays (see the module docstring)."""
+    out = []
+    rejectors = [k.split("/")[1] for k in arrays if k.startswith("threshold/")]
+    for r in rejectors:
+        t = float(arrays[f"threshold/{r}"][0])
+        s = lambda ds, cond: arrays[f"score/{r}/{ds}/{cond}"]
+        id_clean = s("mnist", "clean")
+        for ds in suite.ood:
+            ood_clean = s(ds, "clean")
+            out.append(_metric_row(model, r, t, ds, 0.0, "clean", "none", id_clean, ood_clean))
+            for e in suite.eps:
+                id_att = {a: s("mnist", f"{a}/{e:g}") for a in suite.attacks}
+                ood_att = {a: s(ds, f"{a}/{e:g}") for a in suite.attacks}
+                id_att["worst"] = np.min(list(id_att.values()), axis=0)
+                ood_att["worst"] = np.max(list(ood_att.values()), axis=0)
+                for a in [*suite.attacks, "worst"]:
+                    out.append(_metric_row(model, r, t, ds, e, "id", a, id_att[a], ood_clean))
+                    out.append(_metric_row(model, r, t, ds, e, "ood", a, id_clean, ood_att[a]))
+                    out.append(_metric_row(model, r, t, ds, e, "joint", a, id_att[a], ood_att[a]))
+                if f"score/{r}/{ds}/k_plus_one/{e:g}" in arrays:
+                    ra, k1 = s(ds, f"rejection_aware/{e:g}"), s(ds, f"k_plus_one/{e:g}")
+                    for a, sc in zip(CROSS_CHECK, (ra, k1, np.maximum(ra, k1))):
+                        out.append(_metric_row(model, r, t, ds, e, "ood", a, id_clean, sc))
+    return out
+
+
+def curves(arrays: dict, suite: OODSuite) -> dict:
+    """Per rejector, per condition (clean, PGD at each eps): (MNIST scores, correct) for the
+    accuracy/coverage figure."""
+    out = {}
+    for k in arrays:
+        if k.startswith("threshold/"):
+            r = k.split("/")[1]
+            out[r] = {"clean": (arrays[f"score/{r}/mnist/clean"], arrays["correct/clean"]),
+                      **{f"PGD eps {e:g}": (arrays[f"score/{r}/mnist/pgd_ce/{e:g}"], arrays[f"correct/pgd_ce/{e:g}"])
+                         for e in suite.eps}}
+    return out
+
+
+def identity(info: dict) -> dict:
+    """A model's identity as summary.json records it (the leaderboard matches rows by it)."""
+    return {"weights": info.get("weights"), "threshold": info.get("threshold"), "params": info.get("params"),
+            "defence": {k: info.get("defence", {}).get(k) for k in ("name", "origin", "params", "weights")}}
+
+
+def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = True, console: Console | None = None,
+            progress: bool = True, device: str | None = None) -> OODResult:
+    dev = resolve_device(device)
+    log = Log(console or Console(stderr=True), progress)
+    t0 = time.perf_counter()
+    splits = data_mod.mnist_train_val(data_root, download)
+    sets = load_sets(suite, data_root, download)
+    val_x = splits[1].x[:N_VALIDATION]
+    code = ood_code_version()
+    folder = resolve_cache_dir(cache_dir) / "ood"
+    images = array_fingerprint(*(s.x for s in sets.values()), sets["mnist"].y, val_x)
+    spec = {k: getattr(suite, k) for k in ("eps", "attacks", "k_plus_one", "seed", "budgets")}
+    table, models, all_curves, seconds = [], {}, {}, {}
+    log.say(f"{suite.name}: {len(suite.model_names)} models ({', '.join(suite.model_names)}), "
+            f"MNIST against {', '.join(suite.ood)}, score attacks {', '.join(suite.attacks)} at eps "
+            f"{', '.join(f'{e:g}' for e in suite.eps)}.")
+    with deterministic(), log:
+        activate(dev)
+        for s in suite.suites:
+            ws, meta = prepare(s, splits, (sets, {}, {}), cache_dir, log, dev)
+            for spec_m in s.models:
+                d = ws.prepared[spec_m.name]
+                task = log.bar.add_task(f"{spec_m.name}", total=_jobs(d, suite, len(sets)))
+                start = time.perf_counter()
+                torch.manual_seed(suite.seed)
+                path = folder / f"{key(code=code, model=d.fingerprint, images=images, spec=spec)}.npz"
+                arrays = _cached(path, lambda: _model_arrays(d, suite, sets, val_x, log, task))
+                log.bar.update(task, description=f"{spec_m.name}: done", completed=_jobs(d, suite, len(sets)))
+                log.line(f"{spec_m.name}: done ({'from the cache' if path.is_file() else 'computed'})")
+                seconds[spec_m.name] = round(time.perf_counter() - start, 1)
+                table += rows(spec_m.name, arrays, suite)
+                all_curves[spec_m.name] = curves(arrays, suite)
+                info = meta[spec_m.name]
+                models[spec_m.name] = {"suite": s.name, "preset": info.get("preset"), "identity": identity(info),
+                                       "randomized": info.get("randomized", False),
+                                       "clean_accuracy": float(arrays["correct/clean"].mean()),
+                                       **{f"pgd_accuracy_{e:g}": float(arrays[f"correct/pgd_ce/{e:g}"].mean())
+                                          for e in suite.eps}}
+    meta = {"code": code, "models": models, "model_seconds": seconds, "n_images": {k: len(v) for k, v in sets.items()},
+            "ood": list(suite.ood), "eps": list(suite.eps), "attacks": list(suite.attacks), "k_plus_one": suite.k_plus_one, "budgets": {a: {**b, **suite.budgets.get(a, {})} for a, b in BUDGETS.items()},
+            "seed": suite.seed, "device": str(dev), "wall_seconds": round(time.perf_counter() - t0, 1)}
+    return OODResult(suite, pd.DataFrame(table, columns=COLUMNS), meta, all_curves)

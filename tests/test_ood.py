@@ -1,0 +1,202 @@
+"""The OOD-under-attack evaluation (attractor_bench.ood): metrics against brute-force definitions,
+the synthetic sets, the rejectors against the project's PearsonRejector, the score attacks'
+directions and budgets, the K+1 model's decision rule, the suite's errors, and one CLI run whose
+README re-renders from its files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from attractor_bench import AttractorNet
+from attractor_bench.cli import app
+from attractor_bench.defences import AttractorDefence, PearsonRejector
+from attractor_bench.errors import ConfigError
+from attractor_bench.ood import synthetic
+from attractor_bench.ood.attacks import ScoreModel, bounds, score_attack, _Detector, _Softmax
+from attractor_bench.ood.metrics import accuracy_coverage, ood_metrics, threshold_at_tpr
+from attractor_bench.ood.rejectors import Rejector, _Score, reconstruction
+from attractor_bench.ood.report import rerender
+from attractor_bench.ood.suite import load_ood_suite
+from attractor_bench.defences import pearson
+
+from conftest import REPO
+
+
+@pytest.fixture
+def scores():
+    rng = np.random.default_rng(1)
+    return np.round(rng.normal(0.9, 0.05, 300), 2), np.round(rng.normal(0.8, 0.1, 200), 2)  # rounding makes ties
+
+
+def _brute(id_s, ood_s):
+    """pytorch-ood's definitions, written out: outlier score -s, OOD positive."""
+    o_id, o_ood = -id_s, -ood_s
+    auroc = np.mean((o_ood[:, None] > o_id[None]) + 0.5 * (o_ood[:, None] == o_id[None]))
+    fpr95 = None
+    for t in np.unique(np.r_[o_id, o_ood])[::-1]:  # the threshold falls: more flagged as OOD
+        if np.mean(o_ood >= t) >= 0.95:
+            fpr95 = np.mean(o_id >= t)
+            break
+
+    def aupr(pos, neg):  # (recall 0, precision 1), then a point per threshold as it falls; trapezoids
+        pts = [(np.mean(pos >= t), np.sum(pos >= t) / (np.sum(pos >= t) + np.sum(neg >= t)))
+               for t in np.unique(np.r_[pos, neg])[::-1]]
+        r, p = zip(*([(0.0, 1.0)] + pts))
+        return np.trapezoid(p, r)
+    return {"AUROC": auroc, "FPR95TPR": fpr95, "AUPR-OUT": aupr(o_ood, o_id), "AUPR-IN": aupr(id_s, ood_s)}
+
+
+def test_metrics_follow_pytorch_ood_definitions(scores):
+    got, want = ood_metrics(*scores), _brute(*scores)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], abs=1e-9), k
+    assert ood_metrics(np.ones(5), np.zeros(5)) == {"AUROC": 1.0, "AUPR-IN": 1.0, "AUPR-OUT": 1.0, "FPR95TPR": 0.0}
+    with pytest.raises(ValueError, match="NaN"):
+        ood_metrics(np.array([np.nan, 1.0]), np.zeros(3))
+
+
+def test_accuracy_coverage_and_threshold():
+    s, ok = np.array([0.9, 0.8, 0.7, 0.6]), np.array([True, False, True, True])
+    cov, acc = accuracy_coverage(s, ok)
+    assert cov.tolist() == [0.25, 0.5, 0.75, 1.0] and acc.tolist() == pytest.approx([1.0, 0.5, 2 / 3, 0.75])
+    t = threshold_at_tpr(np.arange(100.0), 0.95)
+    assert t == 5.0 and np.mean(np.arange(100.0) >= t) == 0.95
+
+
+def test_synthetic_sets_are_seeded_images():
+    for name in synthetic.DISPLAY_NAMES:
+        a, b, c = synthetic.load(name, 8, 0), synthetic.load(name, 8, 0), synthetic.load(name, 8, 1)
+        assert a.x.shape == (8, 1, 28, 28) and a.x.dtype == np.float32 and (a.y == -1).all()
+        assert np.array_equal(a.x, b.x) and not np.array_equal(a.x, c.x)
+        assert a.x.min() >= 0 and a.x.max() <= 1
+    smooth, noise = synthetic.load("smooth_noise", 8).x, synthetic.load("uniform_noise", 8).x
+    tv = lambda x: np.abs(np.diff(x, axis=-1)).mean()  # low-frequency: neighbours close
+    assert tv(smooth) < tv(noise) / 4
+    with pytest.raises(KeyError):
+        synthetic.load("gaussian", 2)
+
+
+@pytest.fixture
+def attractor():
+    torch.manual_seed(0)
+    model = AttractorNet().eval()
+    return model, AttractorDefence(model, max_iter=2)
+
+
+def test_similarity_rejector_is_the_projects_pearson_rejector(attractor, images):
+    model, defence = attractor
+    recon = reconstruction(defence)
+    r = Rejector("similarity", _Score(lambda x: pearson(recon(x), x), torch.device("cpu")), 0.8, False)
+    np.testing.assert_allclose(r.scores(images), PearsonRejector(defence, 0.8).scores(images), atol=1e-6)
+    assert reconstruction(None) is None
+
+
+def test_score_attacks_move_the_score_their_way_within_the_ball(attractor, images):
+    model, defence = attractor
+    recon = reconstruction(defence)
+    r = Rejector("similarity", _Score(lambda x: pearson(recon(x), x), torch.device("cpu")), 0.8, False)
+    clean = r.scores(images)
+    for name, budget in (("pgd", {"max_iter": 5}), ("apgd", {"n_iter": 5}), ("square", {"n_queries": 30})):
+        for direction, better in (("down", np.less_equal), ("up", np.greater_equal)):
+            adv = score_attack(name, r, images, 0.1, direction, clean, 0, budget)
+            assert np.abs(adv - images).max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+            moved = r.scores(adv)
+            assert better(moved.mean(), clean.mean()), (name, direction)
+            assert better(moved, clean + (1e-6 if direction == "down" else -1e-6)).mean() >= 0.75, (name, direction)
+    with pytest.raises(ValueError, match="unknown score attack"):
+        score_attack("fgsm", r, images, 0.1, "down", clean, 0)
+
+
+def test_score_model_margin_stays_positive_on_clean_scores():
+    clean = np.array([0.2, 0.5, 0.9])
+    for direction in ("down", "up"):
+        bound, spread = bounds(clean, direction)
+        r = Rejector("s", lambda x: x.flatten(1).mean(1), 0.5, False)
+        z = ScoreModel(r, direction, bound, spread)(torch.tensor(clean, dtype=torch.float32).view(3, 1, 1, 1))
+        assert (z[:, 0] > z[:, 1]).all()  # never "fooled": Square keeps every image in play
+
+
+def test_k_plus_one_class_wins_exactly_where_the_rejector_rejects(attractor, images):
+    from art.estimators.classification import PyTorchClassifier
+    from art.estimators.classification.detector_classifier import DetectorClassifier
+    model, defence = attractor
+    recon = reconstruction(defence)
+    r = Rejector("similarity", _Score(lambda x: pearson(recon(x), x), torch.device("cpu")), 0.0, False)
+    r.threshold = float(np.median(r.scores(images)))
+    kw = dict(loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), clip_values=(0.0, 1.0))
+    k1 = DetectorClassifier(PyTorchClassifier(_Softmax(lambda x: model(defence.iterate(x)[0])), nb_classes=10, **kw),
+                            PyTorchClassifier(_Detector(r), nb_classes=2, **kw))
+    rejected = k1.predict(images).argmax(1) == 10
+    assert rejected.any() and not rejected.all()
+    assert np.array_equal(rejected, r.scores(images) < r.threshold)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("n_test: 5\n", "models_from"),
+    ("models_from: [micro.yaml]\nood: [svhn]\n", "unknown OOD set"),
+    ("models_from: [micro.yaml]\nattacks: [fgsm]\n", "unknown score attack"),
+    ("models_from: [micro.yaml]\nmodels: [cnn_at]\n", "no suite of 'models_from' defines"),
+    ("models_from: [micro.yaml]\neps: [0]\n", "eps"),
+    ("models_from: [micro.yaml]\nbudgets: {square: {steps: 3}}\n", "budgets"),
+    ("models_from: [micro.yaml]\ncolour: red\n", "unknown key"),
+    ("models_from: [micro.yaml, micro.yaml]\n", "in both"),
+])
+def test_bad_ood_suites_say_what_is_wrong(tmp_path, text, match):
+    (tmp_path / "micro.yaml").write_text((REPO / "suites" / "micro.yaml").read_text())
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_ood_suite(path)
+    result = CliRunner().invoke(app, ["ood", str(path), "--results-dir", str(tmp_path / "r"), "--no-download"])
+    assert result.exit_code == 2 and not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def ood_run(tmp_path_factory, data_root):
+    tmp = tmp_path_factory.mktemp("ood")
+    result = CliRunner().invoke(app, ["ood", str(REPO / "suites" / "ood_micro.yaml"), "--data-root", str(data_root),
+                                      "--cache-dir", str(tmp / "cache"), "--results-dir", str(tmp / "results"),
+                                      "--no-progress", "--no-download"])
+    assert result.exit_code == 0, result.output
+    return tmp / "results" / "ood_micro"
+
+
+def test_ood_run_writes_every_set_rejector_direction_and_cross_check(ood_run):
+    t = pd.read_csv(ood_run / "ood.csv")
+    meta = json.loads((ood_run / "ood.json").read_text())
+    assert set(t.dataset) == {"fashion_mnist", "cifar10_bw", "uniform_noise", "smooth_noise"}
+    assert set(t.model) == {"baseline", "attractor"} and set(t.rejector) == {"similarity", "msp", "energy"}
+    assert set(t.direction) == {"clean", "id", "ood", "joint"}
+    assert {"pgd", "apgd", "square", "worst", "rejection_aware", "k_plus_one", "stronger"} <= set(t.attack)
+    for (m, r, d), g in t[t.direction != "clean"].groupby(["model", "rejector", "dataset"]):
+        joint = g[g.direction == "joint"].set_index("attack").AUROC
+        assert joint["worst"] <= joint[["pgd", "apgd", "square"]].min() + 1e-9  # the per-image worst is at least as strong
+    cross = t[t.attack.isin(["rejection_aware", "k_plus_one", "stronger"])].pivot_table(
+        index=["model", "dataset"], columns="attack", values="ood_accepted")
+    assert (cross.stronger >= cross[["rejection_aware", "k_plus_one"]].max(axis=1) - 1e-9).all()
+    assert meta["kind"] == "ood" and set(meta["best_rejector"]) == {"baseline", "attractor"}
+    assert (ood_run / "accuracy_coverage.png").stat().st_size > 0
+    assert (ood_run / "README.md").read_text() == rerender(ood_run)
+
+
+def test_ood_run_resumes_from_the_cache(ood_run, data_root):
+    tmp = ood_run.parent.parent
+    again = CliRunner().invoke(app, ["ood", str(REPO / "suites" / "ood_micro.yaml"), "--data-root", str(data_root),
+                                     "--cache-dir", str(tmp / "cache"), "--results-dir", str(tmp / "again"),
+                                     "--no-progress", "--no-download"])
+    assert again.exit_code == 0, again.output
+    assert (tmp / "again" / "ood_micro" / "ood.csv").read_bytes() == (ood_run / "ood.csv").read_bytes()
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in (REPO / "results").iterdir() if (p / "ood.json").is_file()))
+def test_committed_ood_readmes_are_what_report_renders_from_their_files(folder):
+    assert (REPO / "results" / folder / "README.md").read_text() == rerender(REPO / "results" / folder)
+
+
+def test_validate_checks_an_ood_suite():
+    result = CliRunner().invoke(app, ["validate", str(REPO / "suites" / "ood.yaml")])
+    assert result.exit_code == 0 and "OOD suite: 9 models, 4 OOD sets, 3 score attacks" in result.output
