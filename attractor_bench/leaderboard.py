@@ -44,7 +44,7 @@ RULES = ("One row per model: a model is its name, trained weights, defence and r
          "and threshold): the model's best rejector (the highest robust AUROC averaged over the sets, among reconstruction "
          "similarity where its defence reconstructs, max softmax and energy) and its AUROC of MNIST against the set, clean / "
          f"robust (ID images attacked down and OOD images attacked up, per image the worst of PGD, APGD and Square on the "
-         f"score at L-inf eps {OOD_EPS:g}); LEADERBOARD.json also keeps the classification runs' AUROC under their attacks. Each number "
+         f"score at L-inf eps {OOD_EPS:g}; LEADERBOARD.json gives the images, n_id and n_ood); LEADERBOARD.json also keeps the classification runs' AUROC under their attacks. Each number "
          "comes from the run with the most attacks there, then the larger n, then the later date, then the alphabetically "
          "first suite; LEADERBOARD.json gives its suite, commit and date. *Rank* (#): 1 + the number of rows that beat the "
          "row, where a row beats another if it is better at the first of worst case 0.3, worst case 0.1 and clean "
@@ -178,7 +178,9 @@ def _ood_numbers(row: "Row", docs: list[dict]) -> dict[str, Number]:
         if ds in per_set:
             v = per_set[ds]
             nums[f"ood_{ds}_clean"] = Number(v["clean"], doc, (), {"rejector": rejector, "threshold": v["threshold"]})
-            nums[f"ood_{ds}_robust"] = Number(v["robust"], doc, (), {**extra, "id_attacked": v["id"], "ood_attacked": v["ood"]})
+            n = {"n_id": doc.get("n_images", {}).get("mnist"), "n_ood": doc.get("n_images", {}).get(ds)}
+            nums[f"ood_{ds}_robust"] = Number(v["robust"], doc, (), {**extra, **n, "id_attacked": v["id"],
+                                                                     "ood_attacked": v["ood"]})
     return nums
 
 

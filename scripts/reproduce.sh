@@ -27,8 +27,10 @@ for s in $suites; do
 done
 if [[ -z "${SUITES:-}" ]]; then  # OOD detection under attack, on the same trainings (issue 18)
     start=$SECONDS
-    attractor-bench ood suites/ood.yaml --data-root "$data" --cache-dir "$cache" --no-download
-    echo "ood suite: $(( SECONDS - start )) s"
+    for s in ood ood_apudae; do
+        attractor-bench ood "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --no-download
+    done
+    echo "ood suites: $(( SECONDS - start )) s"
 fi
 attractor-bench leaderboard --results-dir results
 echo "all: $(( SECONDS - total )) s"

@@ -173,11 +173,12 @@ def _coverage_section(meta: dict) -> list[str]:
             "Accuracy on the accepted MNIST test images against the share accepted as the threshold moves, clean and under "
             "PGD (cross-entropy through the pipeline, the registry's `pgd`); a dot marks each rejector's threshold.", "",
             f"![accuracy against coverage per model and rejector]({FIGURE})", "",
-            "| model | clean accuracy | " + " | ".join(f"PGD {e:g}" for e in eps_list) + " | seconds |",
-            "|---|---|" + "---|" * len(eps_list) + "---|",
+            "| model | clean accuracy | " + " | ".join(f"PGD {e:g}" for e in eps_list) + " |",
+            "|---|---|" + "---|" * len(eps_list),
             *[f"| `{m}` | {_pct(i['clean_accuracy'])} | " + " | ".join(_pct(i[f'pgd_accuracy_{e:g}']) for e in eps_list)
-              + f" | {meta['model_seconds'].get(m, tables.DASH)} |" for m, i in meta["models"].items()], "",
-            "Seconds: per model, computing its numbers here (0-ish where they came from the cache of an earlier run). "
+              + " |" for m, i in meta["models"].items()], "",
+            "The run's wall time counts only what it computed: models whose numbers an earlier run had stored in the cache "
+            "are read from there (ood.json's `model_seconds`). "
             f"Code fingerprint `{meta['code']}` (`attractor_bench.provenance.ood_code_version`).", ""]
 
 
