@@ -49,6 +49,9 @@ DataRoot = Annotated[Path | None, typer.Option("--data-root", envvar="ATTRACTOR_
 CacheDir = Annotated[Path | None, typer.Option("--cache-dir", envvar="ATTRACTOR_BENCH_CACHE",
                      help="Where trained models and finished cells are stored (default ~/.cache/attractor-bench).")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Results go to RESULTS_DIR/<suite name>/.")]
+Download = Annotated[bool, typer.Option("--download/--no-download", help="Download missing datasets (needs network).")]
+ShowProgress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 
 
 class _Terminated(KeyboardInterrupt):
@@ -164,11 +167,11 @@ def _acc(accuracy: float, end_to_end: float | None) -> str:
 @app.command()
 def run(
     suite: Annotated[Path, typer.Argument(help="Suite YAML file, e.g. suites/mnist_fgsm.yaml.")],
-    results_dir: Annotated[Path, typer.Option("--results-dir", help="Results go to RESULTS_DIR/<suite name>/.")] = Path("results"),
+    results_dir: ResultsDir = Path("results"),
     data_root: DataRoot = None,
     cache_dir: CacheDir = None,
-    download: Annotated[bool, typer.Option("--download/--no-download", help="Download missing datasets (needs network).")] = True,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    download: Download = True,
+    progress: ShowProgress = True,
     fresh: Annotated[bool, typer.Option("--fresh", help="Recompute every cell instead of resuming from the cells stored "
                                         "by earlier runs (trained models are still reused).")] = False,
     device: Annotated[str | None, typer.Option("--device", metavar="auto|cpu|cuda[:i]",
@@ -222,11 +225,11 @@ def run(
 @app.command()
 def ood(
     suite: Annotated[Path, typer.Argument(help="OOD suite YAML file, e.g. suites/ood.yaml (see attractor_bench/ood/suite.py).")],
-    results_dir: Annotated[Path, typer.Option("--results-dir", help="Results go to RESULTS_DIR/<suite name>/.")] = Path("results"),
+    results_dir: ResultsDir = Path("results"),
     data_root: DataRoot = None,
     cache_dir: CacheDir = None,
-    download: Annotated[bool, typer.Option("--download/--no-download", help="Download missing datasets (needs network).")] = True,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    download: Download = True,
+    progress: ShowProgress = True,
     device: Annotated[str | None, typer.Option("--device", metavar="auto|cpu|cuda[:i]",
                       help="Where training and attacks run (default auto: CUDA when present).")] = None,
     debug: Debug = False,
