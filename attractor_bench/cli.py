@@ -10,7 +10,6 @@ import os
 import shlex
 import signal
 import threading
-from datetime import datetime, timezone
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Iterator
@@ -32,7 +31,7 @@ from .ood.report import write_ood
 from .ood.suite import load_ood_suite
 from .plugins import GROUPS, available
 from .recipes import Recipe
-from .report import git_commit, rerender, write_results
+from .report import git_commit, now, rerender, write_results
 from .runner import run_suite
 from .summary import summarize
 from .tables import fmt_eps, pct, terminal
@@ -251,7 +250,7 @@ def ood(
                            + (["--data-root", data_root] if data_root else [])
                            + (["--device", device] if device else []))
         folder = write_ood(result, results_dir / spec.name, command, git_commit(),
-                           datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+                           now())
         out.print(f"Wrote {folder}/ood.csv, ood.json, README.md, accuracy_coverage.png ({result.meta['wall_seconds']:.0f} s).")
 
 

@@ -299,7 +299,7 @@ def build(results_dir: str | Path) -> Leaderboard:
     matched = {(r.model["name"], json.dumps(r.model["identity"], sort_keys=True)) for r in rows}
     unmatched = [{"model": m, "suite": d["suite"], "date": d.get("date")} for d in ood_runs for m, info in d["models"].items()
                  if (m, json.dumps(info["identity"], sort_keys=True)) not in matched]
-    stale += [{**d, "stale": d["stale"]} for d in ood_stale]
+    stale += ood_stale
     return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale, superseded, ood_runs,
                        unmatched)
 

@@ -48,6 +48,11 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def now() -> str:
+    """The time a run's files are stamped with (UTC, to the minute)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -509,7 +514,7 @@ def write_results(result: RunResult, results_dir: str | Path, command: str) -> P
     `<results_dir>/<suite name>/`, all or none: the folder is written under a temporary name and
     replaces the previous one in one step (NOTES, the hand-written notes a README links, are kept);
     return that folder."""
-    result.meta.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), commit=git_commit(),
+    result.meta.update(date=now(), commit=git_commit(),
                        versions=versions(), command=command, seed=result.suite.seed, suite_path=str(result.suite.path))
     final = inside(results_dir, result.suite.name)
     with replace_folder(final, keep=NOTES) as tmp:

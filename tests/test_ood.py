@@ -183,7 +183,12 @@ def test_ood_run_writes_every_set_rejector_direction_and_cross_check(ood_run):
     assert (ood_run / "README.md").read_text() == rerender(ood_run)
 
 
-def test_ood_run_resumes_from_the_cache(ood_run, data_root):
+def test_ood_run_resumes_from_the_cache(ood_run, data_root, monkeypatch):
+    import attractor_bench.ood.evaluate as evaluate
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("a model's numbers were computed again instead of read from the cache")
+    monkeypatch.setattr(evaluate, "_model_arrays", recompute)
     tmp = ood_run.parent.parent
     again = CliRunner().invoke(app, ["ood", str(REPO / "suites" / "ood_micro.yaml"), "--data-root", str(data_root),
                                      "--cache-dir", str(tmp / "cache"), "--results-dir", str(tmp / "again"),
