@@ -40,8 +40,8 @@ from .training import TrainConfig
 app = typer.Typer(help="Adversarial-robustness benchmark of the attractor network and its defences, on ART.",
                   epilog="Example: attractor-bench run suites/mnist_fgsm.yaml --data-root ../shared/datasets",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)  # a message is one line, so a path in it can be copied
+out = Console(soft_wrap=True)
 
 DataRoot = Annotated[Path | None, typer.Option("--data-root", envvar="ATTRACTOR_BENCH_DATA",
                      help="Folder with the datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py).")]

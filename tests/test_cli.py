@@ -2,6 +2,7 @@
 kind of attack) in the slow one."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,15 @@ def test_committed_results_readmes_are_what_report_renders_from_their_files(fold
     result = runner.invoke(app, ["report", str(copy)])
     assert result.exit_code == 0, result.output
     assert (copy / "README.md").read_text() == (REPO / "results" / folder / "README.md").read_text()
+
+
+def test_a_message_with_a_long_path_stays_one_line(tmp_path):
+    # CI checks out under a long path; a wrapped message breaks the path a user copies (and broke a test)
+    deep = tmp_path.joinpath(*["a_long_folder_name"] * 8)
+    deep.mkdir(parents=True)
+    for f in (REPO / "suites").glob("*.yaml"):
+        shutil.copy(f, deep)
+    ok = runner.invoke(app, ["validate", str(deep / "ood.yaml")])
+    assert ok.exit_code == 0 and ok.output.count("\n") == 1, ok.output
+    missing = runner.invoke(app, ["validate", str(deep / "absent.yaml")])
+    assert missing.exit_code != 0 and f"{deep / 'absent.yaml'}: suite file not found" in missing.output
