@@ -27,10 +27,11 @@ for s in $suites; do
 done
 if [[ -z "${SUITES:-}" ]]; then  # OOD detection under attack, on the same trainings (issue 18)
     start=$SECONDS
-    for s in ood ood_apudae; do
+    for s in ood ood_apudae ood_cnn_at; do
         attractor-bench ood "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --no-download
     done
     echo "ood suites: $(( SECONDS - start )) s"
 fi
 attractor-bench leaderboard --results-dir results
+attractor-bench reproduction --results-dir results
 echo "all: $(( SECONDS - total )) s"
