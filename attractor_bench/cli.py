@@ -32,6 +32,7 @@ from .ood.suite import load_ood_suite
 from .plugins import GROUPS, available
 from .recipes import Recipe
 from .report import git_commit, now, rerender, write_results
+from .reproduction import render as render_reproduction
 from .runner import run_suite
 from .summary import summarize
 from .tables import fmt_eps, pct, terminal
@@ -282,6 +283,19 @@ def leaderboard(
 
 
 @app.command()
+def reproduction(
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Folder with the committed runs the document reads "
+                                              "(results/mnist_fgsm/results.csv).")] = Path("results"),
+    output: Annotated[Path, typer.Option("--output", help="Where the document is written.")] = Path("docs/REPRODUCTION.md"),
+    debug: Debug = False,
+) -> None:
+    """Write the reproduction document: every number the paper reports beside ours under each reading of the
+    paper a committed run measures, and a verdict per claim (numbers are read, not recomputed)."""
+    with _errors(debug):
+        out.print(f"Wrote {write_text(output, render_reproduction(results_dir))}.")
+
+
+@app.command()
 def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
              import_plugins: Annotated[bool, typer.Option("--import-plugins", help="Import the suite's 'module:callable' "
                                        "references to check their parameters and budgets too (runs their code).")] = False,
@@ -292,7 +306,8 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
         raw = suitefile.read(suite)
         if isinstance(raw, dict) and "models_from" in raw:  # an OOD suite (attractor-bench ood)
             o = load_ood_suite(suite)
-            out.print(f"{suite}: OK (OOD suite: {len(o.model_names)} models, {len(o.ood)} OOD sets, {len(o.attacks)} score "
+            n = len(o.model_names)
+            out.print(f"{suite}: OK (OOD suite: {n} model{'s' * (n != 1)}, {len(o.ood)} OOD sets, {len(o.attacks)} score "
                       f"attacks at {len(o.eps)} eps).")
             return
         _announce_plugins(suite, no_plugins, imported=import_plugins)

@@ -209,3 +209,25 @@ def test_a_message_with_a_long_path_stays_one_line(tmp_path):
     assert ok.exit_code == 0 and ok.output.count("\n") == 1, ok.output
     missing = runner.invoke(app, ["validate", str(deep / "absent.yaml")])
     assert missing.exit_code != 0 and f"{deep / 'absent.yaml'}: suite file not found" in missing.output
+
+
+def test_committed_reproduction_document_is_what_it_renders_from_the_results():
+    from attractor_bench.reproduction import render
+    assert (REPO / "docs" / "REPRODUCTION.md").read_text() == render(REPO / "results")
+
+
+def test_reproduction_verdicts_follow_the_tolerance_and_the_attack():
+    from attractor_bench.reproduction import TOLERANCE, Reading, _verdict
+    alike = Reading("r", "f", "fgsm", True, stopping="", cost="")
+    own_cost = Reading("t", "f", "fgsm_training", False, stopping="", cost="")
+    assert _verdict(50.0, [("a", alike, 50.0 + TOLERANCE)]) == "reproduced (a)"
+    assert _verdict(50.0, [("a", alike, 47.9), ("b", own_cost, 49.0)]) == \
+        "reproduced only under an attack that is not the same for the two networks"
+    assert _verdict(50.0, [("a", alike, 40.0), ("b", alike, 55.5)]) == "**not reproduced** (closest: 55.50, b, +5.50 points)"
+    assert _verdict(50.0, []) == "not measured"
+
+
+def test_reproduction_without_its_runs_says_which_and_writes_nothing(tmp_path):
+    result = runner.invoke(app, ["reproduction", "--results-dir", str(tmp_path), "--output", str(tmp_path / "R.md")])
+    assert result.exit_code == 1 and "mnist_fgsm/results.csv not found" in result.output
+    assert not (tmp_path / "R.md").exists()
