@@ -21,6 +21,7 @@ table, so a reader can apply another.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,8 +129,9 @@ def _central(tables: dict[str, pd.DataFrame]) -> str:
             + "; ".join(parts) + ".")
 
 
-def _tables(results_dir: Path) -> dict[str, pd.DataFrame]:
-    tables = {}
+def _tables(results_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """Per reading's folder: its results.csv, and the number of MNIST test images (run.json)."""
+    tables, n_mnist = {}, {}
     for r in READINGS:
         path = results_dir / r.folder / "results.csv"
         if not path.is_file():
@@ -137,16 +139,29 @@ def _tables(results_dir: Path) -> dict[str, pd.DataFrame]:
                                       f"of {', '.join(x.folder for x in READINGS)}. Run `attractor-bench run "
                                       f"suites/{r.folder}.yaml` or pass --results-dir.")
         tables[r.folder] = pd.read_csv(path)
-    return tables
+        n_mnist[r.folder] = json.loads((path.parent / "run.json").read_text())["n_images"]["mnist"]
+    return tables, n_mnist
 
 
-def _claims(tables: dict[str, pd.DataFrame]) -> tuple[list[list], dict[tuple, str]]:
+def _images(results_dir: Path) -> str:
+    """'10,000 MNIST test images and 10,000 images of each OOD set' as the readings' runs record them."""
+    counts = {json.dumps(json.loads((results_dir / r.folder / "run.json").read_text())["n_images"], sort_keys=True)
+              for r in READINGS}
+    if len(counts) > 1:
+        return "the images each run records (run.json)"
+    n = json.loads(counts.pop())
+    ood = {v for k, v in n.items() if k != "mnist"}
+    return (f"{n['mnist']:,} MNIST test images and " +
+            (f"{ood.pop():,} images of each OOD set" if len(ood) == 1 else "the OOD images run.json records"))
+
+
+def _claims(tables: dict[str, pd.DataFrame], n_mnist: dict[str, int]) -> tuple[list[list], dict[tuple, str]]:
     rows, verdicts = [], {}
     for (model, eps, dataset, metric), paper in PAPER.items():
         found, cells = [], []
         for r in READINGS:
             t = tables[r.folder]
-            n = 10_000 if dataset == "mnist" and metric == "accuracy" else None
+            n = n_mnist[r.folder] if dataset == "mnist" and metric == "accuracy" else None
             for test_time, v in _measure(t, r, model, eps, dataset, metric).items():
                 cells.append(_fmt(v, n))
                 if v is not None:
@@ -158,8 +173,8 @@ def _claims(tables: dict[str, pd.DataFrame]) -> tuple[list[list], dict[tuple, st
 
 def render(results_dir: str | Path = "results") -> str:
     results_dir = Path(results_dir)
-    tables = _tables(results_dir)
-    rows, verdicts = _claims(tables)
+    tables, n_mnist = _tables(results_dir)
+    rows, verdicts = _claims(tables, n_mnist)
     header = ["model", "eps", "data", "metric", "paper"]
     for r in READINGS:
         header += [f"ours: {r.name}, {tt}" if len(READINGS) > 1 else f"ours, {tt}" for tt in TEST_TIME]
@@ -172,8 +187,8 @@ def render(results_dir: str | Path = "results") -> str:
         "# Reproducing Alipour & SeyyedSalehi, claim by claim", "",
         "<!-- Rendered by `attractor-bench reproduction` (attractor_bench/reproduction.py) from the committed runs; "
         "do not edit by hand. -->", "",
-        "Every number the paper reports (Tables 1-2 and section 3.2, in percent) beside ours, on the 10,000 MNIST test "
-        "images and 10,000 images of each OOD set, FGSM at eps 20/255, ID and OOD images attacked alike, T = 0.8 "
+        "Every number the paper reports (Tables 1-2 and section 3.2, in percent) beside ours, on "
+        f"{_images(results_dir)}, FGSM at eps 20/255, ID and OOD images attacked alike, T = 0.8 "
         f"(OOD metrics: MNIST is the positive class). Ours come from {commands}. MNIST accuracies carry their 95% "
         "Clopper-Pearson interval.", "",
         "## Readings", "",
