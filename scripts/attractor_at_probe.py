@@ -7,13 +7,14 @@ leaderboard; its numbers are validation numbers).
 
 Training (each choice said here): the AttractorNet (784-500-300-300-300-500-784, 10-way head on the
 bottleneck) from a random start, no layer-wise pre-training; Adam lr 1e-3, batch 128, on the 50,000
-training images. Each batch is attacked by PGD (10 steps of 0.075, random start, Madry et al.'s MNIST
-recipe as `pgd_at` uses it) on the cross-entropy of the defended pipeline x -> G(x) (one iteration,
-clipped to [0, 1], as the suites' defence) -> head; eps ramps linearly to --eps over the first half
-of the epochs. Loss: cross-entropy of the pipeline on the attacked images, plus --rec-weight times
-the summed squared error between G(attacked image) and the *clean* image (the attacked image is
-pulled back to its clean image: the attractor property asked of every point of the eps-ball, which
-also keeps the Pearson similarity of attacked digits high), plus the same on the clean image. No
+training images. Each batch is attacked by PGD (10 steps, random start; at eps 0.3 steps of 0.075,
+the budget `pgd_at` uses, scaled with eps while it ramps) on the cross-entropy of the defended
+pipeline x -> G(x) (one iteration, clipped to [0, 1], as the suites' defence) -> head; eps ramps
+linearly to --eps over the first half of the epochs (`pgd_at` ramps over 5). Loss: cross-entropy of
+the pipeline on the attacked images, plus --rec-weight times the summed squared error between
+G(attacked image), clipped, and the *clean* image (the attacked image is pulled back to its clean
+image: the attractor property asked of every point of the eps-ball, which also keeps the Pearson
+similarity of attacked digits high), plus the same for G(clean image), unclipped. No
 L_eigen (its exact form is too slow on 50,000 images; the reconstruction of attacked points asks for
 the same basin directly), no outlier exposure (no OOD data in training).
 
