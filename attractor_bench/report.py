@@ -86,7 +86,7 @@ def _vs_goal(v: float | None, goal: float) -> str:
     return "n/a" if v is None else "met" if 100 * v >= goal else f"{goal - 100 * v:.2f} short"
 
 
-def _value(t: pd.DataFrame, model: str, attack: str, eps: float, ds: str, metric: str) -> float | None:
+def table_value(t: pd.DataFrame, model: str, attack: str, eps: float, ds: str, metric: str) -> float | None:
     sel = t[(t.model == model) & (t.attack == attack) & np.isclose(t.eps, eps) & (t.dataset == ds) & (t.metric == metric)]
     return float(sel.value.iloc[0]) if len(sel) else None
 
@@ -176,8 +176,8 @@ def _paper_sections(result: RunResult) -> list[str]:
                 if preset != spec.preset:
                     continue
                 attack = "none" if eps == 0 else fgsm.label
-                ours = _value(t, spec.name, attack, eps, ds, metric)
-                single = _value(t, spec.name, attack, eps, ds, f"{metric}_single_pass")
+                ours = table_value(t, spec.name, attack, eps, ds, metric)
+                single = table_value(t, spec.name, attack, eps, ds, f"{metric}_single_pass")
                 if ours is not None:
                     rows.append([spec.name, fmt_eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {DISPLAY_NAMES[ds]}", metric,
                                  f"{ref:.2f}", pct(ours), f"{100 * ours - ref:+.2f}",
@@ -197,12 +197,12 @@ def _paper_sections(result: RunResult) -> list[str]:
             for name in full:
                 for (eps, ds, metric), goal in GOALS.items():
                     attack = "none" if eps == 0 else fgsm.label
-                    ours = _value(t, name, attack, eps, ds, metric)
-                    single = _value(t, name, attack, eps, ds, f"{metric}_single_pass")
+                    ours = table_value(t, name, attack, eps, ds, metric)
+                    single = table_value(t, name, attack, eps, ds, f"{metric}_single_pass")
                     if ours is None:
                         continue
                     ref = PAPER.get(("attractor", eps, ds, metric))
-                    theirs = _value(t, paper_attractor, attack, eps, ds, metric) if paper_attractor else None
+                    theirs = table_value(t, paper_attractor, attack, eps, ds, metric) if paper_attractor else None
                     rows.append([name, fmt_eps(eps), "MNIST" if ds == "mnist" else f"MNIST vs {DISPLAY_NAMES[ds]}", metric,
                                  f">= {goal:g}", pct(ours), _vs_goal(ours, goal), pct(single), _vs_goal(single, goal),
                                  "n/a" if ref is None else f"{ref:.2f}", pct(theirs)])
@@ -238,7 +238,7 @@ def _details(result: RunResult) -> list[str]:
             rows = []
             for e in grid:
                 att = "none" if e == 0 else a.label
-                rows.append([fmt_eps(e, a.norm)] + [pct(_value(t, m, att, e, ds, k)) for m in models for k in cols])
+                rows.append([fmt_eps(e, a.norm)] + [pct(table_value(t, m, att, e, ds, k)) for m in models for k in cols])
             parts += [f"#### OOD detection, MNIST vs {DISPLAY_NAMES[ds]}, under `{a.label}` (both attacked)", "", markdown(header, rows), ""]
     return parts
 
@@ -313,8 +313,8 @@ def _robustness_sections(result: RunResult) -> list[str]:
     ood_attacks = [a for a in s.attacks if a.ood]
     for ds in s.data.ood if ood_attacks else []:
         grid = sorted({e for a in ood_attacks for e in a.eps})
-        rows = [[f"`{m.name}`", f"`{a.label}`", pct(_value(t, m.name, "none", 0.0, ds, "accepted"))]
-                + [pct(_value(t, m.name, a.label, e, ds, "accepted")) if e in a.eps else "" for e in grid]
+        rows = [[f"`{m.name}`", f"`{a.label}`", pct(table_value(t, m.name, "none", 0.0, ds, "accepted"))]
+                + [pct(table_value(t, m.name, a.label, e, ds, "accepted")) if e in a.eps else "" for e in grid]
                 for m in s.models for a in ood_attacks
                 if meta["models"].get(m.name, {}).get("threshold", 0) is not None and a.label in set(t.attack[t.model == m.name])]
         parts += [f"### {DISPLAY_NAMES[ds]} images accepted as MNIST under attack, %", "",
@@ -371,14 +371,14 @@ def _model_robustness(result: RunResult, name: str, norm: str, attacks: list, n_
     and (with a rejector) the accepted-and-wrong share."""
     s, t, meta = result.suite, result.table, result.meta
     grid = sorted({e for a in attacks for e in a.eps})
-    unreliable = _value(t, name, "sanity", 0.0, "mnist", "potentially_unreliable")
+    unreliable = table_value(t, name, "sanity", 0.0, "mnist", "potentially_unreliable")
     rows = [["clean", "all"] + [_cell(t, name, "none", 0.0, n_clean)] * len(grid)]
     ran = set(t.attack[t.model == name])  # an attack on the rejector skips models without one
     for a in [a for a in attacks if a.label in ran]:
         rows.append([f"`{a.label}`" + (" (cascade)" if s.cascades(a) else ""), str(a.n or "all")]
                     + [_cell(t, name, a.label, e, n_clean) if e in a.eps else "" for e in grid])
     for wc in (f"worst_case_{norm}", f"worst_case_{norm}_all_images"):
-        ns = {_value(t, name, wc, e, "mnist", "n_samples") for e in grid} - {None}
+        ns = {table_value(t, name, wc, e, "mnist", "n_samples") for e in grid} - {None}
         if ns:
             rows.append([f"**{wc}**", "/".join(str(int(n)) for n in sorted(ns))] + [_cell(t, name, wc, e, n_clean) for e in grid])
     verdicts = _verdicts(meta, name)
@@ -396,14 +396,14 @@ def _model_robustness(result: RunResult, name: str, norm: str, attacks: list, n_
                   "classifier; transfer attacks count the source network's passes):", "", markdown(["attack"] + eps_cols, spent), ""]
     if meta["models"].get(name, {}).get("threshold", 0) is None:
         return parts  # no rejector: everything is accepted, accepted and wrong = 1 - accuracy
-    wrong = [[f"`{lab}`"] + [pct(_value(t, name, lab, e, "mnist", "accepted_wrong")) for e in grid]
+    wrong = [[f"`{lab}`"] + [pct(table_value(t, name, lab, e, "mnist", "accepted_wrong")) for e in grid]
              for lab in [a.label for a in attacks if a.label in ran] + [f"worst_case_{norm}"]]
     return parts + ["Accepted and wrong (rejection on; the attacker's success), %:", "", markdown(["attack"] + eps_cols, wrong), ""]
 
 
 def _detail(t: pd.DataFrame, model: str, attack: str, eps: float, metric: str, n_clean: int) -> str:
     """One MNIST metric of the details tables: iterations as a count, accuracies with their interval."""
-    v = _value(t, model, attack, eps, "mnist", metric)
+    v = table_value(t, model, attack, eps, "mnist", metric)
     if v is None or metric not in ("accuracy", "end_to_end_accuracy"):
         return f"{v:.1f}" if metric == "mean_iterations" and v is not None else pct(v)
     lo, hi = interval(v, _images(t, model, attack, eps, n_clean))
@@ -417,12 +417,12 @@ def _clean_images(result: RunResult) -> int:
 
 def _images(t: pd.DataFrame, model: str, attack: str, eps: float, n_clean: int) -> int:
     """The MNIST images an accuracy of one cell or worst-case row is measured on."""
-    return int(_value(t, model, attack, eps, "mnist", "n_samples") or n_clean)
+    return int(table_value(t, model, attack, eps, "mnist", "n_samples") or n_clean)
 
 
 def _cell(t: pd.DataFrame, model: str, attack: str, eps: float, n_clean: int) -> str:
     """`accuracy [95% Clopper-Pearson interval] / end-to-end` of one MNIST cell or worst-case row."""
-    acc, e2e = _value(t, model, attack, eps, "mnist", "accuracy"), _value(t, model, attack, eps, "mnist", "end_to_end_accuracy")
+    acc, e2e = table_value(t, model, attack, eps, "mnist", "accuracy"), table_value(t, model, attack, eps, "mnist", "end_to_end_accuracy")
     if acc is None:
         return ""
     lo, hi = interval(acc, _images(t, model, attack, eps, n_clean))
@@ -431,7 +431,7 @@ def _cell(t: pd.DataFrame, model: str, attack: str, eps: float, n_clean: int) ->
 
 def _spent(t: pd.DataFrame, model: str, attack: str, eps: float) -> str:
     """What one MNIST cell's attack spent: images attacked, images passed forward / backward."""
-    got = [_value(t, model, attack, eps, "mnist", k) for k in ("n_attacked", "forward_passes", "backward_passes")]
+    got = [table_value(t, model, attack, eps, "mnist", k) for k in ("n_attacked", "forward_passes", "backward_passes")]
     if got[0] is None:
         return ""
     return f"{int(got[0])}: {_count(got[1])} / {_count(got[2])}"

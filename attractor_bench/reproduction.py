@@ -29,6 +29,7 @@ import pandas as pd
 
 from .errors import AttractorBenchError
 from .paper import EPS_TABLE, PAPER
+from .report import table_value
 from .summary import interval
 from .tables import markdown
 
@@ -62,21 +63,23 @@ NOT_MEASURED = (
      "cost function used to train the model\"); the two networks are then attacked differently"),
 )
 
+@dataclass(frozen=True)
+class Run:
+    """A reading's committed run: its results.csv and run.json."""
+
+    table: pd.DataFrame
+    meta: dict
+
+
 # (model, test-time) -> how the value is read from results.csv: the metric's suffix.
 TEST_TIME = {"one pass": "_single_pass", "iterated": ""}
-
-
-def _value(t: pd.DataFrame, model: str, attack: str, eps: float, dataset: str, metric: str) -> float | None:
-    rows = t[(t.kind == "cell") & (t.model == model) & (t.attack == attack) & (t.eps.sub(eps).abs() < 1e-5)
-             & (t.dataset == dataset) & (t.metric == metric)]
-    return float(rows.value.iloc[0]) if len(rows) else None
 
 
 def _measure(t: pd.DataFrame, reading: Reading, model: str, eps: float, dataset: str, metric: str) -> dict[str, float | None]:
     attack = "none" if eps == 0 else reading.attack
     out = {}
     for test_time, suffix in TEST_TIME.items():
-        v = _value(t, model, attack, eps, dataset, metric + suffix)
+        v = table_value(t, model, attack, eps, dataset, metric + suffix)
         out[test_time] = None if v is None else 100 * v
     return out
 
@@ -108,14 +111,14 @@ def _drop(t: pd.DataFrame, r: Reading, model: str) -> dict[str, float]:
     return {tt: clean[tt] - attacked[tt] for tt in TEST_TIME if clean[tt] is not None and attacked[tt] is not None}
 
 
-def _central(tables: dict[str, pd.DataFrame]) -> str:
+def _central(runs: dict[str, Run]) -> str:
     """The paper's central claim as a verdict on the accuracy drops: the attractor's 1.60 points against
     the baseline's 70.33, each within the tolerance under one reading."""
     paper = {m: PAPER[(m, 0.0, "mnist", "accuracy")] - PAPER[(m, EPS_TABLE, "mnist", "accuracy")]
              for m in ("baseline", "attractor")}
     parts, matched = [], set()
     for r in READINGS:
-        drops = {m: _drop(tables[r.folder], r, m) for m in paper}
+        drops = {m: _drop(runs[r.folder].table, r, m) for m in paper}
         for tt in TEST_TIME:
             if all(tt in drops[m] for m in paper):
                 parts.append(f"{r.name}, {tt}: {drops['attractor'][tt]:.2f} and {drops['baseline'][tt]:.2f}")
@@ -129,56 +132,48 @@ def _central(tables: dict[str, pd.DataFrame]) -> str:
             + "; ".join(parts) + ".")
 
 
-def _run(results_dir: Path, folder: str) -> dict:
-    return json.loads((results_dir / folder / "run.json").read_text())
-
-
-def _setting(results_dir: Path) -> str:
+def _setting(runs: dict[str, Run]) -> str:
     """The threshold and test-time iterations of the paper's two networks, as the readings' runs record them."""
-    found = set()
-    for r in READINGS:
-        models = _run(results_dir, r.folder)["models"]
-        for m in ("baseline", "attractor"):
-            found.add((models[m]["threshold"], models[m]["defence"]["params"].get("max_iter")))
+    found = {(run.meta["models"][m]["threshold"], run.meta["models"][m]["defence"]["params"].get("max_iter"))
+             for run in runs.values() for m in ("baseline", "attractor")}
     if len(found) != 1:
         return "the threshold and iterations each run records (run.json)"
     threshold, n_iter = found.pop()
     return f"T = {threshold:g}, at most {n_iter} iteration{'s' * (n_iter != 1)} of x <- G(x)"
 
 
-def _tables(results_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
-    """Per reading's folder: its results.csv, and the number of MNIST test images (run.json)."""
-    tables, n_mnist = {}, {}
+def _runs(results_dir: Path) -> dict[str, Run]:
+    """Per reading's folder, its committed run."""
+    runs = {}
     for r in READINGS:
         path = results_dir / r.folder / "results.csv"
         if not path.is_file():
             raise AttractorBenchError(f"{path} not found: the reproduction document is rendered from the committed runs "
                                       f"of {', '.join(x.folder for x in READINGS)}. Run `attractor-bench run "
                                       f"suites/{r.folder}.yaml` or pass --results-dir.")
-        tables[r.folder] = pd.read_csv(path)
-        n_mnist[r.folder] = _run(results_dir, r.folder)["n_images"]["mnist"]
-    return tables, n_mnist
+        runs[r.folder] = Run(pd.read_csv(path), json.loads((path.parent / "run.json").read_text()))
+    return runs
 
 
-def _images(results_dir: Path) -> str:
+def _images(runs: dict[str, Run]) -> str:
     """'10,000 MNIST test images and 10,000 images of each OOD set' as the readings' runs record them."""
-    counts = {json.dumps(_run(results_dir, r.folder)["n_images"], sort_keys=True) for r in READINGS}
+    counts = {tuple(sorted(run.meta["n_images"].items())) for run in runs.values()}
     if len(counts) > 1:
         return "the images each run records (run.json)"
-    n = json.loads(counts.pop())
+    n = dict(counts.pop())
     ood = {v for k, v in n.items() if k != "mnist"}
     return (f"{n['mnist']:,} MNIST test images and " +
             (f"{ood.pop():,} images of each OOD set" if len(ood) == 1 else "the OOD images run.json records"))
 
 
-def _claims(tables: dict[str, pd.DataFrame], n_mnist: dict[str, int]) -> tuple[list[list], dict[tuple, str]]:
+def _claims(runs: dict[str, Run]) -> tuple[list[list], dict[tuple, str]]:
     rows, verdicts = [], {}
     for (model, eps, dataset, metric), paper in PAPER.items():
         found, cells = [], []
         for r in READINGS:
-            t = tables[r.folder]
-            n = n_mnist[r.folder] if dataset == "mnist" and metric == "accuracy" else None
-            for test_time, v in _measure(t, r, model, eps, dataset, metric).items():
+            run = runs[r.folder]
+            n = run.meta["n_images"]["mnist"] if dataset == "mnist" and metric == "accuracy" else None
+            for test_time, v in _measure(run.table, r, model, eps, dataset, metric).items():
                 cells.append(_fmt(v, n))
                 if v is not None:
                     found.append((f"{r.name}, {test_time}" if len(READINGS) > 1 else test_time, r, v))
@@ -188,26 +183,25 @@ def _claims(tables: dict[str, pd.DataFrame], n_mnist: dict[str, int]) -> tuple[l
 
 
 def render(results_dir: str | Path = "results") -> str:
-    results_dir = Path(results_dir)
-    tables, n_mnist = _tables(results_dir)
-    rows, verdicts = _claims(tables, n_mnist)
+    runs = _runs(Path(results_dir))
+    rows, verdicts = _claims(runs)
     header = ["model", "eps", "data", "metric", "paper"]
     for r in READINGS:
         header += [f"ours: {r.name}, {tt}" if len(READINGS) > 1 else f"ours, {tt}" for tt in TEST_TIME]
     header += ["verdict"]
     n_repro = sum(v.startswith("reproduced (") for v in verdicts.values())
-    central = _central(tables)
-    n = min(n_mnist.values())
+    central = _central(runs)
+    n = min(run.meta["n_images"]["mnist"] for run in runs.values())
     half = 100 * max(0.5 - interval(0.5, n)[0], interval(0.5, n)[1] - 0.5)  # the widest interval, at a share of 1/2
-    commands = ", ".join(f"`{_run(results_dir, r.folder)['command']}` "
+    commands = ", ".join(f"`{runs[r.folder].meta['command']}` "
                          f"([results/{r.folder}](../results/{r.folder}/README.md))" for r in READINGS)
     lines = [
         "# Reproducing Alipour & SeyyedSalehi, claim by claim", "",
         "<!-- Rendered by `attractor-bench reproduction` (attractor_bench/reproduction.py) from the committed runs; "
         "do not edit by hand. -->", "",
         "Every number the paper reports (Tables 1-2 and section 3.2, in percent) beside ours, on "
-        f"{_images(results_dir)}, FGSM at eps 20/255, ID and OOD images attacked alike, "
-        f"{_setting(results_dir)} (OOD metrics: MNIST is the positive class). Ours come from {commands}. MNIST accuracies carry their 95% "
+        f"{_images(runs)}, FGSM at eps 20/255, ID and OOD images attacked alike, "
+        f"{_setting(runs)} (OOD metrics: MNIST is the positive class). Ours come from {commands}. MNIST accuracies carry their 95% "
         "Clopper-Pearson interval.", "",
         "## Readings", "",
         "The paper leaves open how training stops and which cost FGSM differentiates; at test time it iterates x <- "

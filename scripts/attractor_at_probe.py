@@ -42,6 +42,7 @@ from attractor_bench.data import load, mnist_train_val
 from attractor_bench.defences import AttractorDefence, PearsonRejector, pearson
 from attractor_bench.metrics import auroc
 from attractor_bench.models import AttractorNet
+from attractor_bench.models.mlp import pgd  # Madry et al.'s PGD with a random start, on any module's cross-entropy
 
 
 def pipeline(model: AttractorNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,31 +51,27 @@ def pipeline(model: AttractorNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.
     return fixed, model(fixed)
 
 
-def pgd(model: AttractorNet, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float,
-        gen: torch.Generator) -> torch.Tensor:
-    """L-inf PGD with a uniform random start on the pipeline's cross-entropy, in [0, 1]."""
-    if eps <= 0:
-        return x
-    xa = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1)
-    for _ in range(steps):
-        xa.requires_grad_(True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(nn.functional.cross_entropy(pipeline(model, xa)[1], y), xa)
-        xa = torch.min(torch.max(xa.detach() + step * g.sign(), x - eps), x + eps).clamp(0, 1)
-    return xa.detach()
+class Pipeline(nn.Module):
+    """The defended classifier as a module (logits at one iteration of the defence), for `pgd`."""
+
+    def __init__(self, model: AttractorNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pipeline(self.model, x)[1]
 
 
 def train(model: AttractorNet, x: torch.Tensor, y: torch.Tensor, args, gen: torch.Generator) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt, attacked = torch.optim.Adam(model.parameters(), lr=1e-3), Pipeline(model)
+    model.train()
     ramp = max(1, args.epochs // 2)
     for epoch in range(1, args.epochs + 1):
         t0, eps = time.perf_counter(), args.eps * min(1.0, epoch / ramp)
         order = torch.randperm(len(x), generator=gen)
         for s in range(0, len(x), 128):
             xb, yb = x[order[s:s + 128]], y[order[s:s + 128]]
-            model.eval()
-            xa = pgd(model, xb, yb, eps, 10, 0.075 * eps / args.eps, gen)
-            model.train()
+            xa = pgd(attacked, xb, yb, eps, 10, 0.075 * eps / args.eps, gen)
             fixed_a, logits_a = pipeline(model, xa)
             rec = (fixed_a - xb).pow(2).sum(1).mean() + (model.reconstruct(xb) - xb).pow(2).sum(1).mean()
             loss = nn.functional.cross_entropy(logits_a, yb) + args.rec_weight * rec
@@ -127,7 +124,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for eps in (0.1, 0.3):
         xt, yt = torch.from_numpy(xv), torch.from_numpy(yv)
-        x_pgd = pgd(model, xt, yt, eps, 40, eps / 10, gen).numpy()
+        x_pgd = pgd(Pipeline(model).eval(), xt, yt, eps, 40, eps / 10, gen).numpy()
         ra = RejectionAwarePGD(clf, rejector, eps=eps)
         x_ra, x_ood = ra.generate(xv, yv), ra.generate(ood)
         pred_p, sim_p = measure(model, x_pgd)
