@@ -106,3 +106,46 @@ def test_tiny_recipe_trains_reproducibly(tmp_path, name):
     metric = "val_loss" if name == "apudae_dae" else "val_accuracy"
     assert 1 <= history["best_epoch"] <= len(history[metric]) <= 3
     assert history[f"best_{metric}"] == history[metric][history["best_epoch"] - 1]
+
+
+def scripted_paper(values, patience=2, max_epochs=None):
+    """`scripted` under the paper's rule."""
+    w = torch.zeros(1)
+    seen, epochs = iter(values), []
+
+    def step(idx, epoch):
+        if not epochs or epochs[-1] != epoch:
+            epochs.append(epoch)
+            with torch.no_grad():
+                w.add_(1)
+
+    history = early_stopping.fit(step, lambda: next(seen), [w], n=10, batch_size=4, gen=torch.Generator().manual_seed(0),
+                                 max_epochs=max_epochs or len(values), patience=patience, rule="paper")
+    return history, w
+
+
+def test_the_paper_rule_stops_after_consecutive_falls_and_keeps_the_last_weights():
+    # falls at epochs 3 and 4 (0.5 > 0.4 > 0.3): stop at epoch 4, keep epoch 4's weights, not the best (epoch 2)
+    history, w = scripted_paper([0.1, 0.5, 0.4, 0.3, 0.9, 0.95], patience=2)
+    assert history == {"val_accuracy": [0.1, 0.5, 0.4, 0.3], "best_epoch": 4, "best_val_accuracy": 0.3}
+    assert w.item() == 4
+
+
+def test_the_paper_rule_counts_only_consecutive_falls():
+    # 0.5 -> 0.4 falls, 0.4 -> 0.4 does not (a tie resets), 0.4 -> 0.3 -> 0.2 two falls: stop at epoch 6
+    history, w = scripted_paper([0.5, 0.4, 0.4, 0.3, 0.2, 0.9, 0.1], patience=2)
+    assert history["val_accuracy"] == [0.5, 0.4, 0.4, 0.3, 0.2] and w.item() == 5
+    # the best rule with the same patience would have stopped at epoch 3 with epoch 1's weights
+    best, wb, _ = scripted([0.5, 0.4, 0.4, 0.3, 0.2, 0.9, 0.1], patience=2)
+    assert best["best_epoch"] == 1 and len(best["val_accuracy"]) == 3 and wb.item() == 1
+
+
+def test_the_paper_rule_runs_to_max_epochs_without_falls():
+    history, w = scripted_paper([0.1, 0.2, 0.1, 0.3, 0.2, 0.4], patience=2)
+    assert len(history["val_accuracy"]) == 6 and history["best_epoch"] == 6 and w.item() == 6
+
+
+def test_an_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="rule must be one of best, paper"):
+        early_stopping.fit(lambda i, e: None, lambda: 0.0, [torch.zeros(1)], n=1, batch_size=1,
+                           gen=torch.Generator(), max_epochs=1, patience=1, rule="last")
