@@ -17,6 +17,8 @@ What the runner needs to know about an entry:
   clean image is used elsewhere), the usual way to read such attacks at a budget.
 - `single_step`: FGSM; the sanity flags expect iterative attacks to be at least as strong.
 - `needs_rejector`: the attack also gets the suite's rejector (the rejection-aware attack).
+- `uses_loss`: its gradients are the classifier's loss gradient (FGSM, BIM, PGD), so a suite's
+  `loss: training` (the model's own training cost instead of cross-entropy) applies to it.
 
 All attacks except the rejection-aware one and `autoattack_standard` are ART's own classes. Two
 AutoAttacks, named for what they are:
@@ -70,6 +72,7 @@ class AttackEntry:
     bounded: bool = True
     single_step: bool = False
     needs_rejector: bool = False
+    uses_loss: bool = False  # differentiates the classifier's loss (ART's loss_gradient): `loss: training` applies
     depends: tuple[str, ...] = ()  # modules (by name) besides the factory's own source that build the attack
     cost: float = 100.0  # about the passes per image at the default budget: a cascade runs cheap attacks first
 
@@ -201,25 +204,25 @@ ATTACKS: dict[str, AttackEntry] = {
     "fgsm": AttackEntry(
         _fgsm, "linf", "gradient", "FGSM, ART FastGradientMethod (Goodfellow et al. 2015)", {"batch_size": 256},
         _art_params(FastGradientMethod, "eps_step", "minimal", "num_random_init"), single_step=True,
-        cost=1,
+        uses_loss=True, cost=1,
     ),
     "bim": AttackEntry(
         _bim, "linf", "gradient", "BIM L-inf, ART BasicIterativeMethod (Kurakin et al. 2017), no random start",
         {"batch_size": 256, "max_iter": 20, **_QUIET}, _art_params(BasicIterativeMethod, "eps_step", extra=("eps_step_ratio",)),
-        cost=20,
+        uses_loss=True, cost=20,
     ),
     "pgd": AttackEntry(
         _pgd("linf"), "linf", "gradient", "PGD L-inf with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
         {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
-        depends=_PGD_CODE,
+        depends=_PGD_CODE, uses_loss=True,
         cost=40,
     ),
     "pgd_l2": AttackEntry(
         _pgd("l2"), "l2", "gradient", "PGD L2 with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
         {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
-        depends=_PGD_CODE,
+        depends=_PGD_CODE, uses_loss=True,
         cost=40,
     ),
     "apgd_ce": AttackEntry(

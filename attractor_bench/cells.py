@@ -31,7 +31,7 @@ import torch
 
 from . import classifier as classifier_mod
 from .attacks import AttackEntry, perturbation_norms, within_budget
-from .classifier import make_classifier
+from .classifier import TrainingCost, make_classifier
 from .config import AttackSpec, ModelSpec, Suite, Target
 from .defences import PearsonRejector, pearson, straight_through
 from .plugins import BUILT_IN
@@ -70,6 +70,7 @@ class Defended:
     rejector: PearsonRejector | None
     fingerprint: str = ""
     network_fingerprint: str = ""
+    training_cost: TrainingCost | None = None  # an attractor network's Eq. 4 weights (`loss: training`)
 
     @property
     def threshold(self) -> float | None:
@@ -77,15 +78,28 @@ class Defended:
 
     @property
     def classifiers(self) -> dict:
+        """The cross-entropy classifier of each target."""
         if getattr(self, "_classifiers", None) is None:
-            dev = next(self.model.parameters(), torch.empty(0)).device
-            self._classifiers = {Target.NETWORK: make_classifier(self.model, device=dev),
-                                 Target.PIPELINE: make_classifier(self.model, self.defence, device=dev),
-                                 Target.BPDA: make_classifier(self.model, straight_through(self.defence), device=dev)}
+            self._classifiers = {t: self._make(t, None) for t in (Target.NETWORK, Target.PIPELINE, Target.BPDA)}
         return self._classifiers
 
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_classifiers"}  # ART classifiers are rebuilt
+    def classifier(self, target: Target, loss: str = "cross_entropy"):
+        """The classifier an attack on `target` differentiating `loss` sees (the training cost is
+        cross-entropy for a model trained on cross-entropy alone)."""
+        if loss == "cross_entropy" or self.training_cost is None:
+            return self.classifiers[target]
+        own = self.__dict__.setdefault("_own_cost", {})
+        if target not in own:
+            own[target] = self._make(target, self.training_cost)
+        return own[target]
+
+    def _make(self, target: Target, cost: TrainingCost | None):
+        dev = next(self.model.parameters(), torch.empty(0)).device
+        defence = {Target.NETWORK: None, Target.PIPELINE: self.defence, Target.BPDA: straight_through(self.defence)}[target]
+        return make_classifier(self.model, defence, device=dev, cost=cost)
+
+    def __getstate__(self) -> dict:  # ART classifiers are rebuilt
+        return {k: v for k, v in self.__dict__.items() if k not in ("_classifiers", "_own_cost")}
 
 
 @torch.no_grad()
@@ -221,7 +235,7 @@ def attack_identity(attack: AttackSpec) -> dict:
     if attack.origin != BUILT_IN:  # an outside attack: all of its module (its helpers and classes)
         depends.append(inspect.getmodule(attack.entry.factory))
     return dict(name=attack.name, origin=attack.origin, params=attack.params, defaults=attack.entry.defaults,
-                target=attack.target.value, source=attack.source, n=attack.n,
+                target=attack.target.value, source=attack.source, n=attack.n, loss=attack.loss,
                 code=source_fingerprint(attack.entry.factory, *[m for m in depends if m is not None]))
 
 
@@ -316,11 +330,11 @@ def _adversarial(ws: Workspace, c: Cell, x: np.ndarray, y: np.ndarray | None,
     if attack.target is Target.TRANSFER:
         src = ws.prepared[attack.source]
         s = cell_seed(ws.suite.seed, attack.source, attack.label, eps, c.dataset)
-        return stored_examples(lambda: counted(run_attack, attack, eps, src.classifiers[Target.NETWORK], x, y, s))
+        return stored_examples(lambda: counted(run_attack, attack, eps, src.classifier(Target.NETWORK, attack.loss), x, y, s))
     if attack.entry.bounded:
-        return counted(run_attack, attack, eps, d.classifiers[attack.target], x, y, c.seed, d.rejector)
+        return counted(run_attack, attack, eps, d.classifier(attack.target, attack.loss), x, y, c.seed, d.rejector)
     s = cell_seed(ws.suite.seed, c.model, attack.label, c.dataset)
-    x_adv, passes = stored_examples(lambda: counted(run_attack, attack, eps, d.classifiers[attack.target], x, y, s,
+    x_adv, passes = stored_examples(lambda: counted(run_attack, attack, eps, d.classifier(attack.target, attack.loss), x, y, s,
                                                     d.rejector))
     return within_budget(x_adv, x, eps, attack.entry.norm), passes
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -15,6 +16,7 @@ from art.defences.preprocessor.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 
 from .defences import check_images
+from .losses import RecReduction, attractor_loss
 from .models import N_CLASSES
 
 INPUT_SHAPE = (1, 28, 28)
@@ -182,19 +184,65 @@ class EoTClassifier(CheckedClassifier):
         return self._mean(super().class_gradient, x, label=label, training_mode=training_mode, **kwargs)
 
 
+@dataclass(frozen=True)
+class TrainingCost:
+    """The cost an attractor network was trained with (Eq. 4: a1 L_rec + a2 L_eigen + a3 L_cls),
+    as an attack's loss (a suite's `loss: training`; the paper, section 2.6: FGSM uses "the cost
+    function used to train the model"). L_eigen drops out: in a ReLU network the Jacobian is
+    constant on each linear region, so its norm has no input gradient (tests check this against
+    the gradient with L_eigen). Networks trained on cross-entropy alone have no TrainingCost."""
+
+    weights: tuple[float, float, float]
+    rec_reduction: RecReduction = RecReduction.MEAN
+
+
+class _SeesInput(torch.nn.Module):
+    """The model, remembering the input of its last forward pass (the defence's output, with the
+    graph back to the image) for the training cost's reconstruction term."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.last_input = model, None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last_input = x
+        return self.model(x)
+
+
+class _TrainingLoss(torch.nn.Module):
+    """ART's loss(logits, labels) computing `cost` on the input the model last saw: `attractor_loss`
+    with a2 = 0 (the network's own chain and head, the weights and reduction it was trained with)."""
+
+    def __init__(self, seen: _SeesInput, cost: TrainingCost):
+        super().__init__()
+        self.seen, self.cost = seen, cost
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        net, (a_rec, _, a_cls) = self.seen.model, self.cost.weights
+        x = self.seen.last_input.flatten(1)
+        if labels.ndim == 2:  # ART hands a loss it does not know one-hot labels
+            labels = labels.argmax(1)
+        return attractor_loss(net.chain(), net.head, x, labels, (a_rec, 0.0, a_cls),
+                              rec_reduction=self.cost.rec_reduction)[0]
+
+
 def make_classifier(
-    model: torch.nn.Module, defence: Preprocessor | None = None, device: str = "cpu"
+    model: torch.nn.Module, defence: Preprocessor | None = None, device: str = "cpu", cost: TrainingCost | None = None,
 ) -> PyTorchClassifier:
     """`model` maps (B, 1, 28, 28) images in [0, 1] to logits; `defence`, if given, is applied to
-    every input first (prediction and gradients alike). Loss: cross-entropy on the logits.
-    A model with `randomized = True` gets an `EoTClassifier` averaging `model.eot_samples` draws
-    per gradient."""
+    every input first (prediction and gradients alike). Loss: cross-entropy on the logits, or
+    with `cost` (an attractor network) its training cost. A model with `randomized = True` gets
+    an `EoTClassifier` averaging `model.eot_samples` draws per gradient."""
     randomized = getattr(model, "randomized", False)
     cls = EoTClassifier if randomized else CheckedClassifier
     extra = {"eot_samples": int(getattr(model, "eot_samples", 8))} if randomized else {}
+    loss = torch.nn.CrossEntropyLoss()
+    if cost is not None:
+        model = _SeesInput(model)
+        loss = _TrainingLoss(model, cost)
     return cls(
         model=model,
-        loss=torch.nn.CrossEntropyLoss(),
+        loss=loss,
         input_shape=INPUT_SHAPE,
         nb_classes=N_CLASSES,
         clip_values=(0.0, 1.0),

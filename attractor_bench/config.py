@@ -11,11 +11,13 @@ Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.
     models:
       baseline: {preset: baseline}
       attractor: {preset: attractor, train: {max_epochs: 100}}
+      attractor_paper: {preset: attractor, train: {early_stopping: paper}}   # the paper's stopping rule
       mine: {preset: "my_pkg.models:build", params: {width: 256}, defence: {name: none}}   # an outside model
     defence: {name: attractor, tol: 0.001, max_iter: 1, backward: unrolled}   # the default of every model
     rejector: {threshold: 0.8}       # or {target_tpr: 0.95}, calibrated on the validation split
     attacks:
       - {name: fgsm, eps: [1/255, 20/255], target: network}
+      - {name: fgsm, label: fgsm_own_cost, eps: [20/255], target: network, loss: training}   # the model's training cost
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ class RejectorSpec:
     target_tpr: float | None = None
 
 
+# What a gradient attack differentiates: cross-entropy on the logits, or the attacked model's own
+# training cost (Eq. 4 for the attractor networks; cross-entropy for the others).
+LOSSES = ("cross_entropy", "training")
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     label: str
@@ -113,6 +120,7 @@ class AttackSpec:
     full: bool = False  # with `worst_case: cascade`, still attack every image (its own accuracy is reported)
     entry: AttackEntry | None = None  # what builds it (None: the built-in `name`)
     origin: str = BUILT_IN
+    loss: str = "cross_entropy"  # or "training": the model's training cost (attacks with `uses_loss`)
 
     def __post_init__(self):
         if self.entry is None:
@@ -352,7 +360,7 @@ def _attacks(r: _Reader, raw: Any, models: tuple[ModelSpec, ...]) -> tuple[Attac
 
 
 def _attack(r: _Reader, key: str, a: Any, models: tuple[ModelSpec, ...], labels: set[str]) -> AttackSpec:
-    a = r.mapping(a, key, {"name", "label", "eps", "target", "params", "source", "n", "ood", "full"}, {"name", "eps"})
+    a = r.mapping(a, key, {"name", "label", "eps", "target", "params", "source", "n", "ood", "full", "loss"}, {"name", "eps"})
     reg = r.registered("attack", a["name"], f"{key}.name")
     try:
         entry = AttackEntry.from_callable(reg.obj)
@@ -378,7 +386,11 @@ def _attack(r: _Reader, key: str, a: Any, models: tuple[ModelSpec, ...], labels:
     if not isinstance(full, bool):
         raise r.fail(f"{key}.full", f"expected true or false, got {full!r}.")
     params = r.mapping(a.get("params") or {}, f"{key}.params", entry.allowed_params())
-    return AttackSpec(label, name, eps, target, params, source, n, ood, full, entry, reg.origin)
+    loss = r.choice(a.get("loss", "cross_entropy"), f"{key}.loss", LOSSES)
+    if loss != "cross_entropy" and not entry.uses_loss:
+        raise r.fail(f"{key}.loss", f"{name} does not differentiate the classifier's loss, so 'loss: {loss}' would not change "
+                                    "it: use it with fgsm, bim, pgd or pgd_l2.")
+    return AttackSpec(label, name, eps, target, params, source, n, ood, full, entry, reg.origin, loss)
 
 
 def _source(r: _Reader, key: str, source: Any, target: Target, model_names: list[str]) -> str | None:

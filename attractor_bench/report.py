@@ -125,6 +125,8 @@ def _choices(result: RunResult) -> list[str]:
               "- Attacks (`autoattack_standard` is the authors' standard AutoAttack, comparable with published figures; `autoattack_art` is ART's ensemble, which is not):",
               *[f"  - `{a.label}`: {a.entry.description}; {a.norm} eps {', '.join(fmt_eps(e, a.norm) for e in a.eps)}; "
                 f"{_TARGETS[a.target.value].format(source=a.source)}; "
+                + ("differentiating each model's training cost (`loss: training`; cross-entropy for models trained "
+                   "on it alone); " if a.loss == "training" else "")
                 + ("minimal-perturbation attack run once, counted at each eps only where its perturbation is within eps; "
                    if not a.entry.bounded else "")
                 + (f"on a fixed seeded subset of {a.n} images per dataset" if a.n else "on all images")

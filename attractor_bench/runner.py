@@ -29,6 +29,7 @@ from . import data as data_mod
 from . import indicators
 from . import parallel
 from .cache import Context, get_or_fit, get_or_train, resolve_cache_dir
+from .classifier import TrainingCost
 from .cells import (Cell, Defended, Workspace, applies, cell_seed, code_fingerprint, compute_cell, datasets, defended_code,
                     plan, run_attack, seed_everything, subset, zero_gradient_share)
 from .config import AttackSpec, ModelSpec, Suite, Target, load_suite
@@ -121,6 +122,14 @@ def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.
     return model.eval(), {"preset": spec.preset, "origin": spec.origin, "params": spec.params}
 
 
+def training_cost(spec: ModelSpec) -> TrainingCost | None:
+    """An attractor network's training cost (its Eq. 4 weights; None for networks trained on
+    cross-entropy alone: their training cost is the attacks' default loss)."""
+    if spec.train is None:
+        return None
+    return TrainingCost(spec.train.weights, spec.train.rec_reduction)
+
+
 def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: torch.device) -> tuple[Defended, dict]:
     """Train (or load) one model on `dev` and build its defence and rejector; (it, its metadata)."""
     task = log.bar.add_task(f"train or load {spec.name}", total=1)
@@ -157,14 +166,16 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
                                 "weights": defence_weights},
             "randomized": bool(getattr(model, "randomized", False)), "threshold": threshold,
             "seconds_train_or_load": round(time.perf_counter() - t0, 1), "weights": weights}
+    cost = training_cost(spec)
     code = key(code=code_fingerprint(), device=kind(dev))  # numbers repeat bit for bit within a device kind
     network = key(code=code, model=defended_code(model, None, None), weights=weights)
     outside = [f for f, origin in ((spec.builder, spec.origin), (spec.defence.factory, spec.defence.origin))
                if origin != BUILT_IN and not isinstance(f, Recipe)]
     fingerprint = key(code=code, model=defended_code(model, defence, rejector, *outside), weights=weights,
                       defence=[spec.defence.name, spec.defence.origin, spec.defence.params, *defence_weights],
-                      threshold=None if rejector is None else repr(threshold))
-    return Defended(model, defence, rejector, fingerprint, network), meta
+                      threshold=None if rejector is None else repr(threshold),
+                      cost=None if cost is None else [list(cost.weights), cost.rec_reduction.value])
+    return Defended(model, defence, rejector, fingerprint, network, cost), meta
 
 
 def prepare(suite: Suite, splits: tuple, images: tuple, cache_dir, log: Log, dev: torch.device) -> tuple[Workspace, dict]:
@@ -194,7 +205,7 @@ def _meta(suite: Suite, subsets: dict, dev: torch.device, workers: int, cluster:
     """Run metadata known before any cell: attacks, subsets, execution. Timings go here, not into
     the table, so that the table is identical run after run."""
     attacks = {a.label: {"name": a.name, "origin": a.origin, "norm": a.norm, "kind": a.entry.kind, "target": a.target.value,
-                         "source": a.source, "n": a.n, "eps": list(a.eps), "ood": a.ood, "params": a.params,
+                         "loss": a.loss, "source": a.source, "n": a.n, "eps": list(a.eps), "ood": a.ood, "params": a.params,
                          "cascade": suite.cascades(a), "cost": a.entry.cost,
                          "models": [m.name for m in suite.models if applies(a, m)]}
                for a in suite.attacks}

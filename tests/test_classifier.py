@@ -108,3 +108,54 @@ def test_randomized_models_are_not_remembered(images):
     with clf.memoized():
         a, b = clf.predict(images), clf.predict(images)
     assert not np.array_equal(a, b)  # two draws, not one remembered answer
+
+
+def test_the_training_cost_loss_is_eq4_without_l_eigen_and_l_eigen_has_no_input_gradient(model, images):
+    """`loss: training`: the input gradient ART computes equals autograd of a1 L_rec + a3 L_cls written
+    out here (not through attractor_loss), and adding a2 L_eigen (exact Jacobian) changes it by
+    nothing but rounding: in a ReLU network the Jacobian is constant on each linear region."""
+    from attractor_bench.classifier import TrainingCost
+    from attractor_bench.losses import PenaltyMethod, attractor_loss
+
+    y = np.arange(len(images)) % 10
+    a = (0.988, 0.002, 0.01)
+    clf = make_classifier(model, cost=TrainingCost(a))
+    got = clf.loss_gradient(images, np.eye(10, dtype=np.float32)[y])
+
+    def written_out(xg):
+        flat = xg.flatten(1)
+        rec = ((model.reconstruct(xg).flatten(1) - flat) ** 2).mean()
+        return a[0] * rec + a[2] * torch.nn.functional.cross_entropy(model(xg), torch.from_numpy(y))
+
+    xg = torch.from_numpy(images).requires_grad_(True)
+    written_out(xg).backward()
+    np.testing.assert_allclose(got, xg.grad.numpy(), rtol=1e-5, atol=1e-9)
+
+    xe = torch.from_numpy(images).flatten(1).requires_grad_(True)
+    attractor_loss(model.chain(), model.head, xe, torch.from_numpy(y), a, PenaltyMethod.EXACT)[0].backward()
+    with_eigen = xe.grad.numpy().reshape(images.shape)
+    np.testing.assert_allclose(got, with_eigen, rtol=1e-4, atol=1e-8)
+    # and the cost is not cross-entropy: the reconstruction term moves the gradient
+    ce = make_classifier(model).loss_gradient(images, np.eye(10, dtype=np.float32)[y])
+    assert np.abs(np.sign(ce) - np.sign(got)).sum() > 0.1 * got.size
+
+
+def test_a_defended_model_gives_attacks_its_training_cost_only_when_it_has_one(model, images):
+    from art.attacks.evasion import FastGradientMethod
+
+    from attractor_bench.cells import Defended
+    from attractor_bench.classifier import TrainingCost
+    from attractor_bench.config import Target
+
+    defence = AttractorDefence(model, max_iter=1)
+    plain = Defended(model, defence, None)
+    assert plain.classifier(Target.PIPELINE, "training") is plain.classifiers[Target.PIPELINE]
+    own = Defended(model, defence, None, training_cost=TrainingCost((0.988, 0.002, 0.01)))
+    clf = own.classifier(Target.PIPELINE, "training")
+    assert clf is not own.classifiers[Target.PIPELINE] and clf is own.classifier(Target.PIPELINE, "training")
+    y = np.eye(10, dtype=np.float32)[np.arange(len(images)) % 10]
+    x_own = FastGradientMethod(clf, eps=0.1).generate(images, y)
+    x_ce = FastGradientMethod(own.classifiers[Target.PIPELINE], eps=0.1).generate(images, y)
+    assert np.abs(x_own - images).max() <= 0.1 + 1e-6 and not np.array_equal(x_own, x_ce)
+    np.testing.assert_array_equal(clf.predict(images), own.classifiers[Target.PIPELINE].predict(images))
+    assert "_own_cost" not in own.__getstate__()

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,17 @@ def test_attack_keys_parse(tmp_path):
     assert (df.eps, df.norm, df.n, df.ood) == ((1.5, 3.0), "l2", None, True)
 
 
+def test_readings_of_the_paper_parse(tmp_path):
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    doc["models"]["paper"] = {"preset": "attractor", "train": {"early_stopping": "paper"}}
+    doc["attacks"].append({"name": "pgd", "label": "own", "eps": [0.1], "loss": "training"})
+    s = load_suite(write(tmp_path, doc))
+    base, paper = s.models
+    assert base.train.early_stopping.value == "best" and paper.train.early_stopping.value == "paper"
+    assert base.train.key() != dataclasses.replace(base.train, early_stopping=paper.train.early_stopping).key()
+    assert [a.loss for a in s.attacks] == ["cross_entropy", "training"]
+
+
 def bad(**changes):
     doc = yaml.safe_load(yaml.safe_dump(GOOD))
     for path, value in changes.items():
@@ -114,6 +126,11 @@ CASES = [
             "attacks": [{"name": "rejection_aware", "eps": [0.1], "target": "pipeline"}]}), r"attacks\[0\]\.name: rejection_aware attacks the attractor defence's rejector, which no model of this suite has"),
     (bad(**{"models": {"m": {"preset": "mlp", "train": {"max_epochs": 3}}}}), r"models\.m\.train: 'mlp' is configured by 'params'"),
     (bad(**{"models": {"m": {"preset": "mlp", "params": {"width": 3}}}}), r"models\.m\.params\.width: unknown key"),
+    (bad(**{"models": {"m": {"preset": "attractor", "train": {"early_stopping": "last"}}}}),
+     r"models\.m\.train\.early_stopping: unknown value 'last'. Choose one of: best, paper"),
+    (bad(**{"attacks": [{"name": "fgsm", "eps": [0.1], "loss": "dlr"}]}), r"attacks\[0\]\.loss: unknown value 'dlr'. Choose one of: cross_entropy, training"),
+    (bad(**{"attacks": [{"name": "apgd_ce", "eps": [0.1], "loss": "training"}]}),
+     r"attacks\[0\]\.loss: apgd_ce does not differentiate the classifier's loss"),
     (bad(**{"models": {"m": {"preset": "mlp", "defence": {"name": "apudae", "steps": 3, "depth": 1}}}}), r"models\.m\.defence\.depth: unknown key"),
 ]
 
