@@ -24,7 +24,7 @@ from .data import DISPLAY_NAMES
 from .errors import AttractorBenchError, ConfigError
 from .files import atomic_folder
 from .ood.report import DISPLAY_NAMES as OOD_DISPLAY, META as OOD_FILE
-from .provenance import code_version, ood_code_version
+from .provenance import LINEAGE, code_version, ood_code_version, read_lineage, same_code
 from .published import GOAL, MNIST_LINF_03, SOURCE
 from .summary import FILE, FORMAT, decode_samples, dumps, interval
 
@@ -156,10 +156,12 @@ def read_ood(results_dir: Path) -> tuple[list[dict], list[dict]]:
             raise AttractorBenchError(f"{path}: not an OOD run's ood.json (kind 'ood' with models, auroc and best_rejector); "
                                       f"rerun its OOD suite or move {path.parent} away.")
         docs.append(doc)
-    current = ood_code_version()
-    return ([d for d in docs if d.get("code") == current],
+    current, links = ood_code_version(), read_lineage(results_dir)
+    for d in docs:
+        d["lineage"] = same_code(d.get("code"), current, links, "ood")
+    return ([d for d in docs if d["lineage"] is not None],
             [{**d, "stale": f"made by other OOD code (fingerprint {str(d.get('code'))[:12]}, now {current[:12]})"}
-             for d in docs if d.get("code") != current])
+             for d in docs if d["lineage"] is None])
 
 
 def _ood_numbers(row: "Row", docs: list[dict]) -> dict[str, Number]:
@@ -268,11 +270,13 @@ def _verdict_runs(entries: list[tuple[dict, dict]], numbers: dict[str, Number]) 
 
 def build(results_dir: str | Path) -> Leaderboard:
     runs, pending = read_summaries(Path(results_dir))
-    current = code_version()
+    current, links = code_version(), read_lineage(results_dir)
+    for r in runs:
+        r["lineage"] = same_code(r.get("code"), current, links)
     stale = [{**r, "stale": r.get("stale") or ("made by other code than the current one (code fingerprint "
                                                f"{str(r.get('code'))[:12]}, now {current[:12]})")}
-             for r in runs if r.get("stale") or r.get("code") != current]
-    runs = [r for r in runs if not (r.get("stale") or r.get("code") != current)]
+             for r in runs if r.get("stale") or r["lineage"] is None]
+    runs = [r for r in runs if not (r.get("stale") or r["lineage"] is None)]
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for run in runs:
         for m in run["models"]:
@@ -345,6 +349,21 @@ def _cells(r: Row) -> list:
             f"**{r.verdict()}**" if r.unreliable else r.verdict(), ", ".join(r.suites)]
 
 
+def _lineage_note(run: dict) -> str:
+    """How a run made by earlier code counts as current: a pointer to the recorded check (`_checks`)."""
+    link = run.get("lineage")
+    if not link:
+        return ""
+    return f"; made by earlier code (fingerprint `{str(run.get('code'))[:12]}`), current by the check of {link['date']} below"
+
+
+def _checks(runs: list[dict]) -> list[str]:
+    """Each recorded check that links an earlier code's runs to the current code, said once."""
+    links = {json.dumps(r["lineage"], sort_keys=True): r["lineage"] for r in runs if r.get("lineage")}
+    return [f"Check of {k['date']}: `{k['command']}` (commit `{k['old_commit'][:10]}` against this one): {k['checked']} "
+            f"(results/{LINEAGE})." for k in links.values()]
+
+
 def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
     header = ["#", "model", "defence", "randomized", "clean [95% CI]", *[f"worst case L-inf {e:g} [95% CI]" for e in EPS_POINTS],
               *[f"e2e {e:g} [95% CI]" for e in EPS_POINTS], "OOD rejector", *[f"{OOD_DISPLAY[d]} AUROC clean / robust" for d in ROBUST_SETS],
@@ -365,8 +384,11 @@ def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
               *flagged, ""] if flagged else []
     parts += _goal(board) + _published()
     parts += ["## Runs", "", *[f"- `{r['suite']}`: `{r['command']}`, commit `{r['commit']}`, {r['date']}"
-                               + (", worst case by cascade" if r.get("worst_case_mode") == "cascade" else "") + "."
+                               + (", worst case by cascade" if r.get("worst_case_mode") == "cascade" else "")
+                               + _lineage_note(r) + "."
                                for r in [*board.runs, *board.ood_runs]], ""]
+    checks = _checks([*board.runs, *board.ood_runs])
+    parts += [*checks, ""] if checks else []
     if board.ood_unmatched:
         parts += ["## OOD runs of other trainings (not shown)", "",
                   "These models of an OOD run are not the model of any row above (other weights, defence or threshold: "
@@ -481,7 +503,8 @@ def render_json(board: Leaderboard) -> str:
              "randomized": r.model["randomized"],
              "unreliable": r.unreliable, "unreliable_at": r.unreliable_at, "indicators_raised": r.reasons, "suites": r.suites,
              "numbers": {k: n.as_json() for k, n in r.numbers.items()}} for i, r in enumerate(board.rows, 1)]
-    runs = {r["suite"]: {k: r.get(k) for k in ("command", "commit", "date")} for r in [*board.runs, *board.ood_runs]}
+    runs = {r["suite"]: {**{k: r.get(k) for k in ("command", "commit", "date")},
+                         **({"current_by": r["lineage"]} if r.get("lineage") else {})} for r in [*board.runs, *board.ood_runs]}
     stale = {r["suite"]: {"commit": r.get("commit"), "date": r.get("date"), "why": r["stale"]} for r in board.stale}
     published = [dict(zip(("paper", "link", "clean", "reported", "autoattack"), p)) for p in MNIST_LINF_03]
     return dumps({"format": FORMAT, "rules": RULES, "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending,

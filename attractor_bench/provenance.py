@@ -3,12 +3,23 @@ computes numbers (training, models, defences, attacks, cells, metrics, the worst
 pipeline) and the versions of the libraries doing the arithmetic. A run records it (run.json,
 summary.json); the leaderboard marks a results folder whose fingerprint differs from the
 current code's as stale, so that numbers from different code are never ranked side by side.
-Rendering code (tables, READMEs, plots, the CLI) is left out: a change there changes no number."""
+Rendering code (tables, READMEs, plots, the CLI) is left out: a change there changes no number.
+
+A change to that code that leaves every number it computed before as it was (an option whose
+default is the old behaviour, say) still changes the fingerprint. Such a change is checked, not
+assumed: `benchmarks/same_numbers.py --old COMMIT` runs the same suites (every model kind, every
+attack and target, an OOD suite) under both versions with fresh caches and compares the tables
+byte for byte; only if they are identical does `--record` add a link {from: old fingerprint, to:
+new} to `results/CODE_LINEAGE.json`. `same_code(run_code, current, links)` then counts a run made
+by the old code as made by the current one (the leaderboard names the link it used). New numbers
+(a new option turned on) come from runs of the new code."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
+from pathlib import Path
 
 from . import attacks, defences, models, ood
 from .cells import code_fingerprint
@@ -38,3 +49,39 @@ def ood_code_version() -> str:
     mods = [ood] + [importlib.import_module(f"{ood.__name__}.{m.name}") for m in pkgutil.iter_modules(ood.__path__)
                     if m.name != "report"]
     return key(code=code_version(), ood=source_fingerprint(*mods))
+
+
+LINEAGE = "CODE_LINEAGE.json"
+KINDS = ("code", "ood")  # code_version() and ood_code_version()
+
+
+def read_lineage(results_dir: str | Path) -> list[dict]:
+    """The recorded links of `results_dir` (results/CODE_LINEAGE.json), oldest first; [] without the file."""
+    path = Path(results_dir) / LINEAGE
+    if not path.is_file():
+        return []
+    try:
+        links = json.loads(path.read_text(encoding="utf-8"))
+        assert isinstance(links, list) and all(isinstance(link[k], dict) for link in links for k in KINDS)
+    except (OSError, ValueError, AssertionError, KeyError, TypeError) as e:
+        from .errors import AttractorBenchError
+        raise AttractorBenchError(f"{path}: not a list of links with 'code' and 'ood' {{from, to}} ({e!r}); restore it "
+                                  "from git or rerun benchmarks/same_numbers.py --record.") from e
+    return links
+
+
+def same_code(code: str | None, current: str, links: list[dict], kind: str = "code") -> dict | None:
+    """How a run made by `code` counts as made by `current`: {} for the same fingerprint, the last
+    link of a chain of recorded checks from `code` to `current`, or None (made by other code)."""
+    if code == current:
+        return {}
+    reached, frontier = {code: None}, [code]
+    while frontier:
+        step = []
+        for node in frontier:
+            for link in links:
+                if link[kind].get("from") == node and link[kind].get("to") not in reached:
+                    reached[link[kind]["to"]] = link
+                    step.append(link[kind]["to"])
+        frontier = step
+    return reached.get(current)

@@ -512,6 +512,47 @@ def test_runs_made_by_other_code_are_listed_as_stale_not_ranked(tmp_path):
     assert "## Stale results (not ranked)" in md and "`before`" in md.split("## Stale results")[1]
 
 
+def _link(frm: str, to: str, ood=("o0", "o1")) -> dict:
+    return {"code": {"from": frm, "to": to}, "ood": {"from": ood[0], "to": ood[1]}, "old_commit": "c" * 40,
+            "command": "python scripts/same_numbers.py --old cccccccccc", "date": "2026-12-03", "checked": "tables identical"}
+
+
+@pytest.mark.parametrize("links,current", [([("a" * 32, "b" * 32), ("b" * 32, "now")], True),  # a chain of two checks
+                                           ([("now", "a" * 32)], False),  # a link the other way does not count
+                                           ([("a" * 32, "c" * 32)], False),  # nor one to other code
+                                           ([], False)])
+def test_a_recorded_check_counts_an_earlier_codes_run_as_current(tmp_path, links, current):
+    res = tmp_path / "results"
+    write_run(res, "now_run", {"m": model(weights="1", wc={0.3: (0.5, 0.4, 10)})}, {"pgd": attack()})
+    old = write_run(res, "before", {"n": model(weights="0", wc={0.3: (0.9, 0.8, 10)})}, {"pgd": attack()})
+    doc = json.loads((old / "summary.json").read_text())
+    (old / "summary.json").write_text(json.dumps({**doc, "code": "a" * 32}))
+    now = code_version()
+    (res / "CODE_LINEAGE.json").write_text(json.dumps([_link(f, now if t == "now" else t) for f, t in
+                                                       [(now if f == "now" else f, t) for f, t in links]]))
+    board = board_json(res)
+    assert ("before" in board["runs"]) is current and ("before" in board.get("stale", {})) is not current
+    assert sorted(r["model"] for r in board["rows"]) == (["m", "n"] if current else ["m"])
+    md = (res / "LEADERBOARD.md").read_text()
+    if current:
+        assert board["runs"]["before"]["current_by"]["command"] == "python scripts/same_numbers.py --old cccccccccc"
+        assert "made by earlier code (fingerprint `aaaaaaaaaaaa`), current by the check of 2026-12-03 below" in md
+        check = ("Check of 2026-12-03: `python scripts/same_numbers.py --old cccccccccc` (commit `cccccccccc` against "
+                 "this one): tables identical (results/CODE_LINEAGE.json).")
+        assert md.split("## Runs")[1].count(check) == 1
+    else:
+        assert "current_by" not in board["runs"]["now_run"] and "made by earlier code" not in md
+
+
+def test_a_broken_lineage_file_is_one_clear_error(tmp_path):
+    res = tmp_path / "results"
+    write_run(res, "now_run", {"m": model(weights="1", wc={0.3: (0.5, 0.4, 10)})}, {"pgd": attack()})
+    (res / "CODE_LINEAGE.json").write_text('[{"code": "x"}]')
+    out = invoke(res)
+    assert out.exit_code == 1 and "CODE_LINEAGE.json: not a list of links" in out.output and "Traceback" not in out.output
+    assert not (res / "LEADERBOARD.md").exists()
+
+
 def test_the_reference_is_set_against_its_goal_with_its_intervals(tmp_path):
     res = tmp_path / "results"
     write_run(res, "sota", {"cnn_at": model(clean=0.984, clean_n=1000, threshold=None, defence="none",
