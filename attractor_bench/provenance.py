@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import attacks, defences, models, ood
 from .cells import code_fingerprint
+from .errors import AttractorBenchError
 from .files import key, source_fingerprint
 
 NUMBERS = ("cache", "cells", "classifier", "config", "data", "determinism", "early_stopping", "indicators", "losses", "metrics",
@@ -62,11 +63,11 @@ def read_lineage(results_dir: str | Path) -> list[dict]:
         return []
     try:
         links = json.loads(path.read_text(encoding="utf-8"))
-        assert isinstance(links, list) and all(isinstance(link[k], dict) for link in links for k in KINDS)
-    except (OSError, ValueError, AssertionError, KeyError, TypeError) as e:
-        from .errors import AttractorBenchError
+        if not (isinstance(links, list) and all(isinstance(link[k], dict) for link in links for k in KINDS)):
+            raise ValueError("wrong shape")
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise AttractorBenchError(f"{path}: not a list of links with 'code' and 'ood' {{from, to}} ({e!r}); restore it "
-                                  "from git or rerun benchmarks/same_numbers.py --record.") from e
+                                  "from git or rerun scripts/same_numbers.py --record.") from e
     return links
 
 

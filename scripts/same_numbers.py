@@ -92,12 +92,23 @@ def side(name: str, src: Path, work: Path, data_root: str) -> dict:
     return out
 
 
+def compare(old: dict, new: dict) -> tuple[list[tuple[str, object, object]], bool]:
+    """The rows printed side by side (label, old, new), and whether every table and weight is the same
+    (the fingerprints are shown, not compared: they are what the link joins)."""
+    rows = [(f"fingerprint {k}", old["versions"][k], new["versions"][k]) for k in ("code", "ood")]
+    rows += [(f, old["files"][f], new["files"].get(f)) for f in old["files"]]
+    rows += [(f"weights {m}", w, new["weights"].get(m)) for m, w in old["weights"].items()]
+    rows += [(f"weights {m}", None, w) for m, w in new["weights"].items() if m not in old["weights"]]
+    return rows, all(o == n for label, o, n in rows if not label.startswith("fingerprint"))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--old", required=True, help="the earlier commit (any git revision)")
     ap.add_argument("--data-root", default=os.environ.get("ATTRACTOR_BENCH_DATA", "../shared/datasets"))
     ap.add_argument("--record", action="store_true", help=f"append the link to results/CODE_LINEAGE.json if identical")
     ap.add_argument("--keep", type=Path, help="keep the two installs, caches and results here (default: a temporary folder)")
+    ap.add_argument("--results-dir", type=Path, default=REPO / "results", help="where CODE_LINEAGE.json is (default: results)")
     a = ap.parse_args(argv)
     data_root = str(Path(a.data_root).resolve())
     commit = subprocess.run(["git", "rev-parse", a.old], cwd=REPO, check=True, text=True, capture_output=True).stdout.strip()
@@ -113,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if a.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    rows = [(f"fingerprint {k}", old["versions"][k], new["versions"][k]) for k in ("code", "ood")]
-    rows += [(f, old["files"][f], new["files"].get(f)) for f in old["files"]]
-    rows += [(f"weights {m}", w, new["weights"].get(m)) for m, w in old["weights"].items()]
-    same = all(o == n for label, o, n in rows if not label.startswith("fingerprint"))
+    rows, same = compare(old, new)
     width = max(len(r[0]) for r in rows)
     print(f"{'':{width}}  {'old ' + commit[:10]:34}  new (working tree)")
     for label, o, n in rows:
@@ -135,14 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
         from attractor_bench.files import write_text
         from attractor_bench.provenance import LINEAGE, read_lineage
-        links = read_lineage(REPO / "results")
+        links = read_lineage(a.results_dir)
         links.append({k: {"from": old["versions"][k], "to": new["versions"][k]} for k in ("code", "ood")} | {
             "old_commit": commit, "command": f"python scripts/same_numbers.py --old {commit[:10]}",
             "date": dt.date.today().isoformat(),
             "checked": (f"results.csv of suites/{SUITE.name} ({len(old['weights'])} models, every attack) and ood.csv of "
                         f"suites/{OOD_SUITE.name} identical byte for byte, and every model's weights, from empty caches")})
-        write_text(REPO / "results" / LINEAGE, json.dumps(links, indent=2) + "\n")
-        print(f"Recorded in results/{LINEAGE}.")
+        write_text(a.results_dir / LINEAGE, json.dumps(links, indent=2) + "\n")
+        print(f"Recorded in {a.results_dir / LINEAGE}.")
     return 0
 
 

@@ -21,3 +21,38 @@ def test_attractor_at_probe_trains_and_prints_both_eps(data_root):
     for r in rows:
         values = [float(v) for v in r.strip("|").split("|")[1:]]
         assert len(values) == 5 and all(0 <= v <= 100 for v in values)
+
+
+def _same_numbers():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("same_numbers", REPO / "scripts" / "same_numbers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _side(code: str, weights: str) -> dict:
+    return {"versions": {"code": code, "ood": "o-" + code}, "files": {"same_numbers/results.csv": "t1", "ood_micro/ood.csv": "t2"},
+            "weights": {"baseline": "w0", "attractor": weights}, "seconds": 1.0}
+
+
+@pytest.mark.parametrize("new_weights,same", [("w1", True), ("w2", False)])
+def test_same_numbers_records_a_link_only_when_every_table_and_weight_is_identical(tmp_path, monkeypatch, capsys,
+                                                                                    new_weights, same):
+    """The run itself (two installs, two suites from empty caches) takes half an hour; this checks what it
+    decides from the two sides' hashes: a single differing weight means exit 1 and nothing recorded."""
+    sn = _same_numbers()
+    monkeypatch.setattr(sn, "side", lambda name, *a: _side("old", "w1") if name == "old" else _side("new", new_weights))
+    results = tmp_path / "results"
+    results.mkdir()
+    code = sn.main(["--old", "HEAD", "--record", "--keep", str(tmp_path / "work"), "--results-dir", str(results)])
+    out = capsys.readouterr().out
+    assert code == (0 if same else 1) and f"same_numbers={same}" in out
+    lineage = results / "CODE_LINEAGE.json"
+    if same:
+        import json
+        [link] = json.loads(lineage.read_text())
+        assert link["code"] == {"from": "old", "to": "new"} and link["ood"] == {"from": "o-old", "to": "o-new"}
+        assert link["command"].startswith("python scripts/same_numbers.py --old ")
+    else:
+        assert "weights attractor" in out and "DIFFERENT" in out and not lineage.exists()
