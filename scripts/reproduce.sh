@@ -32,6 +32,12 @@ if [[ -z "${SUITES:-}" ]]; then  # OOD detection under attack, on the same train
     done
     echo "ood suites: $(( SECONDS - start )) s"
 fi
+if [[ -z "${SUITES:-}" ]]; then  # the paper's other readings, for docs/REPRODUCTION.md only (issue 19)
+    start=$SECONDS
+    attractor-bench run suites/mnist_fgsm_readings.yaml --results-dir results/readings --data-root "$data" \
+        --cache-dir "$cache" --workers "$workers" --no-download
+    echo "suite mnist_fgsm_readings: $(( SECONDS - start )) s"
+fi
 attractor-bench leaderboard --results-dir results
 attractor-bench reproduction --results-dir results
 echo "all: $(( SECONDS - total )) s"
