@@ -122,6 +122,27 @@ def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.
     return model.eval(), {"preset": spec.preset, "origin": spec.origin, "params": spec.params}
 
 
+def _check_run(suite: Suite, workers: int, cluster: str | None) -> None:
+    """What can be refused before anything is loaded or trained."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (got {workers}).")
+    parallel.check_cluster(cluster)
+    check_training_cost(suite)
+
+
+def check_training_cost(suite: Suite) -> None:
+    """`loss: training` drops L_eigen, which has no input gradient only where the network is piecewise
+    linear (ReLU hidden units always; the output activation too unless it is sigmoid): refuse it for a
+    sigmoid-output model instead of attacking a cost the model was not trained with."""
+    if not any(a.loss == "training" for a in suite.attacks):
+        return
+    curved = [m.name for m in suite.models if m.train is not None and m.train.output_activation.value == "sigmoid"]
+    if curved:
+        raise ConfigError(f"loss: training leaves out L_eigen, which has an input gradient through a sigmoid output "
+                          f"({', '.join(curved)}: train.output_activation: sigmoid). Attack those models with "
+                          "loss: cross_entropy, or train them with a ReLU or linear output.")
+
+
 def training_cost(spec: ModelSpec) -> TrainingCost | None:
     """An attractor network's training cost (its Eq. 4 weights; None for networks trained on
     cross-entropy alone: their training cost is the attacks' default loss)."""
@@ -299,9 +320,7 @@ def run_suite(
     assembled here from the stored cells, in the same order as the sequential run's."""
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     dev = resolve_device(device or suite.device)
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1 (got {workers}).")
-    parallel.check_cluster(cluster)
+    _check_run(suite, workers, cluster)
     log = Log(console or Console(stderr=True), progress)
     t_start = time.perf_counter()
     torch.manual_seed(suite.seed)

@@ -71,6 +71,21 @@ def test_readings_of_the_paper_parse(tmp_path):
     assert [a.loss for a in s.attacks] == ["cross_entropy", "training"]
 
 
+def test_the_training_cost_is_refused_for_a_sigmoid_output_before_anything_trains(tmp_path):
+    """L_eigen, left out of `loss: training`, has an input gradient through a sigmoid output."""
+    from attractor_bench.runner import run_suite
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    doc["models"]["curved"] = {"preset": "attractor", "train": {"output_activation": "sigmoid"}}
+    doc["attacks"].append({"name": "fgsm", "label": "own", "eps": [0.1], "loss": "training"})
+    with pytest.raises(ConfigError, match=r"through a sigmoid output \(curved: train.output_activation: sigmoid\)"):
+        run_suite(load_suite(write(tmp_path, doc)), data_root=tmp_path / "no-data", cache_dir=tmp_path / "cache",
+                  download=False)
+    assert not (tmp_path / "cache").exists()
+    doc["attacks"][-1]["loss"] = "cross_entropy"  # the same models attacked on cross-entropy pass the check
+    from attractor_bench.runner import check_training_cost
+    check_training_cost(load_suite(write(tmp_path, doc)))
+
+
 def bad(**changes):
     doc = yaml.safe_load(yaml.safe_dump(GOOD))
     for path, value in changes.items():
