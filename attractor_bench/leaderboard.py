@@ -350,17 +350,19 @@ def _cells(r: Row) -> list:
 
 
 def _lineage_note(run: dict) -> str:
-    """How a run made by earlier code counts as current: a pointer to the recorded check (`_checks`)."""
-    link = run.get("lineage")
-    if not link:
+    """How a run made by earlier code counts as current: a pointer to the recorded checks (`_checks`)."""
+    chain = run.get("lineage")
+    if not chain:
         return ""
-    return f"; made by earlier code (fingerprint `{str(run.get('code'))[:12]}`), current by the check of {link['date']} below"
+    dates = " and ".join(dict.fromkeys(link["date"] for link in chain))
+    return (f"; made by earlier code (fingerprint `{str(run.get('code'))[:12]}`), current by the "
+            f"check{'s' if len(chain) > 1 else ''} of {dates} below")
 
 
 def _checks(runs: list[dict]) -> list[str]:
     """Each recorded check that links an earlier code's runs to the current code, said once."""
-    links = {json.dumps(r["lineage"], sort_keys=True): r["lineage"] for r in runs if r.get("lineage")}
-    return [f"Check of {k['date']}: `{k['command']}` (commit `{k['old_commit'][:10]}` against this one): {k['checked']} "
+    links = {json.dumps(link, sort_keys=True): link for r in runs for link in r.get("lineage") or []}
+    return [f"Check of {k['date']}: `{k['command']}` (earlier commit `{k['old_commit'][:10]}`): {k['checked']} "
             f"(results/{LINEAGE})." for k in links.values()]
 
 

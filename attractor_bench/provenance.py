@@ -7,11 +7,11 @@ Rendering code (tables, READMEs, plots, the CLI) is left out: a change there cha
 
 A change to that code that leaves every number it computed before as it was (an option whose
 default is the old behaviour, say) still changes the fingerprint. Such a change is checked, not
-assumed: `benchmarks/same_numbers.py --old COMMIT` runs the same suites (every model kind, every
+assumed: `scripts/same_numbers.py --old COMMIT` runs the same suites (every model kind, every
 attack and target, an OOD suite) under both versions with fresh caches and compares the tables
 byte for byte; only if they are identical does `--record` add a link {from: old fingerprint, to:
 new} to `results/CODE_LINEAGE.json`. `same_code(run_code, current, links)` then counts a run made
-by the old code as made by the current one (the leaderboard names the link it used). New numbers
+by the old code as made by the current one (the leaderboard names the checks it used). New numbers
 (a new option turned on) come from runs of the new code."""
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def read_lineage(results_dir: str | Path) -> list[dict]:
         return []
     try:
         links = json.loads(path.read_text(encoding="utf-8"))
-        if not (isinstance(links, list) and all(isinstance(link[k], dict) for link in links for k in KINDS)):
+        if not (isinstance(links, list) and all(isinstance(link[k][end], str) for link in links for k in KINDS
+                                                for end in ("from", "to"))):
             raise ValueError("wrong shape")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise AttractorBenchError(f"{path}: not a list of links with 'code' and 'ood' {{from, to}} ({e!r}); restore it "
@@ -71,18 +72,24 @@ def read_lineage(results_dir: str | Path) -> list[dict]:
     return links
 
 
-def same_code(code: str | None, current: str, links: list[dict], kind: str = "code") -> dict | None:
-    """How a run made by `code` counts as made by `current`: {} for the same fingerprint, the last
-    link of a chain of recorded checks from `code` to `current`, or None (made by other code)."""
+def same_code(code: str | None, current: str, links: list[dict], kind: str = "code") -> list[dict] | None:
+    """How a run made by `code` counts as made by `current`: [] for the same fingerprint, the chain of
+    recorded checks (links, oldest first) from `code` to `current`, or None (made by other code)."""
     if code == current:
-        return {}
-    reached, frontier = {code: None}, [code]
+        return []
+    came_by, frontier = {code: None}, [code]  # fingerprint -> the link that reached it
     while frontier:
         step = []
         for node in frontier:
             for link in links:
-                if link[kind].get("from") == node and link[kind].get("to") not in reached:
-                    reached[link[kind]["to"]] = link
+                if link[kind]["from"] == node and link[kind]["to"] not in came_by:
+                    came_by[link[kind]["to"]] = link
                     step.append(link[kind]["to"])
         frontier = step
-    return reached.get(current)
+    if current not in came_by:
+        return None
+    chain, node = [], current
+    while came_by[node] is not None:
+        chain.append(came_by[node])
+        node = came_by[node][kind]["from"]
+    return chain[::-1]

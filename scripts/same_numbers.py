@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         links.append({k: {"from": old["versions"][k], "to": new["versions"][k]} for k in ("code", "ood")} | {
             "old_commit": commit, "command": f"python scripts/same_numbers.py --old {commit[:10]}",
             "date": dt.date.today().isoformat(),
-            "checked": (f"results.csv of suites/{SUITE.name} ({len(old['weights'])} models, every attack) and ood.csv of "
+            "checked": (f"results.csv of suites/{SUITE.name} ({len(old['weights'])} models, every attack but HopSkipJump and Boundary) and ood.csv of "
                         f"suites/{OOD_SUITE.name} identical byte for byte, and every model's weights, from empty caches")})
         write_text(a.results_dir / LINEAGE, json.dumps(links, indent=2) + "\n")
         print(f"Recorded in {a.results_dir / LINEAGE}.")

@@ -535,11 +535,12 @@ def test_a_recorded_check_counts_an_earlier_codes_run_as_current(tmp_path, links
     assert sorted(r["model"] for r in board["rows"]) == (["m", "n"] if current else ["m"])
     md = (res / "LEADERBOARD.md").read_text()
     if current:
-        assert board["runs"]["before"]["current_by"]["command"] == "python scripts/same_numbers.py --old cccccccccc"
-        assert "made by earlier code (fingerprint `aaaaaaaaaaaa`), current by the check of 2026-12-03 below" in md
-        check = ("Check of 2026-12-03: `python scripts/same_numbers.py --old cccccccccc` (commit `cccccccccc` against "
-                 "this one): tables identical (results/CODE_LINEAGE.json).")
-        assert md.split("## Runs")[1].count(check) == 1
+        chain = board["runs"]["before"]["current_by"]  # every check of the chain, oldest first
+        assert [link["code"]["from"] for link in chain] == [f for f, _ in links]
+        assert "made by earlier code (fingerprint `aaaaaaaaaaaa`), current by the check" in md
+        check = ("Check of 2026-12-03: `python scripts/same_numbers.py --old cccccccccc` (earlier commit `cccccccccc`): "
+                 "tables identical (results/CODE_LINEAGE.json).")
+        assert md.split("## Runs")[1].count(check) == len(links)
     else:
         assert "current_by" not in board["runs"]["now_run"] and "made by earlier code" not in md
 
@@ -548,6 +549,11 @@ def test_a_broken_lineage_file_is_one_clear_error(tmp_path):
     res = tmp_path / "results"
     write_run(res, "now_run", {"m": model(weights="1", wc={0.3: (0.5, 0.4, 10)})}, {"pgd": attack()})
     (res / "CODE_LINEAGE.json").write_text('[{"code": "x"}]')
+    out = invoke(res)
+    assert out.exit_code == 1 and "CODE_LINEAGE.json: not a list of links" in out.output
+    link = _link("a" * 32, code_version())
+    del link["code"]["from"]  # a link from nowhere would join runs that recorded no code
+    (res / "CODE_LINEAGE.json").write_text(json.dumps([link]))
     out = invoke(res)
     assert out.exit_code == 1 and "CODE_LINEAGE.json: not a list of links" in out.output and "Traceback" not in out.output
     assert not (res / "LEADERBOARD.md").exists()
