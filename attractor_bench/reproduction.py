@@ -221,8 +221,8 @@ def render(results_dir: str | Path = "results") -> str:
         "do not edit by hand. -->", "",
         "Every number the paper reports (Tables 1-2 and section 3.2, in percent) beside ours, on "
         f"{_images(runs)}, FGSM at eps 20/255, ID and OOD images attacked alike, "
-        f"{_setting(runs)} (OOD metrics: MNIST is the positive class). Ours come from {commands}. The widest 95% Clopper-Pearson interval of an "
-        f"MNIST accuracy here is {half:.2f} points each way ({n:,} images); each run's README gives every one.", "",
+        f"{_setting(runs)} (OOD metrics: MNIST is the positive class). Ours come from {commands}. A 95% Clopper-Pearson interval of an MNIST "
+        f"accuracy here is at most {half:.2f} points each way ({n:,} images); each run's README gives every one.", "",
         "## Readings", "",
         "The paper leaves open how training stops and which cost FGSM differentiates; at test time it iterates x <- "
         "G(x), and our runs report both the image classified from x (*one pass*) and from G^n(x) (*iterated*, the "

@@ -132,7 +132,7 @@ def test_the_paper_rule_stops_after_consecutive_falls_and_keeps_the_last_weights
 
 
 def test_the_paper_rule_counts_only_consecutive_falls():
-    # 0.5 -> 0.4 falls, 0.4 -> 0.4 does not (a tie resets), 0.4 -> 0.3 -> 0.2 two falls: stop at epoch 6
+    # 0.5 -> 0.4 falls, 0.4 -> 0.4 does not (a tie resets), 0.4 -> 0.3 -> 0.2 two falls: stop at epoch 5
     history, w = scripted_paper([0.5, 0.4, 0.4, 0.3, 0.2, 0.9, 0.1], patience=2)
     assert history["val_accuracy"] == [0.5, 0.4, 0.4, 0.3, 0.2] and w.item() == 5
     # the best rule with the same patience would have stopped at epoch 3 with epoch 1's weights
@@ -140,7 +140,8 @@ def test_the_paper_rule_counts_only_consecutive_falls():
     assert best["best_epoch"] == 1 and len(best["val_accuracy"]) == 3 and wb.item() == 1
 
 
-def test_the_paper_rule_runs_to_max_epochs_without_falls():
+def test_the_paper_rule_runs_to_max_epochs_without_consecutive_falls():
+    # single falls (0.2 -> 0.1, 0.3 -> 0.2) never reach patience 2
     history, w = scripted_paper([0.1, 0.2, 0.1, 0.3, 0.2, 0.4], patience=2)
     assert len(history["val_accuracy"]) == 6 and history["best_epoch"] == 6 and w.item() == 6
 
