@@ -32,11 +32,13 @@ if [[ -z "${SUITES:-}" ]]; then  # OOD detection under attack, on the same train
     done
     echo "ood suites: $(( SECONDS - start )) s"
 fi
-if [[ -z "${SUITES:-}" ]]; then  # the paper's other readings, for docs/REPRODUCTION.md only (issue 19)
+if [[ -z "${SUITES:-}" ]]; then  # the paper's other readings, and their seed spread, for docs/REPRODUCTION.md and docs/results.md (issue 19)
     start=$SECONDS
-    attractor-bench run suites/mnist_fgsm_readings.yaml --results-dir results/readings --data-root "$data" \
-        --cache-dir "$cache" --workers "$workers" --no-download
-    echo "suite mnist_fgsm_readings: $(( SECONDS - start )) s"
+    for s in mnist_fgsm_readings mnist_fgsm_seeds; do
+        attractor-bench run "suites/$s.yaml" --results-dir results/readings --data-root "$data" \
+            --cache-dir "$cache" --workers "$workers" --no-download
+    done
+    echo "suites mnist_fgsm_readings, mnist_fgsm_seeds: $(( SECONDS - start )) s"
 fi
 attractor-bench leaderboard --results-dir results
 attractor-bench reproduction --results-dir results
