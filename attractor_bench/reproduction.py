@@ -4,8 +4,8 @@ results.csv (`attractor-bench reproduction`; a test checks the committed file is
 
 A *reading* is one way of doing what the paper's text leaves open, measured by one committed run
 (`READINGS`): how training stops, which cost FGSM differentiates, and at test time whether the
-image is classified from x (one pass) or from G^n(x) (iterated). Readings the text allows that no
-committed run measures yet are listed (`NOT_MEASURED`) so a reader sees what is missing.
+image is classified from x (one pass) or from G^n(x) (iterated). Each has a key (A, B, ...: its
+place in `READINGS`) that names it in the claims table.
 
 Verdicts, per claim:
 - *reproduced*: ours is within `TOLERANCE` percentage points of the paper's under a reading that
@@ -72,7 +72,6 @@ READINGS = (
             models=_PAPER_MODELS),
 )
 
-NOT_MEASURED: tuple[tuple[str, str], ...] = ()
 KEYS = "ABCDEFGHIJ"  # a reading's short name in the claims table: its place in READINGS
 
 
@@ -230,8 +229,6 @@ def render(results_dir: str | Path = "results") -> str:
         markdown(["key", "reading", "early stopping", "FGSM differentiates", "run"],
                  [[key(r), r.name, r.stopping, r.cost, f"[results/{r.folder}](../results/{r.folder}/README.md), attack `{r.attack}`"]
                   for r in READINGS]), "",
-        *(["Allowed by the text, not yet measured by a committed run (their columns are absent, not guessed):", "",
-           *[f"- **{name}**: {what}." for name, what in NOT_MEASURED], ""] if NOT_MEASURED else []),
         "## Verdicts", "",
         f"*Reproduced*: within {TOLERANCE:.0f} percentage points of the paper under a reading that attacks both "
         f"networks alike (a convention: wider than the 95% interval on {n:,} images, at most {half:.2f} points each way; every "

@@ -187,16 +187,14 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
                                 "weights": defence_weights},
             "randomized": bool(getattr(model, "randomized", False)), "threshold": threshold,
             "seconds_train_or_load": round(time.perf_counter() - t0, 1), "weights": weights}
-    cost = training_cost(spec)
     code = key(code=code_fingerprint(), device=kind(dev))  # numbers repeat bit for bit within a device kind
     network = key(code=code, model=defended_code(model, None, None), weights=weights)
     outside = [f for f, origin in ((spec.builder, spec.origin), (spec.defence.factory, spec.defence.origin))
                if origin != BUILT_IN and not isinstance(f, Recipe)]
     fingerprint = key(code=code, model=defended_code(model, defence, rejector, *outside), weights=weights,
                       defence=[spec.defence.name, spec.defence.origin, spec.defence.params, *defence_weights],
-                      threshold=None if rejector is None else repr(threshold),
-                      cost=None if cost is None else [list(cost.weights), cost.rec_reduction.value])
-    return Defended(model, defence, rejector, fingerprint, network, cost), meta
+                      threshold=None if rejector is None else repr(threshold))
+    return Defended(model, defence, rejector, fingerprint, network, training_cost(spec)), meta
 
 
 def prepare(suite: Suite, splits: tuple, images: tuple, cache_dir, log: Log, dev: torch.device) -> tuple[Workspace, dict]:
