@@ -55,6 +55,9 @@ RULES = ("One row per model: a model is its name, trained weights, defence and r
          "at the (norm, eps) where an attack-failure indicator was raised (attractor_bench/indicators.py; the "
          "evidence is listed below the table), in the runs that give the row's worst cases, else reliable; `not checked` for runs without indicators. Only runs made "
          "by the current code are ranked (others are listed as stale). Numbers in percent.")
+# The goals issue 19 sets `attractor_at` (a robust attractor network), each measured on the rows above.
+AT_GOALS = {"model": "attractor_at", "reference": "pgd_at", "clean": 98.0, "e2e_eps": 0.1, "e2e": 80.0,
+            "ood_auroc": 95.0, "ood_sets": ("fashion_mnist", "cifar10_bw")}
 _MODEL_KEYS = ("name", "identity", "randomized", "has_rejector", "clean", "worst_case", "ood", "verdict")
 
 
@@ -384,7 +387,7 @@ def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
               "Each raised attack-failure indicator, where it was raised and on which images (indices into the MNIST "
               "test set); docs/reliability.md says what each one measures and why its threshold is what it is.", "",
               *flagged, ""] if flagged else []
-    parts += _goal(board) + _published()
+    parts += _goal(board) + _at_goals_section(board) + _published()
     parts += ["## Runs", "", *[f"- `{r['suite']}`: `{r['command']}`, commit `{r['commit']}`, {r['date']}"
                                + (", worst case by cascade" if r.get("worst_case_mode") == "cascade" else "")
                                + _lineage_note(r) + "."
@@ -439,6 +442,63 @@ def _goal(board: Leaderboard) -> list[str]:
             + ("meeting the clean goal" if clean_gap <= 0 else f"{clean_gap:.2f} points below the clean goal")
             + _interval_vs(clean, GOAL["clean"]) + "."
             + " docs/leaderboard.md says what closing a gap would take.", ""]
+
+
+def at_goals(board: Leaderboard) -> list[dict] | None:
+    """`attractor_at` against issue 19's goals: per goal what it asks, the measured number, its 95%
+    interval, whether it is met and by how many points it is missed (None: no `attractor_at` row).
+    The worst case at L-inf 0.3 is compared with the PGD-trained MLP's on the same images (McNemar's
+    exact test where both carry per-sample outcomes, `separated`); the OOD goals read the
+    classification run's AUROC of the similarity rejector under its attacks on the OOD images at
+    L-inf 0.1 (the worst of FGSM and the rejection-aware attack per image set)."""
+    rows = {r.model["name"]: r for r in board.rows}
+    r, ref = rows.get(AT_GOALS["model"]), rows.get(AT_GOALS["reference"])
+    if r is None:
+        return None
+    wc, ref_wc = r.numbers["worst_case_0.3"], (ref.numbers["worst_case_0.3"] if ref else Number(None))
+    goals = [{"goal": f"worst case L-inf 0.3 >= `{AT_GOALS['reference']}`'s", "number": wc,
+              "target": None if ref_wc.value is None else 100 * ref_wc.value,
+              "separated": None if ref_wc.value is None or wc.value is None else separated(wc, ref_wc)},
+             {"goal": f"clean accuracy >= {AT_GOALS['clean']:g}%", "number": r.numbers["clean"], "target": AT_GOALS["clean"]},
+             {"goal": f"end to end (accepted and correct) at L-inf {AT_GOALS['e2e_eps']:g} >= {AT_GOALS['e2e']:g}%",
+              "number": r.numbers[f"e2e_{AT_GOALS['e2e_eps']:g}"], "target": AT_GOALS["e2e"]}]
+    goals += [{"goal": f"OOD AUROC against {DISPLAY_NAMES[ds]} under the rejection-aware attack (L-inf {OOD_EPS:g}) "
+                       f">= {AT_GOALS['ood_auroc']:g}%", "number": r.numbers[f"{ds}_attacked"], "target": AT_GOALS["ood_auroc"]}
+              for ds in AT_GOALS["ood_sets"]]
+    out = []
+    for g in goals:
+        n, target = g["number"], g["target"]
+        value = None if n.value is None else 100 * n.value
+        missed = None if value is None or target is None else round(max(0.0, target - value), 2)
+        met = None if missed is None else missed == 0 and g.get("separated", 0) >= 0
+        out.append({"goal": g["goal"], "value": value, "interval": (n.extra or {}).get("interval"), "target": target,
+                    "met": met, "short_by": missed, **({"separated_from_reference": g["separated"]} if "separated" in g else {}),
+                    "attack": (n.extra or {}).get("attack")})
+    return out
+
+
+def _at_goals_section(board: Leaderboard) -> list[str]:
+    goals = at_goals(board)
+    head = f"## `{AT_GOALS['model']}` against its goals (issue 19)"
+    if goals is None:
+        return [head, "", f"Not measured: no run in this folder has `{AT_GOALS['model']}` (run "
+                          "suites/leaderboard_attractor_at.yaml).", ""]
+    rows = []
+    for g in goals:
+        lo, hi = g["interval"] or (None, None)
+        measured = tables.DASH if g["value"] is None else f"{g['value']:.2f}" + ("" if lo is None else f" [{100 * lo:.2f}, {100 * hi:.2f}]")
+        status = {None: "not measured", True: "met", False: "missed"}[g["met"]]
+        if g["met"] is False and g["short_by"]:
+            status += f" by {g['short_by']:.2f} points"
+        if g.get("separated_from_reference") is not None:
+            status += " (" + {1: "better", 0: "not separated", -1: "worse"}[g["separated_from_reference"]] + f" at p < {ALPHA:g})"
+        rows.append([g["goal"], measured, tables.DASH if g["target"] is None else f"{g['target']:.2f}", status])
+    return [head, "",
+            "The attractor network trained adversarially through its pipeline (models/attractor_at.py), set against what "
+            "issue 19 asks of it, from the rows above (the OOD goals from the classification run's attacks on the OOD "
+            "images; the OOD columns of the table attack the scores directly). A goal with its interval across the target "
+            "is not met until its number is.", "",
+            tables.markdown(["goal", "measured [95% CI]", "target", "status"], rows), ""]
 
 
 def _interval_vs(n: Number, goal: float) -> str:
@@ -510,7 +570,8 @@ def render_json(board: Leaderboard) -> str:
     stale = {r["suite"]: {"commit": r.get("commit"), "date": r.get("date"), "why": r["stale"]} for r in board.stale}
     published = [dict(zip(("paper", "link", "clean", "reported", "autoattack"), p)) for p in MNIST_LINF_03]
     return dumps({"format": FORMAT, "rules": RULES, "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending,
-                  "stale": stale, "superseded": board.superseded, "ood_other_trainings": board.ood_unmatched, "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
+                  "stale": stale, "superseded": board.superseded,
+                  "attractor_at_goals": at_goals(board), "ood_other_trainings": board.ood_unmatched, "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
 
 
 def _series(board: Leaderboard) -> dict[str, list[tuple[float, float]]]:

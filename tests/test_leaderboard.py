@@ -619,3 +619,35 @@ def test_ood_columns_come_from_the_ood_run_of_the_same_model(tmp_path):
     with open(res / "LEADERBOARD.csv") as f:
         line = {r["model"]: r for r in csv.DictReader(f)}["att"]
     assert line["ood_rejector"] == "similarity" and line["ood_cifar10_bw_auroc_robust_linf_0.1"] == "0.700000"
+
+
+def test_attractor_at_is_set_against_issue_19s_goals_with_the_distance_to_each(tmp_path):
+    res = tmp_path / "results"
+    auroc = {"fashion_mnist": {"none": {0.0: 0.99}, "fgsm": {0.1: 0.97}, "rejection_aware": {0.1: 0.96}},
+             "cifar10_bw": {"none": {0.0: 0.99}, "fgsm": {0.1: 0.95}, "rejection_aware": {0.1: 0.90}}}
+    write_run(res, "lb", {"pgd_at": model(clean=0.94, clean_n=1000, threshold=None, defence="none", weights="p",
+                                          wc={0.1: (0.85, 0.85, 1000), 0.3: (0.376, 0.376, 1000)}),
+                          "attractor_at": model(clean=0.9, clean_n=1000, weights="a", auroc=auroc,
+                                                wc={0.1: (0.80, 0.755, 1000), 0.3: (0.30, 0.10, 1000)})},
+              {"fgsm": attack(ood=True), "rejection_aware": attack(ood=True)}, n_test=1000)
+    doc = board_json(res)
+    goals = {g["goal"].split(" >= ")[0].split(" (")[0]: g for g in doc["attractor_at_goals"]}
+    wc = goals["worst case L-inf 0.3"]
+    assert wc["target"] == pytest.approx(37.6) and wc["short_by"] == pytest.approx(7.6) and wc["met"] is False
+    assert wc["separated_from_reference"] == -1  # 300 against 376 of 1,000: Fisher's exact test separates them
+    assert goals["clean accuracy"]["short_by"] == pytest.approx(8.0) and goals["clean accuracy"]["met"] is False
+    e2e = goals["end to end"]
+    assert e2e["value"] == pytest.approx(75.5) and e2e["short_by"] == pytest.approx(4.5)
+    assert e2e["interval"] == pytest.approx(exact(0.755, 1000))
+    fm, cifar = goals["OOD AUROC against Fashion-MNIST under the rejection-aware attack"], goals[
+        "OOD AUROC against CIFAR-10-bw under the rejection-aware attack"]
+    assert fm["value"] == pytest.approx(96.0) and fm["met"] is True and fm["short_by"] == 0 and fm["attack"] == "rejection_aware"
+    assert cifar["value"] == pytest.approx(90.0) and cifar["short_by"] == pytest.approx(5.0) and cifar["met"] is False
+    md = (res / "LEADERBOARD.md").read_text().split("## `attractor_at` against its goals (issue 19)")[1].split("\n## ")[0]
+    assert "| missed by 7.60 points (worse at p < 0.05) |" in md and "| 96.00 | 95.00 | met |" in md
+    assert "| missed by 4.50 points |" in md
+    (res / "lb" / "summary.json").unlink()
+    write_run(res, "other", {"mlp": model(weights="x")}, {"pgd": attack()})
+    doc = board_json(res)
+    assert doc["attractor_at_goals"] is None
+    assert "Not measured: no run in this folder has `attractor_at`" in (res / "LEADERBOARD.md").read_text()
