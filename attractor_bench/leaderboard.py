@@ -55,8 +55,8 @@ RULES = ("One row per model: a model is its name, trained weights, defence and r
          "at the (norm, eps) where an attack-failure indicator was raised (attractor_bench/indicators.py; the "
          "evidence is listed below the table), in the runs that give the row's worst cases, else reliable; `not checked` for runs without indicators. Only runs made "
          "by the current code are ranked (others are listed as stale). Numbers in percent.")
-# The goals issue 19 sets `attractor_at` (a robust attractor network), each measured on the rows above.
-AT_GOALS = {"model": "attractor_at", "reference": "pgd_at", "clean": 98.0, "e2e_eps": 0.1, "e2e": 80.0,
+# The goals issue 19 sets `attractor_at` (a robust attractor network), measured on every row of that preset.
+AT_GOALS = {"preset": "attractor_at", "reference": "pgd_at", "clean": 98.0, "e2e_eps": 0.1, "e2e": 80.0,
             "ood_auroc": 95.0, "ood_sets": ("fashion_mnist", "cifar10_bw")}
 _MODEL_KEYS = ("name", "identity", "randomized", "has_rejector", "clean", "worst_case", "ood", "verdict")
 
@@ -444,61 +444,66 @@ def _goal(board: Leaderboard) -> list[str]:
             + " docs/leaderboard.md says what closing a gap would take.", ""]
 
 
-def at_goals(board: Leaderboard) -> list[dict] | None:
-    """`attractor_at` against issue 19's goals: per goal what it asks, the measured number, its 95%
-    interval, whether it is met and by how many points it is missed (None: no `attractor_at` row).
-    The worst case at L-inf 0.3 is compared with the PGD-trained MLP's on the same images (McNemar's
-    exact test where both carry per-sample outcomes, `separated`); the OOD goals read the
-    classification run's AUROC of the similarity rejector under its attacks on the OOD images at
-    L-inf 0.1 (the worst of FGSM and the rejection-aware attack per image set)."""
-    rows = {r.model["name"]: r for r in board.rows}
-    r, ref = rows.get(AT_GOALS["model"]), rows.get(AT_GOALS["reference"])
-    if r is None:
-        return None
-    wc, ref_wc = r.numbers["worst_case_0.3"], (ref.numbers["worst_case_0.3"] if ref else Number(None))
+def at_goals(board: Leaderboard) -> dict[str, list[dict]]:
+    """Each `attractor_at` row (by preset: the recipe at any parameters) against issue 19's goals:
+    per goal what it asks, the measured number, its 95% interval, whether it is met and by how many
+    points it is missed ({} without such rows). The worst case at L-inf 0.3 is compared with the
+    PGD-trained MLP's on the same images (`separated`: McNemar's exact test where both carry
+    per-sample outcomes); the OOD goals read the classification run's AUROC of the similarity
+    rejector under its attacks on the OOD images at L-inf 0.1 (per set, the worst of FGSM and the
+    rejection-aware attack)."""
+    ref = next((r for r in board.rows if r.model["name"] == AT_GOALS["reference"]), None)
+    ref_wc = ref.numbers["worst_case_0.3"] if ref else Number(None)
+    return {r.model["name"]: [_goal_status(**g) for g in _goals_of(r, ref_wc)] for r in board.rows
+            if r.model.get("preset") == AT_GOALS["preset"]}
+
+
+def _goals_of(r: Row, ref_wc: Number) -> list[dict]:
+    wc = r.numbers["worst_case_0.3"]
     goals = [{"goal": f"worst case L-inf 0.3 >= `{AT_GOALS['reference']}`'s", "number": wc,
               "target": None if ref_wc.value is None else 100 * ref_wc.value,
               "separated": None if ref_wc.value is None or wc.value is None else separated(wc, ref_wc)},
              {"goal": f"clean accuracy >= {AT_GOALS['clean']:g}%", "number": r.numbers["clean"], "target": AT_GOALS["clean"]},
              {"goal": f"end to end (accepted and correct) at L-inf {AT_GOALS['e2e_eps']:g} >= {AT_GOALS['e2e']:g}%",
               "number": r.numbers[f"e2e_{AT_GOALS['e2e_eps']:g}"], "target": AT_GOALS["e2e"]}]
-    goals += [{"goal": f"OOD AUROC against {DISPLAY_NAMES[ds]} under the rejection-aware attack (L-inf {OOD_EPS:g}) "
-                       f">= {AT_GOALS['ood_auroc']:g}%", "number": r.numbers[f"{ds}_attacked"], "target": AT_GOALS["ood_auroc"]}
-              for ds in AT_GOALS["ood_sets"]]
-    out = []
-    for g in goals:
-        n, target = g["number"], g["target"]
-        value = None if n.value is None else 100 * n.value
-        missed = None if value is None or target is None else round(max(0.0, target - value), 2)
-        met = None if missed is None else missed == 0 and g.get("separated", 0) >= 0
-        out.append({"goal": g["goal"], "value": value, "interval": (n.extra or {}).get("interval"), "target": target,
-                    "met": met, "short_by": missed, **({"separated_from_reference": g["separated"]} if "separated" in g else {}),
-                    "attack": (n.extra or {}).get("attack")})
-    return out
+    return goals + [{"goal": f"OOD AUROC against {DISPLAY_NAMES[ds]} under the rejection-aware attack (L-inf {OOD_EPS:g}) "
+                             f">= {AT_GOALS['ood_auroc']:g}%", "number": r.numbers[f"{ds}_attacked"],
+                     "target": AT_GOALS["ood_auroc"]} for ds in AT_GOALS["ood_sets"]]
+
+
+def _goal_status(goal: str, number: Number, target: float | None, **compared) -> dict:
+    value = None if number.value is None else 100 * number.value
+    missed = None if value is None or target is None else round(max(0.0, target - value), 2)
+    met = None if missed is None else missed == 0 and (compared.get("separated") or 0) >= 0
+    return {"goal": goal, "value": value, "interval": (number.extra or {}).get("interval"), "target": target, "met": met,
+            "short_by": missed, **({"separated_from_reference": compared["separated"]} if compared else {}),
+            "attack": (number.extra or {}).get("attack")}
 
 
 def _at_goals_section(board: Leaderboard) -> list[str]:
-    goals = at_goals(board)
-    head = f"## `{AT_GOALS['model']}` against its goals (issue 19)"
-    if goals is None:
-        return [head, "", f"Not measured: no run in this folder has `{AT_GOALS['model']}` (run "
+    by_model = at_goals(board)
+    head = f"## `{AT_GOALS['preset']}` against its goals (issue 19)"
+    if not by_model:
+        return [head, "", f"Not measured: no run in this folder has an `{AT_GOALS['preset']}` model (run "
                           "suites/leaderboard_attractor_at.yaml).", ""]
     rows = []
-    for g in goals:
-        lo, hi = g["interval"] or (None, None)
-        measured = tables.DASH if g["value"] is None else f"{g['value']:.2f}" + ("" if lo is None else f" [{100 * lo:.2f}, {100 * hi:.2f}]")
-        status = {None: "not measured", True: "met", False: "missed"}[g["met"]]
-        if g["met"] is False and g["short_by"]:
-            status += f" by {g['short_by']:.2f} points"
-        if g.get("separated_from_reference") is not None:
-            status += " (" + {1: "better", 0: "not separated", -1: "worse"}[g["separated_from_reference"]] + f" at p < {ALPHA:g})"
-        rows.append([g["goal"], measured, tables.DASH if g["target"] is None else f"{g['target']:.2f}", status])
+    for name, goals in by_model.items():
+        for g in goals:
+            lo, hi = g["interval"] or (None, None)
+            measured = tables.DASH if g["value"] is None else f"{g['value']:.2f}" + (
+                "" if lo is None else f" [{100 * lo:.2f}, {100 * hi:.2f}]")
+            status = {None: "not measured", True: "met", False: "missed"}[g["met"]]
+            if g["met"] is False and g["short_by"]:
+                status += f" by {g['short_by']:.2f} points"
+            if g.get("separated_from_reference") is not None:
+                status += " (" + {1: "better", 0: "not separated", -1: "worse"}[g["separated_from_reference"]] + f" at p < {ALPHA:g})"
+            rows.append([f"`{name}`", g["goal"], measured, tables.DASH if g["target"] is None else f"{g['target']:.2f}", status])
     return [head, "",
             "The attractor network trained adversarially through its pipeline (models/attractor_at.py), set against what "
             "issue 19 asks of it, from the rows above (the OOD goals from the classification run's attacks on the OOD "
-            "images; the OOD columns of the table attack the scores directly). A goal with its interval across the target "
-            "is not met until its number is.", "",
-            tables.markdown(["goal", "measured [95% CI]", "target", "status"], rows), ""]
+            "images; the OOD columns of the table attack the scores directly). A goal is met when its number reaches the "
+            "target (and, for the worst case, the reference is not better at p < 0.05).", "",
+            tables.markdown(["model", "goal", "measured [95% CI]", "target", "status"], rows), ""]
 
 
 def _interval_vs(n: Number, goal: float) -> str:

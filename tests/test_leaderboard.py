@@ -30,12 +30,12 @@ def attack(norm="linf", eps=(0.1, 0.3), n=None, models=None, ood=False):
 
 
 def model(clean=0.9, wc=None, auroc=None, flags=None, reasons=(), weights="w", threshold=0.8, randomized=False,
-          defence="attractor", clean_n=None, params=None, verdict=None):
+          defence="attractor", clean_n=None, params=None, verdict=None, preset="p"):
     """wc: {eps or (norm, eps, all_images): (accuracy, e2e, n[, n_attacks])}; auroc: {dataset: {label: {eps: value}}}
     ('none' is clean); flags: {flag: 0/1} (None: not checked); verdict: the run's `indicators` verdict
     ({"by_eps": [...], "findings": [...]}; None: a run without indicators)."""
     return dict(clean=clean, wc=wc or {}, auroc=auroc or {}, flags=flags, reasons=list(reasons), clean_n=clean_n, verdict=verdict,
-                info={"preset": "p", "weights": weights, "randomized": randomized, "threshold": threshold,
+                info={"preset": preset, "weights": weights, "randomized": randomized, "threshold": threshold,
                       "defence": {"name": defence, "origin": "built-in", "params": {}, "weights": []},
                       **({"params": params} if params is not None else {})})
 
@@ -627,11 +627,12 @@ def test_attractor_at_is_set_against_issue_19s_goals_with_the_distance_to_each(t
              "cifar10_bw": {"none": {0.0: 0.99}, "fgsm": {0.1: 0.95}, "rejection_aware": {0.1: 0.90}}}
     write_run(res, "lb", {"pgd_at": model(clean=0.94, clean_n=1000, threshold=None, defence="none", weights="p",
                                           wc={0.1: (0.85, 0.85, 1000), 0.3: (0.376, 0.376, 1000)}),
-                          "attractor_at": model(clean=0.9, clean_n=1000, weights="a", auroc=auroc,
+                          "attractor_at": model(clean=0.9, clean_n=1000, weights="a", auroc=auroc, preset="attractor_at",
                                                 wc={0.1: (0.80, 0.755, 1000), 0.3: (0.30, 0.10, 1000)})},
               {"fgsm": attack(ood=True), "rejection_aware": attack(ood=True)}, n_test=1000)
     doc = board_json(res)
-    goals = {g["goal"].split(" >= ")[0].split(" (")[0]: g for g in doc["attractor_at_goals"]}
+    assert list(doc["attractor_at_goals"]) == ["attractor_at"]  # by preset: pgd_at has none
+    goals = {g["goal"].split(" >= ")[0].split(" (")[0]: g for g in doc["attractor_at_goals"]["attractor_at"]}
     wc = goals["worst case L-inf 0.3"]
     assert wc["target"] == pytest.approx(37.6) and wc["short_by"] == pytest.approx(7.6) and wc["met"] is False
     assert wc["separated_from_reference"] == -1  # 300 against 376 of 1,000: Fisher's exact test separates them
@@ -649,5 +650,5 @@ def test_attractor_at_is_set_against_issue_19s_goals_with_the_distance_to_each(t
     (res / "lb" / "summary.json").unlink()
     write_run(res, "other", {"mlp": model(weights="x")}, {"pgd": attack()})
     doc = board_json(res)
-    assert doc["attractor_at_goals"] is None
-    assert "Not measured: no run in this folder has `attractor_at`" in (res / "LEADERBOARD.md").read_text()
+    assert doc["attractor_at_goals"] == {}
+    assert "Not measured: no run in this folder has an `attractor_at` model" in (res / "LEADERBOARD.md").read_text()
