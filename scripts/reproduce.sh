@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/datasets}"
 cache="${2:-$(mktemp -d /tmp/attractor-bench-cache.XXXXXX)}"
-suites="${SUITES:-mnist_fgsm mnist_adaptive leaderboard leaderboard_sota}"
+suites="${SUITES:-mnist_fgsm mnist_adaptive leaderboard leaderboard_sota leaderboard_attractor_at}"
 workers="${WORKERS:-$(nproc)}"
 echo "data: $data; cache: $cache; suites: $suites; workers: $workers"
 total=$SECONDS
@@ -27,7 +27,7 @@ for s in $suites; do
 done
 if [[ -z "${SUITES:-}" ]]; then  # OOD detection under attack, on the same trainings (issue 18)
     start=$SECONDS
-    for s in ood ood_apudae ood_cnn_at; do
+    for s in ood ood_apudae ood_cnn_at ood_attractor_at; do
         attractor-bench ood "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --no-download
     done
     echo "ood suites: $(( SECONDS - start )) s"
