@@ -20,7 +20,8 @@ from .defences import DEFENCES
 from .errors import ConfigError
 from .models import MODELS
 from .runner import run_suite
-from .training import PRESETS, with_seed
+from .presets import PRESETS
+from .training import TrainConfig, with_seed
 
 
 def _context(data_root, cache_dir, download: bool, seed: int) -> Context:
@@ -41,14 +42,20 @@ def load_model(
     comparison model (`mlp`, `pgd_at`, `stochastic`; `overrides` are its parameters). The same
     cache as `attractor-bench run`, so a suite's models are reused.
 
-    >>> model = load_model("attractor")     # the paper's 1,000-sample attractor network
+    >>> model = load_model("attractor")     # the paper's 1,000-sample attractor network, the paper's stopping rule
+    >>> model = load_model("attractor", early_stopping="best")   # as the committed leaderboard's `attractor`
     >>> robust = load_model("pgd_at")       # the PGD-trained MLP
     """
     if preset in MODELS:
         return get_or_fit(MODELS[preset], overrides, _context(data_root, cache_dir, download, seed))[0]
     if preset not in PRESETS:
         raise ConfigError(f"Unknown model preset {preset!r}; known: {', '.join([*PRESETS, *MODELS])}.")
-    cfg = dataclasses.replace(with_seed(PRESETS[preset], seed), **overrides)
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"Unknown training option(s) for preset {preset!r}: {', '.join(unknown)}; "
+                          f"known: {', '.join(f.name for f in dataclasses.fields(TrainConfig))}.")
+    # through the dict form, so that `early_stopping="best"` or `weights=[...]` read as in a suite file
+    cfg = TrainConfig.from_dict({**with_seed(PRESETS[preset], seed).to_dict(), **overrides})
     train_split, val_split = mnist_train_val(data_root, download)
     return get_or_train(cfg, train_split, val_split, cache_dir)[0]
 

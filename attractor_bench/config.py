@@ -9,9 +9,9 @@ Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.
     device: auto                     # optional: auto (CUDA when present), cpu, cuda, cuda:1; --device overrides
     data: {n_test: null, n_ood: null, ood: [fashion_mnist, cifar10_bw]}
     models:
-      baseline: {preset: baseline}
+      baseline: {preset: baseline}   # the paper's presets train with its stopping rule (early_stopping: paper)
       attractor: {preset: attractor, train: {max_epochs: 100}}
-      attractor_paper: {preset: attractor, train: {early_stopping: paper}}   # the paper's stopping rule
+      attractor_best: {preset: attractor, train: {early_stopping: best}}   # restore the best weights instead
       mine: {preset: "my_pkg.models:build", params: {width: 256}, defence: {name: none}}   # an outside model
     defence: {name: attractor, tol: 0.001, max_iter: 1, backward: unrolled}   # the default of every model
     rejector: {threshold: 0.8}       # or {target_tpr: 0.95}, calibrated on the validation split
@@ -37,7 +37,8 @@ from .errors import ConfigError
 from .plugins import BUILT_IN, PluginError, resolve
 from . import suitefile
 from .recipes import Recipe
-from .training import PRESETS, TrainConfig, with_seed
+from .presets import PRESETS
+from .training import TrainConfig, with_seed
 
 
 class Target(str, Enum):

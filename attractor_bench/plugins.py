@@ -32,7 +32,7 @@ from typing import Any, Iterator, Literal
 from .attacks import ATTACKS, RENAMED
 from .defences import DEFENCES
 from .models import MODELS
-from .training import PRESETS
+from .presets import PRESETS
 
 GROUPS = {"attack": "attractor_bench.attacks", "defence": "attractor_bench.defences", "model": "attractor_bench.models"}
 BUILT_IN = "built-in"

@@ -27,7 +27,7 @@ from .errors import AttractorBenchError
 from .files import key, source_fingerprint
 
 NUMBERS = ("cache", "cells", "classifier", "config", "data", "determinism", "early_stopping", "indicators", "losses", "metrics",
-           "published", "recipes", "robustness", "training")
+           "presets", "published", "recipes", "robustness", "training")
 
 
 def _modules() -> list:

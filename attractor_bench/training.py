@@ -7,10 +7,8 @@ with all three losses. Adam, batch 64, learning rates 0.001 / 0.005 / 0.005 (sta
 (fine-tuning), up to 100 epochs per stage, early stopping once validation accuracy has not
 improved for 8 epochs (the best weights are restored; `early_stopping: best`), or, as the paper's
 text reads, once it has fallen in 8 consecutive epochs (the last weights kept; `early_stopping:
-paper`). The presets use `best`, the rule every committed result was trained with.
-
-Presets: `baseline` a = (0.99, 0, 0.01) on 50,000 samples; `attractor` a = (0.988, 0.002, 0.01)
-on 1,000 samples (a seeded random subset of the same 50,000).
+paper`). `TrainConfig` defaults to `best`; the presets (attractor_bench/presets.py) live apart,
+so that editing one leaves every other model's key (which fingerprints this file) as it is.
 """
 
 from __future__ import annotations
@@ -99,18 +97,6 @@ class TrainConfig:
         early-stopping loop and the network's definition)."""
         code = source_fingerprint(importlib.import_module(__name__), losses, early_stopping, attractor_module)
         return key(config=self.to_dict(), model_version=MODEL_VERSION, code=code)[:16]
-
-
-_BASELINE = TrainConfig(weights=(0.99, 0.0, 0.01), n_train=50_000)
-PRESETS: dict[str, TrainConfig] = {
-    "baseline": _BASELINE,
-    "attractor": TrainConfig(weights=(0.988, 0.002, 0.01), n_train=1000),
-    # Beyond the paper: the attractor loss on all 50,000 training images with the fast estimator,
-    # fine-tuned from the baseline's weights (its pre-training is the baseline's). L_rec summed
-    # over pixels: chosen on the validation split (results/mnist_fgsm/ABLATION.md).
-    "attractor_full": TrainConfig(weights=(0.988, 0.002, 0.01), n_train=50_000, penalty=PenaltyMethod.ESTIMATE,
-                                  rec_reduction=RecReduction.SUM, init=_BASELINE),
-}
 
 
 def with_seed(cfg: TrainConfig, seed: int) -> TrainConfig:

@@ -38,7 +38,8 @@ from attractor_bench.data import load, mnist_train_val
 from attractor_bench.defences import AttractorDefence, pearson
 from attractor_bench.errors import ConfigError
 from attractor_bench.metrics import auroc
-from attractor_bench.training import PRESETS, TrainConfig
+from attractor_bench.presets import PRESETS
+from attractor_bench.training import TrainConfig
 
 
 def parse_variant(tokens: list[str]) -> tuple[str, TrainConfig]:

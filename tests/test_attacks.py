@@ -14,7 +14,7 @@ from attractor_bench.attacks import ClampedPGD, perturbation_norms, within_budge
 from attractor_bench.cache import get_or_train
 from attractor_bench.data import load, mnist_train_val
 from attractor_bench.defences import pearson
-from attractor_bench.training import PRESETS
+from attractor_bench.presets import PRESETS
 
 # Small budgets so that every attack runs in seconds on 8 images.
 FAST = {

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from attractor_bench.cli import app
 from attractor_bench.defences import MODELS_INTERNAL
 from attractor_bench.models import MODELS
-from attractor_bench.training import PRESETS
+from attractor_bench.presets import PRESETS
 
 from conftest import MICRO, REPO, run_args
 
@@ -91,8 +91,9 @@ def test_a_recipe_retrains_only_when_what_its_training_depends_on_changes():
 def test_an_attractor_network_retrains_when_its_training_code_changes_only():
     cfg = PRESETS["attractor"]
     before = cfg.key()
-    with edited(REPO / "attractor_bench" / "runner.py", "\n\n", "\n# unrelated edit\n"):
-        assert cfg.key() == before
+    for unrelated in ("runner.py", "presets.py"):  # a preset's values are in its key, not its module's source
+        with edited(REPO / "attractor_bench" / unrelated, "\n\n", "\n# unrelated edit\n"):
+            assert cfg.key() == before, unrelated
     for training_code in ("losses.py", "training.py", "early_stopping.py"):
         with edited(REPO / "attractor_bench" / training_code, "\n\n", "\n# an edit to training\n"):
             assert cfg.key() != before, training_code
@@ -114,3 +115,31 @@ def test_retraining_a_transfer_source_recomputes_the_transfer_cells(micro_run, d
     attractor = {(c["attack"], c["dataset"], c["stored"]) for c in cells if c["model"] == "attractor"}
     assert ("transfer_pgd", "mnist", False) in attractor
     assert {s for a, _, s in attractor if a != "transfer_pgd"} == {True}
+
+
+def test_every_committed_run_parses_from_its_suite_to_the_training_it_recorded():
+    """A preset default that changes (the paper's stopping rule, issue 19) must not silently move a
+    committed run onto other weights: each suite that made a committed run still parses to the
+    training configuration recorded in its run.json (a field the record predates reads as its
+    default then, `best` for early stopping)."""
+    import yaml
+
+    from attractor_bench.config import parse_suite
+
+    runs = sorted((REPO / "results").glob("**/run.json"))
+    checked = 0
+    for path in runs:
+        run = json.loads(path.read_text())
+        suite_file = REPO / "suites" / Path(run["suite_path"]).name
+        suite = parse_suite(yaml.safe_load(suite_file.read_text()), suite_file)
+        for model in suite.models:
+            recorded = run["models"].get(model.name, {}).get("config")
+            if model.train is None or recorded is None:
+                continue
+            now, then = model.train.to_dict(), {"early_stopping": "best", **recorded}
+            while then is not None:  # the warm start's configuration too
+                assert {k: now[k] for k in then if k != "init"} == {k: v for k, v in then.items() if k != "init"}, \
+                    (path, model.name)
+                now, then = now["init"], then["init"] and {"early_stopping": "best", **then["init"]}
+            checked += 1
+    assert checked >= 15, checked  # mnist_fgsm, leaderboard, mnist_adaptive, the readings and the seeds

@@ -232,3 +232,25 @@ def test_load_model_and_load_defence_for_your_own_art_code(data_root, tmp_path):
         load_defence("nope", mlp, **common)
     with pytest.raises(ConfigError, match="Unknown model preset 'nope'.*pgd_at"):
         load_model("nope", **common)
+
+
+def test_load_model_reads_training_overrides_as_a_suite_does(data_root, tmp_path, monkeypatch):
+    """`load_model("attractor", early_stopping="best")` trains the model a suite's
+    `{preset: attractor, train: {early_stopping: best}}` names (the same key); unknown options are refused."""
+    import yaml
+
+    from attractor_bench import api
+    from attractor_bench.config import parse_suite
+    from attractor_bench.errors import ConfigError
+
+    asked = []
+    monkeypatch.setattr(api, "get_or_train", lambda cfg, *a, **k: asked.append(cfg) or (None,))
+    common = dict(data_root=data_root, cache_dir=tmp_path, download=False)
+    api.load_model("attractor", **common, early_stopping="best", weights=[0.988, 0.002, 0.01])
+    api.load_model("attractor", **common)
+    doc = {"models": {"a": {"preset": "attractor", "train": {"early_stopping": "best"}}}, "attacks": [{"name": "fgsm", "eps": [0.1]}]}
+    from_suite = parse_suite(yaml.safe_load(yaml.safe_dump(doc)), tmp_path / "s.yaml").models[0].train
+    assert asked[0] == from_suite and asked[0].key() == from_suite.key()
+    assert asked[1].early_stopping.value == "paper" and asked[1].key() != asked[0].key()
+    with pytest.raises(ConfigError, match="Unknown training option.*stopping"):
+        api.load_model("attractor", **common, stopping="best")

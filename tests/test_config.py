@@ -62,12 +62,13 @@ def test_attack_keys_parse(tmp_path):
 
 def test_readings_of_the_paper_parse(tmp_path):
     doc = yaml.safe_load(yaml.safe_dump(GOOD))
-    doc["models"]["paper"] = {"preset": "attractor", "train": {"early_stopping": "paper"}}
+    doc["models"]["best"] = {"preset": "attractor", "train": {"early_stopping": "best"}}
     doc["attacks"].append({"name": "pgd", "label": "own", "eps": [0.1], "loss": "training"})
     s = load_suite(write(tmp_path, doc))
-    base, paper = s.models
-    assert base.train.early_stopping.value == "best" and paper.train.early_stopping.value == "paper"
-    assert base.train.key() != dataclasses.replace(base.train, early_stopping=paper.train.early_stopping).key()
+    base, best = s.models
+    # the paper's presets train with its stopping rule unless a suite says otherwise
+    assert base.train.early_stopping.value == "paper" and best.train.early_stopping.value == "best"
+    assert base.train.key() != dataclasses.replace(base.train, early_stopping=best.train.early_stopping).key()
     assert [a.loss for a in s.attacks] == ["cross_entropy", "training"]
 
 

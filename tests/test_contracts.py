@@ -25,7 +25,8 @@ from attractor_bench.data import Split
 from attractor_bench.defences import DEFENCES, MODELS_INTERNAL, AttractorDefence, PearsonRejector
 from attractor_bench.models import MODELS, N_CLASSES, AttractorNet
 from attractor_bench.recipes import TRAINING_KEYS
-from attractor_bench.training import PRESETS, TrainConfig
+from attractor_bench.presets import PRESETS
+from attractor_bench.training import TrainConfig
 
 N = 6  # images per attack / defence case
 EPS = {"linf": 0.1, "l2": 1.0}
