@@ -7,7 +7,7 @@
 # DATA_ROOT: the datasets in torchvision's layout (default ../shared/datasets); CACHE_DIR: the model
 # and cell cache (default: a new empty folder under /tmp, so that every model is trained here; give
 # an existing cache to reuse its trained models and finished cells). Results go to results/.
-# On 2 CPU cores from an empty cache: see the README's "Reproducing every result" for the times
+# On 2 CPU cores from an empty cache: see docs/reproducing.md for the times
 # measured. suites/leaderboard_full.yaml (all 10,000 test images) is not part of it: it is the run
 # for a GPU machine (bash scripts/reproduce.sh with SUITES="leaderboard_full"). The cells are
 # computed in WORKERS processes (default: one per core; the tables are those of one process, to

@@ -78,10 +78,10 @@ def test_readme_example_names_exist():
                 assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
 
 
-def test_readme_attractor_defence_defaults_are_the_code_s():
+def test_api_page_attractor_defence_defaults_are_the_code_s():
     from attractor_bench import AttractorDefence
 
-    shown = re.search(r"`AttractorDefence\(model, ([^`]*)\)` \(the defaults\)", README.read_text()).group(1)
+    shown = re.search(r"`AttractorDefence\(model, ([^`]*)\)` \(the defaults\)", (REPO / "docs" / "api.md").read_text()).group(1)
     params = inspect.signature(AttractorDefence).parameters
     for name, value in (p.split("=") for p in shown.split(", ")):
         assert params[name].default == ast.literal_eval(value), name
