@@ -75,6 +75,8 @@ class AttackEntry:
     uses_loss: bool = False  # differentiates the classifier's loss (ART's loss_gradient): `loss: training` applies
     depends: tuple[str, ...] = ()  # modules (by name) besides the factory's own source that build the attack
     cost: float = 100.0  # about the passes per image at the default budget: a cascade runs cheap attacks first
+    version: int = 1  # bump when the numbers this attack computes change (attractor_bench.components)
+    fixed: dict = field(default_factory=dict)  # arguments of the factory the entry fixes (data, not closures)
 
     def allowed_params(self) -> set[str] | None:
         return None if self.params is None else set(self.params)
@@ -102,7 +104,7 @@ class AttackEntry:
 
     def build(self, classifier, eps: float, rejector=None, **params):
         """The attack for `classifier` at budget `eps` (ignored by minimal-perturbation attacks)."""
-        kw = {**self.defaults, **params}
+        kw = {**self.defaults, **params, **self.fixed}
         if self.needs_rejector:
             if rejector is None:
                 raise ValueError("this attack needs the suite's rejector (rejector=...).")
@@ -134,20 +136,16 @@ def _bim(clf, eps, eps_step_ratio=0.1, **kw):
     return BasicIterativeMethod(clf, eps=eps, eps_step=eps * eps_step_ratio, **kw)
 
 
-def _pgd(norm):
-    def factory(clf, eps, eps_step_ratio=0.25, **kw):
-        cls = ProjectedGradientDescent
-        if isinstance(clf, PyTorchClassifier) and clf.all_framework_preprocessing:  # what ART's PGD would pick
-            cls = ClampedPGD
-        return cls(clf, norm=NORMS[norm], eps=eps, eps_step=eps * eps_step_ratio, **kw)
-    return factory
+def _pgd(clf, eps, norm, eps_step_ratio=0.25, **kw):
+    cls = ProjectedGradientDescent
+    if isinstance(clf, PyTorchClassifier) and clf.all_framework_preprocessing:  # what ART's PGD would pick
+        cls = ClampedPGD
+    return cls(clf, norm=NORMS[norm], eps=eps, eps_step=eps * eps_step_ratio, **kw)
 
 
-def _apgd(loss_type):
-    def factory(clf, eps, **kw):  # step size: 2 eps at the start, as in Croce & Hein (2020); APGD adapts it
-        return on_classifier(AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps, loss_type=loss_type,
-                                                           **kw), clf)
-    return factory
+def _apgd(clf, eps, loss_type, **kw):  # step size: 2 eps at the start, as in Croce & Hein (2020); APGD adapts it
+    return on_classifier(AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps, loss_type=loss_type,
+                                                       **kw), clf)
 
 
 def _autoattack_standard(clf, eps, **kw):
@@ -212,30 +210,30 @@ ATTACKS: dict[str, AttackEntry] = {
         uses_loss=True, cost=20,
     ),
     "pgd": AttackEntry(
-        _pgd("linf"), "linf", "gradient", "PGD L-inf with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
+        _pgd, "linf", "gradient", "PGD L-inf with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
         {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
         depends=_PGD_CODE, uses_loss=True,
-        cost=40,
+        cost=40, fixed={"norm": "linf"},
     ),
     "pgd_l2": AttackEntry(
-        _pgd("l2"), "l2", "gradient", "PGD L2 with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
+        _pgd, "l2", "gradient", "PGD L2 with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
         {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
         depends=_PGD_CODE, uses_loss=True,
-        cost=40,
+        cost=40, fixed={"norm": "l2"},
     ),
     "apgd_ce": AttackEntry(
-        _apgd("cross_entropy"), "linf", "gradient", "Auto-PGD L-inf, cross-entropy loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
+        _apgd, "linf", "gradient", "Auto-PGD L-inf, cross-entropy loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
         {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
         _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"), depends=_APGD_CODE,
-        cost=100,
+        cost=100, fixed={"loss_type": "cross_entropy"},
     ),
     "apgd_dlr": AttackEntry(
-        _apgd("difference_logits_ratio"), "linf", "gradient", "Auto-PGD L-inf, DLR loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
+        _apgd, "linf", "gradient", "Auto-PGD L-inf, DLR loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
         {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
         _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"), depends=_APGD_CODE,
-        cost=100,
+        cost=100, fixed={"loss_type": "difference_logits_ratio"},
     ),
     "autoattack_standard": AttackEntry(
         _autoattack_standard, "linf", "gradient",

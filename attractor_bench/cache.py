@@ -1,5 +1,6 @@
 """Trained models cached on disk, keyed by everything that determines them: the training
-configuration, the model definition's version and the training/validation data.
+configuration, the versions of the components that train them (`attractor_bench.components`)
+and the training/validation data.
 
 Files: `<cache_dir>/models/<key>.pt`, written atomically and read with `weights_only=True`.
 The same holds for the networks of `attractor_bench.recipes` (`get_or_fit`).
@@ -9,6 +10,7 @@ The cache directory is the explicit argument, else `$ATTRACTOR_BENCH_CACHE`, els
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import dataclass
@@ -22,7 +24,8 @@ from torch import nn
 from .data import Split
 from .determinism import deterministic
 from .errors import CheckpointError, ConfigError
-from .files import atomic_write, digest
+from .components import components, recipe_component, versions
+from .files import atomic_write, digest, key, source_fingerprint
 from .models import AttractorNet
 from .training import ProgressFn, TrainConfig, select_training_data, train
 
@@ -68,9 +71,25 @@ class Context:
         return get_or_fit(recipe, params, self)[0].to(self.device)
 
 
+def training_key(cfg: TrainConfig) -> str:
+    """An attractor network's configuration and the versions of the code that trains it
+    (`train.attractor` and what it requires: the network, the loop); the data comes on top."""
+    return key(config=cfg.key(), components=versions("train.attractor"))
+
+
+def recipe_key(recipe, params: dict, seed: int) -> str:
+    """A recipe's parameters and seed and the versions of its code (`recipe.<name>` and what it
+    requires); a recipe outside the registries (a plugin's) by the source of its modules."""
+    name = recipe_component(recipe.name)
+    if name in components() and components()[name].roots[-1] == f"{recipe.fit.__module__}:{recipe.fit.__qualname__}":
+        return key(recipe=recipe.key(params, seed), components=versions(name))
+    modules = {inspect.getmodule(recipe.make), inspect.getmodule(recipe.fit)} - {None}
+    return key(recipe=recipe.key(params, seed), outside=source_fingerprint(*sorted(modules, key=lambda m: m.__name__)))
+
+
 def model_key(cfg: TrainConfig, train_split: Split, val_split: Split) -> str:
     tr, va = select_training_data(train_split, val_split, cfg)
-    return digest(cfg.key().encode(), _data_digest(tr, va).encode())[:20]
+    return digest(training_key(cfg).encode(), _data_digest(tr, va).encode())[:20]
 
 
 def _load(path: Path, what: str) -> dict:
@@ -143,7 +162,7 @@ def get_or_fit(recipe, params: dict, ctx: Context) -> tuple[torch.nn.Module, dic
         train_params, eval_params = recipe.split(params)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    key = digest(f"{recipe.key(train_params, ctx.seed)}:{ctx.data_key()}".encode())[:20]
+    key = digest(f"{recipe_key(recipe, train_params, ctx.seed)}:{ctx.data_key()}".encode())[:20]
     path = resolve_cache_dir(ctx.cache_dir) / "models" / f"{recipe.name}-{key}.pt"
     torch.manual_seed(ctx.seed)  # the initial weights come from the seed, not from whatever ran before
     module = recipe.make(**train_params)

@@ -8,28 +8,26 @@ scores, iteration counts, perturbation sizes); every metric is computed from tho
 process or on a Dask worker (`parallel.py`), from a `Workspace` built once per run.
 
 Cache keys follow the numbers. A cell's key covers what computes it and nothing that only
-orchestrates or renders: this module, `classifier.py`, the attack registry's shared code
-(`AttackEntry`, `within_budget`, `perturbation_norms`), the attack's own factory (so an edit to
-one attack recomputes that attack's cells only), the model's class module, the defence's and
-rejector's modules, the weights, parameters, threshold, eps, the images, the seed, the device kind
-and the library versions. Choices (recorded in each results README): the attack's labels are the
-true labels on MNIST and the model's own predictions on OOD sets (ART's default for y=None).
+orchestrates or renders: the versions of the components it uses (`attractor_bench.components`:
+the cell's own, the attack's, so that a bump of one attack recomputes that attack's cells only,
+the model's training, defence and rejector), the weights, parameters, threshold, eps, the
+images, the seed and the device kind; not the library versions (recorded with the run).
+Choices (recorded in each results README): the attack's labels are the true labels on MNIST and
+the model's own predictions on OOD sets (ART's default for y=None).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import random
 import time
 from dataclasses import dataclass
 
-import art
 import numpy as np
 import torch
 
-from . import classifier as classifier_mod
+from . import components
 from .attacks import AttackEntry, perturbation_norms, within_budget
 from .classifier import TrainingCost, make_classifier
 from .config import AttackSpec, ModelSpec, Suite, Target
@@ -42,20 +40,19 @@ from .store import CELL_FORMAT, CellStore
 EVAL_BATCH = 1000
 
 
-def code_fingerprint() -> str:
-    """The code every cell shares, and the versions of the libraries doing the arithmetic."""
-    return key(code=source_fingerprint(importlib.import_module(__name__), classifier_mod, AttackEntry, perturbation_norms,
-                                       within_budget),
-               versions=[torch.__version__, art.__version__, np.__version__], format=CELL_FORMAT)
+def cell_code() -> str:
+    """The versions of the components every cell uses (`attractor_bench.components`), not the
+    library versions: a run on another torch, ART or numpy is keyed the same."""
+    return key(components=components.versions("cell"), format=CELL_FORMAT)
 
 
-def defended_code(model: torch.nn.Module, defence, rejector, *factories) -> str:
-    """The source of the model's class and of the defence and rejector around it, and the modules
-    of the given outside factories (a plugin's defence factory or model builder)."""
-    objs = [type(model)] + [type(o) for o in (defence, rejector, straight_through(defence)) if o is not None]
-    modules = {importlib.import_module(o.__module__) for o in objs} | {importlib.import_module(pearson.__module__)}
-    modules |= {inspect.getmodule(f) for f in factories if f is not None} - {None}
-    return source_fingerprint(*sorted(modules, key=lambda m: m.__name__))
+def defended_code(used: list[str], *factories) -> str:
+    """The versions of the components a model uses (its training, defence and rejector:
+    `components.for_model`), and the source of the given outside factories (a plugin's defence
+    factory or model builder: a plugin declares no version)."""
+    modules = {inspect.getmodule(f) for f in factories if f is not None} - {None}
+    return key(components=components.versions(*used),
+               outside=source_fingerprint(*sorted(modules, key=lambda m: m.__name__)) if modules else None)
 
 
 @dataclass
@@ -230,13 +227,15 @@ class Workspace:
 
 
 def attack_identity(attack: AttackSpec) -> dict:
-    """What determines an attack's examples, its own code included."""
-    depends = [importlib.import_module(m) for m in attack.entry.depends]
-    if attack.origin != BUILT_IN:  # an outside attack: all of its module (its helpers and classes)
-        depends.append(inspect.getmodule(attack.entry.factory))
+    """What determines an attack's examples: its data and its component's version (an outside
+    attack: the source of its module, helpers and classes included)."""
+    if attack.origin == BUILT_IN:
+        code = components.versions(components.attack_component(attack.name))
+    else:
+        code = source_fingerprint(attack.entry.factory, inspect.getmodule(attack.entry.factory))
     return dict(name=attack.name, origin=attack.origin, params=attack.params, defaults=attack.entry.defaults,
-                target=attack.target.value, source=attack.source, n=attack.n, loss=attack.loss,
-                code=source_fingerprint(attack.entry.factory, *[m for m in depends if m is not None]))
+                fixed=attack.entry.fixed, target=attack.target.value, source=attack.source, n=attack.n, loss=attack.loss,
+                code=code)
 
 
 def intermediate_key(ws: Workspace, c: Cell) -> str | None:

@@ -86,7 +86,8 @@ import torch
 from .attacks import ATTACKS, within_budget
 from .cells import run_attack, seed_everything
 from .config import AttackSpec, Suite, Target
-from .files import key, source_fingerprint
+from .components import versions
+from .files import key
 from .robustness import EPS_COLLAPSE, Record, where, worst_case_samples
 
 PROBE_IMAGES = 16
@@ -262,8 +263,7 @@ def unstable(pipe, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
 
 def probe_code() -> str:
     """What the stored probes depend on (thresholds excluded: they are applied when reading)."""
-    return source_fingerprint(Queries, _dist, _project, continue_pgd, gradient_quality, unstable, _loss, probe_cell,
-                              model_probe, _traced)
+    return key(components=versions("verdict"))
 
 
 def probe_cell(attack: AttackSpec, eps: float, d, x: np.ndarray, y: np.ndarray, seed: int, source=None,

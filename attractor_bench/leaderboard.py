@@ -24,7 +24,9 @@ from .data import DISPLAY_NAMES
 from .errors import AttractorBenchError, ConfigError
 from .files import atomic_folder
 from .ood.report import DISPLAY_NAMES as OOD_DISPLAY, META as OOD_FILE
-from .provenance import LINEAGE, code_version, ood_code_version, read_lineage, same_code
+from . import components
+from .currency import attack_names, current_ood, current_run
+from .provenance import CARRIED, read_carried, same_chain
 from .published import GOAL, MNIST_LINF_03, SOURCE
 from .summary import FILE, FORMAT, decode_samples, dumps, interval
 
@@ -122,6 +124,8 @@ def _read(path: Path, results_dir: Path) -> dict:
         raise AttractorBenchError(f"{path}: not valid JSON ({e}); {fix}.") from e
     if isinstance(doc, dict) and isinstance(doc.get("format"), int) and doc["format"] < FORMAT and isinstance(doc.get("suite"), str):
         return {**doc, "models": [], "stale": f"summary format {doc['format']} (this version writes {FORMAT})"}
+    if isinstance(doc, dict):
+        doc["attack_names"] = attack_names(path, doc)
     if not (isinstance(doc, dict) and doc.get("format") == FORMAT and isinstance(doc.get("suite"), str)
             and isinstance(doc.get("models"), list)
             and all(isinstance(m, dict) and all(k in m for k in _MODEL_KEYS) for m in doc["models"])):
@@ -159,12 +163,16 @@ def read_ood(results_dir: Path) -> tuple[list[dict], list[dict]]:
             raise AttractorBenchError(f"{path}: not an OOD run's ood.json (kind 'ood' with models, auroc and best_rejector); "
                                       f"rerun its OOD suite or move {path.parent} away.")
         docs.append(doc)
-    current, links = ood_code_version(), read_lineage(results_dir)
+    carried, now, current, stale = read_carried(results_dir), components.current(), [], []
     for d in docs:
-        d["lineage"] = same_code(d.get("code"), current, links, "ood")
-    return ([d for d in docs if d["lineage"] is not None],
-            [{**d, "stale": f"made by other OOD code (fingerprint {str(d.get('code'))[:12]}, now {current[:12]})"}
-             for d in docs if d["lineage"] is None])
+        kept, notes = current_ood(d, carried, now)
+        if kept is None:
+            stale.append({**d, "stale": "; ".join(notes)})
+            continue
+        kept["lineage"] = None if "components" in d else same_chain(d.get("code"), carried["checks"], "ood")
+        current.append(kept)
+        stale += [{**d, "stale": "; ".join(notes)}] if notes else []
+    return current, stale
 
 
 def _ood_numbers(row: "Row", docs: list[dict]) -> dict[str, Number]:
@@ -272,14 +280,16 @@ def _verdict_runs(entries: list[tuple[dict, dict]], numbers: dict[str, Number]) 
 
 
 def build(results_dir: str | Path) -> Leaderboard:
-    runs, pending = read_summaries(Path(results_dir))
-    current, links = code_version(), read_lineage(results_dir)
-    for r in runs:
-        r["lineage"] = same_code(r.get("code"), current, links)
-    stale = [{**r, "stale": r.get("stale") or ("made by other code than the current one (code fingerprint "
-                                               f"{str(r.get('code'))[:12]}, now {current[:12]})")}
-             for r in runs if r.get("stale") or r["lineage"] is None]
-    runs = [r for r in runs if not (r.get("stale") or r["lineage"] is None)]
+    read, pending = read_summaries(Path(results_dir))
+    carried, now, runs, stale = read_carried(results_dir), components.current(), [], []
+    for r in read:
+        kept, notes = (None, [r["stale"]]) if r.get("stale") else current_run(r, carried, now)
+        if kept is None:
+            stale.append({**r, "stale": "; ".join(notes)})
+            continue
+        kept["lineage"] = None if "components" in r else same_chain(r.get("code"), carried["checks"])
+        runs.append(kept)
+        stale += [{**r, "stale": "; ".join(notes)}] if notes else []
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for run in runs:
         for m in run["models"]:
@@ -362,11 +372,20 @@ def _lineage_note(run: dict) -> str:
             f"check{'s' if len(chain) > 1 else ''} of {dates} below")
 
 
+def _environment_note(run: dict) -> str:
+    """What a run ran on (recorded since component versions; shown, never compared)."""
+    env = run.get("environment")
+    if not env:
+        return ""
+    return (f"; ran on torch {env.get('torch')}, ART {env.get('adversarial-robustness-toolbox')}, numpy {env.get('numpy')}, "
+            f"{env.get('device', 'cpu')} ({env.get('processor')})")
+
+
 def _checks(runs: list[dict]) -> list[str]:
     """Each recorded check that links an earlier code's runs to the current code, said once."""
     links = {json.dumps(link, sort_keys=True): link for r in runs for link in r.get("lineage") or []}
     return [f"Check of {k['date']}: `{k['command']}` (earlier commit `{k['old_commit'][:10]}`): {k['checked']} "
-            f"(results/{LINEAGE})." for k in links.values()]
+            f"(results/{CARRIED})." for k in links.values()]
 
 
 def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
@@ -390,7 +409,7 @@ def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
     parts += _goal(board) + _at_goals_section(board) + _published()
     parts += ["## Runs", "", *[f"- `{r['suite']}`: `{r['command']}`, commit `{r['commit']}`, {r['date']}"
                                + (", worst case by cascade" if r.get("worst_case_mode") == "cascade" else "")
-                               + _lineage_note(r) + "."
+                               + _lineage_note(r) + _environment_note(r) + "."
                                for r in [*board.runs, *board.ood_runs]], ""]
     checks = _checks([*board.runs, *board.ood_runs])
     parts += [*checks, ""] if checks else []

@@ -1,82 +1,72 @@
-"""Which code made a result: `code_version()` fingerprints the source of every module that
-computes numbers (training, models, defences, attacks, cells, metrics, the worst case, the data
-pipeline) and the versions of the libraries doing the arithmetic. A run records it (run.json,
-summary.json); the leaderboard marks a results folder whose fingerprint differs from the
-current code's as stale, so that numbers from different code are never ranked side by side.
-Rendering code (tables, READMEs, plots, the CLI) is left out: a change there changes no number.
+"""Which code made a result, and whether it is still current.
 
-A change to that code that leaves every number it computed before as it was (an option whose
-default is the old behaviour, say) still changes the fingerprint. Such a change is checked, not
-assumed: `scripts/same_numbers.py --old COMMIT` runs the same suites (every model kind, every
-attack and target, an OOD suite) under both versions with fresh caches and compares the tables
-byte for byte; only if they are identical does `--record` add a link {from: old fingerprint, to:
-new} to `results/CODE_LINEAGE.json`. `same_code(run_code, current, links)` then counts a run made
-by the old code as made by the current one (the leaderboard names the checks it used). New numbers
-(a new option turned on) come from runs of the new code."""
+A run records the versions of the components it used (`components`: `{name: version}`, see
+`attractor_bench.components`) and the environment it ran in (`environment`: Python, torch, ART,
+numpy, pyautoattack, the platform and processor, the device). The environment is shown, never
+keyed: a run made with another torch, ART or numpy, or on a GPU, is as current as one made here.
+A number is stale only where a component it depends on has a newer version now (`stale`).
+
+Runs made before components had versions recorded a code fingerprint (`code`) instead.
+`results/CARRIED_OVER.json` holds the same-numbers checks (`scripts/same_numbers.py`) that link
+those fingerprints, one to the next, and the last of them to the first component versions
+(`components`): a run whose fingerprint a chain of checks links to them counts as made by those
+versions (`recorded`); any other is stale.
+"""
 
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import json
-import pkgutil
+import platform
 from pathlib import Path
 
-from . import attacks, defences, models, ood
-from .cells import code_fingerprint
 from .errors import AttractorBenchError
-from .files import key, source_fingerprint
 
-NUMBERS = ("cache", "cells", "classifier", "config", "data", "determinism", "early_stopping", "indicators", "losses", "metrics",
-           "presets", "published", "recipes", "robustness", "training")
-
-
-def _modules() -> list:
-    own = [importlib.import_module(f"attractor_bench.{m}") for m in NUMBERS]
-    for pkg in (attacks, defences, models):
-        own += [pkg] + [importlib.import_module(f"{pkg.__name__}.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
-    return own
+CARRIED = "CARRIED_OVER.json"
+KINDS = ("code", "ood")  # the fingerprints of classification runs and of OOD runs
+VERSIONED = "component versions"  # where the last check's link ends
 
 
-def code_version() -> str:
-    """The fingerprint of the code that computes numbers (and its libraries' versions)."""
-    return key(cells=code_fingerprint(), source=source_fingerprint(*_modules()))
-
-
-def ood_code_version() -> str:
-    """The fingerprint of the code behind an OOD run (`attractor-bench ood`): `code_version()` and
-    every module of `attractor_bench.ood` but its rendering (`report`). Its own, so that OOD work
-    leaves the classification runs' fingerprint (and their results) as they are, while an edit
-    there marks OOD runs stale."""
-    mods = [ood] + [importlib.import_module(f"{ood.__name__}.{m.name}") for m in pkgutil.iter_modules(ood.__path__)
-                    if m.name != "report"]
-    return key(code=code_version(), ood=source_fingerprint(*mods))
-
-
-LINEAGE = "CODE_LINEAGE.json"
-KINDS = ("code", "ood")  # code_version() and ood_code_version()
-
-
-def read_lineage(results_dir: str | Path) -> list[dict]:
-    """The recorded links of `results_dir` (results/CODE_LINEAGE.json), oldest first; [] without the file."""
-    path = Path(results_dir) / LINEAGE
-    if not path.is_file():
-        return []
+def _version(package: str) -> str:
+    """An installed distribution's version, or "not installed" (pyautoattack is an optional extra)."""
     try:
-        links = json.loads(path.read_text(encoding="utf-8"))
-        if not (isinstance(links, list) and all(isinstance(link[k][end], str) for link in links for k in KINDS
-                                                for end in ("from", "to"))):
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment(device: str | None = None) -> dict[str, str]:
+    """What a run ran on: recorded with it and shown, not part of any key."""
+    import torch  # noqa: deferred, so that reading provenance needs no torch
+
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "adversarial-robustness-toolbox": _version("adversarial-robustness-toolbox"), "numpy": _version("numpy"),
+           "pandas": _version("pandas"), "scipy": _version("scipy"), "pyautoattack": _version("pyautoattack"),
+           "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
+    if device is not None:
+        env["device"] = device
+    return env
+
+
+def read_carried(results_dir: str | Path) -> dict:
+    """`results_dir/CARRIED_OVER.json`: {"components": {name: version}, "checks": [{"code": {from, to},
+    "ood": {from, to}, "old_commit", "command", "date", "checked"}, ...]}; no checks without the file."""
+    path = Path(results_dir) / CARRIED
+    if not path.is_file():
+        return {"components": {}, "checks": []}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not (isinstance(doc, dict) and isinstance(doc.get("components"), dict) and isinstance(doc.get("checks"), list)
+                and all(isinstance(c[k][end], str) for c in doc["checks"] for k in KINDS for end in ("from", "to"))):
             raise ValueError("wrong shape")
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise AttractorBenchError(f"{path}: not a list of links with 'code' and 'ood' {{from, to}} ({e!r}); restore it "
-                                  "from git or rerun scripts/same_numbers.py --record.") from e
-    return links
+        raise AttractorBenchError(f"{path}: not an object with components and checks (each with code and ood "
+                                  f"{{from, to}}) ({e!r}); restore it from git.") from e
+    return doc
 
 
-def same_code(code: str | None, current: str, links: list[dict], kind: str = "code") -> list[dict] | None:
-    """How a run made by `code` counts as made by `current`: [] for the same fingerprint, the chain of
-    recorded checks (links, oldest first) from `code` to `current`, or None (made by other code)."""
-    if code == current:
-        return []
+def same_chain(code: str | None, links: list[dict], kind: str = "code", to: str = VERSIONED) -> list[dict] | None:
+    """The chain of recorded checks (oldest first) that links fingerprint `code` to `to`, or None."""
     came_by, frontier = {code: None}, [code]  # fingerprint -> the link that reached it
     while frontier:
         step = []
@@ -86,10 +76,25 @@ def same_code(code: str | None, current: str, links: list[dict], kind: str = "co
                     came_by[link[kind]["to"]] = link
                     step.append(link[kind]["to"])
         frontier = step
-    if current not in came_by:
+    if to not in came_by or code == to:
         return None
-    chain, node = [], current
+    chain, node = [], to
     while came_by[node] is not None:
         chain.append(came_by[node])
         node = came_by[node][kind]["from"]
     return chain[::-1]
+
+
+def recorded(run: dict, carried: dict, kind: str = "code") -> dict[str, int] | None:
+    """The component versions a run was made with: its own record, or the carried-over versions for
+    a fingerprint a chain of recorded checks links to them; None for a run made by other, unchecked code."""
+    if isinstance(run.get("components"), dict):
+        return run["components"]
+    if same_chain(run.get("code"), carried["checks"], kind) is not None:
+        return carried["components"]
+    return None
+
+
+def stale(used: dict[str, int], now: dict[str, int]) -> list[str]:
+    """The components of `used` that have a newer version now ("name v1 -> v2"), sorted."""
+    return [f"{n} v{v} -> v{now[n]}" for n, v in sorted(used.items()) if n in now and now[n] > v]

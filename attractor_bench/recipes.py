@@ -4,9 +4,9 @@ inside trained defences (denoisers, feature extractors).
 A `Recipe` says how to build a network (`make(**params)`, untrained) and how to train it
 (`fit(module, ctx, **params)`, returning a JSON-able history); `attractor_bench.cache.Context`
 trains it on first use and loads it from the model cache after. The cache key covers the recipe's
-name, parameters, seed, the training data and the source of the modules its training depends on:
-the modules defining `make` and `fit` and those named in `depends` (by name), nothing else, so
-an edit elsewhere does not retrain it.
+name, parameters, seed, the training data and the version of its component (`recipe.<name>`,
+`attractor_bench.components`, whose code is `make`, `fit`, what they call and the modules named in
+`depends`; see `cache.recipe_key`), nothing else, so a bump elsewhere does not retrain it.
 
 Parameters come in two kinds: `defaults` determine the trained weights (part of the key);
 `eval_defaults` only set attributes of the trained module that change how it is evaluated
@@ -18,14 +18,12 @@ does not retrain.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
 
-from .files import key, source_fingerprint
+from .files import key
 
 TRAINING_KEYS = ("max_epochs", "patience", "n_train")  # the budget a trained defence's `train` mapping may change
 
@@ -38,7 +36,8 @@ class Recipe:
     description: str
     defaults: dict = field(default_factory=dict)  # parameters of make/fit (they determine the weights)
     eval_defaults: dict = field(default_factory=dict)  # attributes set on the trained module (evaluation only)
-    depends: tuple[str, ...] = ()  # further modules (by name) whose source determines the trained weights
+    depends: tuple[str, ...] = ()  # further modules (by name) whose code determines the trained weights
+    version: int = 1  # bump when the weights its training gives change (attractor_bench.components)
 
     def split(self, given: dict) -> tuple[dict, dict]:
         """(training parameters, evaluation parameters) with defaults filled in; ValueError for unknown keys."""
@@ -57,11 +56,7 @@ class Recipe:
             raise ValueError(f"train.{unknown[0]} is not a training budget key; use {', '.join(TRAINING_KEYS)}.")
         return {k: v for k, v in train.items() if k in self.defaults}
 
-    def sources(self) -> list:
-        """The modules whose source determines the trained weights."""
-        modules = {inspect.getmodule(self.make), inspect.getmodule(self.fit)} | {importlib.import_module(m) for m in self.depends}
-        return sorted(modules - {None}, key=lambda m: m.__name__)
-
     def key(self, params: dict, seed: int) -> str:
-        """Everything besides the data that determines the trained weights, code included."""
-        return key(recipe=self.name, params=params, seed=seed, code=source_fingerprint(*self.sources()))
+        """The recipe's name, parameters and seed (the model cache adds the data and the version of
+        the recipe's code: `cache.get_or_fit`)."""
+        return key(recipe=self.name, params=params, seed=seed)

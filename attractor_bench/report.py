@@ -10,17 +10,13 @@ so an interrupted run leaves the previous results untouched.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import platform
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-import art
 import numpy as np
 import pandas as pd
-import torch
 
 from .config import load_suite, paper_attack
 from .data import DISPLAY_NAMES
@@ -31,21 +27,8 @@ from .paper import GOALS, PAPER
 from .runner import COLUMNS, RunResult
 from .summary import interval, write_summary
 from .errors import AttractorBenchError
+from .provenance import environment
 
-
-
-def versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "torch": torch.__version__, "adversarial-robustness-toolbox": art.__version__,
-            "numpy": np.__version__, "pandas": pd.__version__, "scipy": _version("scipy"), "pyautoattack": _version("pyautoattack"),
-            "platform": platform.platform()}
-
-
-def _version(package: str) -> str:
-    """An installed distribution's version, or "not installed" (pyautoattack is an optional extra)."""
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def now() -> str:
@@ -517,7 +500,7 @@ def write_results(result: RunResult, results_dir: str | Path, command: str) -> P
     replaces the previous one in one step (NOTES, the hand-written notes a README links, are kept);
     return that folder."""
     result.meta.update(date=now(), commit=git_commit(),
-                       versions=versions(), command=command, seed=result.suite.seed, suite_path=str(result.suite.path))
+                       versions=environment(), command=command, seed=result.suite.seed, suite_path=str(result.suite.path))
     final = inside(results_dir, result.suite.name)
     with replace_folder(final, keep=NOTES) as tmp:
         result.meta["figures"] = draw_figures(result, tmp)

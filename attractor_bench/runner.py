@@ -25,12 +25,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from . import components
 from . import data as data_mod
 from . import indicators
 from . import parallel
 from .cache import Context, get_or_fit, get_or_train, resolve_cache_dir
 from .classifier import TrainingCost
-from .cells import (Cell, Defended, Workspace, applies, cell_seed, code_fingerprint, compute_cell, datasets, defended_code,
+from .cells import (Cell, Defended, Workspace, applies, cell_seed, cell_code, compute_cell, datasets, defended_code,
                     plan, run_attack, seed_everything, subset, zero_gradient_share)
 from .config import AttackSpec, ModelSpec, Suite, Target, load_suite
 from .defences import AttractorDefence, PearsonRejector
@@ -40,7 +41,7 @@ from .errors import ConfigError
 from .files import array_fingerprint, key, weights_fingerprint
 from .metrics import accepted, cell_metrics
 from .plugins import BUILT_IN
-from .provenance import code_version
+from .provenance import environment
 from .published import BEST_ROBUST
 from .recipes import Recipe
 from .robustness import Record, sanity_flags, worst_case, worst_case_ood, worst_case_samples
@@ -187,11 +188,14 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
                                 "weights": defence_weights},
             "randomized": bool(getattr(model, "randomized", False)), "threshold": threshold,
             "seconds_train_or_load": round(time.perf_counter() - t0, 1), "weights": weights}
-    code = key(code=code_fingerprint(), device=kind(dev))  # numbers repeat bit for bit within a device kind
-    network = key(code=code, model=defended_code(model, None, None), weights=weights)
-    outside = [f for f, origin in ((spec.builder, spec.origin), (spec.defence.factory, spec.defence.origin))
-               if origin != BUILT_IN and not isinstance(f, Recipe)]
-    fingerprint = key(code=code, model=defended_code(model, defence, rejector, *outside), weights=weights,
+    code = key(code=cell_code(), device=kind(dev))  # numbers repeat bit for bit within a device kind
+    used = components.for_model(spec.preset, spec.defence.name, rejector is not None, spec.origin, spec.defence.origin)
+    meta["components"] = used
+    builder = [spec.builder] if spec.origin != BUILT_IN and not isinstance(spec.builder, Recipe) else []
+    defence_factory = [spec.defence.factory] if spec.defence.origin != BUILT_IN else []
+    network = key(code=code, model=defended_code([u for u in used if not u.startswith(("defence.", "rejector."))], *builder),
+                  weights=weights)
+    fingerprint = key(code=code, model=defended_code(used, *builder, *defence_factory), weights=weights,
                       defence=[spec.defence.name, spec.defence.origin, spec.defence.params, *defence_weights],
                       threshold=None if rejector is None else repr(threshold))
     return Defended(model, defence, rejector, fingerprint, network, training_cost(spec)), meta
@@ -329,11 +333,13 @@ def run_suite(
     log.say(f"{suite.name}: {len(suite.models)} models to train or load from the cache ("
             + ", ".join(m.name for m in suite.models) + f"), then {len(suite.attacks)} attacks on their cells.")  # the plan
     meta = {**_meta(suite, subsets, dev, workers, cluster), "n_images": {ds: len(split) for ds, split in sets.items()},
-            "code": code_version()}
+            "environment": environment(kind(dev))}
     rows, figures, n_stored, samples = [], {"similarity": [], "iterates": []}, 0, {}
     with deterministic(), log:
         activate(dev)
         ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
+        meta["components"] = components.used_by_run([c for m in meta["models"].values() for c in m["components"]],
+                                                    [a.name for a in suite.attacks if a.origin == BUILT_IN])
         prepared = ws.prepared
         grid = plan(ws)
         n_cells, todo = _announce_cells(grid, store, log, fresh)

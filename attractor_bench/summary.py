@@ -18,8 +18,11 @@ rounded to 6 decimals and NaN as null, keys sorted, so the same results give the
   raised attack-failure indicators behind it (`indicators.py`: name, attack, count of n, first
   images, why); for the model, whether any (norm, eps) is (null: not checked), the raised
   indicators in a sentence each (`reasons`) and the sanity flags (0/1).
-- `code`: the fingerprint of the code that computes numbers (`provenance.code_version`); the
-  leaderboard marks a summary made by other code as stale.
+- `components`: the versions of the components the run used (`attractor_bench.components`), and
+  `attack_names`, each attack label's registry name: the leaderboard marks a number stale only where
+  a component it depends on has a newer version now. `environment`: what the run ran on (shown, not
+  keyed). Summaries made before component versions carry a code fingerprint (`code`) instead
+  (`provenance.recorded`).
 """
 
 from __future__ import annotations
@@ -186,7 +189,9 @@ def summarize(result) -> dict:
         raise AttractorBenchError("the results table has no `kind` column (cell / worst_case / sanity); it was made by an "
                                   "older version: rerun the suite")
     return {"format": FORMAT, "suite": result.suite.name, "command": meta.get("command"), "commit": meta.get("commit"),
-            "date": meta.get("date"), "code": meta.get("code"), "worst_case_mode": meta.get("worst_case", "full"),
+            "date": meta.get("date"), "components": meta.get("components"), "environment": meta.get("environment"),
+            "attack_names": {label: a["name"] for label, a in meta.get("attacks", {}).items()},
+            "worst_case_mode": meta.get("worst_case", "full"),
             "models": [_model(str(m), t[t.model == m], result) for m in dict.fromkeys(t.model)]}
 
 

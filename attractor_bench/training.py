@@ -8,13 +8,12 @@ with all three losses. Adam, batch 64, learning rates 0.001 / 0.005 / 0.005 (sta
 improved for 8 epochs (the best weights are restored; `early_stopping: best`), or, as the paper's
 text reads, once it has fallen in 8 consecutive epochs (the last weights kept; `early_stopping:
 paper`). `TrainConfig` defaults to `best`; the presets (attractor_bench/presets.py) live apart,
-so that editing one leaves every other model's key (which fingerprints this file) as it is.
+so that adding one leaves every other model's key as it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
@@ -28,9 +27,8 @@ from .data import Split
 from .early_stopping import optimizer_step, report_to
 from .losses import PenaltyMethod, RecReduction, attractor_loss
 from .determinism import deterministic
-from .files import key, source_fingerprint
+from .files import key
 from .models import MODEL_VERSION, Activation, AttractorNet, Chain
-from .models import attractor as attractor_module
 
 # progress(stage_name, epoch, max_epochs, val_accuracy) is called after every epoch.
 ProgressFn = Callable[[str, int, int, float], None]
@@ -92,11 +90,9 @@ class TrainConfig:
         return cls(**kw)
 
     def key(self) -> str:
-        """A hash of everything that determines the trained weights (besides the data): this
-        configuration and the source of the code that trains it (this module, the losses, the
-        early-stopping loop and the network's definition)."""
-        code = source_fingerprint(importlib.import_module(__name__), losses, early_stopping, attractor_module)
-        return key(config=self.to_dict(), model_version=MODEL_VERSION, code=code)[:16]
+        """A hash of this configuration (the model cache adds the data and the version of the code
+        that trains it: `cache.model_key`)."""
+        return key(config=self.to_dict(), model_version=MODEL_VERSION)[:16]
 
 
 def with_seed(cfg: TrainConfig, seed: int) -> TrainConfig:

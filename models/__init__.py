@@ -4,8 +4,8 @@ comparison models a suite's `models.<name>.preset` can name beside them.
 
 `MODELS`: the comparison models as `Recipe`s (built, trained once, cached): the undefended MLP,
 the PGD-trained MLP, the stochastic-parameter network and Madry et al.'s CNN with adversarial
-training (`cnn_at`, the state-of-the-art reference). Each recipe names the modules its
-training depends on (`depends`), so only an edit to those retrains it. `attractor_at` (issue 19) is
+training (`cnn_at`, the state-of-the-art reference). Each recipe is a component
+(`recipe.<name>`, attractor_bench/components.py) with a version: only a bump retrains it. `attractor_at` (issue 19) is
 an `AttractorNet` trained adversarially through its own pipeline: it gets the suite's attractor
 defence and rejector like the presets.
 """
@@ -30,17 +30,17 @@ MODELS: dict[str, Recipe] = {
     "stochastic": Recipe("stochastic", _stochastic.make_stochastic, _stochastic.fit_stochastic,
                          "stochastic-parameter MLP (related paper 002): Gaussian weights sampled per image, randomized, "
                          "attacked with EoT", {**_TRAINING, "max_epochs": 10, "prior_std": 0.1},
-                         {"eot_samples": 8, "inference_samples": 1}, depends=("attractor_bench.models.mlp", *_LOOP)),
+                         {"eot_samples": 8, "inference_samples": 1}, depends=_LOOP),
     "cnn_at": Recipe("cnn_at", _cnn.make_cnn, _mlp.fit_pgd_at, "Madry et al.'s MNIST CNN (conv32-conv64-fc1024), PGD "
                      "adversarial training at L-inf eps 0.3 (5 steps, 4 epochs): the state-of-the-art reference",
                      {**_TRAINING, "max_epochs": 4, "eps": 0.3, "steps": 5, "step_size": 0.1, "ramp_epochs": 2},
-                     depends=("attractor_bench.models.mlp", *_LOOP)),
+                     depends=_LOOP),
     "attractor_at": Recipe("attractor_at", _attractor_at.make_attractor_at, _attractor_at.fit_attractor_at,
                            "the attractor network trained adversarially through its pipeline (PGD at L-inf eps 0.3, "
                            "attacked images reconstructed toward the clean ones; issue 19)",
                            {**_TRAINING, "max_epochs": 12, "patience": 3, "eps": 0.3, "steps": 10, "step_size": 0.075,
                             "ramp_epochs": 6, "rec_weight": 0.02},
-                           depends=("attractor_bench.models.attractor", "attractor_bench.models.mlp", *_LOOP)),
+                           depends=_LOOP),
 }
 
 __all__ = ["MODELS", "MODEL_VERSION", "N_CLASSES", "SIZES", "Activation", "AttractorNet", "Chain"]

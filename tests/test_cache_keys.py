@@ -1,12 +1,15 @@
-"""Cache keys follow the numbers: an edit to code that only orchestrates or renders reuses every
-stored cell and model; an edit to one attack recomputes that attack's cells only; a recipe
-retrains only when a module its training depends on changes.
+"""Cache keys follow the numbers: they hold the versions of the components that compute them
+(attractor_bench/components.py), not source bytes. An edit that changes no number (a comment, a
+docstring, code that only orchestrates or renders) reuses every stored cell and model; a bump of
+one attack recomputes that attack's cells only; a recipe or preset retrains only when a component
+its training requires is bumped.
 
-These tests edit the package's real source files (a comment) and restore their bytes afterwards:
-the keys hash the source as it is on disk."""
+Some tests edit the package's real source files and restore their bytes afterwards, and run the
+suite in a new process, so that the edit is what that process imports."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from attractor_bench.cache import recipe_key, training_key
 from attractor_bench.cli import app
 from attractor_bench.defences import MODELS_INTERNAL
 from attractor_bench.models import MODELS
@@ -54,49 +58,84 @@ def _run(micro_run, data_root, tmp_path, subprocess_: bool = False) -> dict:
     return json.loads((tmp_path / "results" / "micro" / "run.json").read_text())
 
 
-def test_editing_orchestration_and_rendering_code_reuses_every_cell_and_model(micro_run, data_root, tmp_path):
+def test_comment_docstring_and_orchestration_edits_reuse_every_cell_and_model(micro_run, data_root, tmp_path):
     comment = "\n# an edit that changes no number\n"
     with edited(REPO / "attractor_bench" / "runner.py", "\n\n", comment), \
             edited(REPO / "attractor_bench" / "report.py", "\n\n", comment), \
-            edited(REPO / "attractor_bench" / "leaderboard.py", "\n\n", comment):
-        meta = _run(micro_run, data_root, tmp_path)
+            edited(REPO / "attractor_bench" / "leaderboard.py", "\n\n", comment), \
+            edited(REPO / "attacks" / "__init__.py", "def _fgsm(clf, eps, **kw):\n", "def _fgsm(clf, eps, **kw):\n    # a comment\n"), \
+            edited(REPO / "attractor_bench" / "cells.py", '"""Per-sample outputs', '"""Edited: per-sample outputs'), \
+            edited(REPO / "attractor_bench" / "training.py", "\n\n", comment):
+        meta = _run(micro_run, data_root, tmp_path, subprocess_=True)
     assert meta["cells"]["computed"] == 0 and meta["cells"]["from_store"] == meta["cells"]["total"]
     assert all(m["from_cache"] for m in meta["models"].values())
     assert (tmp_path / "results" / "micro" / "results.csv").read_bytes() == micro_run.csv
 
 
-def test_editing_one_attack_recomputes_its_cells_only(micro_run, data_root, tmp_path):
+def test_bumping_one_attack_recomputes_its_cells_only(micro_run, data_root, tmp_path):
     attacks = REPO / "attacks" / "__init__.py"
-    with edited(attacks, "def _fgsm(clf, eps, **kw):\n", "def _fgsm(clf, eps, **kw):\n    # an edit to FGSM alone\n"):
+    with edited(attacks, "uses_loss=True, cost=1,", "uses_loss=True, cost=1, version=2,"):
         meta = _run(micro_run, data_root, tmp_path, subprocess_=True)
     recomputed = {(c["model"], c["attack"]) for c in meta["cell_seconds"] if not c["stored"]}
     assert recomputed == {("baseline", "fgsm"), ("attractor", "fgsm")}
     n_fgsm = sum(c["attack"] == "fgsm" for c in meta["cell_seconds"])
     assert meta["cells"]["computed"] == n_fgsm == 4  # two models, MNIST and Fashion-MNIST
     assert all(m["from_cache"] for m in meta["models"].values())
+    assert meta["components"]["attack.fgsm"] == 2
 
 
-def test_a_recipe_retrains_only_when_what_its_training_depends_on_changes():
+@contextmanager
+def bumped(name: str):
+    """Component `name` (a declared one) one version up while the block runs."""
+    from attractor_bench import components
+
+    saved = components.DECLARED
+    components.DECLARED = tuple(dataclasses.replace(c, version=c.version + 1) if c.name == name else c for c in saved)
+    components.reset()
+    try:
+        yield
+    finally:
+        components.DECLARED = saved
+        components.reset()
+
+
+def test_a_recipe_retrains_only_when_a_component_its_training_requires_is_bumped(monkeypatch):
+    from attractor_bench import components
+
     mlp, dae = MODELS["mlp"], MODELS_INTERNAL["apudae_dae"]
-    before = mlp.key({"max_epochs": 1}, 0), dae.key({"max_epochs": 1}, 0)
-    for unrelated in (REPO / "defences" / "ood.py", REPO / "attractor_bench" / "runner.py", REPO / "models" / "stochastic.py"):
+    keys = lambda: (recipe_key(MODELS["mlp"], {"max_epochs": 1}, 0), recipe_key(MODELS_INTERNAL["apudae_dae"], {"max_epochs": 1}, 0))
+    before = keys()
+    for unrelated in (REPO / "defences" / "ood.py", REPO / "attractor_bench" / "runner.py", REPO / "models" / "mlp.py"):
         with edited(unrelated, "\n\n", "\n# unrelated edit\n"):
-            assert (mlp.key({"max_epochs": 1}, 0), dae.key({"max_epochs": 1}, 0)) == before, unrelated
-    with edited(REPO / "attractor_bench" / "early_stopping.py", "\n\n", "\n# the shared training loop\n"):
-        assert mlp.key({"max_epochs": 1}, 0) != before[0] and dae.key({"max_epochs": 1}, 0) != before[1]
-    with edited(REPO / "models" / "mlp.py", "\n\n", "\n# the MLP\n"):
-        assert mlp.key({"max_epochs": 1}, 0) != before[0] and dae.key({"max_epochs": 1}, 0) == before[1]
+            components.reset()
+            assert keys() == before, unrelated
+    for unrelated in ("rejector.pearson", "cell", "train.attractor"):
+        with bumped(unrelated):
+            assert keys() == before, unrelated
+    with bumped("train.loop"):  # the shared training loop
+        assert keys()[0] != before[0] and keys()[1] != before[1]
+    monkeypatch.setitem(MODELS, "mlp", dataclasses.replace(mlp, version=2))
+    components.reset()
+    assert keys()[0] != before[0] and keys()[1] == before[1]
+    components.reset()
 
 
-def test_an_attractor_network_retrains_when_its_training_code_changes_only():
+def test_an_attractor_network_retrains_when_its_training_is_bumped_only():
+    from attractor_bench import components
+
     cfg = PRESETS["attractor"]
-    before = cfg.key()
-    for unrelated in ("runner.py", "presets.py"):  # a preset's values are in its key, not its module's source
-        with edited(REPO / "attractor_bench" / unrelated, "\n\n", "\n# unrelated edit\n"):
-            assert cfg.key() == before, unrelated
-    for training_code in ("losses.py", "training.py", "early_stopping.py"):
-        with edited(REPO / "attractor_bench" / training_code, "\n\n", "\n# an edit to training\n"):
-            assert cfg.key() != before, training_code
+    before = training_key(cfg)
+    for unrelated in ("runner.py", "presets.py", "losses.py", "training.py"):  # comments change no key
+        with edited(REPO / "attractor_bench" / unrelated, "\n\n", "\n# an edit that changes no number\n"):
+            components.reset()
+            assert training_key(cfg) == before, unrelated
+    for unrelated in ("cell", "defence.attractor", "data"):
+        with bumped(unrelated):
+            assert training_key(cfg) == before, unrelated
+    for training in ("train.attractor", "train.loop", "net.attractor"):
+        with bumped(training):
+            assert training_key(cfg) != before, training
+    components.reset()
 
 
 def test_retraining_a_transfer_source_recomputes_the_transfer_cells(micro_run, data_root, tmp_path):

@@ -176,11 +176,8 @@ def test_recipe_contract(name, ctx):
     for p, v in train.items():
         assert recipe.key({**train, p: _other_value(v)}, 0) != k, f"the key ignores {p}"
 
-    sources = recipe.sources()
-    assert sources and all(inspect.ismodule(m) and m.__file__ for m in sources)
-    for m in sources:
-        assert importlib.import_module(m.__name__) is m
-    assert {inspect.getmodule(recipe.make), inspect.getmodule(recipe.fit)} <= set(sources)
+    from attractor_bench.components import recipe_component, versions
+    assert recipe_component(recipe.name) in versions(recipe_component(recipe.name))
 
     budget = {k: v for k, v in {**TINY_TRAIN, "steps": 1}.items() if k in recipe.defaults}
     assert set(TRAINING_KEYS) & set(recipe.defaults), "a recipe without a training budget cannot be trained small"

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from attractor_bench.cli import app
 from attractor_bench.errors import AttractorBenchError
 from attractor_bench.leaderboard import UNRELIABLE, write_leaderboard
-from attractor_bench.provenance import code_version
+from attractor_bench.components import current
+from attractor_bench.provenance import VERSIONED
 from attractor_bench.runner import RunResult
 from attractor_bench.summary import summarize, write_summary
 
@@ -65,7 +66,7 @@ def result(suite: str, models: dict, attacks: dict, date="2026-12-01 10:00 UTC",
     rows = [r for name, m in models.items() for r in _model_rows(name, m, attacks)]
     table = pd.DataFrame(rows, columns=["model", "attack", "eps", "dataset", "metric", "value", "kind"])
     meta = {"date": date, "commit": commit, "command": f"attractor-bench run suites/{suite}.yaml", "attacks": attacks,
-            "code": code_version(),
+            "components": current(),
             "subsets": subsets or {}, "models": {n: m["info"] for n, m in models.items()},
             "flags": {n: m["reasons"] for n, m in models.items()}, "n_images": {"mnist": n_test},
             "verdict": {n: m["verdict"] for n, m in models.items() if m["verdict"] is not None}}
@@ -501,6 +502,7 @@ def test_runs_made_by_other_code_are_listed_as_stale_not_ranked(tmp_path):
     write_run(res, "now", {"m": model(weights="1", wc={0.3: (0.5, 0.4, 10)})}, {"pgd": attack()})
     old = write_run(res, "before", {"m": model(weights="0", wc={0.3: (0.9, 0.8, 10)})}, {"pgd": attack()})
     doc = json.loads((old / "summary.json").read_text())
+    del doc["components"]  # made before component versions, by code no recorded check covers
     (old / "summary.json").write_text(json.dumps({**doc, "code": "0" * 32}))
     older = write_run(res, "format1", {"m": model(weights="2")}, {"pgd": attack()})
     (older / "summary.json").write_text(json.dumps({**doc, "format": 1, "suite": "format1"}))
@@ -517,29 +519,32 @@ def _link(frm: str, to: str, ood=("o0", "o1")) -> dict:
             "command": "python scripts/same_numbers.py --old cccccccccc", "date": "2026-12-03", "checked": "tables identical"}
 
 
-@pytest.mark.parametrize("links,current", [([("a" * 32, "b" * 32), ("b" * 32, "now")], True),  # a chain of two checks
-                                           ([("now", "a" * 32)], False),  # a link the other way does not count
-                                           ([("a" * 32, "c" * 32)], False),  # nor one to other code
-                                           ([], False)])
-def test_a_recorded_check_counts_an_earlier_codes_run_as_current(tmp_path, links, current):
+def _carried(links: list[tuple[str, str]]) -> str:
+    return json.dumps({"components": current(), "checks": [_link(f, VERSIONED if t == "now" else t) for f, t in links]})
+
+
+@pytest.mark.parametrize("links,is_current", [([("a" * 32, "b" * 32), ("b" * 32, "now")], True),  # a chain of two checks
+                                              ([("now", "a" * 32)], False),  # a link the other way does not count
+                                              ([("a" * 32, "c" * 32)], False),  # nor one to other code
+                                              ([], False)])
+def test_a_recorded_check_counts_an_earlier_codes_run_as_current(tmp_path, links, is_current):
     res = tmp_path / "results"
     write_run(res, "now_run", {"m": model(weights="1", wc={0.3: (0.5, 0.4, 10)})}, {"pgd": attack()})
     old = write_run(res, "before", {"n": model(weights="0", wc={0.3: (0.9, 0.8, 10)})}, {"pgd": attack()})
     doc = json.loads((old / "summary.json").read_text())
+    del doc["components"]  # a run made before component versions: a code fingerprint instead
     (old / "summary.json").write_text(json.dumps({**doc, "code": "a" * 32}))
-    now = code_version()
-    (res / "CODE_LINEAGE.json").write_text(json.dumps([_link(f, now if t == "now" else t) for f, t in
-                                                       [(now if f == "now" else f, t) for f, t in links]]))
+    (res / "CARRIED_OVER.json").write_text(_carried([(VERSIONED if f == "now" else f, t) for f, t in links]))
     board = board_json(res)
-    assert ("before" in board["runs"]) is current and ("before" in board.get("stale", {})) is not current
-    assert sorted(r["model"] for r in board["rows"]) == (["m", "n"] if current else ["m"])
+    assert ("before" in board["runs"]) is is_current and ("before" in board.get("stale", {})) is not is_current
+    assert sorted(r["model"] for r in board["rows"]) == (["m", "n"] if is_current else ["m"])
     md = (res / "LEADERBOARD.md").read_text()
-    if current:
+    if is_current:
         chain = board["runs"]["before"]["current_by"]  # every check of the chain, oldest first
         assert [link["code"]["from"] for link in chain] == [f for f, _ in links]
         assert "made by earlier code (fingerprint `aaaaaaaaaaaa`), current by the check" in md
         check = ("Check of 2026-12-03: `python scripts/same_numbers.py --old cccccccccc` (earlier commit `cccccccccc`): "
-                 "tables identical (results/CODE_LINEAGE.json).")
+                 "tables identical (results/CARRIED_OVER.json).")
         assert md.split("## Runs")[1].count(check) == len(links)
     else:
         assert "current_by" not in board["runs"]["now_run"] and "made by earlier code" not in md
@@ -548,14 +553,15 @@ def test_a_recorded_check_counts_an_earlier_codes_run_as_current(tmp_path, links
 def test_a_broken_lineage_file_is_one_clear_error(tmp_path):
     res = tmp_path / "results"
     write_run(res, "now_run", {"m": model(weights="1", wc={0.3: (0.5, 0.4, 10)})}, {"pgd": attack()})
-    (res / "CODE_LINEAGE.json").write_text('[{"code": "x"}]')
+    (res / "CARRIED_OVER.json").write_text('{"components": {}, "checks": [{"code": "x"}]}')
     out = invoke(res)
-    assert out.exit_code == 1 and "CODE_LINEAGE.json: not a list of links" in out.output
-    link = _link("a" * 32, code_version())
+    assert out.exit_code == 1 and "CARRIED_OVER.json: not an object with components and checks" in out.output
+    link = _link("a" * 32, VERSIONED)
     del link["code"]["from"]  # a link from nowhere would join runs that recorded no code
-    (res / "CODE_LINEAGE.json").write_text(json.dumps([link]))
+    (res / "CARRIED_OVER.json").write_text(json.dumps({"components": {}, "checks": [link]}))
     out = invoke(res)
-    assert out.exit_code == 1 and "CODE_LINEAGE.json: not a list of links" in out.output and "Traceback" not in out.output
+    assert (out.exit_code == 1 and "CARRIED_OVER.json: not an object with components and checks" in out.output
+            and "Traceback" not in out.output)
     assert not (res / "LEADERBOARD.md").exists()
 
 
@@ -579,10 +585,10 @@ def test_the_reference_is_set_against_its_goal_with_its_intervals(tmp_path):
 
 def write_ood_run(root: Path, suite: str, models: dict, code=None, date="2026-12-02 10:00 UTC") -> Path:
     """An OOD run's ood.json: models {name: (identity, {rejector: {dataset: (clean, robust)}}, best)}."""
-    from attractor_bench.provenance import ood_code_version
     from attractor_bench.summary import dumps
+    made_by = {"code": code} if code else {"components": current()}
     doc = {"kind": "ood", "format": 1, "suite": suite, "command": f"attractor-bench ood suites/{suite}.yaml", "commit": "def5678",
-           "date": date, "code": code or ood_code_version(), "best_rejector": {m: v[2] for m, v in models.items()},
+           "date": date, **made_by, "best_rejector": {m: v[2] for m, v in models.items()},
            "models": {m: {"identity": v[0]} for m, v in models.items()},
            "auroc": {"eps": 0.1, "attacks": ["pgd", "apgd", "square"],
                      "models": {m: {r: {d: {"clean": c, "robust": rb, "id": rb + 0.01, "ood": rb + 0.02, "threshold": 0.5}

@@ -32,7 +32,8 @@ def _same_numbers():
 
 
 def _side(code: str, weights: str) -> dict:
-    return {"versions": {"code": code, "ood": "o-" + code}, "files": {"same_numbers/results.csv": "t1", "ood_micro/ood.csv": "t2"},
+    versions = {"code": code, "ood": "o-" + code} if code == "old" else {"components": {"cell": 1}}
+    return {"versions": versions, "files": {"same_numbers/results.csv": "t1", "ood_micro/ood.csv": "t2"},
             "weights": {"baseline": "w0", "attractor": weights}, "seconds": 1.0}
 
 
@@ -48,11 +49,13 @@ def test_same_numbers_records_a_link_only_when_every_table_and_weight_is_identic
     code = sn.main(["--old", "HEAD", "--record", "--keep", str(tmp_path / "work"), "--results-dir", str(results)])
     out = capsys.readouterr().out
     assert code == (0 if same else 1) and f"same_numbers={same}" in out
-    lineage = results / "CODE_LINEAGE.json"
+    lineage = results / "CARRIED_OVER.json"
     if same:
         import json
-        [link] = json.loads(lineage.read_text())
-        assert link["code"] == {"from": "old", "to": "new"} and link["ood"] == {"from": "o-old", "to": "o-new"}
-        assert link["command"].startswith("python scripts/same_numbers.py --old ")
+        doc = json.loads(lineage.read_text())
+        [link] = doc["checks"]
+        assert link["code"] == {"from": "old", "to": "component versions"}
+        assert link["ood"] == {"from": "o-old", "to": "component versions"}
+        assert link["command"].startswith("python scripts/same_numbers.py --old ") and doc["components"] == {"cell": 1}
     else:
         assert "weights attractor" in out and "DIFFERENT" in out and not lineage.exists()

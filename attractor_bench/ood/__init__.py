@@ -6,6 +6,7 @@ OOD sets and the accuracy/coverage curves.
 
 Data flow: suite (`suite`) -> the models as `attractor-bench run` builds them (`runner.prepare`)
 -> rejectors (`rejectors`) -> score attacks (`attacks`) -> per-image arrays -> rows (`evaluate`)
--> ood.csv, ood.json, README.md and figures (`report`). Its own code fingerprint
-(`provenance.ood_code_version`): a change here marks OOD runs stale, not classification runs.
+-> ood.csv, ood.json, README.md and figures (`report`). Its own components (`ood.scores`,
+`ood.attacks`, `ood.metrics`, `ood.evaluate`: attractor_bench/components.py): a bump of one
+stales OOD runs, not classification runs.
 """

@@ -42,7 +42,8 @@ from attractor_bench.cells import Defended, Target
 from attractor_bench.determinism import deterministic
 from attractor_bench.device import activate, resolve_device
 from attractor_bench.files import array_fingerprint, atomic_write, key
-from attractor_bench.provenance import ood_code_version
+from attractor_bench import components
+from attractor_bench.provenance import environment
 from attractor_bench.runner import Log, prepare
 
 from . import synthetic
@@ -211,7 +212,7 @@ def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = Tr
     splits = data_mod.mnist_train_val(data_root, download)
     sets = load_sets(suite, data_root, download)
     val_x = splits[1].x[:N_VALIDATION]
-    code = ood_code_version()
+    code = key(components=components.versions(*components.OOD_WIDE))
     folder = resolve_cache_dir(cache_dir) / "ood"
     images = array_fingerprint(*(s.x for s in sets.values()), sets["mnist"].y, val_x)
     spec = {k: getattr(suite, k) for k in ("eps", "attacks", "k_plus_one", "seed", "budgets")}
@@ -237,11 +238,13 @@ def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = Tr
                 all_curves[spec_m.name] = curves(arrays, suite)
                 info = meta[spec_m.name]
                 models[spec_m.name] = {"suite": s.name, "preset": info.get("preset"), "identity": identity(info),
-                                       "randomized": info.get("randomized", False),
+                                       "randomized": info.get("randomized", False), "components": info["components"],
                                        "clean_accuracy": float(arrays["correct/clean"].mean()),
                                        **{f"pgd_accuracy_{e:g}": float(arrays[f"correct/pgd_ce/{e:g}"].mean())
                                           for e in suite.eps}}
-    meta = {"code": code, "models": models, "model_seconds": seconds, "n_images": {k: len(v) for k, v in sets.items()},
+    used = [c for s in suite.suites for spec_m in s.models for c in models[spec_m.name]["components"]]
+    meta = {"components": components.versions(*components.OOD_WIDE, *used), "environment": environment(dev.type),
+            "models": models, "model_seconds": seconds, "n_images": {k: len(v) for k, v in sets.items()},
             "ood": list(suite.ood), "eps": list(suite.eps), "attacks": list(suite.attacks), "k_plus_one": suite.k_plus_one, "budgets": {a: {**b, **suite.budgets.get(a, {})} for a, b in BUDGETS.items()},
             "seed": suite.seed, "device": str(dev), "wall_seconds": round(time.perf_counter() - t0, 1)}
     return OODResult(suite, pd.DataFrame(table, columns=COLUMNS), meta, all_curves)

@@ -178,8 +178,18 @@ def _coverage_section(meta: dict) -> list[str]:
             *[f"| `{m}` | {_pct(i['clean_accuracy'])} | " + " | ".join(_pct(i[f'pgd_accuracy_{e:g}']) for e in eps_list)
               + " |" for m, i in meta["models"].items()], "",
             "The run's wall time counts only what it computed: models whose numbers an earlier run had stored in the cache "
-            "are read from there (ood.json's `model_seconds`). "
-            f"Code fingerprint `{meta['code']}` (`attractor_bench.provenance.ood_code_version`).", ""]
+            "are read from there (ood.json's `model_seconds`). " + _made_by(meta), ""]
+
+
+def _made_by(meta: dict) -> str:
+    """The component versions the run used and what it ran on (a run of earlier code: its fingerprint)."""
+    if "components" not in meta:
+        return (f"Code fingerprint `{meta.get('code')}`: made before component versions (results/CARRIED_OVER.json holds "
+                "the checks that link it to them).")
+    env = meta.get("environment") or {}
+    return ("Component versions: " + ", ".join(f"{k} {v}" for k, v in meta["components"].items())
+            + f" (attractor_bench/components.py). Ran on torch {env.get('torch')}, ART "
+              f"{env.get('adversarial-robustness-toolbox')}, numpy {env.get('numpy')}, {env.get('device')}.")
 
 
 def render_readme(table: pd.DataFrame, meta: dict) -> str:

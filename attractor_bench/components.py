@@ -1,0 +1,211 @@
+"""Components: the units of code that compute numbers, each with a declared version.
+
+A number is keyed on what computes it, as AutoAttack names its protocol (`version='standard'`)
+and a build system keys a target on its declared dependencies: a cell's or a model's cache key
+holds its inputs (configuration, weights hash, image bytes hash, seed, device kind) and the
+versions of the components it used (`versions(...)`), never the bytes of a source file or the
+library versions of the machine. A run records `{component: version}` for what it used
+(`used_by_run`), and the leaderboard marks a number stale only when a component it depends on has
+a newer version now.
+
+Each component names its roots: modules (all of their definitions), functions and classes (by
+`module:qualname`). Its code is the roots and everything they reach inside this package (names in
+their bodies and annotations, resolved in their module), stopping at another component's roots
+(a dependency, whose version it then also carries). Attacks and recipes are components of their
+own, derived from their registries (`attack.<name>` from `AttackEntry.version`, `recipe.<name>`
+from `Recipe.version`); the others are declared in `DECLARED` below.
+
+`lock.py` hashes each component's code (normalized: no docstrings, comments, annotations or
+message text) into `components.lock.json`, which a test compares: docs/architecture.md says when
+to bump a version (numbers change) and when to update the lock after a same-numbers check (they
+do not). Outside plugins declare no version: they are keyed by their source, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from . import lock
+from .attacks import ATTACKS, AttackEntry
+from .defences import DEFENCES, MODELS_INTERNAL
+from .lock import PACKAGE, resolve
+from .models import MODELS
+from .presets import PRESETS
+from .recipes import Recipe
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    version: int
+    roots: tuple[str, ...]  # "module" or "module:qualname": its own code (a boundary for other components)
+    what: str
+    uses: tuple[str, ...] = ()  # further modules hashed with it without owning them (a registry entry's `depends`)
+
+
+_A = "attractor_bench"
+DECLARED: tuple[Component, ...] = (
+    Component("data", 1, (f"{_A}.data", f"{_A}.cells:subset", f"{_A}.cells:cell_seed", f"{_A}.cache:Context.training_split"),
+              "the datasets as arrays, the validation split, the seeded image subsets and training subsets"),
+    Component("determinism", 1, (f"{_A}.determinism", f"{_A}.device"), "deterministic kernels, thread settings, device choice"),
+    Component("train.loop", 1, (f"{_A}.early_stopping",), "the epoch loop, its optimizer step and early-stopping rules"),
+    Component("net.attractor", 1, (f"{_A}.models.attractor",), "the attractor network (784-500-300-300, heads, Chain)"),
+    Component("train.attractor", 1, (f"{_A}.training", f"{_A}.losses"),
+              "the paper's staged training of the attractor presets and its losses (Eq. 4)"),
+    Component("defence.attractor", 1, (f"{_A}.defences.attractor",), "the fixed-point iteration as an ART preprocessor"),
+    Component("defence.bpda", 1, (f"{_A}.defences:StraightThrough", f"{_A}.defences:straight_through",
+                                  f"{_A}.defences:no_defence"), "BPDA with the identity, and no defence"),
+    Component("defence.dae", 1, (f"{_A}.defences.dae",), "the denoising autoencoders inside the purifiers"),
+    Component("defence.apudae", 1, (f"{_A}.defences.apudae",), "APuDAE purification (related paper 003)"),
+    Component("defence.feature_dae", 1, (f"{_A}.defences.feature_dae",), "feature-space DAE purification (related paper 004)"),
+    Component("rejector.pearson", 1, (f"{_A}.defences.ood",), "the Pearson-similarity rejector and its threshold fit"),
+    Component("classifier", 1, (f"{_A}.classifier",), "the ART classifier around a model and defence, its loss and memo"),
+    Component("cell", 1, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
+                          f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
+                          f"{_A}.cells:datasets", f"{_A}.cells:EVAL_BATCH", f"{_A}.attacks:AttackEntry",
+                          f"{_A}.attacks:within_budget", f"{_A}.attacks:perturbation_norms", f"{_A}.attacks:NORMS",
+                          f"{_A}.store:CELL_FORMAT", f"{_A}.config:Suite.cascades"),
+              "one (model, attack, eps, dataset) cell: the images attacked, the cascade's order, the outputs stored"),
+    Component("metrics", 1, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
+    Component("worst_case", 1, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
+    Component("summary", 1, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
+    Component("verdict", 1, (f"{_A}.indicators",), "the attack-failure probes and the reliability verdict"),
+    Component("ood.scores", 1, (f"{_A}.ood.rejectors",), "OOD scores: reconstruction similarity, max softmax, energy"),
+    Component("ood.attacks", 1, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),
+    Component("ood.metrics", 1, (f"{_A}.ood.metrics",), "AUROC, AUPR-IN/OUT, FPR95TPR of the OOD runs"),
+    Component("ood.evaluate", 1, (f"{_A}.ood.evaluate", f"{_A}.ood.synthetic", f"{_A}.ood.report:best_rejectors"),
+              "an OOD run's cells, its noise sets and the best-rejector choice"),
+)
+
+# A run uses these whatever its models and attacks (a newer version of one stales the whole run).
+RUN_WIDE = ("data", "determinism", "classifier", "cell", "metrics", "worst_case", "summary", "defence.bpda")
+OOD_WIDE = ("data", "determinism", "classifier", "ood.scores", "ood.attacks", "ood.metrics", "ood.evaluate")
+
+
+def attack_component(name: str) -> str:
+    return f"attack.{name}"
+
+
+def recipe_component(name: str) -> str:
+    return f"recipe.{name}"
+
+
+def _registry_components() -> list[Component]:
+    out = []
+    for name, e in ATTACKS.items():
+        out.append(Component(attack_component(name), e.version, (_ref(e.factory),), e.description, _uses(e.depends)))
+    for name, r in {**MODELS, **MODELS_INTERNAL}.items():
+        out.append(Component(recipe_component(name), r.version, (_ref(r.make), _ref(r.fit)), r.description, _uses(r.depends)))
+    return out
+
+
+def _uses(depends) -> tuple[str, ...]:
+    """A registry entry's `depends` but the modules a declared component owns (those are dependencies)."""
+    declared = {r for c in DECLARED for r in c.roots}
+    return tuple(m for m in depends if m not in declared)
+
+
+def _ref(obj) -> str:
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+@lru_cache(maxsize=1)
+def _all() -> dict[str, Component]:
+    comps = {c.name: c for c in (*DECLARED, *_registry_components())}
+    return dict(sorted(comps.items()))
+
+
+def _entry_component(obj) -> str | None:
+    """The component of a Recipe or AttackEntry object (a network or attack used by name), else None."""
+    if isinstance(obj, Recipe):
+        return recipe_component(obj.name)
+    if isinstance(obj, AttackEntry):
+        return next((attack_component(n) for n, e in ATTACKS.items() if e is obj), None)
+    return None
+
+
+@lru_cache(maxsize=1)
+def registry() -> lock.Registry:
+    """The components with their code worked out (cached until `reset`)."""
+    return lock.Registry(_all(), _entry_component)
+
+
+def lock_state(source_of=None) -> dict[str, dict]:
+    """{component: {version, hash, requires}} of the code as it is (what components.lock.json records)."""
+    return registry().state(source_of)
+
+
+def reset() -> None:
+    """Forget what was worked out from the registries and the code (after a test changes them)."""
+    _all.cache_clear()
+    registry.cache_clear()
+    requires.cache_clear()
+
+
+def components() -> dict[str, Component]:
+    """Every component by name (declared, attacks, recipes)."""
+    return _all()
+
+
+def current() -> dict[str, int]:
+    """{component: version} of the code as it is."""
+    return {n: c.version for n, c in _all().items()}
+
+
+@lru_cache(maxsize=None)
+def requires(name: str) -> tuple[str, ...]:
+    """`name` and the components its code reaches (transitively), sorted."""
+    seen, todo = set(), [name]
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        todo += registry().dependencies(n)
+    return tuple(sorted(seen))
+
+
+def versions(*names: str) -> dict[str, int]:
+    """{component: version} of `names` and everything they require: what a cache key holds."""
+    comps = _all()
+    out = {}
+    for n in names:
+        if n not in comps:
+            raise KeyError(f"no component {n!r}")
+        for r in requires(n):
+            out[r] = comps[r].version
+    return dict(sorted(out.items()))
+
+
+def of(obj) -> tuple[str, ...]:
+    """The components whose code holds `obj` (a function, class or module of this package); ()
+    for code outside the package (a library's, a plugin's)."""
+    mod = getattr(obj, "__module__", None) if not hasattr(obj, "__file__") else obj.__name__
+    if not (mod or "").startswith(PACKAGE):
+        return ()
+    qual = getattr(obj, "__qualname__", None)
+    hits = tuple(n for n in _all() if (mod, qual) in registry().members(n) or (qual is None and (mod, None) in registry().members(n)))
+    return hits
+
+
+def for_model(preset: str | None, defence: str | None, rejector: bool, origin: str = "built-in",
+              defence_origin: str = "built-in") -> list[str]:
+    """The components a model under test uses: its training (an attractor preset's, or its recipe)
+    and its defence and rejector. An outside model or defence has none (keyed by its source)."""
+    out = []
+    if origin == "built-in" and preset in MODELS:
+        out.append(recipe_component(preset))
+    elif origin == "built-in" and preset in PRESETS:
+        out.append("train.attractor")
+    if defence_origin == "built-in" and defence in DEFENCES:
+        out += list(of(DEFENCES[defence]))
+    if rejector:
+        out.append("rejector.pearson")
+    return sorted(set(out))
+
+
+def used_by_run(model_components: list[str], attack_names: list[str], verdict: bool = True) -> dict[str, int]:
+    """{component: version} a classification run used: the run-wide ones, its models' and its attacks'."""
+    names = [*RUN_WIDE, *model_components, *(attack_component(a) for a in attack_names), *(["verdict"] if verdict else [])]
+    return versions(*[n for n in names if n in _all()])

@@ -1,0 +1,184 @@
+"""Numbers keyed by what computes them (attractor_bench/components.py, lock.py, currency.py).
+
+The lock agrees with the code; comment, docstring and message edits change no hash and no key;
+a behavioural edit without a bump fails the lock naming its component; a new attack or preset
+stales nothing; a bump of one attack re-keys that attack's cells only and stales only the numbers
+it contributed to; another torch, ART or numpy ranks every row it ranks here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attractor_bench import components, leaderboard, lock
+from attractor_bench.attacks import ATTACKS
+from attractor_bench.cache import recipe_key, training_key
+from attractor_bench.cells import attack_identity, cell_code
+from attractor_bench.config import load_suite
+from attractor_bench.models import MODELS
+from attractor_bench.presets import PRESETS
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results"
+
+
+@pytest.fixture(autouse=True)
+def fresh_components():
+    components.reset()
+    yield
+    components.reset()
+
+
+def committed(tmp_path) -> Path:
+    """A copy of the committed results (the leaderboard is built there, not in the repository)."""
+    dest = tmp_path / "results"
+    shutil.copytree(RESULTS, dest)
+    return dest
+
+
+def board(results: Path) -> tuple[list[dict], dict]:
+    b = leaderboard.build(results)
+    doc = json.loads(leaderboard.render_json(b))
+    return doc["rows"], doc.get("stale", {})
+
+
+def keys() -> dict:
+    """Every key a run computes from the code: the cells', each attack's, each model's training."""
+    suite = load_suite(REPO / "suites" / "same_numbers.yaml")
+    out = {"cell": cell_code(), **{f"attack {a.label}": json.dumps(attack_identity(a), sort_keys=True) for a in suite.attacks}}
+    out |= {f"preset {n}": training_key(cfg) for n, cfg in PRESETS.items()}
+    out |= {f"recipe {n}": recipe_key(r, r.split({})[0], 0) for n, r in MODELS.items()}
+    return out
+
+
+def test_the_lock_agrees_with_the_code():
+    problems = lock.problems(lock.read(), components.lock_state())
+    assert not problems, "\n".join(problems)
+
+
+def _comments_and_messages(src: str) -> str:
+    """`src` with a comment before every definition, its docstrings and error messages reworded."""
+    src = re.sub(r"^(\s*)(def |class )", r"\1# an edited comment\n\1\2", src, flags=re.M)
+    src = re.sub(r'((?:def|class) [^\n]*:\n\s*)"""', r'\1"""Edited docstring. ', src)
+    return re.sub(r'(raise \w+\(f?)"', r'\1"Edited message: ', src)
+
+
+def _source_with(edit):
+    import inspect
+    from types import ModuleType
+
+    def source_of(obj):
+        src = Path(obj.__file__).read_text() if isinstance(obj, ModuleType) else inspect.getsource(obj)
+        return edit(obj, src)
+    return source_of
+
+
+def test_comment_docstring_and_message_edits_change_no_hash_and_no_key(monkeypatch):
+    before, hashes = keys(), {n: s["hash"] for n, s in lock.read().items()}
+    edited = []
+
+    def edit(obj, src):
+        new = _comments_and_messages(src)
+        edited.append(new != src)
+        return new
+
+    now = components.lock_state(_source_with(edit))
+    assert sum(edited) > 40, "the edit reached too few definitions to mean anything"
+    assert {n: s["hash"] for n, s in now.items()} == hashes
+    assert not lock.problems(lock.read(), now)
+    monkeypatch.setattr(lock, "_source", lambda obj, source_of: _source_with(edit)(obj))
+    components.reset()
+    assert keys() == before  # no cell and no model recomputed
+
+
+@pytest.mark.parametrize("target,old,new,component", [
+    ("attractor_bench.attacks:_fgsm", "norm=np.inf", "norm=2", "attack.fgsm"),
+    ("attractor_bench.cells:evaluate", "EVAL_BATCH", "EVAL_BATCH // 2", "cell"),
+    ("attractor_bench.robustness", "ZERO_GRAD_MAX_SHARE = 0.01", "ZERO_GRAD_MAX_SHARE = 0.02", "worst_case"),
+    ("attractor_bench.models.mlp:fit_pgd_at", "step_size=step_size", "step_size=step_size / 2", None),
+])
+def test_a_behavioural_edit_without_a_bump_fails_the_lock_naming_its_component(target, old, new, component):
+    import inspect
+    from types import ModuleType
+
+    obj = components.resolve(target)
+    target_src = Path(obj.__file__).read_text() if isinstance(obj, ModuleType) else inspect.getsource(obj)
+    assert old in target_src
+    edited = target_src.replace(old, new, 1)
+
+    def edit(o, src):  # one edit of the file, wherever a component reads it: the definition, or its whole module
+        return src.replace(target_src, edited) if inspect.getsourcefile(o) == inspect.getsourcefile(obj) else src
+
+    problems = lock.problems(lock.read(), components.lock_state(_source_with(edit)))
+    named = sorted(re.match(r"component (\S+):", p).group(1) for p in problems)
+    expected = [component] if component else ["recipe.cnn_at", "recipe.pgd_at"]  # PGD training serves both recipes
+    assert named == expected
+    assert all("bump its version" in p and "same_numbers.py" in p for p in problems)
+
+
+def test_a_new_attack_and_a_new_preset_stale_nothing_and_recompute_nothing(tmp_path, monkeypatch):
+    results = committed(tmp_path)
+    rows, stale = board(results)
+    before = keys()
+    monkeypatch.setitem(ATTACKS, "fgsm_small_batch", dataclasses.replace(ATTACKS["fgsm"], defaults={"batch_size": 8}))
+    monkeypatch.setitem(PRESETS, "attractor_wide", dataclasses.replace(PRESETS["attractor"], n_train=1000))
+    components.reset()
+    assert "attack.fgsm_small_batch" in components.current()
+    after = keys()
+    assert {k: v for k, v in after.items() if k != "preset attractor_wide"} == before
+    assert board(results) == (rows, stale)
+
+
+def test_a_bump_of_one_attack_rekeys_its_cells_and_stales_only_its_numbers(tmp_path, monkeypatch):
+    """The rejection-aware attack runs on the models with the attractor's rejector only: a bump of it
+    stales their worst cases (it is taken over at every eps there) and nothing of the other rows."""
+    results = committed(tmp_path)
+    rows, stale = board(results)
+    before = keys()
+    monkeypatch.setitem(ATTACKS, "rejection_aware", dataclasses.replace(ATTACKS["rejection_aware"], version=2))
+    components.reset()
+    after = keys()
+    assert sorted(k for k in before if before[k] != after[k]) == ["attack rejection_aware"]
+    new_rows, new_stale = board(results)
+    assert sorted(r["model"] for r in new_rows) == sorted(r["model"] for r in rows)  # ranks may move, rows stay
+    old, new = ({r["model"]: r for r in rs} for rs in (rows, new_rows))
+    with_rejector = {m for m, r in old.items() if r["threshold"] is not None}
+    assert with_rejector and with_rejector != set(old)
+    for m, r in old.items():
+        assert new[m]["numbers"]["clean"] == r["numbers"]["clean"]  # clean cells: no attack
+        for k in ("worst_case_0.1", "worst_case_0.3"):
+            if m in with_rejector:  # no other run has these models' worst cases without the attack
+                assert new[m]["numbers"][k]["value"] is None, (m, k)
+            else:
+                assert new[m]["numbers"][k] == r["numbers"][k], (m, k)
+    notes = " ".join(v["why"] for v in new_stale.values())
+    assert "attacks rejection_aware" in notes and "attack.rejection_aware" not in components.RUN_WIDE
+
+
+def test_another_torch_art_and_numpy_rank_every_row(tmp_path, monkeypatch):
+    import art
+    import torch
+
+    results = committed(tmp_path)
+    rows, stale = board(results)
+    assert len(rows) >= 9 and not stale
+    monkeypatch.setattr(torch, "__version__", "2.99.0+cu130")
+    monkeypatch.setattr(art, "__version__", "9.9.9")
+    monkeypatch.setattr(np, "__version__", "9.9.9")
+    components.reset()
+    assert board(results) == (rows, stale)
+
+
+def test_a_run_records_the_versions_it_used_and_its_environment():
+    used = components.used_by_run(components.for_model("attractor", "attractor", True), ["pgd", "fgsm"])
+    assert {"cell", "worst_case", "summary", "train.attractor", "net.attractor", "defence.attractor", "rejector.pearson",
+            "attack.pgd", "attack.fgsm"} <= set(used)
+    assert "attack.square" not in used and "recipe.mlp" not in used
+    assert components.for_model("mlp", "none", False) == ["defence.bpda", "recipe.mlp"]  # `none` lives beside BPDA
+    assert components.for_model("my_pkg:build", "my_pkg:defend", False, origin="my_pkg", defence_origin="my_pkg") == []
