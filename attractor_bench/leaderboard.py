@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest, fisher_exact
 
-from . import plots, tables
+from . import page, plots, tables
 from .data import DISPLAY_NAMES
 from .errors import AttractorBenchError, ConfigError
 from .files import atomic_folder
@@ -33,30 +33,22 @@ from .summary import FILE, FORMAT, decode_samples, dumps, interval
 EPS_POINTS, OOD_EPS, NORM = (0.1, 0.3), 0.1, "linf"
 OOD_SETS = [d for d in DISPLAY_NAMES if d != "mnist"]  # the classification runs' OOD sets (summary.json)
 ROBUST_SETS = ("fashion_mnist", "cifar10_bw", "uniform_noise", "smooth_noise")  # the OOD runs' (ood.json)
-FILES, FIGURE = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json"), "leaderboard_worst_case.png"
+FILES, FIGURE = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json", "leaderboard.html"), "leaderboard_worst_case.png"
+PAGE = FILES[3]  # the page (page.py): the table, sortable, and one card per model
 UNRELIABLE = "⚠ potentially unreliable"
 SHOWN_REASONS = 6  # per model and suite in LEADERBOARD.md (all of them in LEADERBOARD.json and the results README)
 ALPHA = 0.05
-RULES = ("One row per model: a model is its name, trained weights, defence and rejector threshold, whichever suites "
-         "evaluated it; where runs hold different models under one name, the newest run's is ranked and the others are "
-         "listed as superseded. *Worst case* at L-inf eps: an image counts as robust only if it is classified correctly clean and "
-         "under every L-inf attack of the run at that eps, on the n images all of them saw, with a 95% Clopper-Pearson "
-         "interval; *e2e*: accepted by the OOD rejector and correct in that worst case (models with a rejector only); "
-         "*OOD*: from the OOD run (`attractor-bench ood`, results/ood/README.md) of the same model (name, weights, defence "
-         "and threshold): the model's best rejector (the highest robust AUROC averaged over the sets, among reconstruction "
-         "similarity where its defence reconstructs, max softmax and energy) and its AUROC of MNIST against the set, clean / "
-         f"robust (ID images attacked down and OOD images attacked up, per image the worst of PGD, APGD and Square on the "
-         f"score at L-inf eps {OOD_EPS:g}; LEADERBOARD.json gives the images, n_id and n_ood); LEADERBOARD.json also keeps the classification runs' AUROC under their attacks. Each number "
-         "comes from the run with the most attacks there, then the larger n, then the later date, then the alphabetically "
-         "first suite; LEADERBOARD.json gives its suite, commit and date. *Rank* (#): 1 + the number of rows that beat the "
-         "row, where a row beats another if it is better at the first of worst case 0.3, worst case 0.1 and clean "
-         f"accuracy at which the two are separated at p < {ALPHA:g}: McNemar's exact test on their per-sample worst-case "
-         "outcomes where they share images (scipy's binomtest on the discordant pairs), else Fisher's exact test on the "
-         "counts; rows with the same # are not separated. Sorted by rank, then worst case at 0.3, 0.1, clean accuracy "
-         f"and name; a missing value ({tables.DASH}) counts as worse than any measured one. *Verdict*: potentially unreliable "
-         "at the (norm, eps) where an attack-failure indicator was raised (attractor_bench/indicators.py; the "
-         "evidence is listed below the table), in the runs that give the row's worst cases, else reliable; `not checked` for runs without indicators. Only runs made "
-         "by the current code are ranked (others are listed as stale). Numbers in percent.")
+RULES = (
+    "One row per model (name, weights, defence, threshold); a newer training under the same name supersedes the older.",
+    "Worst case at L-inf eps: an image counts only if correct clean and under every L-inf attack of the run at that eps; "
+    "95% Clopper-Pearson intervals.",
+    "e2e: accepted by the rejector and correct in that worst case (models with a rejector only).",
+    f"OOD: the model's best rejector in its OOD run, attacked at L-inf {OOD_EPS:g} (ID images down, OOD images up).",
+    "Each number from the run with the most attacks, then the larger n, then the later date (LEADERBOARD.json names it).",
+    f"#: 1 + the rows better at the first of worst case 0.3, 0.1 and clean separated at p < {ALPHA:g} (McNemar, "
+    "else Fisher); equal # = not separated.",
+    "Verdict: potentially unreliable where an attack-failure indicator was raised (evidence below); numbers in percent.",
+)
 # The goals issue 19 sets `attractor_at` (a robust attractor network), measured on every row of that preset.
 AT_GOALS = {"preset": "attractor_at", "reference": "pgd_at", "clean": 98.0, "e2e_eps": 0.1, "e2e": 80.0,
             "ood_auroc": 95.0, "ood_sets": ("fashion_mnist", "cifar10_bw")}
@@ -313,12 +305,29 @@ def build(results_dir: str | Path) -> Leaderboard:
         r.numbers.update({k: Number(None) for k in ("ood_rejector", *[f"ood_{d}_{w}" for d in ROBUST_SETS
                                                                       for w in ("clean", "robust")])})
         r.numbers.update(_ood_numbers(r, ood_runs))
+        r.numbers.update(_table_numbers(r))
     matched = {(r.model["name"], json.dumps(r.model["identity"], sort_keys=True)) for r in rows}
     unmatched = [{"model": m, "suite": d["suite"], "date": d.get("date")} for d in ood_runs for m, info in d["models"].items()
                  if (m, json.dumps(info["identity"], sort_keys=True)) not in matched]
     stale += ood_stale
     return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale, superseded, ood_runs,
                        unmatched)
+
+
+def _table_numbers(r: Row) -> dict[str, Number]:
+    """Two numbers the table shows that the picks above do not: clean accuracy in the run and on the
+    images of the row's worst case (so the table's clean, worst case and e2e share their n), and the
+    lowest robust OOD AUROC over the OOD run's sets (of the model's best rejector)."""
+    wc = r.numbers[f"worst_case_{EPS_POINTS[1]:g}"]
+    wc = wc if wc.run is not None else r.numbers[f"worst_case_{EPS_POINTS[0]:g}"]
+    m = next((m for m in (wc.run or {}).get("models", []) if m["name"] == r.model["name"]), None)
+    clean = (Number(None) if m is None or m["clean"]["accuracy"] is None
+             else Number(m["clean"]["accuracy"], wc.run, (), {"n": m["clean"]["n"], "interval": m["clean"].get("interval")}))
+    sets = [(r.v(f"ood_{d}_robust"), d) for d in ROBUST_SETS if r.v(f"ood_{d}_robust") is not None]
+    low = min(sets, default=None)
+    ood = Number(None) if low is None else Number(low[0], r.numbers[f"ood_{low[1]}_robust"].run, (),
+                                                  {**r.numbers[f"ood_{low[1]}_robust"].extra, "set": low[1]})
+    return {"clean_on_worst_case_images": clean, "ood_robust_lowest": ood}
 
 
 def _newest_per_name(groups: dict[str, list[tuple[dict, dict]]]) -> tuple[dict, list[dict]]:
@@ -342,11 +351,6 @@ def _newest_per_name(groups: dict[str, list[tuple[dict, dict]]]) -> tuple[dict, 
     return kept, superseded
 
 
-def _wc(r: Row, eps: float) -> str:
-    n = r.numbers[f"worst_case_{eps:g}"]
-    return tables.DASH if n.value is None else f"{_with_ci(n)} (n={n.extra['n']})"
-
-
 def _with_ci(n: Number) -> str:
     if n.value is None:
         return tables.DASH
@@ -354,12 +358,77 @@ def _with_ci(n: Number) -> str:
     return tables.pct(n.value) + ("" if lo is None else f" [{tables.pct(lo)}, {tables.pct(hi)}]")
 
 
-def _cells(r: Row) -> list:
-    return [r.rank, f"`{r.display}`", r.model["identity"]["defence"]["name"], "yes" if r.model["randomized"] else "no",
-            _with_ci(r.numbers["clean"]), *[_wc(r, e) for e in EPS_POINTS], *[_with_ci(r.numbers[f"e2e_{e:g}"]) for e in EPS_POINTS],
-            (r.numbers["ood_rejector"].extra or {}).get("rejector", tables.DASH),
-            *[f"{r.pct(f'ood_{d}_clean')} / {r.pct(f'ood_{d}_robust')}" for d in ROBUST_SETS],
-            f"**{r.verdict()}**" if r.unreliable else r.verdict(), ", ".join(r.suites)]
+@dataclass
+class Cell:
+    """One cell of the leaderboard table: its text, the value the page sorts it by (None: missing,
+    sorted last) and, for a number with a 95% interval, (value, low, high) in percent: a bar on the page."""
+    text: str
+    sort: float | str | None = None
+    ci: tuple[float, float, float] | None = None
+
+    def plain(self) -> str:
+        """The text without its Markdown (code and bold marks), for the page."""
+        return self.text.replace("**", "").strip("`")
+
+
+# The table's numbers with an interval (LEADERBOARD.md and leaderboard.html): header, Row.numbers key.
+INTERVAL_COLUMNS = (("clean [95% CI]", "clean_on_worst_case_images"),
+                    *[(f"worst case L-inf {e:g} [95% CI]", f"worst_case_{e:g}") for e in EPS_POINTS],
+                    (f"e2e L-inf {EPS_POINTS[0]:g} [95% CI]", f"e2e_{EPS_POINTS[0]:g}"))
+# The numbers each model's card on the page shows: label, Row.numbers key (a pair: shown as "a / b").
+CARD_NUMBERS = (("clean (ranked: the run with most images)", "clean"),
+                ("clean on the worst case's images", "clean_on_worst_case_images"),
+                *[(f"worst case L-inf {e:g}", f"worst_case_{e:g}") for e in EPS_POINTS],
+                *[(f"e2e (accepted and correct) L-inf {e:g}", f"e2e_{e:g}") for e in EPS_POINTS],
+                *[(f"OOD AUROC {OOD_DISPLAY[d]}, clean / robust", (f"ood_{d}_clean", f"ood_{d}_robust")) for d in ROBUST_SETS],
+                *[(f"{DISPLAY_NAMES[d]} AUROC in the classification run, clean / attacked at L-inf {OOD_EPS:g}",
+                   (f"{d}_clean", f"{d}_attacked")) for d in OOD_SETS])
+TABLE_HEADER = ["#", "model", "defence", *[h for h, _ in INTERVAL_COLUMNS], "OOD robust AUROC", "verdict"]
+
+
+def _usual_n(board: Leaderboard, key: str, n: str = "n") -> int | None:
+    """The n most rows of a column have (the smallest of the most common), None where no row has one."""
+    ns = [(r.numbers[key].extra or {}).get(n) for r in board.rows if r.v(key) is not None]
+    ns = [x for x in ns if x is not None]
+    return min(ns, key=lambda x: (-ns.count(x), x)) if ns else None
+
+
+def _n_cell(n: Number, usual: int | None, key: str = "n") -> Cell:
+    """A number of the table with its interval (if any), and its n where that is not the column's usual n."""
+    if n.value is None:
+        return Cell(tables.DASH)
+    own = (n.extra or {}).get(key)
+    lo, hi = (n.extra or {}).get("interval") or (None, None)
+    return Cell(_with_ci(n) + ("" if own == usual else f" (n={own})"), 100 * n.value,
+                None if lo is None else (100 * n.value, 100 * lo, 100 * hi))
+
+
+def _n_notes(usual: dict[str, int | None], n_id: int | None, n_ood: int | None) -> list[str]:
+    """The lines under the table that say each column's n."""
+    ns = {k: v for k, v in usual.items() if v is not None}
+    names = {k: h.split(" [")[0] for h, k in INTERVAL_COLUMNS}
+    said = (f"n = {next(iter(ns.values())):,} test images behind every clean, worst-case and e2e number" if len(set(ns.values())) == 1
+            else "n: " + ", ".join(f"{names[k]} {v:,}" for k, v in ns.items()) if ns else "no clean or worst case measured")
+    return [f"{said}; a number on other images says its n, as (n=...). Clean is measured in the run and on the images of "
+            "the row's worst case; the clean number the ranking uses (the run with most images: all 10,000 test images "
+            "where a run has them) is in LEADERBOARD.json and the page's cards.",
+            f"OOD robust AUROC: the lowest over {', '.join(OOD_DISPLAY[d] for d in ROBUST_SETS)} of the model's best "
+            f"rejector at L-inf {OOD_EPS:g}" + (f", n = {n_id:,} MNIST and {n_ood:,} OOD images per set (n= in a cell: "
+                                                 "MNIST images)" if n_id else "")
+            + "; each set's clean and robust AUROC are in the cards and LEADERBOARD.json."]
+
+
+def table(board: Leaderboard) -> tuple[list[str], list[list[Cell]], list[str]]:
+    """The leaderboard table (at most 9 columns; the rest is in LEADERBOARD.json and the page's
+    cards): its header, one row of cells per model, and the notes that say each column's n."""
+    usual = {k: _usual_n(board, k) for _, k in INTERVAL_COLUMNS}
+    n_id, n_ood = _usual_n(board, "ood_robust_lowest", "n_id"), _usual_n(board, "ood_robust_lowest", "n_ood")
+    rows = [[Cell(str(r.rank), r.rank), Cell(f"`{r.display}`", r.display),
+             Cell(r.model["identity"]["defence"]["name"], r.model["identity"]["defence"]["name"]),
+             *[_n_cell(r.numbers[k], usual[k]) for _, k in INTERVAL_COLUMNS],
+             _n_cell(r.numbers["ood_robust_lowest"], n_id, "n_id"),
+             Cell(f"**{r.verdict()}**" if r.unreliable else r.verdict(), r.verdict())] for r in board.rows]
+    return TABLE_HEADER, rows, _n_notes(usual, n_id, n_ood)
 
 
 def _lineage_note(run: dict) -> str:
@@ -372,13 +441,18 @@ def _lineage_note(run: dict) -> str:
             f"check{'s' if len(chain) > 1 else ''} of {dates} below")
 
 
-def _environment_note(run: dict) -> str:
-    """What a run ran on (recorded since component versions; shown, never compared)."""
+def _environment(run: dict) -> str | None:
+    """What a run ran on (recorded since component versions; shown, never compared), None if not recorded."""
     env = run.get("environment")
     if not env:
-        return ""
-    return (f"; ran on torch {env.get('torch')}, ART {env.get('adversarial-robustness-toolbox')}, numpy {env.get('numpy')}, "
+        return None
+    return (f"torch {env.get('torch')}, ART {env.get('adversarial-robustness-toolbox')}, numpy {env.get('numpy')}, "
             f"{env.get('device', 'cpu')} ({env.get('processor')})")
+
+
+def _environment_note(run: dict) -> str:
+    env = _environment(run)
+    return "" if env is None else f"; ran on {env}"
 
 
 def _checks(runs: list[dict]) -> list[str]:
@@ -389,12 +463,11 @@ def _checks(runs: list[dict]) -> list[str]:
 
 
 def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
-    header = ["#", "model", "defence", "randomized", "clean [95% CI]", *[f"worst case L-inf {e:g} [95% CI]" for e in EPS_POINTS],
-              *[f"e2e {e:g} [95% CI]" for e in EPS_POINTS], "OOD rejector", *[f"{OOD_DISPLAY[d]} AUROC clean / robust" for d in ROBUST_SETS],
-              "verdict", "suites"]
-    parts = ["# Leaderboard: defended MNIST classifiers", "", RULES, "",
-             f"Regenerate with `attractor-bench leaderboard --results-dir {results_dir.name}`.", "",
-             tables.markdown(header, [_cells(r) for r in board.rows]), ""]
+    header, rows, notes = table(board)
+    parts = ["# Leaderboard: defended MNIST classifiers", "", *[f"- {rule}" for rule in RULES], "",
+             f"Regenerate with `attractor-bench leaderboard --results-dir {results_dir.name}`; {PAGE} shows each model's "
+             "card (every number, figures, weights, runs).", "",
+             tables.markdown(header, [[c.text for c in cells] for cells in rows]), "", *notes[:1], "", *notes[1:], ""]
     parts += [f"![worst-case robust accuracy against L-inf eps per model]({FIGURE})", ""] if figure else []
     flagged = []
     for r in board.rows:
@@ -593,7 +666,7 @@ def render_json(board: Leaderboard) -> str:
                          **({"current_by": r["lineage"]} if r.get("lineage") else {})} for r in [*board.runs, *board.ood_runs]}
     stale = {r["suite"]: {"commit": r.get("commit"), "date": r.get("date"), "why": r["stale"]} for r in board.stale}
     published = [dict(zip(("paper", "link", "clean", "reported", "autoattack"), p)) for p in MNIST_LINF_03]
-    return dumps({"format": FORMAT, "rules": RULES, "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending,
+    return dumps({"format": FORMAT, "rules": " ".join(RULES), "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending,
                   "stale": stale, "superseded": board.superseded,
                   "attractor_at_goals": at_goals(board), "ood_other_trainings": board.ood_unmatched, "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
 
@@ -618,6 +691,16 @@ def summary_table(board: Leaderboard):
                            right=set(header[:1] + header[2:-1]))
 
 
+def render_page(board: Leaderboard, results_dir: Path, figure: bool) -> str:
+    """leaderboard.html (page.py): the table of LEADERBOARD.md, sortable, and one card per model."""
+    header, rows, notes = table(board)
+    runs = {r["suite"]: {"command": r.get("command"), "commit": r.get("commit"), "date": r.get("date"),
+                         "environment": _environment(r) or "not recorded"} for r in [*board.runs, *board.ood_runs]}
+    return page.render(board, header, rows, notes, list(RULES), results_dir=results_dir, figure=FIGURE if figure else None,
+                       card_numbers=list(CARD_NUMBERS), runs=runs,
+                       prose={"alpha": f"{ALPHA:g}", "ood_eps": f"{OOD_EPS:g}", "dash": tables.DASH})
+
+
 def write_leaderboard(results_dir: str | Path) -> tuple[Leaderboard, list[Path]]:
     """Build the leaderboard and write its files into `results_dir`, all or none; return them."""
     results_dir = Path(results_dir)
@@ -629,4 +712,5 @@ def write_leaderboard(results_dir: str | Path) -> tuple[Leaderboard, list[Path]]
         (tmp / "LEADERBOARD.md").write_text(render_markdown(board, results_dir, bool(series)), encoding="utf-8")
         (tmp / "LEADERBOARD.csv").write_text(render_csv(board), encoding="utf-8")
         (tmp / "LEADERBOARD.json").write_text(render_json(board), encoding="utf-8")
+        (tmp / PAGE).write_text(render_page(board, results_dir, bool(series)), encoding="utf-8")
     return board, [results_dir / n for n in (*FILES, *([FIGURE] if series else []))]

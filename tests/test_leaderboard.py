@@ -21,7 +21,7 @@ from attractor_bench.runner import RunResult
 from attractor_bench.summary import summarize, write_summary
 
 runner = CliRunner()
-OUTPUTS = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json", "leaderboard_worst_case.png")
+OUTPUTS = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json", "leaderboard.html", "leaderboard_worst_case.png")
 FLAGS = ("flag_no_collapse_at_eps_0.5", "flag_zero_gradients")
 
 
@@ -295,10 +295,10 @@ def test_end_to_end_only_for_models_that_reject(tmp_path):
     assert lines["plain"]["e2e_linf_0.3"] == "" and lines["plain"]["threshold"] == ""
     assert lines["rejects"]["e2e_linf_0.3"] == "0.200000"
     md = (res / "LEADERBOARD.md").read_text()
-    cell = lambda acc: "{:.2f} [{:.2f}, {:.2f}] (n=10)".format(*(100 * x for x in [acc, *exact(acc, 10)]))  # noqa: E731
+    cell = lambda acc: "{:.2f} [{:.2f}, {:.2f}]".format(*(100 * x for x in [acc, *exact(acc, 10)]))  # noqa: E731
     clean = "{:.2f} [{:.2f}, {:.2f}]".format(*(100 * x for x in [0.9, *exact(0.9, 100)]))
-    assert md_cells(md, "plain")[:9] == ["1", "`plain`", "none", "no", clean, cell(0.6), cell(0.35), "—", "—"]
-    assert md_cells(md, "rejects")[7:9] == [cell(0.4)[:-len(" (n=10)")], cell(0.2)[:-len(" (n=10)")]]
+    assert md_cells(md, "plain") == ["1", "`plain`", "none", clean, cell(0.6), cell(0.35), "—", "—", "not checked"]
+    assert md_cells(md, "rejects")[6] == cell(0.4)  # e2e at 0.1; at 0.3 in the cards, the CSV and the JSON
     assert row(doc, "rejects")["numbers"]["e2e_0.3"]["ci_low"] == pytest.approx(exact(0.2, 10)[0], abs=1e-6)
     assert float(lines["rejects"]["e2e_linf_0.3_ci_high"]) == pytest.approx(exact(0.2, 10)[1], abs=1e-6)
     assert row(doc, "rejects")["numbers"]["worst_case_0.3"]["ci_high"] == pytest.approx(exact(0.3, 10)[1], abs=1e-6)
@@ -322,8 +322,8 @@ def test_attacked_auroc_is_the_lowest_linf_one_at_eps_01_and_names_its_attack(tm
     none = row(doc, "no_rejector")["numbers"]
     assert none["fashion_mnist_clean"] == {"value": None} and none["fashion_mnist_attacked"] == {"value": None}
     md = (res / "LEADERBOARD.md").read_text()
-    assert "Fashion-MNIST AUROC clean / robust" in md and "smooth noise AUROC clean / robust" in md  # the OOD runs' columns
-    assert md_cells(md, "m")[9:11] == ["—", "— / —"]  # no OOD run here: the table shows only the OOD runs' numbers
+    assert "| OOD robust AUROC |" in md and "OOD robust AUROC: the lowest over Fashion-MNIST" in md  # the OOD runs' column
+    assert md_cells(md, "m")[7] == "—"  # no OOD run here: the table shows only the OOD runs' numbers
     with open(res / "LEADERBOARD.csv", newline="") as f:
         lines = {r["model"]: r for r in csv.DictReader(f)}
     assert lines["m"]["ood_auroc_fashion_mnist_linf_0.1_attack"] == "rejection_aware"
@@ -339,8 +339,8 @@ def test_unreliable_flag_is_read_and_shown(tmp_path):
     assert row(doc, "bad")["unreliable"] is True and row(doc, "bad")["indicators_raised"] == {"s": ["3% zero gradients"]}
     assert row(doc, "good")["unreliable"] is False and row(doc, "unchecked")["unreliable"] is None
     md = (res / "LEADERBOARD.md").read_text()
-    assert md_cells(md, "bad")[14] == f"**{UNRELIABLE}**" and md_cells(md, "good")[14] == "reliable"
-    assert md_cells(md, "unchecked")[14] == "not checked" and "- `bad` in `s`:\n  - 3% zero gradients" in md
+    assert md_cells(md, "bad")[8] == f"**{UNRELIABLE}**" and md_cells(md, "good")[8] == "reliable"
+    assert md_cells(md, "unchecked")[8] == "not checked" and "- `bad` in `s`:\n  - 3% zero gradients" in md
     with open(res / "LEADERBOARD.csv", newline="") as f:
         assert {r["model"]: r["unreliable"] for r in csv.DictReader(f)} == {"bad": "yes", "good": "no", "unchecked": ""}
 
@@ -369,7 +369,7 @@ def test_the_verdict_per_eps_is_shown_with_its_evidence(tmp_path):
                                                           "first images 4, 9"]}
     assert row(doc, "good")["unreliable"] is False and row(doc, "good")["unreliable_at"] == []
     md = (res / "LEADERBOARD.md").read_text()
-    assert md_cells(md, "bad")[14] == f"**{UNRELIABLE} (L-inf 0.3)**" and md_cells(md, "good")[14] == "reliable"
+    assert md_cells(md, "bad")[8] == f"**{UNRELIABLE} (L-inf 0.3)**" and md_cells(md, "good")[8] == "reliable"
     assert "## Reliability verdict: the evidence" in md
     assert "  - silent_success (pgd, linf eps 0.3): silent_success here; first images 4, 9" in md
 
@@ -404,7 +404,7 @@ def test_folders_without_summary_are_listed_not_ranked(tmp_path):
     (res / "not_a_run").mkdir()
     board, written = write_leaderboard(res)
     assert [r.display for r in board.rows] == ["m"] and board.pending == ["old"]
-    assert written == [res / n for n in OUTPUTS[:3]]  # no worst case anywhere: no figure
+    assert written == [res / n for n in OUTPUTS[:4]]  # no worst case anywhere: no figure
     md = (res / "LEADERBOARD.md").read_text()
     assert "## Not on the leaderboard" in md and "- `old`: no summary.json: rerun its suite with this version." in md
     assert json.loads((res / "LEADERBOARD.json").read_text())["not_on_the_leaderboard"] == ["old"]
@@ -619,8 +619,10 @@ def test_ood_columns_come_from_the_ood_run_of_the_same_model(tmp_path):
     assert "ood_old" in doc["stale"]
     md = (res / "LEADERBOARD.md").read_text()
     cells = md_cells(md, "att")
-    assert cells[9] == "similarity" and cells[10] == "96.00 / 40.00" and cells[13] == "100.00 / 80.00"
-    assert md_cells(md, "mlp")[9:11] == ["—", "— / —"]
+    assert cells[7] == "40.00"  # the lowest robust AUROC over the sets, of the best rejector (similarity)
+    assert md_cells(md, "mlp")[7] == "—"
+    assert row(doc, "att")["numbers"]["ood_robust_lowest"] | {"n_id": None} == {
+        **att["ood_fashion_mnist_robust"], "set": "fashion_mnist", "n_id": None}
     assert "## OOD runs of other trainings (not shown)" in md and "`ood_old`" in md
     with open(res / "LEADERBOARD.csv") as f:
         line = {r["model"]: r for r in csv.DictReader(f)}["att"]
