@@ -1,0 +1,128 @@
+"""results/leaderboard.html (attractor_bench/page.py): rendered from the committed records and
+checked in a real headless browser (Debian's Chromium driven by Selenium through the system
+chromedriver): every committed row and card is there, a click on a header sorts, the page does not
+overflow a 1280-pixel window, its figures load and its screenshot has the page's shape. Without a
+browser those tests skip, naming the install command; the escaping test needs none."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from attractor_bench.leaderboard import PAGE, write_leaderboard
+from test_leaderboard import attack, model, write_run
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+INSTALL = "apt-get update && apt-get install -y chromium chromium-driver, and pip install -e '.[test]' (selenium)"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--hide-scrollbars")
+WIDTH, HEIGHT = 1280, 900
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    """The committed records' leaderboard, written afresh into a copy of results/."""
+    results = tmp_path_factory.mktemp("page") / "results"
+    shutil.copytree(REPO / "results", results)
+    write_leaderboard(results)
+    return results
+
+
+@pytest.fixture(scope="module")
+def browser(rendered):
+    webdriver = pytest.importorskip("selenium.webdriver", reason=f"selenium is not installed: {INSTALL}")
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip(f"no headless browser here ({CHROMIUM}, {CHROMEDRIVER}): {INSTALL}")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        driver.get((rendered / PAGE).as_uri())
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _models(driver) -> list[str]:
+    return driver.execute_script("return Array.from(document.querySelectorAll('#board tbody tr'), "
+                                 "r => r.cells[1].textContent.trim())")
+
+
+def test_the_committed_page_is_the_committed_records_rendered(rendered):
+    """results/leaderboard.html is what `attractor-bench leaderboard` writes from the committed runs."""
+    assert (REPO / "results" / PAGE).read_bytes() == (rendered / PAGE).read_bytes()
+
+
+def test_every_committed_row_and_card_is_on_the_page_in_rank_order(browser, rendered):
+    rows = json.loads((rendered / "LEADERBOARD.json").read_text())["rows"]
+    assert len(rows) >= 10
+    assert _models(browser) == [r["model"] for r in rows]
+    cards = browser.execute_script("return Array.from(document.querySelectorAll('article.card'), c => c.id)")
+    assert cards == [f"model-{r['model']}" for r in rows]
+    ranks = browser.execute_script("return Array.from(document.querySelectorAll('#board tbody tr'), "
+                                   "r => r.cells[0].textContent.trim())")
+    assert ranks == [str(r["rank"]) for r in rows]
+    assert len(browser.find_elements("css selector", "#board thead th")) <= 9
+
+
+def test_clicking_a_header_sorts_its_column_both_ways(browser, rendered):
+    rows = json.loads((rendered / "LEADERBOARD.json").read_text())["rows"]
+    value = {r["model"]: r["numbers"]["worst_case_0.1"]["value"] for r in rows}
+    header = next(th for th in browser.find_elements("css selector", "#board thead th")
+                  if th.text.startswith("worst case L-inf 0.1"))
+    header.click()
+    up = _models(browser)
+    assert up == sorted(value, key=lambda m: (value[m], up.index(m))) and up != [r["model"] for r in rows]
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert [value[m] for m in _models(browser)] == sorted(value.values(), reverse=True)
+    browser.find_element("css selector", "#board thead th").click()  # back to rank order
+    assert _models(browser) == [r["model"] for r in rows]
+
+
+def test_the_page_fits_1280_pixels_and_its_figures_load(browser):
+    inner, scroll = browser.execute_script("return [window.innerWidth, document.documentElement.scrollWidth]")
+    assert inner == WIDTH and scroll <= inner
+    images = browser.execute_script("return Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+    assert images and all(done and width > 0 for _, done, width in images), images
+    assert all(not src.startswith(("http:", "https:", "//")) for src, _, _ in images)
+
+
+def test_the_screenshot_has_the_page_s_shape(browser, tmp_path):
+    browser.execute_script("window.scrollTo(0, 0)")
+    shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
+    assert shot.size == tuple(browser.execute_script("return [window.innerWidth, window.innerHeight]"))
+    assert shot.width == WIDTH and shot.height > HEIGHT // 2  # the viewport, less the window's own bars
+    shot.save(tmp_path / "leaderboard_page.png")
+    colours = shot.getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 50  # text, bars and rules, not a blank page
+    white = max(colours or [(0, None)])[0] / (shot.width * shot.height)
+    assert 0.5 < white < 0.98  # mostly white paper with content on it
+
+
+def test_the_page_escapes_names_reasons_and_commands(tmp_path):
+    """Autoescape: a reason or command with markup shows as text, never as markup."""
+    res = tmp_path / "results"
+    evil = "<script>alert(1)</script>"
+    write_run(res, "s", {"m": model(flags={"flag_zero_gradients": 1}, reasons=[evil], wc={0.1: (0.5, 0.4, 100)})},
+              {"pgd": attack()})
+    summary = res / "s" / "summary.json"
+    summary.write_text(summary.read_text().replace("attractor-bench run suites/s.yaml", "run <b>bold</b> & more"))
+    write_leaderboard(res)
+    page = (res / PAGE).read_text()
+    assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>bold</b>" not in page and "run &lt;b&gt;bold&lt;/b&gt; &amp; more" in page
+    assert "environment: not recorded" in page and "http" not in page.replace("http-equiv", "")
