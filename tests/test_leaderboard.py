@@ -660,3 +660,23 @@ def test_attractor_at_is_set_against_issue_19s_goals_with_the_distance_to_each(t
     doc = board_json(res)
     assert doc["attractor_at_goals"] == {}
     assert "Not measured: no run in this folder has an `attractor_at` model" in (res / "LEADERBOARD.md").read_text()
+
+
+def test_the_table_has_nine_columns_one_n_each_and_clean_on_the_worst_cases_images(tmp_path):
+    """LEADERBOARD.md's table: at most 9 columns; clean from the run and images of the worst case (the
+    ranked clean, on more images, stays in the JSON); a number on another n than its column's says it."""
+    res = tmp_path / "results"
+    write_run(res, "big", {"net": model(clean=0.95, weights="1")}, {"pgd": attack()}, n_test=1000)
+    wc = {0.1: (0.5, 0.4, 100), 0.3: (0.2, 0.1, 100)}
+    write_run(res, "small", {"net": model(clean=0.9, weights="1", wc=wc), "a": model(weights="2", wc=wc),
+                             "b": model(weights="3", wc={**wc, 0.3: (0.1, 0.0, 50)})}, {"pgd": attack()})
+    doc = board_json(res)
+    nums = row(doc, "net")["numbers"]
+    assert (nums["clean"]["value"], nums["clean"]["n"], nums["clean"]["suite"]) == (0.95, 1000, "big")  # the ranked clean
+    assert (nums["clean_on_worst_case_images"]["value"], nums["clean_on_worst_case_images"]["suite"]) == (0.9, "small")
+    md = (res / "LEADERBOARD.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| # |"))
+    assert header.count("|") - 1 == 9
+    assert md_cells(md, "net")[3] == "90.00 [{:.2f}, {:.2f}]".format(*(100 * x for x in exact(0.9, 100)))
+    assert md_cells(md, "b")[5].endswith(" (n=50)") and not md_cells(md, "a")[5].endswith(")")
+    assert "n = 100 test images behind every clean, worst-case and e2e number" in md
