@@ -41,15 +41,15 @@ def _figures(results_dir: Path, suites: list[str], name: str) -> tuple[list[str]
     return own, shared
 
 
-def _number(label: str, n, note: str = "") -> dict:
+def _number(label: str, n) -> dict:
     """One line of a card: the number in percent, its interval (a bar), its n and the run it comes from."""
     if n.value is None:
-        return {"label": label, "text": tables.DASH, "ci": None, "source": "", "note": note}
+        return {"label": label, "text": tables.DASH, "ci": None, "source": ""}
     lo, hi = (n.extra or {}).get("interval") or (None, None)
     text = tables.pct(n.value) + ("" if lo is None else f" [{tables.pct(lo)}, {tables.pct(hi)}]")
     size = (n.extra or {}).get("n") or (n.extra or {}).get("n_id")
     return {"label": label, "text": text, "ci": None if lo is None else (100 * n.value, 100 * lo, 100 * hi),
-            "source": (f"n = {size:,}, " if size else "") + f"{n.run['suite']}", "note": note}
+            "source": (f"n = {size:,}, " if size else "") + f"{n.run['suite']}"}
 
 
 def _line(label: str, numbers: dict, key: str | tuple[str, str]) -> dict:
