@@ -25,6 +25,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from . import contracts
 from . import data as data_mod
 from . import indicators
 from . import parallel
@@ -122,12 +123,15 @@ def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.
     return model.eval(), {"preset": spec.preset, "origin": spec.origin, "params": spec.params}
 
 
-def _check_run(suite: Suite, workers: int, cluster: str | None) -> None:
-    """What can be refused before anything is loaded or trained."""
+def _check_run(suite: Suite, workers: int, cluster: str | None) -> contracts.Checked:
+    """What can be refused before anything is loaded or trained: the options, then every contract
+    of the suite's models, defences and attacks (`contracts.check_suite`: signatures, optional
+    dependencies, a dry run on two images through untrained networks)."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {workers}).")
     parallel.check_cluster(cluster)
     check_training_cost(suite)
+    return contracts.check_suite(suite)
 
 
 def check_training_cost(suite: Suite) -> None:
@@ -318,8 +322,16 @@ def run_suite(
     assembled here from the stored cells, in the same order as the sequential run's."""
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     dev = resolve_device(device or suite.device)
-    _check_run(suite, workers, cluster)
+    checked = _check_run(suite, workers, cluster)
     log = Log(console or Console(stderr=True), progress)
+    log.say(f"{suite.name}: {checked.summary()}.")
+    with contracts.plugin_errors(suite):  # outside code raising from here on: one message naming it
+        return _run(suite, dev, log, data_root, cache_dir, download, fresh, workers, cluster)
+
+
+def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, download: bool, fresh: bool, workers: int,
+         cluster: str | None) -> RunResult:
+    """`run_suite` once its checks have passed."""
     t_start = time.perf_counter()
     torch.manual_seed(suite.seed)
     train_split, val_split = data_mod.mnist_train_val(data_root, download)
