@@ -85,6 +85,8 @@ def import_reference(ref: str) -> Any:
         obj = importlib.import_module(module_name)
     except ImportError as e:
         raise PluginError(f"cannot import module {module_name!r} of {ref!r} ({e}). Is it installed or on PYTHONPATH?") from e
+    except Exception as e:  # the module's own code failed: say which, whatever it raised
+        raise PluginError(f"importing module {module_name!r} of {ref!r} raised {type(e).__name__}: {e}") from e
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
