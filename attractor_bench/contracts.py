@@ -48,6 +48,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import random
+import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -234,7 +235,11 @@ def _why(sig: inspect.Signature, args: tuple, kwargs: dict) -> str | None:
         if args and not any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
                             for p in params.values()):
             return "it takes no positional argument"
-        return str(e).replace("missing a required argument", "it requires the argument", 1)
+        missing = re.fullmatch(r"missing a required (?:keyword-only )?argument: '(\w+)'", str(e))
+        if missing:
+            return (f"it requires the argument {missing.group(1)!r}, which the runner does not pass and the suite's "
+                    "params do not give")
+        return str(e)
 
 
 def check_signatures(suite: Suite, attacks: bool = True) -> None:

@@ -49,6 +49,10 @@ ROWS = {
         {"m2": {**TINY, "defence": {"name": "broken_plugins:string_defence"}}}, [],
         "models.m2.defence (broken_plugins:string_defence): the factory returned str for model 'm2'; a defence factory "
         "must return an ART preprocessor"),
+    "defence missing a required parameter": (
+        {"m2": {**TINY, "defence": {"name": "broken_plugins:defence_needing_levels"}}}, [],
+        "models.m2.defence (broken_plugins:defence_needing_levels): it requires the argument 'levels', which the runner "
+        "does not pass and the suite's params do not give"),
     "autoattack_standard without its extra": (
         {}, [{"name": "autoattack_standard", "eps": [0.1], "target": "pipeline"}],
         "attacks[1] (autoattack_standard) needs the optional dependency 'pyautoattack', which does not import here"),
