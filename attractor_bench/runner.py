@@ -25,7 +25,6 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import contracts
 from . import data as data_mod
 from . import indicators
 from . import parallel
@@ -34,6 +33,7 @@ from .classifier import TrainingCost
 from .cells import (Cell, Defended, Workspace, applies, cell_seed, code_fingerprint, compute_cell, datasets, defended_code,
                     plan, run_attack, seed_everything, subset, zero_gradient_share)
 from .config import AttackSpec, ModelSpec, Suite, Target, load_suite
+from .contracts import Checked, check_suite, plugin_errors
 from .defences import AttractorDefence, PearsonRejector
 from .determinism import deterministic
 from .device import activate, kind, move_defence, resolve_device
@@ -123,7 +123,7 @@ def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.
     return model.eval(), {"preset": spec.preset, "origin": spec.origin, "params": spec.params}
 
 
-def _check_run(suite: Suite, workers: int, cluster: str | None) -> contracts.Checked:
+def _check_run(suite: Suite, workers: int, cluster: str | None) -> Checked:
     """What can be refused before anything is loaded or trained: the options, then every contract
     of the suite's models, defences and attacks (`contracts.check_suite`: signatures, optional
     dependencies, a dry run on two images through untrained networks)."""
@@ -131,7 +131,7 @@ def _check_run(suite: Suite, workers: int, cluster: str | None) -> contracts.Che
         raise ConfigError(f"--workers must be at least 1 (got {workers}).")
     parallel.check_cluster(cluster)
     check_training_cost(suite)
-    return contracts.check_suite(suite)
+    return check_suite(suite)
 
 
 def check_training_cost(suite: Suite) -> None:
@@ -325,7 +325,7 @@ def run_suite(
     checked = _check_run(suite, workers, cluster)
     log = Log(console or Console(stderr=True), progress)
     log.say(f"{suite.name}: {checked.summary()}.")
-    with contracts.plugin_errors(suite):  # outside code raising from here on: one message naming it
+    with plugin_errors(suite):  # outside code raising from here on: one message naming it
         return _run(suite, dev, log, data_root, cache_dir, download, fresh, workers, cluster)
 
 
