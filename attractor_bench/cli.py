@@ -317,7 +317,7 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
             o = load_ood_suite(suite)
             n, models = len(o.model_names), sum(check_suite(s, attacks=False).models for s in o.suites)
             out.print(f"{suite}: OK (OOD suite: {n} model{'s' * (n != 1)}, {len(o.ood)} OOD sets, {len(o.attacks)} score "
-                      f"attacks at {len(o.eps)} eps; contracts checked: {models} models dry-run).")
+                      f"attacks at {len(o.eps)} eps; contracts checked: {models} model{'s' * (models != 1)} dry-run).")
             return
         _announce_plugins(suite, no_plugins, imported=import_plugins)
         with plugins.references("refuse" if no_plugins else "import" if import_plugins else "find"):
