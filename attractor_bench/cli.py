@@ -22,6 +22,7 @@ from .attacks import AttackEntry
 from . import plugins, suitefile
 from .cache import resolve_cache_dir
 from .config import load_suite
+from .contracts import check_suite, plugin_errors
 from .errors import AttractorBenchError, ConfigError
 from .files import check_writable, write_text
 from .leaderboard import summary_table, write_leaderboard
@@ -116,9 +117,12 @@ def _announce_plugins(suite: Path, no_plugins: bool, imported: bool = True) -> N
     if no_plugins:
         raise ConfigError(f"{suite}: names outside code ({', '.join(refs)}); --no-plugins refuses suites that import "
                           "code. Run without --no-plugins if you trust these modules.")
+    checks = ("Their signatures and a dry run of each on two images are checked before any training." if imported else
+              "Their signatures and dry runs need the import: they are checked by validate --import-plugins and at the "
+              "start of run.")
     err.print(f"[yellow]{suite} names outside code:[/] {'importing' if imported else 'looking up (not importing)'} "
               f"module(s) {modules} for {', '.join(refs)}. A suite file is code: run only suites you trust "
-              "(--no-plugins refuses such suites).", highlight=False)
+              f"(--no-plugins refuses such suites). {checks}", highlight=False)
 
 
 def _check_folders(results_dir: Path, cache_dir: Path | None) -> None:
@@ -244,8 +248,11 @@ def ood(
     with _errors(debug):
         spec = load_ood_suite(suite)  # validate before any work
         _check_folders(results_dir, cache_dir)
-        result = run_ood(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
-                         progress=progress, device=device)
+        for s in spec.suites:  # the models' and defences' contracts, before any training
+            check_suite(s, attacks=False)
+        with plugin_errors(*spec.suites):
+            result = run_ood(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
+                             progress=progress, device=device)
         command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "ood", suite]
                            + (["--results-dir", results_dir] if results_dir != Path("results") else [])
                            + (["--data-root", data_root] if data_root else [])
@@ -300,22 +307,25 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
              import_plugins: Annotated[bool, typer.Option("--import-plugins", help="Import the suite's 'module:callable' "
                                        "references to check their parameters and budgets too (runs their code).")] = False,
              no_plugins: NoPlugins = False, debug: Debug = False) -> None:
-    """Check a suite file (or an OOD suite, one with 'models_from') without running it. Outside code it
-    names ('module:callable') is only looked up, not imported, unless --import-plugins."""
+    """Check a suite file (or an OOD suite, one with 'models_from') without running it: everything `run`
+    checks before training, including a dry run of every defence and attack on two images through
+    untrained networks. Outside code it names ('module:callable') is only looked up, not imported (so
+    not checked), unless --import-plugins."""
     with _errors(debug):
         raw = suitefile.read(suite)
         if isinstance(raw, dict) and "models_from" in raw:  # an OOD suite (attractor-bench ood)
             o = load_ood_suite(suite)
-            n = len(o.model_names)
+            n, models = len(o.model_names), sum(check_suite(s, attacks=False).models for s in o.suites)
             out.print(f"{suite}: OK (OOD suite: {n} model{'s' * (n != 1)}, {len(o.ood)} OOD sets, {len(o.attacks)} score "
-                      f"attacks at {len(o.eps)} eps).")
+                      f"attacks at {len(o.eps)} eps; contracts checked: {models} model{'s' * (models != 1)} dry-run).")
             return
         _announce_plugins(suite, no_plugins, imported=import_plugins)
         with plugins.references("refuse" if no_plugins else "import" if import_plugins else "find"):
             s = load_suite(suite)
+            checked = check_suite(s)  # every contract the run checks before training
         n = sum(len(a.eps) for a in s.attacks) + 1
         out.print(f"{suite}: OK ({len(s.models)} models, {len(s.attacks)} attacks, {n} (attack, eps) points, "
-                  f"{1 + len(s.data.ood)} datasets).")
+                  f"{1 + len(s.data.ood)} datasets; {checked.summary()}).")
 
 
 @app.command("list")

@@ -20,3 +20,8 @@ class DataError(AttractorBenchError):
 
 class CheckpointError(AttractorBenchError):
     """A cached model is corrupt or does not match the architecture."""
+
+
+class PluginFailure(AttractorBenchError):
+    """Outside code (a model builder, defence or attack of a suite) raised during a run; the message
+    names the suite key, the plugin and the exception (the cells finished so far stay stored)."""

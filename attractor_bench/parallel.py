@@ -40,6 +40,7 @@ import cloudpickle
 import torch
 
 from .cells import Cell, compute_cell
+from .contracts import plugin_errors
 from .errors import AttractorBenchError, ConfigError
 from .store import CellStore
 
@@ -103,7 +104,8 @@ def _compute(ws, store, job: list[tuple], send_back: bool = False) -> list[tuple
     process stores them: this worker's store is a scratch folder the main process cannot see)."""
     done = []
     for c in _cells(ws, job):
-        out, seconds = compute_cell(ws, c, store)
+        with plugin_errors(ws.suite):  # an exception of outside code, named here, before it is pickled
+            out, seconds = compute_cell(ws, c, store)
         done.append((c.key, seconds, {"out": out, "header": {"seconds": seconds, "cell": [
             c.model, c.attack.label if c.attack else "none", c.eps, c.dataset]}} if send_back else None))
     return done

@@ -34,6 +34,7 @@ from .classifier import TrainingCost
 from .cells import (Cell, Defended, Workspace, applies, cell_seed, cell_code, compute_cell, datasets, defended_code,
                     plan, run_attack, seed_everything, subset, zero_gradient_share)
 from .config import AttackSpec, ModelSpec, Suite, Target, load_suite
+from .contracts import Checked, check_suite, plugin_errors
 from .defences import AttractorDefence, PearsonRejector
 from .determinism import deterministic
 from .device import activate, kind, move_defence, resolve_device
@@ -123,12 +124,15 @@ def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.
     return model.eval(), {"preset": spec.preset, "origin": spec.origin, "params": spec.params}
 
 
-def _check_run(suite: Suite, workers: int, cluster: str | None) -> None:
-    """What can be refused before anything is loaded or trained."""
+def _check_run(suite: Suite, workers: int, cluster: str | None) -> Checked:
+    """What can be refused before anything is loaded or trained: the options, then every contract
+    of the suite's models, defences and attacks (`contracts.check_suite`: signatures, optional
+    dependencies, a dry run on two images through untrained networks)."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {workers}).")
     parallel.check_cluster(cluster)
     check_training_cost(suite)
+    return check_suite(suite)
 
 
 def check_training_cost(suite: Suite) -> None:
@@ -322,8 +326,16 @@ def run_suite(
     assembled here from the stored cells, in the same order as the sequential run's."""
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     dev = resolve_device(device or suite.device)
-    _check_run(suite, workers, cluster)
+    checked = _check_run(suite, workers, cluster)
     log = Log(console or Console(stderr=True), progress)
+    log.say(f"{suite.name}: {checked.summary()}.")
+    with plugin_errors(suite):  # outside code raising from here on: one message naming it
+        return _run(suite, dev, log, data_root, cache_dir, download, fresh, workers, cluster)
+
+
+def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, download: bool, fresh: bool, workers: int,
+         cluster: str | None) -> RunResult:
+    """`run_suite` once its checks have passed."""
     t_start = time.perf_counter()
     torch.manual_seed(suite.seed)
     train_split, val_split = data_mod.mnist_train_val(data_root, download)

@@ -315,8 +315,10 @@ def test_validate_finds_references_without_importing_them(tmp_path, monkeypatch)
     result = runner.invoke(app, ["validate", str(missing)])
     assert result.exit_code == 2 and "cannot find module 'no_such_plugin_xyz'" in " ".join(result.output.split())
     assert not marker.exists()
-    assert runner.invoke(app, ["validate", str(suite), "--import-plugins"]).exit_code == 0
+    imported = runner.invoke(app, ["validate", str(suite), "--import-plugins"])
     assert marker.exists()  # imported only when asked to
+    # then checked as run checks it before training: this attack raises when built (issue 36)
+    assert imported.exit_code == 2 and "attacks[0] (sneaky_plugin:attack): building it" in " ".join(imported.output.split())
 
 
 def test_no_plugins_refuses_a_suite_with_references(tmp_path, data_root, monkeypatch):
