@@ -444,16 +444,25 @@ def rerender(folder: str | Path) -> Path:
                                                           meta["command"]))
 
 
-def draw_figures(result: RunResult, folder: Path) -> list[dict]:
-    """Draw the run's figures into `folder`; return [{file, caption}] in the order the README shows them."""
-    t, meta, name = result.table, result.meta, result.suite.name
+def draw_accuracy_figures(table: pd.DataFrame, meta: dict, name: str, folder: Path, n_clean: int | None) -> list[dict]:
+    """The accuracy-against-eps figures of a run (one per norm its attacks use), drawn from its
+    results.csv and run.json alone (so `scripts/redraw_figures.py` redraws committed runs); return
+    [{file, caption}]."""
     drawn = []
     for norm, label in (("linf", "L-inf"), ("l2", "L2")):
         if any(a["norm"] == norm for a in meta["attacks"].values()):
             f = f"accuracy_{norm}.png"
-            plots.accuracy_vs_eps(t, meta["attacks"], folder / f, f"{name}: defended MNIST accuracy against {label} eps", norm)
+            plots.accuracy_vs_eps(table, meta["attacks"], folder / f, f"{name}: defended MNIST accuracy against {label} eps",
+                                  norm, n_clean)
             drawn.append({"file": f, "caption": f"Accuracy against {label} eps per model and attack (eps 0: clean); "
                                                 "the black line is the worst case per sample over the attacks."})
+    return drawn
+
+
+def draw_figures(result: RunResult, folder: Path) -> list[dict]:
+    """Draw the run's figures into `folder`; return [{file, caption}] in the order the README shows them."""
+    name = result.suite.name
+    drawn = draw_accuracy_figures(result.table, result.meta, name, folder, _clean_images(result))
     sims = result.figures.get("similarity", [])
     if sims:
         plots.similarity_histograms(sims, folder / "similarity.png", f"{name}: Pearson similarity of input and fixed point")

@@ -209,13 +209,19 @@ def _panels(meta: dict) -> dict:
     return out
 
 
+def draw_figure(meta: dict, folder: Path) -> Path:
+    """accuracy_coverage.png (and its SVG) from an OOD run's ood.json alone."""
+    return plots.accuracy_coverage(_panels(meta), folder / FIGURE, f"{meta['suite']}: accuracy against coverage",
+                                   meta.get("n_images", {}).get("mnist"))
+
+
 def write_ood(result, folder: Path, command: str, commit: str | None, date: str) -> Path:
     """Write the run's folder (replacing an earlier one in one step); return it."""
     doc = meta_doc(result, command, commit, date)
     with replace_folder(folder) as tmp:
         result.table.to_csv(tmp / TABLE, index=False, float_format="%.6f")
         (tmp / META).write_text(dumps(doc), encoding="utf-8")
-        plots.accuracy_coverage(_panels(doc), tmp / FIGURE, f"{result.suite.name}: accuracy against coverage")
+        draw_figure(doc, tmp)
         (tmp / "README.md").write_text(render_readme(pd.read_csv(tmp / TABLE), json.loads((tmp / META).read_text())),
                                        encoding="utf-8")
     return folder
