@@ -272,8 +272,9 @@ def _robustness_sections(result: RunResult) -> list[str]:
     parts = ["## Robustness: worst case per sample and the reliability verdict", "",
              "Worst case: an image counts as robust only if it is classified correctly clean and under every attack of "
              "that norm at that eps (`robustness.py` has the exact rules). Attacks on subsets are nested; the worst case "
-             "is taken on the images every attack saw (n). Accuracy is of the defended classifier (after its defence); cells read `accuracy [95% Clopper-Pearson "
-             "interval] / end-to-end`.", ""]
+             "is taken on the images every attack saw (n). Accuracy is of the defended classifier (after its defence): under attack "
+             "the robust accuracy (RobustBench's name), in the clean row the clean accuracy; cells read `accuracy [95% "
+             "Clopper-Pearson interval] / end-to-end`.", ""]
     if s.worst_case == "cascade":
         parts += ["Worst case by cascade (`worst_case: cascade`, as AutoAttack runs its attacks): at each eps the attacks "
                   "marked *cascade* below run in order of cost (the registry's `cost`), each only on the images that "
@@ -303,7 +304,7 @@ def _robustness_sections(result: RunResult) -> list[str]:
                 for m in s.models for a in ood_attacks
                 if meta["models"].get(m.name, {}).get("threshold", 0) is not None and a.label in set(t.attack[t.model == m.name])]
         parts += [f"### {DISPLAY_NAMES[ds]} images accepted as MNIST under attack, %", "",
-                  markdown(["model", "attack", "clean"] + [f"eps {e:g}" for e in grid], rows), ""]
+                  markdown(["model", "attack", "clean"] + [f"eps {fmt_eps(e)}" for e in grid], rows), ""]
     return parts
 
 
