@@ -456,7 +456,8 @@ def draw_accuracy_figures(table: pd.DataFrame, meta: dict, name: str, folder: Pa
             plots.accuracy_vs_eps(table, meta["attacks"], folder / f, f"{name}: defended MNIST accuracy against {label} eps",
                                   norm, n_clean)
             drawn.append({"file": f, "caption": f"Accuracy against {label} eps per model and attack (eps 0: clean); "
-                                                "the black line is the worst case per sample over the attacks."})
+                                                "the black line is the worst case per sample over the attacks; bands: 95% "
+                                                "Clopper-Pearson intervals; lines join neighbouring measured eps only."})
     return drawn
 
 
@@ -473,8 +474,9 @@ def draw_figures(result: RunResult, folder: Path) -> list[dict]:
         f = f"iterates_{entry['model']}.png"
         plots.iterates(entry, inside(folder, f), f"{name}, {entry['model']}: an input attacked by {entry['attack']} and its iterates")
         drawn.append({"file": f, "caption": f"`{entry['model']}`: the first MNIST test image attacked by `{entry['attack']}` at "
-                                            "growing eps, and its iterates through the autoencoder with the class predicted "
-                                            "from each (the paper's Figures 11 and 12)."})
+                                            "a few eps (clean, the largest, and where the predictions change), and what its "
+                                            "iterates through the autoencoder change (x_0 - clean, x_1 - x_0, x_K - x_0) with "
+                                            "the class predicted along them (the paper's Figures 11 and 12)."})
     return drawn
 
 
