@@ -35,6 +35,7 @@ OOD_SETS = [d for d in DISPLAY_NAMES if d != "mnist"]  # the classification runs
 ROBUST_SETS = ("fashion_mnist", "cifar10_bw", "uniform_noise", "smooth_noise")  # the OOD runs' (ood.json)
 FILES, FIGURE = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json", "leaderboard.html"), "leaderboard_worst_case.png"
 PAGE = FILES[3]  # the page (page.py): the table, sortable, and one card per model
+FIGURE_TITLE = "Worst case over each run's L-inf attacks"
 UNRELIABLE = "⚠ potentially unreliable"
 SHOWN_REASONS = 6  # per model and suite in LEADERBOARD.md (all of them in LEADERBOARD.json and the results README)
 ALPHA = 0.05
@@ -671,14 +672,14 @@ def render_json(board: Leaderboard) -> str:
                   "attractor_at_goals": at_goals(board), "ood_other_trainings": board.ood_unmatched, "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
 
 
-def _series(board: Leaderboard) -> dict[str, list[tuple[float, float]]]:
-    """Per model, worst case against L-inf eps from the run that gives its number at 0.3 (else at 0.1)."""
+def _series(board: Leaderboard) -> dict[str, list[tuple[float, float, int]]]:
+    """Per model, (eps, worst case, images) against L-inf eps from the run that gives its number at 0.3 (else at 0.1)."""
     series = {}
     for r in board.rows:
         src = r.numbers[f"worst_case_{EPS_POINTS[1]:g}"].run or r.numbers[f"worst_case_{EPS_POINTS[0]:g}"].run
         model = next((m for m in (src or {}).get("models", []) if m["name"] == r.model["name"]), None)
         if model is not None:
-            series[r.display] = sorted((w["eps"], w["accuracy"]) for w in model["worst_case"]
+            series[r.display] = sorted((w["eps"], w["accuracy"], w["n"]) for w in model["worst_case"]
                                        if w["norm"] == NORM and not w["all_images"])
     return series
 
@@ -708,7 +709,7 @@ def write_leaderboard(results_dir: str | Path) -> tuple[Leaderboard, list[Path]]
     series = _series(board)
     with atomic_folder(results_dir) as tmp:
         if series:
-            plots.worst_case_vs_eps(series, tmp / FIGURE, "Worst case over each run's L-inf attacks")
+            plots.worst_case_vs_eps(series, tmp / FIGURE, FIGURE_TITLE)
         (tmp / "LEADERBOARD.md").write_text(render_markdown(board, results_dir, bool(series)), encoding="utf-8")
         (tmp / "LEADERBOARD.csv").write_text(render_csv(board), encoding="utf-8")
         (tmp / "LEADERBOARD.json").write_text(render_json(board), encoding="utf-8")

@@ -272,8 +272,9 @@ def _robustness_sections(result: RunResult) -> list[str]:
     parts = ["## Robustness: worst case per sample and the reliability verdict", "",
              "Worst case: an image counts as robust only if it is classified correctly clean and under every attack of "
              "that norm at that eps (`robustness.py` has the exact rules). Attacks on subsets are nested; the worst case "
-             "is taken on the images every attack saw (n). Accuracy is of the defended classifier (after its defence); cells read `accuracy [95% Clopper-Pearson "
-             "interval] / end-to-end`.", ""]
+             "is taken on the images every attack saw (n). Accuracy is of the defended classifier (after its defence): under attack "
+             "the robust accuracy (RobustBench's name), in the clean row the clean accuracy; cells read `accuracy [95% "
+             "Clopper-Pearson interval] / end-to-end`.", ""]
     if s.worst_case == "cascade":
         parts += ["Worst case by cascade (`worst_case: cascade`, as AutoAttack runs its attacks): at each eps the attacks "
                   "marked *cascade* below run in order of cost (the registry's `cost`), each only on the images that "
@@ -303,7 +304,7 @@ def _robustness_sections(result: RunResult) -> list[str]:
                 for m in s.models for a in ood_attacks
                 if meta["models"].get(m.name, {}).get("threshold", 0) is not None and a.label in set(t.attack[t.model == m.name])]
         parts += [f"### {DISPLAY_NAMES[ds]} images accepted as MNIST under attack, %", "",
-                  markdown(["model", "attack", "clean"] + [f"eps {e:g}" for e in grid], rows), ""]
+                  markdown(["model", "attack", "clean"] + [f"eps {fmt_eps(e)}" for e in grid], rows), ""]
     return parts
 
 
@@ -444,16 +445,26 @@ def rerender(folder: str | Path) -> Path:
                                                           meta["command"]))
 
 
-def draw_figures(result: RunResult, folder: Path) -> list[dict]:
-    """Draw the run's figures into `folder`; return [{file, caption}] in the order the README shows them."""
-    t, meta, name = result.table, result.meta, result.suite.name
+def draw_accuracy_figures(table: pd.DataFrame, meta: dict, name: str, folder: Path, n_clean: int | None) -> list[dict]:
+    """The accuracy-against-eps figures of a run (one per norm its attacks use), drawn from its
+    results.csv and run.json alone (so `scripts/redraw_figures.py` redraws committed runs); return
+    [{file, caption}]."""
     drawn = []
     for norm, label in (("linf", "L-inf"), ("l2", "L2")):
         if any(a["norm"] == norm for a in meta["attacks"].values()):
             f = f"accuracy_{norm}.png"
-            plots.accuracy_vs_eps(t, meta["attacks"], folder / f, f"{name}: defended MNIST accuracy against {label} eps", norm)
+            plots.accuracy_vs_eps(table, meta["attacks"], folder / f, f"{name}: defended MNIST accuracy against {label} eps",
+                                  norm, n_clean)
             drawn.append({"file": f, "caption": f"Accuracy against {label} eps per model and attack (eps 0: clean); "
-                                                "the black line is the worst case per sample over the attacks."})
+                                                "the black line is the worst case per sample over the attacks; bands: 95% "
+                                                "Clopper-Pearson intervals; lines join neighbouring measured eps only."})
+    return drawn
+
+
+def draw_figures(result: RunResult, folder: Path) -> list[dict]:
+    """Draw the run's figures into `folder`; return [{file, caption}] in the order the README shows them."""
+    name = result.suite.name
+    drawn = draw_accuracy_figures(result.table, result.meta, name, folder, _clean_images(result))
     sims = result.figures.get("similarity", [])
     if sims:
         plots.similarity_histograms(sims, folder / "similarity.png", f"{name}: Pearson similarity of input and fixed point")
@@ -463,8 +474,9 @@ def draw_figures(result: RunResult, folder: Path) -> list[dict]:
         f = f"iterates_{entry['model']}.png"
         plots.iterates(entry, inside(folder, f), f"{name}, {entry['model']}: an input attacked by {entry['attack']} and its iterates")
         drawn.append({"file": f, "caption": f"`{entry['model']}`: the first MNIST test image attacked by `{entry['attack']}` at "
-                                            "growing eps, and its iterates through the autoencoder with the class predicted "
-                                            "from each (the paper's Figures 11 and 12)."})
+                                            "a few eps (clean, the largest, and where the predictions change), and what its "
+                                            "iterates through the autoencoder change (x_0 - clean, x_1 - x_0, x_K - x_0) with "
+                                            "the class predicted along them (the paper's Figures 11 and 12)."})
     return drawn
 
 

@@ -47,6 +47,7 @@ from .published import BEST_ROBUST
 from .recipes import Recipe
 from .robustness import Record, sanity_flags, worst_case, worst_case_ood, worst_case_samples
 from .store import CellStore
+from .tables import fmt_eps
 
 COLUMNS = ["model", "attack", "eps", "dataset", "metric", "value", "kind"]
 
@@ -251,7 +252,7 @@ def _compute_elsewhere(ws: Workspace, todo: list[Cell], n_cells: int, store: Cel
 
     def done(cell: Cell, seconds: float) -> None:
         log.bar.advance(task)
-        log.line(f"{cell.model} {cell.label} eps={cell.eps:.4f} {cell.dataset}: done in {seconds:.1f} s (worker)")
+        log.line(f"{cell.model} {cell.label} eps {fmt_eps(cell.eps)} {cell.dataset}: done in {seconds:.1f} s (worker)")
 
     computed = parallel.compute(ws, todo, store, workers=workers, cluster=cluster, on_done=done)
     # the workers also stored the examples these cells share (a transfer attack's): the probes read them
@@ -269,7 +270,7 @@ def _assemble_model(ws: Workspace, spec: ModelSpec, cells: list, store: CellStor
     for attack, eps, group in cells:
         mnist_out = None
         for c in group:
-            log.bar.update(task, description=f"{spec.name} {c.label} eps={eps:.4f} {c.dataset}")
+            log.bar.update(task, description=f"{spec.name} {c.label} eps {fmt_eps(eps)} {c.dataset}")
             idx, y = ws.indices(c.dataset, attack), ws.labels(c.dataset, attack)
             hit = store.get(c.key)
             from_store = hit is not None and not store.written(c.key)  # not computed by this run (here or by workers)
@@ -284,13 +285,13 @@ def _assemble_model(ws: Workspace, spec: ModelSpec, cells: list, store: CellStor
                 mnist_out = out
             if d.rejector is not None and (attack is None or (c.label, eps) == figure_cell):
                 figures["similarity"].append({"model": spec.name, "condition": "clean" if attack is None else
-                                              f"{c.label}, eps {eps:.3g}", "dataset": c.dataset, "scores": out["similarity"],
+                                              f"{c.label}, eps {fmt_eps(eps)}", "dataset": c.dataset, "scores": out["similarity"],
                                               "threshold": d.threshold})
             rows += _rows(spec.name, c.label, eps, c.dataset, metrics, "cell")
             records[c.dataset].append(_record(attack, eps, idx, out, y, d.threshold, bool(c.after)))
             log.bar.advance(task)
             if c.key not in computed_now:
-                log.line(f"{spec.name} {c.label} eps={eps:.4f} {c.dataset}: "
+                log.line(f"{spec.name} {c.label} eps {fmt_eps(eps)} {c.dataset}: "
                          + ("from the store" if from_store else f"done in {seconds:.1f} s"))
     return rows, records, n_stored
 
@@ -475,7 +476,7 @@ def _probes(ws: Workspace, name: str, cells: list, wc: dict, store: CellStore, l
             transfer_x = hit[0]["x_adv"][np.searchsorted(ws.indices("mnist", attack), chosen)]
 
         def compute():
-            log.line(f"{name} {attack.label} eps={eps:.4f}: probing {len(chosen)} image(s) robust in the worst case")
+            log.line(f"{name} {attack.label} eps {fmt_eps(eps)}: probing {len(chosen)} image(s) robust in the worst case")
             seed_everything(seed)
             return indicators.probe_cell(attack, eps, d, mnist.x[chosen], mnist.y[chosen], seed,
                                          ws.prepared.get(attack.source), transfer_x)

@@ -391,7 +391,7 @@ def test_rerun_gives_byte_identical_files_and_leaves_no_temporary_files(tmp_path
     second = invoke(res)
     assert second.exit_code == 0, second.output
     assert {n: (res / n).read_bytes() for n in OUTPUTS} == before
-    assert sorted(p.name for p in res.iterdir()) == sorted([*OUTPUTS, "s"])
+    assert sorted(p.name for p in res.iterdir()) == sorted([*OUTPUTS, "leaderboard_worst_case.svg", "s"])  # the SVG beside the PNG
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # no temporary folder beside it either
     assert row(json.loads(before["LEADERBOARD.json"]), "a")["numbers"]["worst_case_0.3"]["value"] == 0.1
 

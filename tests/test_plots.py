@@ -7,6 +7,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from attractor_bench import plots
 
@@ -157,19 +158,113 @@ def test_accuracy_figure_draws_the_series_in_percent(table):
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["baseline", "attractor"]
     lines = axes[0].get_lines()
-    assert len(lines) == 3  # fgsm, pgd, worst case; the ignored rows draw nothing
+    assert len(lines) == 4  # the clean point, fgsm, pgd, worst case; the ignored rows draw nothing
+    clean = [ln for ln in lines if ln.get_linestyle() == "None"]
+    assert len(clean) == 1 and list(clean[0].get_xdata()) == [0] and list(clean[0].get_ydata()) == [99]
     wc = max(lines, key=lambda ln: ln.get_linewidth())  # the thick black worst-case line
     assert wc.get_color() == "black"
-    np.testing.assert_allclose(wc.get_xdata(), [0, 0.1, 0.2, 0.3])
-    np.testing.assert_allclose(wc.get_ydata(), [99, 52, 22, 2])
+    np.testing.assert_allclose(wc.get_xdata(), [0.1, 0.2, 0.3])  # the clean point is not joined to it
+    np.testing.assert_allclose(wc.get_ydata(), [52, 22, 2])
     # the same attack has the same colour in every panel
     colour = {tuple(matplotlib.colors.to_rgba(ln.get_color())) for ax in axes for ln in ax.get_lines()
-              if ln.get_linewidth() < wc.get_linewidth() and ln.get_ydata()[1] == pytest.approx(60)}
+              if ln.get_linewidth() < wc.get_linewidth() and len(ln.get_ydata()) > 1 and ln.get_ydata()[0] == pytest.approx(60)}
     assert len(colour) == 1
     assert axes[0].get_ylim()[0] <= 0 and axes[0].get_ylim()[1] >= 100
     legend_texts = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend_texts[:2] == ["fgsm (network, gradient)", "pgd (pipeline, gradient)"]
+    assert legend_texts[:3] == ["clean accuracy (eps 0)", "fgsm (network, gradient)", "pgd (pipeline, gradient)"]
     assert "worst case" in legend_texts[-1]
+
+
+def _segments(ax):
+    """(x0, x1) of every drawn line segment of the axes."""
+    return [(a, b) for ln in ax.get_lines() for a, b in zip(ln.get_xdata()[:-1], ln.get_xdata()[1:])]
+
+
+def test_no_line_crosses_an_eps_that_was_not_measured():
+    rows = [_row("m", "none", 0.0, 0.99)]
+    for eps, acc in ((0.1, 0.8), (0.2, 0.6), (0.3, 0.4), (0.5, 0.1)):
+        rows += [_row("m", "pgd", eps, acc), _row("m", "worst_case_linf", eps, acc)]
+    rows += [_row("m", "fgsm", e, 0.9) for e in (0.1, 0.3)]  # fgsm skipped 0.2: no line from 0.1 to 0.3
+    fig = plots._accuracy_figure(pd.DataFrame(rows), ATTACKS, "t", "linf", n_clean=1000)
+    ax = fig.axes[0]
+    measured = {0.0, 0.1, 0.2, 0.3, 0.5}
+    segments = _segments(ax)
+    assert segments and all(not any(a < e < b for e in measured) for a, b in segments)
+    assert all(a > 0 for a, _ in segments)  # nothing joins the clean point at eps 0
+    fgsm = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [90]]
+    assert len(fgsm) == 2  # two lone points, not a line
+    # the x ticks are the measured eps, written by fmt_eps
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.1", "0.2", "0.3", "0.5"]
+    assert plots._runs([0.0, 0.1, 0.3, 0.5], [0.1, 0.2, 0.3, 0.5]) == [[0], [1], [2, 3]]
+
+
+def test_interval_bands_are_the_clopper_pearson_intervals():
+    from attractor_bench.summary import interval
+
+    rows = [_row("m", "none", 0.0, 0.99)]
+    for eps, acc in ((0.1, 0.5), (0.2, 0.3)):
+        rows += [_row("m", "pgd", eps, acc), _row("m", "worst_case_linf", eps, acc),
+                 _row("m", "pgd", eps, 100, metric="n_samples")]  # pgd on a subset of 100 images
+    fig = plots._accuracy_figure(pd.DataFrame(rows), ATTACKS, "t", "linf", n_clean=1000)
+    ax = fig.axes[0]
+    bands = [c for c in ax.collections if "Poly" in type(c).__name__]
+    assert len(bands) == 2  # pgd and the worst case
+    spans = sorted(float(np.ptp(b.get_paths()[0].vertices[:, 1])) for b in bands)
+    lo100, hi100 = interval(0.5, 100)
+    lo1000, hi1000 = interval(0.5, 1000)
+    # the band's height at eps 0.1 is the interval's width; 100 images give a wider band than 1000
+    assert spans[0] >= 100 * (hi1000 - lo1000) - 1e-9 and spans[1] >= 100 * (hi100 - lo100) - 1e-9
+    assert spans[1] > spans[0]
+    # without n (no n_samples rows, no n_clean), no band is drawn
+    plain = pd.DataFrame([r for r in rows if r["metric"] != "n_samples"])
+    assert not [c for c in plots._accuracy_figure(plain, ATTACKS, "t", "linf").axes[0].collections if "Poly" in type(c).__name__]
+
+
+def test_twelve_series_differ_in_colour_line_style_and_marker():
+    names = ["attractor_at", "attractor_at_01", "attractor_at_01_long", "attractor", "attractor_full", "baseline",
+             "mlp", "pgd_at", "cnn_at", "stochastic", "feature_dae", "apudae"]
+    styles = plots._styles(names)
+    colours = [matplotlib.colors.to_rgb(s["color"]) for s in styles.values()]
+    gaps = [np.linalg.norm(np.subtract(a, b)) for i, a in enumerate(colours) for b in colours[i + 1:]]
+    assert min(gaps) > 0.2  # twelve colours that stay apart (tab10 repeats past ten, tab20 pairs are near twins)
+    assert all(not matplotlib.colors.same_color(s["color"], "black") for s in styles.values())  # black is the worst case's
+    a, b = styles["attractor_at_01"], styles["attractor_at_01_long"]
+    assert a["ls"] != b["ls"] and a["marker"] != b["marker"]
+    ordered = [styles[n] for n in sorted(names)]
+    assert all(x["ls"] != y["ls"] and x["marker"] != y["marker"] for x, y in zip(ordered, ordered[1:]))
+
+
+def test_every_figure_writes_an_svg_beside_its_png(table, tmp_path):
+    written = [plots.accuracy_vs_eps(table, ATTACKS, tmp_path / "acc.png", "t", n_clean=1000),
+               plots.worst_case_vs_eps({"a": [(0.1, 0.5, 100)]}, tmp_path / "wc.png", "t"),
+               plots.similarity_histograms(_entries(), tmp_path / "sim.png", "t"),
+               plots.iterates(_iterates_entry(), tmp_path / "it.png", "t"),
+               plots.accuracy_coverage({"m": {"r": {"curves": {"clean": ([0.5, 1.0], [1.0, 0.9], [1.0, 0.9])}}}},
+                                       tmp_path / "cov.png", "t", n_images=10)]
+    for png in written:
+        svg = png.with_suffix(".svg")
+        assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+        assert "<dc:date>" not in svg.read_text()  # no time stamp: the same inputs give the same bytes
+    first = (tmp_path / "acc.svg").read_bytes()
+    plots.accuracy_vs_eps(table, ATTACKS, tmp_path / "acc.png", "t", n_clean=1000)
+    assert (tmp_path / "acc.svg").read_bytes() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in written] + [p.with_suffix(".svg").name for p in written])
+    w = matplotlib.image.imread(tmp_path / "wc.png").shape[1]
+    assert w == 8 * plots.DPI and plots.DPI >= 200  # print resolution
+
+
+def test_legends_sit_outside_the_panels():
+    panels = {m: {r: {"curves": {"PGD eps 0.1": ([0.5, 1.0], [0.2, 0.1], [1.0, 0.1]), "clean": ([0.5, 1.0], [1.0, 0.9], [1.0, 0.9])}}
+                  for r in ("msp", "energy")} for m in ("a", "b")}
+    fig = plots._accuracy_coverage_figure(panels, "t", n_images=10)
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    FigureCanvasAgg(fig).draw()
+    legend = fig.legends[0].get_window_extent()
+    assert all(not legend.overlaps(ax.get_window_extent()) for ax in fig.axes)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts.index("clean") < texts.index("PGD eps 0.1")  # clean first (solid), whatever order ood.json keeps
+    solid = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "-"]
+    assert solid and all(list(ln.get_ydata()) == [100, 90] for ln in solid)
 
 
 def test_worst_case_vs_eps_png(tmp_path):
@@ -179,11 +274,15 @@ def test_worst_case_vs_eps_png(tmp_path):
     assert plots.worst_case_vs_eps(series, tmp_path / "wc.png", "leaderboard").read_bytes() == first
     fig = plots._worst_case_figure(series, "leaderboard", "worst-case robust accuracy (%)")
     ax = fig.axes[0]
-    base, attr = ax.get_lines()
-    np.testing.assert_allclose(base.get_xdata(), [0, 0.1, 0.2])  # sorted
-    np.testing.assert_allclose(base.get_ydata(), [99, 30, 1])  # in percent
-    np.testing.assert_allclose(attr.get_ydata(), [98, 80])  # NaN point dropped
+    base_clean, base, attr_clean, attr = ax.get_lines()  # the clean point is never joined to the attacked ones
+    np.testing.assert_allclose(base_clean.get_xdata(), [0])
+    np.testing.assert_allclose(base.get_xdata(), [0.1, 0.2])  # sorted
+    np.testing.assert_allclose(base.get_ydata(), [30, 1])  # in percent
+    np.testing.assert_allclose(attr.get_ydata(), [80])  # NaN point dropped
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["baseline", "attractor"]
+    assert not ax.collections  # no n: no bands
+    with_n = plots._worst_case_figure({"a": [(0.1, 0.5, 1000), (0.2, 0.3, 1000)]}, "t", "y").axes[0]
+    assert len(with_n.collections) == 1  # the 95% band
 
 
 def test_similarity_histograms_png(tmp_path):
@@ -228,20 +327,37 @@ def test_iterates_png(tmp_path):
     assert plots.iterates(entry, tmp_path / "it2.png", "iterates").read_bytes() == first
 
 
-def test_iterates_figure_labels():
+def test_iterates_figure_shows_the_changes():
     entry = _iterates_entry()
     fig = plots._iterates_figure(entry, "iterates")
-    axes = np.array(fig.axes).reshape(3, 5)
-    assert [ax.get_title() for ax in axes[0]] == ["input", "iterate 1", "iterate 2", "iterate 3", "iterate 4"]
-    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["eps 0 (clean)", "eps 0.10", "eps 0.20"]
-    red = [[matplotlib.colors.same_color(ax.xaxis.label.get_color(), "red") for ax in row] for row in axes]
-    assert red == [[False] * 5, [False, True, False, False, False], [True] * 5]
-    assert axes[1, 1].get_xlabel() == "pred 3"
-    im = axes[0, 0].get_images()[0]
-    assert im.get_clim() == (0, 1)
-    np.testing.assert_array_equal(im.get_array(), entry["images"][0, 0])
+    axes = np.array([ax for ax in fig.axes if ax.get_images()]).reshape(3, 5)
+    assert [ax.get_title() for ax in axes[0]] == ["input x_0", "x_0 − clean input", "x_1 − x_0 (first iteration)",
+                                                  "x_4 − x_0 (all 4)", "last iterate x_4"]
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["eps 0 (clean)", "eps 0.1", "eps 0.2"]
+    images = entry["images"]
+    np.testing.assert_allclose(axes[1, 1].get_images()[0].get_array(), images[1, 0] - images[0, 0])
+    np.testing.assert_allclose(axes[2, 2].get_images()[0].get_array(), images[2, 1] - images[2, 0])
+    np.testing.assert_allclose(axes[2, 3].get_images()[0].get_array(), images[2, 4] - images[2, 0])
+    np.testing.assert_array_equal(axes[0, 0].get_images()[0].get_array(), images[0, 0])
+    assert axes[0, 0].get_images()[0].get_clim() == (0, 1)
+    lo, hi = axes[1, 1].get_images()[0].get_clim()
+    assert lo == -hi > -1  # differences: a symmetric scale of their own
+    red = [matplotlib.colors.same_color(ax.xaxis.label.get_color(), "red") for ax in axes[:, 0]]
+    assert red == [False, False, True]
+    assert axes[1, 4].get_xlabel() == "pred 7\nalong x_0..: 7 3 7 7 7"
     with pytest.raises(ValueError):
         plots._iterates_figure({**entry, "preds": entry["preds"][:, :3]}, "bad")
+
+
+def test_iterates_figure_has_few_rows_and_no_duplicate_labels():
+    # mnist_fgsm's grid: 0, 1/255 ... 10/255, 20/255 (twelve rows, labelled 0.00 0.00 0.01 0.01 ... before)
+    eps = [0.0] + [k / 255 for k in range(1, 11)] + [20 / 255]
+    preds = np.array([[1] * 3] * 8 + [[7, 1, 1]] * 3 + [[7, 7, 7]])
+    entry = dict(model="m", attack="fgsm", eps=eps, images=np.random.default_rng(0).random((12, 3, 28, 28)), preds=preds, label=1)
+    fig = plots._iterates_figure(entry, "t")
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert len(labels) <= plots.ITERATE_ROWS and len(set(labels)) == len(labels)
+    assert labels == ["eps 0 (clean)", "eps 8/255", "eps 20/255"]  # clean, where predictions change, the largest
 
 
 def test_import_leaves_backend_alone():

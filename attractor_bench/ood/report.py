@@ -114,7 +114,7 @@ def _best_table(table: pd.DataFrame, meta: dict) -> list[str]:
     body = [[f"`{m}`", best[m], *[f"{_v(table, 'AUROC', model=m, rejector=best[m], dataset=d, direction='clean')} / "
                                   f"{_v(table, 'AUROC', model=m, rejector=best[m], dataset=d, eps=eps0, direction='joint', attack='worst')}"
                                   for d in sets]] for m in meta["models"]]
-    return [f"## AUROC per model, its best rejector (L-inf eps {eps0:g})", "",
+    return [f"## AUROC per model, its best rejector (L-inf eps {tables.fmt_eps(eps0)})", "",
             "Best: the rejector with the highest robust AUROC averaged over the OOD sets, picked on these test sets among "
             "the model's two or three (all of them below).", "", tables.markdown(header, body), ""]
 
@@ -134,7 +134,7 @@ def _set_table(table: pd.DataFrame, meta: dict, d: str, e: float) -> list[str]:
                          f"{_pct(c['AUPR-IN'])} / {_pct(j['AUPR-IN'])}", f"{_pct(c['AUPR-OUT'])} / {_pct(j['AUPR-OUT'])}",
                          f"{_pct(c.FPR95TPR)} / {_pct(j.FPR95TPR)}", f"{_pct(c.id_accepted)} / {_pct(j.id_accepted)}",
                          f"{_pct(c.ood_accepted)} / {_pct(j.ood_accepted)}"])
-    return [f"## {DISPLAY_NAMES[d]}, L-inf eps {e:g}", "", tables.markdown(header, body), ""]
+    return [f"## {DISPLAY_NAMES[d]}, L-inf eps {tables.fmt_eps(e)}", "", tables.markdown(header, body), ""]
 
 
 def _attack_table(table: pd.DataFrame, meta: dict, e: float) -> list[str]:
@@ -142,7 +142,7 @@ def _attack_table(table: pd.DataFrame, meta: dict, e: float) -> list[str]:
     body = [[f"`{m}`", r, DISPLAY_NAMES[d], *[_v(table, "AUROC", model=m, rejector=r, dataset=d, eps=e, direction="joint",
                                                  attack=a) for a in attacks]]
             for m in meta["models"] for r in table[table.model == m].rejector.unique() for d in meta["ood"]]
-    return [f"## Robust AUROC per score attack, L-inf eps {e:g}", "",
+    return [f"## Robust AUROC per score attack, L-inf eps {tables.fmt_eps(e)}", "",
             "The joint AUROC under each attack alone; a black-box attack (square) below the gradient attacks would "
             "point at masked score gradients.", "", tables.markdown(["model", "rejector", "OOD set", *attacks], body), ""]
 
@@ -158,7 +158,7 @@ def _cross_table(table: pd.DataFrame, meta: dict, e: float) -> list[str]:
             body.append([f"`{m}`", DISPLAY_NAMES[d],
                          *[_v(table, "ood_accepted", **w, attack=a) for a in ("rejection_aware", "k_plus_one", "stronger")],
                          *[_v(table, "AUROC", **w, attack=a) for a in ("rejection_aware", "k_plus_one", "worst")]])
-    return [f"## Cross-check: the K+1 formulation through ART's DetectorClassifier, L-inf eps {e:g}", "",
+    return [f"## Cross-check: the K+1 formulation through ART's DetectorClassifier, L-inf eps {tables.fmt_eps(e)}", "",
             "OOD images attacked to be accepted by the attractor's rejector (at its threshold): the project's rejection-aware "
             "attack, the K+1 attack (Carlini & Wagner 2017: the detector as an extra class of ART's `DetectorClassifier`, "
             "signed steps on C&W's margin loss), and per image the stronger of the two. Last columns: the AUROC with these "
@@ -173,7 +173,7 @@ def _coverage_section(meta: dict) -> list[str]:
             "Accuracy on the accepted MNIST test images against the share accepted as the threshold moves, clean and under "
             "PGD (cross-entropy through the pipeline, the registry's `pgd`); a dot marks each rejector's threshold.", "",
             f"![accuracy against coverage per model and rejector]({FIGURE})", "",
-            "| model | clean accuracy | " + " | ".join(f"PGD {e:g}" for e in eps_list) + " |",
+            "| model | clean accuracy | " + " | ".join(f"PGD {tables.fmt_eps(e)}" for e in eps_list) + " |",
             "|---|---|" + "---|" * len(eps_list),
             *[f"| `{m}` | {_pct(i['clean_accuracy'])} | " + " | ".join(_pct(i[f'pgd_accuracy_{e:g}']) for e in eps_list)
               + " |" for m, i in meta["models"].items()], "",
@@ -209,13 +209,19 @@ def _panels(meta: dict) -> dict:
     return out
 
 
+def draw_figure(meta: dict, folder: Path) -> Path:
+    """accuracy_coverage.png (and its SVG) from an OOD run's ood.json alone."""
+    return plots.accuracy_coverage(_panels(meta), folder / FIGURE, f"{meta['suite']}: accuracy against coverage",
+                                   meta.get("n_images", {}).get("mnist"))
+
+
 def write_ood(result, folder: Path, command: str, commit: str | None, date: str) -> Path:
     """Write the run's folder (replacing an earlier one in one step); return it."""
     doc = meta_doc(result, command, commit, date)
     with replace_folder(folder) as tmp:
         result.table.to_csv(tmp / TABLE, index=False, float_format="%.6f")
         (tmp / META).write_text(dumps(doc), encoding="utf-8")
-        plots.accuracy_coverage(_panels(doc), tmp / FIGURE, f"{result.suite.name}: accuracy against coverage")
+        draw_figure(doc, tmp)
         (tmp / "README.md").write_text(render_readme(pd.read_csv(tmp / TABLE), json.loads((tmp / META).read_text())),
                                        encoding="utf-8")
     return folder
