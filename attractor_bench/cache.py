@@ -24,7 +24,7 @@ from torch import nn
 from .data import Split
 from .determinism import deterministic
 from .errors import CheckpointError, ConfigError
-from .components import components, recipe_component, versions
+from .components import recipe_component, registered, versions
 from .files import atomic_write, digest, key, source_fingerprint
 from .models import AttractorNet
 from .training import ProgressFn, TrainConfig, select_training_data, train
@@ -80,9 +80,8 @@ def training_key(cfg: TrainConfig) -> str:
 def recipe_key(recipe, params: dict, seed: int) -> str:
     """A recipe's parameters and seed and the versions of its code (`recipe.<name>` and what it
     requires); a recipe outside the registries (a plugin's) by the source of its modules."""
-    name = recipe_component(recipe.name)
-    if name in components() and components()[name].roots[-1] == f"{recipe.fit.__module__}:{recipe.fit.__qualname__}":
-        return key(recipe=recipe.key(params, seed), components=versions(name))
+    if registered(recipe):
+        return key(recipe=recipe.key(params, seed), components=versions(recipe_component(recipe.name)))
     modules = {inspect.getmodule(recipe.make), inspect.getmodule(recipe.fit)} - {None}
     return key(recipe=recipe.key(params, seed), outside=source_fingerprint(*sorted(modules, key=lambda m: m.__name__)))
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from . import components
-from .attacks import AttackEntry, perturbation_norms, within_budget
+from .attacks import perturbation_norms, within_budget
 from .classifier import TrainingCost, make_classifier
 from .config import AttackSpec, ModelSpec, Suite, Target
 from .defences import PearsonRejector, pearson, straight_through

@@ -29,7 +29,7 @@ from functools import lru_cache
 from . import lock
 from .attacks import ATTACKS, AttackEntry
 from .defences import DEFENCES, MODELS_INTERNAL
-from .lock import PACKAGE, resolve
+from .lock import PACKAGE
 from .models import MODELS
 from .presets import PRESETS
 from .recipes import Recipe
@@ -111,9 +111,15 @@ def _ref(obj) -> str:
 
 
 @lru_cache(maxsize=1)
-def _all() -> dict[str, Component]:
+def components() -> dict[str, Component]:
+    """Every component by name (declared, attacks, recipes)."""
     comps = {c.name: c for c in (*DECLARED, *_registry_components())}
     return dict(sorted(comps.items()))
+
+
+def registered(recipe: Recipe) -> bool:
+    """Whether `recipe` is the registries' recipe of its name (else a plugin's: keyed by its source)."""
+    return {**MODELS, **MODELS_INTERNAL}.get(recipe.name) == recipe
 
 
 def _entry_component(obj) -> str | None:
@@ -128,7 +134,7 @@ def _entry_component(obj) -> str | None:
 @lru_cache(maxsize=1)
 def registry() -> lock.Registry:
     """The components with their code worked out (cached until `reset`)."""
-    return lock.Registry(_all(), _entry_component)
+    return lock.Registry(components(), _entry_component)
 
 
 def lock_state(source_of=None) -> dict[str, dict]:
@@ -138,19 +144,14 @@ def lock_state(source_of=None) -> dict[str, dict]:
 
 def reset() -> None:
     """Forget what was worked out from the registries and the code (after a test changes them)."""
-    _all.cache_clear()
+    components.cache_clear()
     registry.cache_clear()
     requires.cache_clear()
 
 
-def components() -> dict[str, Component]:
-    """Every component by name (declared, attacks, recipes)."""
-    return _all()
-
-
 def current() -> dict[str, int]:
     """{component: version} of the code as it is."""
-    return {n: c.version for n, c in _all().items()}
+    return {n: c.version for n, c in components().items()}
 
 
 @lru_cache(maxsize=None)
@@ -168,7 +169,7 @@ def requires(name: str) -> tuple[str, ...]:
 
 def versions(*names: str) -> dict[str, int]:
     """{component: version} of `names` and everything they require: what a cache key holds."""
-    comps = _all()
+    comps = components()
     out = {}
     for n in names:
         if n not in comps:
@@ -185,8 +186,7 @@ def of(obj) -> tuple[str, ...]:
     if not (mod or "").startswith(PACKAGE):
         return ()
     qual = getattr(obj, "__qualname__", None)
-    hits = tuple(n for n in _all() if (mod, qual) in registry().members(n) or (qual is None and (mod, None) in registry().members(n)))
-    return hits
+    return tuple(n for n in components() if (mod, qual) in registry().members(n))
 
 
 def for_model(preset: str | None, defence: str | None, rejector: bool, origin: str = "built-in",
@@ -205,7 +205,8 @@ def for_model(preset: str | None, defence: str | None, rejector: bool, origin: s
     return sorted(set(out))
 
 
-def used_by_run(model_components: list[str], attack_names: list[str], verdict: bool = True) -> dict[str, int]:
-    """{component: version} a classification run used: the run-wide ones, its models' and its attacks'."""
-    names = [*RUN_WIDE, *model_components, *(attack_component(a) for a in attack_names), *(["verdict"] if verdict else [])]
-    return versions(*[n for n in names if n in _all()])
+def used_by_run(model_components: list[str], attack_names: list[str]) -> dict[str, int]:
+    """{component: version} a classification run used: the run-wide ones, its models', its attacks'
+    and the verdict's."""
+    names = [*RUN_WIDE, *model_components, *(attack_component(a) for a in attack_names), "verdict"]
+    return versions(*[n for n in names if n in components()])

@@ -32,7 +32,8 @@ from typing import Any
 
 from .attacks import ATTACKS, AttackEntry
 from .data import DATASETS
-from .defences import DEFENCES, Backward
+from .classifier import TrainingCost
+from .defences import DEFENCES, AttractorDefence, Backward, PearsonRejector
 from .errors import ConfigError
 from .plugins import BUILT_IN, PluginError, resolve
 from . import suitefile
@@ -96,11 +97,26 @@ class ModelSpec:
     params: dict = field(default_factory=dict)
     origin: str = BUILT_IN
 
+    def training_cost(self) -> TrainingCost | None:
+        """An attractor network's training cost (its Eq. 4 weights; None for networks trained on
+        cross-entropy alone: their training cost is the attacks' default loss)."""
+        return None if self.train is None else TrainingCost(self.train.weights, self.train.rec_reduction)
+
 
 @dataclass(frozen=True)
 class RejectorSpec:
     threshold: float | None = 0.8
     target_tpr: float | None = None
+
+    def build(self, defence, val_x) -> PearsonRejector | None:
+        """The Pearson rejector around the attractor defence (None for any other defence), its
+        threshold fitted on the validation images `val_x` where a target TPR is set."""
+        if not isinstance(defence, AttractorDefence):
+            return None
+        rejector = PearsonRejector(defence, threshold=self.threshold or 0.0)
+        if self.target_tpr is not None:
+            rejector.fit(val_x, target_tpr=self.target_tpr)
+        return rejector
 
 
 # What a gradient attack differentiates: cross-entropy on the logits, or the attacked model's own

@@ -64,10 +64,8 @@ from torch import nn
 from .attacks import ATTACKS, perturbation_norms
 from .cache import Context
 from .cells import Defended, applies, evaluate, seed_everything
-from .classifier import TrainingCost
 from .config import AttackSpec, ModelSpec, Suite, Target
 from .data import Split
-from .defences import AttractorDefence, PearsonRejector
 from .errors import AttractorBenchError, ConfigError, PluginFailure
 from .models import AttractorNet, N_CLASSES
 from .plugins import BUILT_IN, is_stand_in
@@ -372,14 +370,8 @@ def _dry_model(suite: Suite, spec: ModelSpec, ctx: Context, x: np.ndarray) -> De
         raise ConfigError(f"{fail}: the factory returned {type(defence).__name__} for model {spec.name!r}; a defence "
                           "factory must return an ART preprocessor (art.defences.preprocessor.Preprocessor, ideally "
                           f"PreprocessorPyTorch) or None ({CONTRACT}).")
-    rejector = None
     try:
-        if isinstance(defence, AttractorDefence):
-            rejector = PearsonRejector(defence, threshold=suite.rejector.threshold or 0.0)
-            if suite.rejector.target_tpr is not None:
-                rejector.fit(ctx.val.x, target_tpr=suite.rejector.target_tpr)
-        cost = TrainingCost(spec.train.weights, spec.train.rec_reduction) if spec.train is not None else None
-        d = Defended(model, defence, rejector, training_cost=cost)
+        d = Defended(model, defence, suite.rejector.build(defence, ctx.val.x), training_cost=spec.training_cost())
         d.classifiers  # noqa: B018  (the classifiers the runner builds: network, pipeline, bpda)
         evaluate(d, x)
     except Exception as e:

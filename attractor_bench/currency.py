@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from . import components
-from .provenance import recorded, same_chain, stale
+from .provenance import recorded, stale
 
 NOT_CHECKED = {"potentially_unreliable": None, "reasons": [], "by_eps": [], "flags": {}}
 
@@ -44,7 +44,7 @@ def _versions(doc: dict, carried: dict, now: dict[str, int], kind: str, wide: tu
     if used is None:
         return None, (f"made by other {'OOD ' if kind == 'ood' else ''}code than the current one: no recorded check "
                       f"links its code fingerprint {str(doc.get('code'))[:12]} to component versions")
-    old = stale({k: v for k, v in used.items() if k in wide}, now)
+    old = stale(used, now, wide)
     return (None, f"made with older versions of {', '.join(old)}") if old else (used, "")
 
 
@@ -56,19 +56,18 @@ def current_run(run: dict, carried: dict, now: dict[str, int]) -> tuple[dict | N
     run, notes, kept = copy.deepcopy(run), [], []
     names = run.get("attack_names") or {}
     for m in run["models"]:
-        old = stale({k: used[k] for k in _model_components(m) if k in used}, now)
+        old = stale(used, now, _model_components(m))
         if old:
             notes.append(f"`{m['name']}`: trained or defended with older versions of {', '.join(old)}")
             continue
-        old_attacks = {label for label, name in names.items()
-                       if stale({k: used[k] for k in [components.attack_component(name)] if k in used}, now)}
+        old_attacks = {label for label, name in names.items() if stale(used, now, [components.attack_component(name)])}
         for w in [w for w in m["worst_case"] if old_attacks & set(w["attacks"])]:
             m["worst_case"].remove(w)
             notes.append(f"`{m['name']}` worst case {w['norm']} {w['eps']:g}: older versions of attacks "
                          + ", ".join(sorted(old_attacks & set(w["attacks"]))))
         for o in m["ood"]:
             o["attacked"] = [a for a in o["attacked"] if not old_attacks & set(a["attacks"])]
-        if stale({k: used[k] for k in ["verdict"] if k in used}, now):
+        if stale(used, now, ["verdict"]):
             m["verdict"] = dict(NOT_CHECKED)
             notes.append(f"`{m['name']}` verdict: an older version of the probes")
         kept.append(m)
@@ -85,11 +84,9 @@ def current_ood(doc: dict, carried: dict, now: dict[str, int]) -> tuple[dict | N
     for name, info in list(doc["models"].items()):
         comps = info.get("components") or _model_components({**info, "has_rejector": (info.get("identity") or {})
                                                              .get("threshold") is not None})
-        old = stale({k: used[k] for k in comps if k in used}, now)
+        old = stale(used, now, comps)
         if old:
             del doc["models"][name]
             notes.append(f"`{name}`: older versions of {', '.join(old)}")
     return doc, notes
 
-
-__all__ = ["attack_names", "current_ood", "current_run", "same_chain"]

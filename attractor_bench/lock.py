@@ -244,10 +244,7 @@ class Registry:
     def code_hash(self, name: str, source_of=None) -> str:
         """The hash of component `name`'s normalized code; `source_of(obj)` may stand in for the
         files' source (None: read it), as the tests do to edit code without writing it."""
-        h = hashlib.sha256()
-        for (mod, qual), text in self.closure(name, source_of)[0]:
-            h.update(f"{mod}:{qual}\n{text}\n".encode())
-        return h.hexdigest()[:16]
+        return _hash(self.closure(name, source_of)[0])
 
     def dependencies(self, name: str) -> tuple[str, ...]:
         """The components `name`'s code reaches directly."""
@@ -265,8 +262,18 @@ class Registry:
 
     def state(self, source_of=None) -> dict[str, dict]:
         """{component: {version, hash, requires}} of the code as it is."""
-        return {n: {"version": c.version, "hash": self.code_hash(n, source_of), "requires": list(self.closure(n, source_of)[1])}
-                for n, c in self.comps.items()}
+        out = {}
+        for n, c in self.comps.items():
+            nodes, requires = self.closure(n, source_of)
+            out[n] = {"version": c.version, "hash": _hash(nodes), "requires": list(requires)}
+        return out
+
+
+def _hash(nodes) -> str:
+    h = hashlib.sha256()
+    for (mod, qual), text in nodes:
+        h.update(f"{mod}:{qual}\n{text}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _closure(name: str, comps: dict, entry_of, source_of) -> tuple[tuple[tuple[Node, str], ...], tuple[str, ...]]:
@@ -342,9 +349,9 @@ def problems(lock: dict, now: dict) -> list[str]:
 
 def _where(name: str) -> str:
     if name.startswith("attack."):
-        return f"its ATTACKS entry (attacks/__init__.py, `version=`)"
+        return "its ATTACKS entry (attacks/__init__.py, `version=`)"
     if name.startswith("recipe."):
-        return f"its Recipe (`version=`)"
+        return "its Recipe (`version=`)"
     return "attractor_bench/components.py"
 
 

@@ -95,6 +95,8 @@ def recorded(run: dict, carried: dict, kind: str = "code") -> dict[str, int] | N
     return None
 
 
-def stale(used: dict[str, int], now: dict[str, int]) -> list[str]:
-    """The components of `used` that have a newer version now ("name v1 -> v2"), sorted."""
-    return [f"{n} v{v} -> v{now[n]}" for n, v in sorted(used.items()) if n in now and now[n] > v]
+def stale(used: dict[str, int], now: dict[str, int], names=None) -> list[str]:
+    """The components of `used` (those among `names`, if given) that have a newer version now
+    ("name v1 -> v2"), sorted."""
+    return [f"{n} v{v} -> v{now[n]}" for n, v in sorted(used.items())
+            if (names is None or n in names) and n in now and now[n] > v]

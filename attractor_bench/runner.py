@@ -30,12 +30,11 @@ from . import data as data_mod
 from . import indicators
 from . import parallel
 from .cache import Context, get_or_fit, get_or_train, resolve_cache_dir
-from .classifier import TrainingCost
 from .cells import (Cell, Defended, Workspace, applies, cell_seed, cell_code, compute_cell, datasets, defended_code,
                     plan, run_attack, seed_everything, subset, zero_gradient_share)
 from .config import AttackSpec, ModelSpec, Suite, Target, load_suite
 from .contracts import Checked, check_suite, plugin_errors
-from .defences import AttractorDefence, PearsonRejector
+from .defences import AttractorDefence
 from .determinism import deterministic
 from .device import activate, kind, move_defence, resolve_device
 from .errors import ConfigError
@@ -149,14 +148,6 @@ def check_training_cost(suite: Suite) -> None:
                           "loss: cross_entropy, or train them with a ReLU or linear output.")
 
 
-def training_cost(spec: ModelSpec) -> TrainingCost | None:
-    """An attractor network's training cost (its Eq. 4 weights; None for networks trained on
-    cross-entropy alone: their training cost is the attacks' default loss)."""
-    if spec.train is None:
-        return None
-    return TrainingCost(spec.train.weights, spec.train.rec_reduction)
-
-
 def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: torch.device) -> tuple[Defended, dict]:
     """Train (or load) one model on `dev` and build its defence and rejector; (it, its metadata)."""
     task = log.bar.add_task(f"train or load {spec.name}", total=1)
@@ -181,11 +172,7 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model {spec.name!r}: defence {spec.defence.name!r} cannot be built: {e}") from e
     move_defence(defence, dev)
-    rejector = None
-    if isinstance(defence, AttractorDefence):
-        rejector = PearsonRejector(defence, threshold=suite.rejector.threshold or 0.0)
-        if suite.rejector.target_tpr is not None:
-            rejector.fit(ctx.val.x, target_tpr=suite.rejector.target_tpr)
+    rejector = suite.rejector.build(defence, ctx.val.x)
     weights = weights_fingerprint(model)
     defence_weights = [weights_fingerprint(n) for n in getattr(defence, "networks", ())]  # trained defences
     threshold = None if rejector is None else rejector.threshold
@@ -203,7 +190,7 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
     fingerprint = key(code=code, model=defended_code(used, *builder, *defence_factory), weights=weights,
                       defence=[spec.defence.name, spec.defence.origin, spec.defence.params, *defence_weights],
                       threshold=None if rejector is None else repr(threshold))
-    return Defended(model, defence, rejector, fingerprint, network, training_cost(spec)), meta
+    return Defended(model, defence, rejector, fingerprint, network, spec.training_cost()), meta
 
 
 def prepare(suite: Suite, splits: tuple, images: tuple, cache_dir, log: Log, dev: torch.device) -> tuple[Workspace, dict]:

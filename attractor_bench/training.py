@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import early_stopping, losses
+from . import early_stopping
 from .data import Split
 from .early_stopping import optimizer_step, report_to
 from .losses import PenaltyMethod, RecReduction, attractor_loss

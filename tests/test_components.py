@@ -107,7 +107,7 @@ def test_a_behavioural_edit_without_a_bump_fails_the_lock_naming_its_component(t
     import inspect
     from types import ModuleType
 
-    obj = components.resolve(target)
+    obj = lock.resolve(target)
     target_src = Path(obj.__file__).read_text() if isinstance(obj, ModuleType) else inspect.getsource(obj)
     assert old in target_src
     edited = target_src.replace(old, new, 1)
