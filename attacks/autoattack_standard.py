@@ -12,18 +12,29 @@ failed), like ART's attacks, so its cells store per-sample outcomes like every o
 
 AutoAttack draws its random starts from torch's generator, seeded with `seed`; the registry draws
 it from numpy's generator, which the runner seeds per cell, so a cell repeats bit for bit.
+
+What AutoAttack's run reports is kept (`report`, stored with the cell, read by the verdict:
+`attractor_bench.autoattack_checks`): per image, which of its attacks broke it (`aa_broken_by`:
+the attack's position in `ATTACKS[version]`, -1 where none did), read from the one forward pass
+with which AutoAttack judges each attack's batch (no extra pass), and which of the checks of its
+`checks.py` warned (`aa_check_<name>`: randomized, probabilities, dynamic, zero gradients, Square
+after the white-box attacks), each from the check function that logged the warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 
 import numpy as np
 import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 
 ATTACKS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"), "rand": ("apgd-ce", "apgd-dlr")}
+# AutoAttack's check functions (pyautoattack/checks.py), by the name the report gives them
+CHECKS = {"check_randomized": "randomized", "check_range_output": "probabilities", "check_dynamic": "dynamic",
+          "check_zero_gradients": "zero_gradients", "check_square_sr": "square", "check_n_classes": "n_classes"}
 
 
 class Pipeline(torch.nn.Module):
@@ -38,12 +49,43 @@ class Pipeline(torch.nn.Module):
             raise ValueError("autoattack_standard differentiates the pipeline in torch: every preprocessing defence must be "
                              "an ART PreprocessorPyTorch (got " + ", ".join(type(op).__name__ for op in ops) + ").")
         self.model, self.ops = classifier.model, ops
+        self.judging, self.judged = None, []  # (attack name, its batch, labels) -> (name, batch, labels, prediction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.count(forward=len(x), backward=len(x) if torch.is_grad_enabled() and x.requires_grad else 0)
         for op in self.ops:
             x, _ = op.forward(x)
-        return self.model(x)
+        out = self.model(x)
+        if self.judging is not None:  # AutoAttack's pass that judges an attack's batch
+            name, batch, y = self.judging
+            self.judging = None
+            self.judged.append((name, batch, y, out.detach().argmax(1)))
+        return out
+
+
+class _Warnings(logging.Handler):
+    """The warnings AutoAttack's checks log, counted by the check function that logged them."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.fired: Counter = Counter()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.fired[CHECKS.get(record.funcName, record.funcName)] += 1
+        self.messages.append(record.getMessage())
+
+
+def _name(attack) -> str:
+    """The name AutoAttack's run gives the sub-attack `attack` in its current setting."""
+    kind = type(attack).__name__
+    if kind == "APGDAttack":
+        return f"apgd-{attack.loss}"
+    if kind == "APGDAttack_targeted":
+        return "apgd-t"
+    if kind.startswith("FABAttack"):
+        return "fab-t" if attack.targeted else "fab"
+    return "square"
 
 
 class StandardAutoAttack:
@@ -65,7 +107,6 @@ class StandardAutoAttack:
         self.pipeline = Pipeline(classifier)
         self.attack = AutoAttack(self.pipeline, eps=self.eps, norm="Linf", version=self.version, seed=self.seed,
                                  device=classifier.device)
-        logging.getLogger("auto-attack").setLevel(logging.ERROR)  # its checks are the reliability issue's job
 
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **_) -> np.ndarray:
         dev = self.classifier.device
@@ -75,6 +116,57 @@ class StandardAutoAttack:
         y = np.asarray(y)
         yt = torch.from_numpy(y.argmax(1) if y.ndim == 2 else y).long().to(dev)
         input_only = getattr(self.classifier, "_input_gradients_only", contextlib.nullcontext)  # a CheckedClassifier's
-        with input_only():  # input gradients only, as for ART's attacks
+        with input_only(), self._reporting(xt) as report:  # input gradients only, as for ART's attacks
             x_adv, _ = self.attack.run_standard_evaluation(xt, yt, batch_size=self.batch_size)
+        self.report = report
         return x_adv.detach().cpu().numpy().astype(np.float32)
+
+    @contextlib.contextmanager
+    def _reporting(self, x: torch.Tensor):
+        """Within the block: each sub-attack's `perturb` marks AutoAttack's next forward pass as the
+        one that judges its batch, and AutoAttack's logger hands its checks' warnings over. The
+        report is filled when the block ends."""
+        aa, report, handler = self.attack, {}, _Warnings()
+        subs = [aa.apgd, aa.apgd_targeted, aa.fab, aa.square]
+        for sub in subs:
+            sub.perturb = self._marking(sub, sub.perturb)
+        logger = logging.getLogger("auto-attack")
+        saved = logger.level, logger.propagate
+        logger.setLevel(logging.WARNING)  # its warnings to the report only, not to the console
+        logger.propagate = False
+        logger.addHandler(handler)
+        self.pipeline.judged = []
+        try:
+            yield report
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(saved[0])
+            logger.propagate = saved[1]
+            for sub in subs:
+                sub.__dict__.pop("perturb", None)
+        report.update(_broken_by(x, self.pipeline.judged, ATTACKS[self.version]))
+        report.update({f"aa_check_{c}": np.array(handler.fired.get(c, 0)) for c in sorted(set(CHECKS.values()))})
+        self.warnings = handler.messages
+
+    def _marking(self, sub, perturb):
+        def marked(x, y, *args, **kwargs):
+            adv = perturb(x, y, *args, **kwargs)
+            self.pipeline.judging = (_name(sub), x, y)
+            return adv
+        return marked
+
+
+def _broken_by(x: torch.Tensor, judged: list, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per image of x, the position in `names` of the first attack whose judged batch held it
+    misclassified (-1: none). A batch's images are rows of x, found by their bytes."""
+    rows: dict[bytes, list[int]] = {}
+    for i, row in enumerate(x.detach().cpu().numpy().reshape(len(x), -1)):
+        rows.setdefault(row.tobytes(), []).append(i)
+    broken = np.full(len(x), -1, np.int8)
+    for name, batch, y, pred in judged:
+        wrong = (pred != y).cpu().numpy()
+        for row, w in zip(batch.detach().cpu().numpy().reshape(len(batch), -1), wrong):
+            for i in rows.get(row.tobytes(), ()):
+                if w and broken[i] < 0:
+                    broken[i] = names.index(name)
+    return {"aa_broken_by": broken}

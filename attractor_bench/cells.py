@@ -163,10 +163,19 @@ def run_attack(spec: AttackSpec, eps: float, classifier, x: np.ndarray, y: np.nd
     """x attacked by `spec` at `eps` through `classifier` (unbounded for minimal-perturbation attacks).
     Every random generator an attack may draw from is seeded from the cell, so a cell's result
     does not depend on what ran before it (resumed runs equal uninterrupted ones)."""
+    return run_reported(spec, eps, classifier, x, y, seed, rejector)[0]
+
+
+def run_reported(spec: AttackSpec, eps: float, classifier, x: np.ndarray, y: np.ndarray | None, seed: int,
+                 rejector=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """`run_attack`, and what the attack reported about its run: an attack may leave a `report`
+    after `generate`, a dict of integer arrays, per image of x or scalars (standard AutoAttack: which
+    of its attacks broke each image, its checks' warnings); {} for the others."""
     seed_everything(seed)
     attack = spec.entry.build(classifier, eps, rejector=rejector, **spec.params)
     with classifier.memoized():  # an input asked again is answered from memory (the same bits)
-        return attack.generate(x, y=y).astype(np.float32)
+        x_adv = attack.generate(x, y=y).astype(np.float32)
+    return x_adv, dict(getattr(attack, "report", None) or {})
 
 
 def zero_gradient_share(classifier, x: np.ndarray, y: np.ndarray) -> float:
@@ -313,9 +322,10 @@ def chain(suite: Suite, points_: list) -> None:
 
 
 def _adversarial(ws: Workspace, c: Cell, x: np.ndarray, y: np.ndarray | None,
-                 store: CellStore) -> tuple[np.ndarray, dict[str, int]]:
-    """The cell's attacked images and the passes its attack spent: its own attack, or examples
-    shared with other cells (stored once, with the passes that made them)."""
+                 store: CellStore) -> tuple[np.ndarray, dict[str, int], dict[str, np.ndarray]]:
+    """The cell's attacked images, the passes its attack spent and its report (`run_reported`): its
+    own attack, or examples shared with other cells (stored once, with the passes that made them;
+    no report)."""
     d, attack, eps = ws.prepared[c.model], c.attack, c.eps
 
     def stored_examples(compute) -> tuple[np.ndarray, dict[str, int]]:
@@ -329,20 +339,22 @@ def _adversarial(ws: Workspace, c: Cell, x: np.ndarray, y: np.ndarray | None,
     if attack.target is Target.TRANSFER:
         src = ws.prepared[attack.source]
         s = cell_seed(ws.suite.seed, attack.source, attack.label, eps, c.dataset)
-        return stored_examples(lambda: counted(run_attack, attack, eps, src.classifier(Target.NETWORK, attack.loss), x, y, s))
+        return *stored_examples(lambda: counted(run_attack, attack, eps, src.classifier(Target.NETWORK, attack.loss), x, y, s)), {}
     if attack.entry.bounded:
-        return counted(run_attack, attack, eps, d.classifier(attack.target, attack.loss), x, y, c.seed, d.rejector)
+        (x_adv, report), passes = counted(run_reported, attack, eps, d.classifier(attack.target, attack.loss), x, y, c.seed,
+                                          d.rejector)
+        return x_adv, passes, report
     s = cell_seed(ws.suite.seed, c.model, attack.label, c.dataset)
     x_adv, passes = stored_examples(lambda: counted(run_attack, attack, eps, d.classifier(attack.target, attack.loss), x, y, s,
                                                     d.rejector))
-    return within_budget(x_adv, x, eps, attack.entry.norm), passes
+    return within_budget(x_adv, x, eps, attack.entry.norm), passes, {}
 
 
 PASSES = ("forward_passes", "backward_passes")
 
 
-def counted(run, attack, eps, classifier, *args) -> tuple[np.ndarray, dict[str, int]]:
-    """run(attack, eps, classifier, *args) and the images passed forward and backward through the
+def counted(run, attack, eps, classifier, *args) -> tuple:
+    """What run(attack, eps, classifier, *args) returns and the images passed forward and backward through the
     classifier meanwhile (`CheckedClassifier.passes`; zero for a classifier that does not count)."""
     before = dict(getattr(classifier, "passes", {}))
     x_adv = run(attack, eps, classifier, *args)
@@ -369,6 +381,23 @@ def _broken_before(ws: Workspace, c: Cell, store: CellStore, y: np.ndarray) -> t
     return broken, first
 
 
+NOT_ATTACKED = -2  # a per-image report's value on the images the cell did not attack
+
+
+def on_cell_images(report: dict[str, np.ndarray], attacked: np.ndarray) -> dict[str, np.ndarray]:
+    """An attack's report on the cell's images: its per-image arrays (on the `attacked` images)
+    spread out, NOT_ATTACKED on the others; its scalars as they are."""
+    out = {}
+    for k, v in report.items():
+        v = np.asarray(v)
+        if v.ndim == 0:
+            out[k] = v
+        else:
+            out[k] = np.full(len(attacked), NOT_ATTACKED, v.dtype)
+            out[k][attacked] = v
+    return out
+
+
 PER_SAMPLE = ("pred", "pred_single", "similarity", "similarity_single", "n_iter", "delta_linf", "delta_l2")
 
 
@@ -386,14 +415,14 @@ def compute_cell(ws: Workspace, c: Cell, store: CellStore) -> tuple[dict[str, np
     broken, first = (_broken_before(ws, c, store, y) if c.after else (np.zeros(len(x), bool), {}))
     t0 = time.perf_counter()
     seed_everything(c.seed)  # randomized models draw from the generators in every cell
-    x_adv, passes = x, {"forward_passes": 0, "backward_passes": 0}
+    x_adv, passes, report = x, {"forward_passes": 0, "backward_passes": 0}, {}
     todo = ~broken
     if c.attack is not None and c.eps > 0 and todo.any():
-        attacked, passes = _adversarial(ws, c, x[todo], None if y is None else y[todo], store)
+        attacked, passes, report = _adversarial(ws, c, x[todo], None if y is None else y[todo], store)
         x_adv = x.copy()
         x_adv[todo] = attacked
         check_budget(c.attack.label, x_adv, x, c.eps, c.attack.entry.norm)
-    out = {**evaluate(ws.prepared[c.model], x_adv), **perturbation_sizes(x, x_adv)}
+    out = {**evaluate(ws.prepared[c.model], x_adv), **perturbation_sizes(x, x_adv), **on_cell_images(report, todo)}
     for k, v in first.items():
         out[k][broken] = v[broken]
     attacked_n = int(todo.sum()) if c.attack is not None and c.eps > 0 else 0
