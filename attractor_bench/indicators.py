@@ -39,6 +39,22 @@ reference code `pralab/IndicatorsOfAttackFailure`) and AutoAttack's `checks.py`:
   network: the failure is the surrogate's, not the defence's (Pintor et al.'s transfer failure).
   Reported; it does not decide the verdict, which the white-box attacks cover.
 
+Per standard AutoAttack cell (`autoattack_findings`), what AutoAttack's own run reported (stored
+with the cell: `attacks/autoattack_standard.py`), with AutoAttack's thresholds:
+
+- `autoattack_square`: Square broke images after APGD-CE, APGD-T and FAB-T failed on them, more
+  than `ALPHA` (0.2%) of the images AutoAttack attacked (its `check_square_sr`; in a cascade, the
+  images every cheaper attack left correct). Raised unless the second seed then broke none.
+- `autoattack_second_seed`: where AutoAttack's later attacks broke more than 0.2% (the margin is
+  thin), its robust images were attacked again with another seed; raised when that broke any
+  image (the worst case already counts them; a third seed might find more). Not raised where the
+  second seed broke none or was not needed (the count says which).
+- `autoattack_zero_gradients`, `autoattack_randomized`, `autoattack_probabilities`: AutoAttack's
+  check warned (at one point with an all-zero gradient; two predictions that differ, in the
+  `standard` version; outputs that are probabilities). Raised, as AutoAttack warns.
+- `autoattack_dynamic`: its `check_dynamic` (autograd in the forward pass); advisory when the suite
+  has an adaptive attack, as `gradient_at_inference` below.
+
 Per model (`model_checks`), AutoAttack's checks and Pintor et al.'s unconstrained attack:
 
 - `randomized_forward`: two predictions of the same images differ. Raised when the model is not
@@ -84,6 +100,7 @@ import numpy as np
 import torch
 
 from .attacks import ATTACKS, within_budget
+from .attacks.autoattack_standard import ALPHA, ATTACKS as AUTOATTACK, NOT_RUN, margin_is_thin
 from .cells import run_attack, seed_everything
 from .config import AttackSpec, Suite, Target
 from .components import versions
@@ -101,6 +118,8 @@ UNCONSTRAINED_EPS, UNCONSTRAINED_MAX_CORRECT = 1.0, 1
 
 CELL_INDICATORS = ("silent_success", "incomplete_optimisation", "unavailable_gradients", "noisy_gradients",
                    "gradient_scale", "unstable_predictions", "transfer_failure")
+AUTOATTACK_CHECKS = ("autoattack_square", "autoattack_second_seed", "autoattack_zero_gradients", "autoattack_randomized",
+                     "autoattack_probabilities", "autoattack_dynamic")
 MODEL_CHECKS = ("randomized_forward", "probability_output", "gradient_at_inference", "fixed_point_iteration",
                 "zero_gradients", "unconstrained_failure")
 RECORD_CHECKS = ("non_monotone", "flag_black_box_beats_white_box", "flag_single_step_beats_iterative",
@@ -385,6 +404,43 @@ def cell_findings(attack: AttackSpec, eps: float, idx: np.ndarray, p: dict[str, 
         f"noise of L-inf {NOISE:.4f} changes the prediction at {int(unst.sum())} returned point(s)"
         + ("; a randomized model's predictions are draws (advisory)" if randomized else ""))
     return out
+
+
+def autoattack_findings(attack: AttackSpec, eps: float, idx: np.ndarray, out: dict[str, np.ndarray],
+                        adaptive: bool) -> list[Finding]:
+    """AutoAttack's own checks in one standard AutoAttack cell, from the report stored with it
+    (`aa_*`: see attacks/autoattack_standard.py), on the cell's images `idx` (suite indices)."""
+    label, norm = attack.label, attack.entry.norm
+    names = AUTOATTACK[list(AUTOATTACK)[int(out["aa_version"])]]
+    by, again = out["aa_broken_by"], out["aa_second_seed"]
+    given = by != NOT_RUN  # the images AutoAttack attacked (in a cascade: those every cheaper attack left correct)
+    n, ran = int(given.sum()), again >= -1
+    broke_again = again >= 0
+    second = (f"the second seed attacked the {int(ran.sum())} image(s) left robust and broke {int(broke_again.sum())}"
+              if ran.any() else "no second seed ran")
+    out_ = []
+    if "square" in names:
+        sq = by == names.index("square")
+        fired = sq.sum() > ALPHA * n
+        out_.append(Finding("autoattack_square", label, norm, eps, int(sq.sum()), n, bool(fired and (broke_again.any() or not ran.any())),
+                            _first(idx, sq), f"Square broke {int(sq.sum())} of the {n} image(s) AutoAttack attacked after its "
+                            f"gradient attacks failed on them (AutoAttack warns above {ALPHA:.1%}); {second}"))
+    later = int((by > 0).sum())
+    out_.append(Finding("autoattack_second_seed", label, norm, eps, int(broke_again.sum()), int(ran.sum()),
+                        bool(broke_again.any()), _first(idx, broke_again),
+                        f"AutoAttack's attacks after {names[0].upper()} broke {later} of {n} image(s)"
+                        + (f" (more than {ALPHA:.1%}: the margin is thin); {second}" if margin_is_thin(by[given])
+                           else f" (at most {ALPHA:.1%}): no second seed needed")))
+    for check, what in (("zero_gradients", "warned of points with an all-zero gradient"),
+                        ("randomized", "found two predictions that differ (a randomized defence attacked without EoT)"),
+                        ("probabilities", "found outputs that are probabilities, not logits"),
+                        ("dynamic", "found autograd calls in the forward pass (a dynamic defence)")):
+        times = int(out[f"aa_check_{check}"])
+        raised = times > 0 and not (check == "dynamic" and adaptive)
+        out_.append(Finding(f"autoattack_{check}", label, norm, eps, times, 1, raised, [],
+                            (f"AutoAttack's check {what} ({times} warning(s))" if times else f"AutoAttack's check: no warning")
+                            + ("; the suite has adaptive attacks (advisory)" if times and not raised else "")))
+    return out_
 
 
 def model_findings(p: dict[str, np.ndarray], idx: np.ndarray, randomized: bool, iterates: bool, adaptive: bool,

@@ -473,6 +473,19 @@ def _probes(ws: Workspace, name: str, cells: list, wc: dict, store: CellStore, l
     return findings
 
 
+def _autoattack_checks(ws: Workspace, cells: list, store: CellStore) -> list:
+    """AutoAttack's own checks, from the report stored with each of the model's standard AutoAttack
+    cells on MNIST (a cell stored before the report existed has none: nothing to read)."""
+    findings = []
+    for attack, eps, group in cells:
+        c = next((c for c in group if c.dataset == "mnist"), None)
+        hit = store.get(c.key) if attack is not None and c is not None else None
+        if hit is not None and "aa_broken_by" in hit[0]:
+            findings += indicators.autoattack_findings(attack, eps, ws.indices("mnist", attack), hit[0],
+                                                       indicators.suite_is_adaptive(ws.suite))
+    return findings
+
+
 def _model_checks(ws: Workspace, name: str, store: CellStore, shares: dict[str, float]) -> list:
     d, suite, mnist = ws.prepared[name], ws.suite, ws.sets["mnist"]
     targets = sorted({a.target for a in suite.attacks if a.target.white_box and a.entry.kind == "gradient"}, key=str)
@@ -502,7 +515,8 @@ def _aggregate(ws: Workspace, name: str, records: dict[str, list[Record]], meta:
     rows += _rows(name, "sanity", 0.0, "mnist", {**{f"zero_gradient_share_{t}": v for t, v in shares.items()}, **flags,
                                                  "potentially_unreliable": int(any(flags.values()))}, "sanity")
     wc = worst_case_samples(clean, attacked)
-    findings = (_probes(ws, name, cells, wc, store, log) + _model_checks(ws, name, store, shares)
+    findings = (_probes(ws, name, cells, wc, store, log) + _autoattack_checks(ws, cells, store)
+                + _model_checks(ws, name, store, shares)
                 + indicators.record_findings(clean, attacked, ws.prepared[name].rejector is not None, BEST_ROBUST)
                 + indicators.sanity_findings(flags, why, attacked))
     for f in findings:

@@ -185,7 +185,7 @@ def test_a_sanity_flag_is_a_finding_of_the_eps_its_explanation_names():
 
 def test_every_indicator_is_documented_and_named_once(selftest):
     t, _, _ = selftest
-    names = indicators.CELL_INDICATORS + indicators.MODEL_CHECKS + indicators.RECORD_CHECKS
+    names = indicators.CELL_INDICATORS + indicators.AUTOATTACK_CHECKS + indicators.MODEL_CHECKS + indicators.RECORD_CHECKS
     assert len(set(names)) == len(names)
     seen = {m.removesuffix("_raised") for m in t[t.kind == "indicator"].metric if m.endswith("_raised")}
     assert seen <= set(names) and {"silent_success", "incomplete_optimisation", "noisy_gradients", "randomized_forward",
