@@ -1,7 +1,11 @@
 """The `attractor-bench` command line. This is the one place where domain errors become
 messages and exit codes: 2 for usage/configuration errors, 1 for other failures (missing data,
 an unwritable or full folder), 130 for Ctrl-C and 143 for SIGTERM (both end a run the same way:
-the finished cells stay in the cache, no result file is written)."""
+the finished cells stay in the cache, no result file is written).
+
+It is also the one module that imports inside functions: each command imports what it needs when
+it runs, so that `--help` and `--version` start without torch, ART, pandas or matplotlib
+(tests/test_architecture.py allows it here only; tests/test_cli.py checks what `--help` loads)."""
 
 from __future__ import annotations
 
@@ -18,26 +22,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .attacks import AttackEntry
-from . import plugins, suitefile
-from .cache import resolve_cache_dir
-from .config import load_suite
-from .contracts import check_suite, plugin_errors
+from . import __version__, suitefile
 from .errors import AttractorBenchError, ConfigError
-from .files import check_writable, write_text
-from .leaderboard import summary_table, write_leaderboard
-from .ood.evaluate import run_ood
-from .ood.report import rerender as rerender_ood
-from .ood.report import write_ood
-from .ood.suite import load_ood_suite
-from .plugins import GROUPS, available
-from .recipes import Recipe
-from .report import git_commit, now, rerender, write_results
-from .reproduction import render as render_reproduction
-from .runner import run_suite
-from .summary import summarize
 from .tables import fmt_eps, pct, terminal
-from .training import TrainConfig
 
 app = typer.Typer(help="Adversarial-robustness benchmark of the attractor network and its defences, on ART.",
                   epilog="Example: attractor-bench run suites/mnist_fgsm.yaml --data-root ../shared/datasets",
@@ -108,6 +95,18 @@ NoPlugins = Annotated[bool, typer.Option("--no-plugins", help="Refuse a suite th
                                          "(outside code that would be imported).")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"attractor-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the version and exit.")] = False) -> None:
+    """The options before a command."""
+
+
 def _announce_plugins(suite: Path, no_plugins: bool, imported: bool = True) -> None:
     """Say which modules a suite will import, before importing them (a suite file is code)."""
     refs = suitefile.references(suitefile.read(suite))
@@ -127,6 +126,9 @@ def _announce_plugins(suite: Path, no_plugins: bool, imported: bool = True) -> N
 
 def _check_folders(results_dir: Path, cache_dir: Path | None) -> None:
     """Before any work: the results and cache folders must be writable (or creatable)."""
+    from .cache import resolve_cache_dir
+    from .files import check_writable
+
     for what, folder in (("results folder", results_dir), ("cache folder", resolve_cache_dir(cache_dir))):
         try:
             check_writable(folder)
@@ -147,6 +149,8 @@ def _cap_workers(workers: int) -> int:
 def _summary(result) -> Table:
     """Clean and worst-case accuracy per model, norm and eps, with the reliability verdict at that
     (norm, eps) (from the run's summary records, as summary.json holds them)."""
+    from .summary import summarize
+
     rows = []
     words = {True: "[bold red]potentially unreliable[/]", False: "reliable", None: "not checked"}
     for m in summarize(result)["models"]:
@@ -162,6 +166,14 @@ def _summary(result) -> Table:
     return terminal(f"{result.suite.name}: defended MNIST accuracy, worst case over the attacks per sample, % "
                     "(accuracy / end-to-end with rejection)", ["model", "attack", "eps", "n", "accuracy / end-to-end", "verdict"],
                     rows, right={"accuracy / end-to-end"})
+
+
+def _command(name: str, suite: Path, results_dir: Path, data_root: Path | None, device: str | None) -> str:
+    """The command line a results folder records (the options that change what it holds)."""
+    return " ".join(shlex.quote(str(a)) for a in ["attractor-bench", name, suite]
+                    + (["--results-dir", results_dir] if results_dir != Path("results") else [])
+                    + (["--data-root", data_root] if data_root else [])
+                    + (["--device", device] if device else []))
 
 
 def _acc(accuracy: float, end_to_end: float | None) -> str:
@@ -195,6 +207,12 @@ def run(
     Every finished (model, attack, eps, dataset) cell is stored in the cache as soon as it is done,
     so a run that was interrupted or killed resumes where it stopped when started again, and
     gives the same tables as an uninterrupted run."""
+    from . import plugins
+    from .config import load_suite
+    from .report import write_results
+    from .runner import run_suite
+    from .summary import summarize
+
     with _errors(debug):
         _announce_plugins(suite, no_plugins)
         with plugins.references("refuse" if no_plugins else "import"):
@@ -203,11 +221,7 @@ def run(
         workers = _cap_workers(workers)
         result = run_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err, progress=progress,
                            fresh=fresh, device=device, workers=workers if workers > 1 or not cluster else 2, cluster=cluster)
-        command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "run", suite]
-                           + (["--results-dir", results_dir] if results_dir != Path("results") else [])
-                           + (["--data-root", data_root] if data_root else [])
-                           + (["--device", device] if device else []))
-        folder = write_results(result, results_dir, command)
+        folder = write_results(result, results_dir, _command("run", suite, results_dir, data_root, device))
         out.print(_summary(result))
         for m in summarize(result)["models"]:
             why = m["verdict"]["reasons"]
@@ -245,6 +259,12 @@ def ood(
 
     Models come from the model cache (trained on first use, as `attractor-bench run` would); each
     finished model's numbers are stored in the cache, so an interrupted run resumes."""
+    from .contracts import check_suite, plugin_errors
+    from .ood.evaluate import run_ood
+    from .ood.report import write_ood
+    from .ood.suite import load_ood_suite
+    from .report import git_commit, now
+
     with _errors(debug):
         spec = load_ood_suite(suite)  # validate before any work
         _check_folders(results_dir, cache_dir)
@@ -253,12 +273,8 @@ def ood(
         with plugin_errors(*spec.suites):
             result = run_ood(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
                              progress=progress, device=device)
-        command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "ood", suite]
-                           + (["--results-dir", results_dir] if results_dir != Path("results") else [])
-                           + (["--data-root", data_root] if data_root else [])
-                           + (["--device", device] if device else []))
-        folder = write_ood(result, results_dir / spec.name, command, git_commit(),
-                           now())
+        folder = write_ood(result, results_dir / spec.name, _command("ood", suite, results_dir, data_root, device),
+                           git_commit(), now())
         out.print(f"Wrote {folder}/ood.csv, ood.json, README.md, accuracy_coverage.png ({result.meta['wall_seconds']:.0f} s).")
 
 
@@ -268,6 +284,10 @@ def report(
     debug: Debug = False,
 ) -> None:
     """Re-render a results folder's README.md from its results.csv and run.json (numbers are not recomputed)."""
+    from .files import write_text
+    from .ood.report import rerender as rerender_ood
+    from .report import rerender
+
     with _errors(debug):
         if (folder / "ood.json").is_file():  # an OOD run (attractor-bench ood)
             out.print(f"Wrote {write_text(folder / 'README.md', rerender_ood(folder))}.")
@@ -283,6 +303,8 @@ def leaderboard(
 ) -> None:
     """Rank every model of every run under RESULTS_DIR by worst-case robust accuracy (RobustBench style);
     write LEADERBOARD.md, LEADERBOARD.csv, LEADERBOARD.json and leaderboard_worst_case.png there."""
+    from .leaderboard import summary_table, write_leaderboard
+
     with _errors(debug):
         board, written = write_leaderboard(results_dir)
         out.print(summary_table(board))
@@ -298,6 +320,9 @@ def reproduction(
 ) -> None:
     """Write the reproduction document: every number the paper reports beside ours under each reading of the
     paper a committed run measures, and a verdict per claim (numbers are read, not recomputed)."""
+    from .files import write_text
+    from .reproduction import render as render_reproduction
+
     with _errors(debug):
         out.print(f"Wrote {write_text(output, render_reproduction(results_dir))}.")
 
@@ -311,6 +336,11 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
     checks before training, including a dry run of every defence and attack on two images through
     untrained networks. Outside code it names ('module:callable') is only looked up, not imported (so
     not checked), unless --import-plugins."""
+    from . import plugins
+    from .config import load_suite
+    from .contracts import check_suite
+    from .ood.suite import load_ood_suite
+
     with _errors(debug):
         raw = suitefile.read(suite)
         if isinstance(raw, dict) and "models_from" in raw:  # an OOD suite (attractor-bench ood)
@@ -333,6 +363,11 @@ def list_registered(debug: Debug = False) -> None:
     """Show the registered models, defences and attacks, and where each comes from (built in, or the
     installed distribution whose entry point adds it). Suites can also name an outside
     'module:callable' directly."""
+    from .attacks import AttackEntry
+    from .plugins import GROUPS, available
+    from .recipes import Recipe
+    from .training import TrainConfig
+
     def describe(kind: str, obj) -> str:
         if obj is None:
             return "(not loaded)"

@@ -1,8 +1,11 @@
 """The command line end to end: suites/micro.yaml in the default run, suites/smoke.yaml (every
 kind of attack) in the slow one."""
 
+import importlib.metadata
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,12 +178,12 @@ def test_validate_list_and_help():
 
 
 def test_ctrl_c_exits_130_and_writes_nothing(tmp_path, monkeypatch):
-    import attractor_bench.cli
+    import attractor_bench.runner
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(attractor_bench.cli, "run_suite", interrupted)
+    monkeypatch.setattr(attractor_bench.runner, "run_suite", interrupted)  # the CLI imports it when it runs
     result = runner.invoke(app, ["run", str(REPO / "suites" / "smoke.yaml"), "--results-dir", str(tmp_path / "results")])
     assert result.exit_code == 130
     assert "Interrupted" in result.output
@@ -231,3 +234,23 @@ def test_reproduction_without_its_runs_says_which_and_writes_nothing(tmp_path):
     result = runner.invoke(app, ["reproduction", "--results-dir", str(tmp_path), "--output", str(tmp_path / "R.md")])
     assert result.exit_code == 1 and "mnist_fgsm/results.csv not found" in result.output
     assert not (tmp_path / "R.md").exists()
+
+
+HEAVY = ("torch", "art", "pandas", "matplotlib")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["validate", "--help"]])
+def test_help_version_and_schema_do_not_import_torch(args):
+    """The CLI imports what a command needs when it runs (the one module allowed to: see
+    tests/test_architecture.py), so `--help` starts in a fraction of a second."""
+    code = ("import sys\nfrom attractor_bench.cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n"
+            f"    assert not e.code, e.code\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+    assert done.stdout.strip()
+
+
+def test_version():
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout == f"attractor-bench {importlib.metadata.version('attractor-bench')}\n"
