@@ -4,19 +4,20 @@ an unwritable or full folder), 130 for Ctrl-C and 143 for SIGTERM (both end a ru
 the finished cells stay in the cache, no result file is written).
 
 It is also the one module that imports inside functions: each command imports what it needs when
-it runs, so that `--help` and `--version` start without torch, ART, pandas or matplotlib
+it runs, so that `--help`, `--version` and `schema` start without torch, ART, pandas or matplotlib
 (tests/test_architecture.py allows it here only; tests/test_cli.py checks what `--help` loads)."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shlex
 import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator
+from typing import Annotated, Any, Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -63,20 +64,20 @@ def _storage_message(e: OSError) -> str:
 
 
 @contextmanager
-def _errors(debug: bool) -> Iterator[None]:
+def _errors(debug: bool, report: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Domain errors and storage errors as one line on stderr and an exit code; `report` also gets
+    the message (a command's --json output)."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         yield
     except AttractorBenchError as e:
         if debug:
             raise
-        err.print(f"[bold red]Error:[/] {e}", highlight=False)
-        raise typer.Exit(e.exit_code) from None
+        _fail(str(e), e.exit_code, report)
     except OSError as e:  # a full disk, a read-only or vanished folder: what the user can fix, once
         if debug:
             raise
-        err.print(f"[bold red]Error:[/] {_storage_message(e)}", highlight=False)
-        raise typer.Exit(1) from None
+        _fail(_storage_message(e), 1, report)
     except KeyboardInterrupt as e:
         how = "Terminated (SIGTERM)" if isinstance(e, _Terminated) else "Interrupted"
         err.print(f"[yellow]{how}: no result files were written. The cells finished so far are stored in the cache; "
@@ -85,6 +86,18 @@ def _errors(debug: bool) -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _fail(message: str, code: int, report: Callable[[str], None] | None) -> None:
+    if report is not None:
+        report(message)
+    err.print(f"[bold red]Error:[/] {message}", highlight=False)
+    raise typer.Exit(code) from None
+
+
+def _print_json(doc: Any) -> None:
+    """Machine-readable output: JSON on stdout, nothing else there."""
+    typer.echo(json.dumps(doc, indent=2, default=str))
 
 
 def _main_thread() -> bool:
@@ -331,7 +344,10 @@ def reproduction(
 def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
              import_plugins: Annotated[bool, typer.Option("--import-plugins", help="Import the suite's 'module:callable' "
                                        "references to check their parameters and budgets too (runs their code).")] = False,
-             no_plugins: NoPlugins = False, debug: Debug = False) -> None:
+             no_plugins: NoPlugins = False,
+             as_json: Annotated[bool, typer.Option("--json", help="Print {suite, ok, errors, summary} as JSON on stdout "
+                                "(the parsed suite's summary, or the error; exit code 2 still for an invalid suite).")] = False,
+             debug: Debug = False) -> None:
     """Check a suite file (or an OOD suite, one with 'models_from') without running it: everything `run`
     checks before training, including a dry run of every defence and attack on two images through
     untrained networks. Outside code it names ('module:callable') is only looked up, not imported (so
@@ -341,54 +357,109 @@ def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
     from .contracts import check_suite
     from .ood.suite import load_ood_suite
 
-    with _errors(debug):
+    def report(message: str) -> None:
+        if as_json:
+            _print_json({"suite": str(suite), "ok": False, "errors": [message], "summary": None})
+
+    with _errors(debug, report):
         raw = suitefile.read(suite)
         if isinstance(raw, dict) and "models_from" in raw:  # an OOD suite (attractor-bench ood)
             o = load_ood_suite(suite)
             n, models = len(o.model_names), sum(check_suite(s, attacks=False).models for s in o.suites)
-            out.print(f"{suite}: OK (OOD suite: {n} model{'s' * (n != 1)}, {len(o.ood)} OOD sets, {len(o.attacks)} score "
-                      f"attacks at {len(o.eps)} eps; contracts checked: {models} model{'s' * (models != 1)} dry-run).")
-            return
-        _announce_plugins(suite, no_plugins, imported=import_plugins)
-        with plugins.references("refuse" if no_plugins else "import" if import_plugins else "find"):
-            s = load_suite(suite)
-            checked = check_suite(s)  # every contract the run checks before training
-        n = sum(len(a.eps) for a in s.attacks) + 1
-        out.print(f"{suite}: OK ({len(s.models)} models, {len(s.attacks)} attacks, {n} (attack, eps) points, "
-                  f"{1 + len(s.data.ood)} datasets; {checked.summary()}).")
+            text = (f"{suite}: OK (OOD suite: {n} model{'s' * (n != 1)}, {len(o.ood)} OOD sets, {len(o.attacks)} score "
+                    f"attacks at {len(o.eps)} eps; contracts checked: {models} model{'s' * (models != 1)} dry-run).")
+            summary = _ood_summary(o, models)
+        else:
+            _announce_plugins(suite, no_plugins, imported=import_plugins)
+            with plugins.references("refuse" if no_plugins else "import" if import_plugins else "find"):
+                s = load_suite(suite)
+                checked = check_suite(s)  # every contract the run checks before training
+            n = sum(len(a.eps) for a in s.attacks) + 1
+            text = (f"{suite}: OK ({len(s.models)} models, {len(s.attacks)} attacks, {n} (attack, eps) points, "
+                    f"{1 + len(s.data.ood)} datasets; {checked.summary()}).")
+            summary = _suite_summary(s, checked)
+        if as_json:
+            _print_json({"suite": str(suite), "ok": True, "errors": [], "summary": summary})
+        else:
+            out.print(text)
+
+
+def _suite_summary(s, checked) -> dict:
+    """A parsed suite, as validate --json shows it."""
+    return {"kind": "suite", "name": s.name, "seed": s.seed, "device": s.device, "worst_case": s.worst_case,
+            "reference": s.reference, "datasets": ["mnist", *s.data.ood],
+            "data": {"n_test": s.data.n_test, "n_ood": s.data.n_ood},
+            "models": [{"name": m.name, "preset": m.preset, "origin": m.origin,
+                        "train": m.train.to_dict() if m.train is not None else None, "params": m.params,
+                        "defence": {"name": m.defence.name, "origin": m.defence.origin, "params": m.defence.params}}
+                       for m in s.models],
+            "rejector": {"threshold": s.rejector.threshold, "target_tpr": s.rejector.target_tpr},
+            "attacks": [{"label": a.label, "name": a.name, "origin": a.origin, "norm": a.norm, "eps": list(a.eps),
+                         "target": a.target.value, "source": a.source, "n": a.n, "ood": a.ood, "full": a.full,
+                         "loss": a.loss, "params": a.params} for a in s.attacks],
+            "points": sum(len(a.eps) for a in s.attacks) + 1,
+            "contracts": {"models": checked.models, "attacks": checked.attacks, "not_checked": checked.skipped}}
+
+
+def _ood_summary(o, models_checked: int) -> dict:
+    """A parsed OOD suite, as validate --json shows it."""
+    return {"kind": "ood", "name": o.name, "seed": o.seed, "suites": [s.name for s in o.suites],
+            "models": o.model_names, "n_test": o.n_test, "n_ood": o.n_ood, "ood": list(o.ood), "eps": list(o.eps),
+            "attacks": list(o.attacks), "k_plus_one": o.k_plus_one, "budgets": o.budgets,
+            "contracts": {"models": models_checked}}
 
 
 @app.command("list")
-def list_registered(debug: Debug = False) -> None:
+def list_registered(as_json: Annotated[bool, typer.Option("--json", help="Print {groups, models, defences, attacks} as "
+                                                         "JSON on stdout.")] = False, debug: Debug = False) -> None:
     """Show the registered models, defences and attacks, and where each comes from (built in, or the
     installed distribution whose entry point adds it). Suites can also name an outside
     'module:callable' directly."""
-    from .attacks import AttackEntry
     from .plugins import GROUPS, available
+
+    with _errors(debug):
+        entries = {kind: [{"name": name, "origin": origin, **_describe(kind, obj)} for name, origin, obj in available(kind)]
+                   for kind in ("model", "defence", "attack")}
+        if as_json:
+            _print_json({"groups": GROUPS, **{f"{kind}s": rows for kind, rows in entries.items()}})
+            return
+        rows = [[kind, e["name"], e["origin"], e["description"]] for kind, kind_rows in entries.items() for e in kind_rows]
+        out.print(terminal("registered (entry point groups: " + ", ".join(GROUPS.values()) + ")",
+                           ["kind", "name", "origin", "description"], rows))
+
+
+def _describe(kind: str, obj) -> dict:
+    """A registered model, defence or attack: its description, and what a program reads from it."""
+    from .attacks import AttackEntry
     from .recipes import Recipe
     from .training import TrainConfig
 
-    def describe(kind: str, obj) -> str:
-        if obj is None:
-            return "(not loaded)"
-        if kind == "model" and isinstance(obj, TrainConfig):
-            extra = f", L_rec {obj.rec_reduction.value}, L_eigen {obj.penalty.value}" if obj.weights[1] > 0 else ""
-            start = ", fine-tuned from the baseline preset's weights" if obj.init is not None else ""
-            return f"attractor network, weights a = {obj.weights}, n_train = {obj.n_train}{extra}{start}"
-        if kind == "model" and isinstance(obj, Recipe):
-            return f"{obj.description}; params: " + ", ".join(f"{k}={v}" for k, v in {**obj.defaults, **obj.eval_defaults}.items())
-        if kind == "attack":
-            entry = AttackEntry.from_callable(obj)
-            how = {"gradient": "white box", "score": "black box, scores", "decision": "black box, labels"}[entry.kind]
-            return f"{entry.description} ({entry.norm}, {how}{'' if entry.bounded else ', minimal perturbation'})"
-        return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+    if obj is None:
+        return {"description": "(not loaded)"}
+    if kind == "model" and isinstance(obj, TrainConfig):
+        extra = f", L_rec {obj.rec_reduction.value}, L_eigen {obj.penalty.value}" if obj.weights[1] > 0 else ""
+        start = ", fine-tuned from the baseline preset's weights" if obj.init is not None else ""
+        return {"description": f"attractor network, weights a = {obj.weights}, n_train = {obj.n_train}{extra}{start}",
+                "type": "attractor preset", "train": obj.to_dict()}
+    if kind == "model" and isinstance(obj, Recipe):
+        params = {**obj.defaults, **obj.eval_defaults}
+        return {"description": f"{obj.description}; params: " + ", ".join(f"{k}={v}" for k, v in params.items()),
+                "type": "recipe", "params": params}
+    if kind == "attack":
+        entry = AttackEntry.from_callable(obj)
+        how = {"gradient": "white box", "score": "black box, scores", "decision": "black box, labels"}[entry.kind]
+        return {"description": f"{entry.description} ({entry.norm}, {how}{'' if entry.bounded else ', minimal perturbation'})",
+                "norm": entry.norm, "kind": entry.kind, "bounded": entry.bounded, "uses_loss": entry.uses_loss}
+    return {"description": ((obj.__doc__ or "").strip().splitlines() or [""])[0]}
 
-    with _errors(debug):
-        rows = [[kind, name, origin, describe(kind, obj)] for kind in ("model", "defence", "attack")
-                for name, origin, obj in available(kind)]
-        table = terminal("registered (entry point groups: " + ", ".join(GROUPS.values()) + ")",
-                         ["kind", "name", "origin", "description"], rows)
-        out.print(table)
+
+@app.command("schema")
+def print_schema() -> None:
+    """Print the JSON Schema of suite files (both kinds: an OOD suite is one with 'models_from'), for
+    editors that validate YAML, e.g. attractor-bench schema > suite.schema.json."""
+    from .schema import json_schema
+
+    _print_json(json_schema())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from attractor_bench import schema
 from attractor_bench.cli import app
 from attractor_bench.summary import interval
 
@@ -239,7 +240,7 @@ def test_reproduction_without_its_runs_says_which_and_writes_nothing(tmp_path):
 HEAVY = ("torch", "art", "pandas", "matplotlib")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["validate", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["schema"], ["validate", "--help"]])
 def test_help_version_and_schema_do_not_import_torch(args):
     """The CLI imports what a command needs when it runs (the one module allowed to: see
     tests/test_architecture.py), so `--help` starts in a fraction of a second."""
@@ -251,6 +252,51 @@ def test_help_version_and_schema_do_not_import_torch(args):
     assert done.stdout.strip()
 
 
-def test_version():
+def test_version_and_schema():
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.stdout == f"attractor-bench {importlib.metadata.version('attractor-bench')}\n"
+    printed = runner.invoke(app, ["schema"])
+    assert printed.exit_code == 0 and json.loads(printed.stdout) == schema.json_schema()
+
+
+def test_validate_json_gives_the_parsed_suite_or_the_error(tmp_path):
+    from attractor_bench.config import load_suite
+    ok = runner.invoke(app, ["validate", str(REPO / "suites" / "micro.yaml"), "--json"])
+    assert ok.exit_code == 0, ok.output
+    doc, suite = json.loads(ok.stdout), load_suite(REPO / "suites" / "micro.yaml")
+    assert doc["ok"] is True and doc["errors"] == [] and doc["summary"]["kind"] == "suite"
+    summary = doc["summary"]
+    assert [m["name"] for m in summary["models"]] == [m.name for m in suite.models]
+    assert [(a["label"], a["norm"], a["eps"]) for a in summary["attacks"]] == \
+        [(a.label, a.norm, list(a.eps)) for a in suite.attacks]
+    assert summary["models"][0]["train"]["n_train"] == suite.models[0].train.n_train
+    assert summary["contracts"]["models"] == len(suite.models) and summary["datasets"] == ["mnist", *suite.data.ood]
+    ood = json.loads(runner.invoke(app, ["validate", str(REPO / "suites" / "ood_micro.yaml"), "--json"]).stdout)
+    assert ood["ok"] and ood["summary"]["kind"] == "ood" and ood["summary"]["models"] == ["baseline", "attractor"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: {b: {preset: baseline}}\nattacks: [{name: fgsm, eps: [2.0]}]\n")
+    refused = runner.invoke(app, ["validate", str(bad), "--json"])
+    assert refused.exit_code == 2
+    doc = json.loads(refused.stdout)  # only JSON on stdout; the message line goes to stderr as always
+    assert doc == {"suite": str(bad), "ok": False, "summary": None,
+                   "errors": [f"{bad}: attacks[0].eps[0]: 2 is outside [0, 1]."]}
+    assert "Error:" in refused.stderr
+    missing = runner.invoke(app, ["validate", str(tmp_path / "absent.yaml"), "--json"])
+    assert missing.exit_code == 2 and "suite file not found" in json.loads(missing.stdout)["errors"][0]
+
+
+def test_list_json_has_what_list_shows():
+    from attractor_bench.plugins import GROUPS, available
+    listed = runner.invoke(app, ["list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    doc = json.loads(listed.stdout)
+    assert doc["groups"] == GROUPS
+    for kind in ("model", "defence", "attack"):
+        assert [(e["name"], e["origin"]) for e in doc[f"{kind}s"]] == [(n, o) for n, o, _ in available(kind)]
+        assert all(e["description"] for e in doc[f"{kind}s"])
+    attacks, models = {e["name"]: e for e in doc["attacks"]}, {e["name"]: e for e in doc["models"]}
+    assert (attacks["fgsm"]["norm"], attacks["fgsm"]["kind"], attacks["fgsm"]["bounded"]) == ("linf", "gradient", True)
+    assert (attacks["deepfool"]["norm"], attacks["deepfool"]["bounded"]) == ("l2", False)
+    assert attacks["square"]["kind"] == "score"
+    assert models["baseline"]["type"] == "attractor preset" and models["baseline"]["train"]["weights"][1] == 0.0
+    assert models["mlp"]["type"] == "recipe" and "max_epochs" in models["mlp"]["params"]
