@@ -1,43 +1,31 @@
 """The `attractor-bench` command line. This is the one place where domain errors become
 messages and exit codes: 2 for usage/configuration errors, 1 for other failures (missing data,
 an unwritable or full folder), 130 for Ctrl-C and 143 for SIGTERM (both end a run the same way:
-the finished cells stay in the cache, no result file is written)."""
+the finished cells stay in the cache, no result file is written).
+
+It is also the one module that imports inside functions: each command imports what it needs when
+it runs, so that `--help`, `--version` and `schema` start without torch, ART, pandas or matplotlib
+(tests/test_architecture.py allows it here only; tests/test_cli.py checks what `--help` loads)."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shlex
 import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator
+from typing import Annotated, Any, Callable, Iterator
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .attacks import AttackEntry
-from . import plugins, suitefile
-from .cache import resolve_cache_dir
-from .config import load_suite
-from .contracts import check_suite, plugin_errors
+from . import __version__, suitefile
 from .errors import AttractorBenchError, ConfigError
-from .files import check_writable, write_text
-from .leaderboard import summary_table, write_leaderboard
-from .ood.evaluate import run_ood
-from .ood.report import rerender as rerender_ood
-from .ood.report import write_ood
-from .ood.suite import load_ood_suite
-from .plugins import GROUPS, available
-from .recipes import Recipe
-from .report import git_commit, now, rerender, write_results
-from .reproduction import render as render_reproduction
-from .runner import run_suite
-from .summary import summarize
 from .tables import fmt_eps, pct, terminal
-from .training import TrainConfig
 
 app = typer.Typer(help="Adversarial-robustness benchmark of the attractor network and its defences, on ART.",
                   epilog="Example: attractor-bench run suites/mnist_fgsm.yaml --data-root ../shared/datasets",
@@ -76,20 +64,20 @@ def _storage_message(e: OSError) -> str:
 
 
 @contextmanager
-def _errors(debug: bool) -> Iterator[None]:
+def _errors(debug: bool, report: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Domain errors and storage errors as one line on stderr and an exit code; `report` also gets
+    the message (a command's --json output)."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         yield
     except AttractorBenchError as e:
         if debug:
             raise
-        err.print(f"[bold red]Error:[/] {e}", highlight=False)
-        raise typer.Exit(e.exit_code) from None
+        _fail(str(e), e.exit_code, report)
     except OSError as e:  # a full disk, a read-only or vanished folder: what the user can fix, once
         if debug:
             raise
-        err.print(f"[bold red]Error:[/] {_storage_message(e)}", highlight=False)
-        raise typer.Exit(1) from None
+        _fail(_storage_message(e), 1, report)
     except KeyboardInterrupt as e:
         how = "Terminated (SIGTERM)" if isinstance(e, _Terminated) else "Interrupted"
         err.print(f"[yellow]{how}: no result files were written. The cells finished so far are stored in the cache; "
@@ -100,12 +88,36 @@ def _errors(debug: bool) -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _fail(message: str, code: int, report: Callable[[str], None] | None) -> None:
+    if report is not None:
+        report(message)
+    err.print(f"[bold red]Error:[/] {message}", highlight=False)
+    raise typer.Exit(code) from None
+
+
+def _print_json(doc: Any) -> None:
+    """Machine-readable output: JSON on stdout, nothing else there."""
+    typer.echo(json.dumps(doc, indent=2, default=str))
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
 NoPlugins = Annotated[bool, typer.Option("--no-plugins", help="Refuse a suite that names 'module:callable' references "
                                          "(outside code that would be imported).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"attractor-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the version and exit.")] = False) -> None:
+    """The options before a command."""
 
 
 def _announce_plugins(suite: Path, no_plugins: bool, imported: bool = True) -> None:
@@ -127,6 +139,9 @@ def _announce_plugins(suite: Path, no_plugins: bool, imported: bool = True) -> N
 
 def _check_folders(results_dir: Path, cache_dir: Path | None) -> None:
     """Before any work: the results and cache folders must be writable (or creatable)."""
+    from .cache import resolve_cache_dir
+    from .files import check_writable
+
     for what, folder in (("results folder", results_dir), ("cache folder", resolve_cache_dir(cache_dir))):
         try:
             check_writable(folder)
@@ -147,6 +162,8 @@ def _cap_workers(workers: int) -> int:
 def _summary(result) -> Table:
     """Clean and worst-case accuracy per model, norm and eps, with the reliability verdict at that
     (norm, eps) (from the run's summary records, as summary.json holds them)."""
+    from .summary import summarize
+
     rows = []
     words = {True: "[bold red]potentially unreliable[/]", False: "reliable", None: "not checked"}
     for m in summarize(result)["models"]:
@@ -162,6 +179,14 @@ def _summary(result) -> Table:
     return terminal(f"{result.suite.name}: defended MNIST accuracy, worst case over the attacks per sample, % "
                     "(accuracy / end-to-end with rejection)", ["model", "attack", "eps", "n", "accuracy / end-to-end", "verdict"],
                     rows, right={"accuracy / end-to-end"})
+
+
+def _command(name: str, suite: Path, results_dir: Path, data_root: Path | None, device: str | None) -> str:
+    """The command line a results folder records (the options that change what it holds)."""
+    return " ".join(shlex.quote(str(a)) for a in ["attractor-bench", name, suite]
+                    + (["--results-dir", results_dir] if results_dir != Path("results") else [])
+                    + (["--data-root", data_root] if data_root else [])
+                    + (["--device", device] if device else []))
 
 
 def _acc(accuracy: float, end_to_end: float | None) -> str:
@@ -195,6 +220,12 @@ def run(
     Every finished (model, attack, eps, dataset) cell is stored in the cache as soon as it is done,
     so a run that was interrupted or killed resumes where it stopped when started again, and
     gives the same tables as an uninterrupted run."""
+    from . import plugins
+    from .config import load_suite
+    from .report import write_results
+    from .runner import run_suite
+    from .summary import summarize
+
     with _errors(debug):
         _announce_plugins(suite, no_plugins)
         with plugins.references("refuse" if no_plugins else "import"):
@@ -203,11 +234,7 @@ def run(
         workers = _cap_workers(workers)
         result = run_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err, progress=progress,
                            fresh=fresh, device=device, workers=workers if workers > 1 or not cluster else 2, cluster=cluster)
-        command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "run", suite]
-                           + (["--results-dir", results_dir] if results_dir != Path("results") else [])
-                           + (["--data-root", data_root] if data_root else [])
-                           + (["--device", device] if device else []))
-        folder = write_results(result, results_dir, command)
+        folder = write_results(result, results_dir, _command("run", suite, results_dir, data_root, device))
         out.print(_summary(result))
         for m in summarize(result)["models"]:
             why = m["verdict"]["reasons"]
@@ -245,6 +272,12 @@ def ood(
 
     Models come from the model cache (trained on first use, as `attractor-bench run` would); each
     finished model's numbers are stored in the cache, so an interrupted run resumes."""
+    from .contracts import check_suite, plugin_errors
+    from .ood.evaluate import run_ood
+    from .ood.report import write_ood
+    from .ood.suite import load_ood_suite
+    from .report import git_commit, now
+
     with _errors(debug):
         spec = load_ood_suite(suite)  # validate before any work
         _check_folders(results_dir, cache_dir)
@@ -253,12 +286,8 @@ def ood(
         with plugin_errors(*spec.suites):
             result = run_ood(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
                              progress=progress, device=device)
-        command = " ".join(shlex.quote(str(a)) for a in ["attractor-bench", "ood", suite]
-                           + (["--results-dir", results_dir] if results_dir != Path("results") else [])
-                           + (["--data-root", data_root] if data_root else [])
-                           + (["--device", device] if device else []))
-        folder = write_ood(result, results_dir / spec.name, command, git_commit(),
-                           now())
+        folder = write_ood(result, results_dir / spec.name, _command("ood", suite, results_dir, data_root, device),
+                           git_commit(), now())
         out.print(f"Wrote {folder}/ood.csv, ood.json, README.md, accuracy_coverage.png ({result.meta['wall_seconds']:.0f} s).")
 
 
@@ -268,6 +297,10 @@ def report(
     debug: Debug = False,
 ) -> None:
     """Re-render a results folder's README.md from its results.csv and run.json (numbers are not recomputed)."""
+    from .files import write_text
+    from .ood.report import rerender as rerender_ood
+    from .report import rerender
+
     with _errors(debug):
         if (folder / "ood.json").is_file():  # an OOD run (attractor-bench ood)
             out.print(f"Wrote {write_text(folder / 'README.md', rerender_ood(folder))}.")
@@ -283,6 +316,8 @@ def leaderboard(
 ) -> None:
     """Rank every model of every run under RESULTS_DIR by worst-case robust accuracy (RobustBench style);
     write LEADERBOARD.md, LEADERBOARD.csv, LEADERBOARD.json and leaderboard_worst_case.png there."""
+    from .leaderboard import summary_table, write_leaderboard
+
     with _errors(debug):
         board, written = write_leaderboard(results_dir)
         out.print(summary_table(board))
@@ -298,6 +333,9 @@ def reproduction(
 ) -> None:
     """Write the reproduction document: every number the paper reports beside ours under each reading of the
     paper a committed run measures, and a verdict per claim (numbers are read, not recomputed)."""
+    from .files import write_text
+    from .reproduction import render as render_reproduction
+
     with _errors(debug):
         out.print(f"Wrote {write_text(output, render_reproduction(results_dir))}.")
 
@@ -306,54 +344,122 @@ def reproduction(
 def validate(suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
              import_plugins: Annotated[bool, typer.Option("--import-plugins", help="Import the suite's 'module:callable' "
                                        "references to check their parameters and budgets too (runs their code).")] = False,
-             no_plugins: NoPlugins = False, debug: Debug = False) -> None:
+             no_plugins: NoPlugins = False,
+             as_json: Annotated[bool, typer.Option("--json", help="Print {suite, ok, errors, summary} as JSON on stdout "
+                                "(the parsed suite's summary, or the error; exit code 2 still for an invalid suite).")] = False,
+             debug: Debug = False) -> None:
     """Check a suite file (or an OOD suite, one with 'models_from') without running it: everything `run`
     checks before training, including a dry run of every defence and attack on two images through
     untrained networks. Outside code it names ('module:callable') is only looked up, not imported (so
     not checked), unless --import-plugins."""
-    with _errors(debug):
+    from . import plugins
+    from .config import load_suite
+    from .contracts import check_suite
+    from .ood.suite import load_ood_suite
+
+    def report(message: str) -> None:
+        if as_json:
+            _print_json({"suite": str(suite), "ok": False, "errors": [message], "summary": None})
+
+    with _errors(debug, report):
         raw = suitefile.read(suite)
         if isinstance(raw, dict) and "models_from" in raw:  # an OOD suite (attractor-bench ood)
             o = load_ood_suite(suite)
             n, models = len(o.model_names), sum(check_suite(s, attacks=False).models for s in o.suites)
-            out.print(f"{suite}: OK (OOD suite: {n} model{'s' * (n != 1)}, {len(o.ood)} OOD sets, {len(o.attacks)} score "
-                      f"attacks at {len(o.eps)} eps; contracts checked: {models} model{'s' * (models != 1)} dry-run).")
-            return
-        _announce_plugins(suite, no_plugins, imported=import_plugins)
-        with plugins.references("refuse" if no_plugins else "import" if import_plugins else "find"):
-            s = load_suite(suite)
-            checked = check_suite(s)  # every contract the run checks before training
-        n = sum(len(a.eps) for a in s.attacks) + 1
-        out.print(f"{suite}: OK ({len(s.models)} models, {len(s.attacks)} attacks, {n} (attack, eps) points, "
-                  f"{1 + len(s.data.ood)} datasets; {checked.summary()}).")
+            text = (f"{suite}: OK (OOD suite: {n} model{'s' * (n != 1)}, {len(o.ood)} OOD sets, {len(o.attacks)} score "
+                    f"attacks at {len(o.eps)} eps; contracts checked: {models} model{'s' * (models != 1)} dry-run).")
+            summary = _ood_summary(o, models)
+        else:
+            _announce_plugins(suite, no_plugins, imported=import_plugins)
+            with plugins.references("refuse" if no_plugins else "import" if import_plugins else "find"):
+                s = load_suite(suite)
+                checked = check_suite(s)  # every contract the run checks before training
+            n = sum(len(a.eps) for a in s.attacks) + 1
+            text = (f"{suite}: OK ({len(s.models)} models, {len(s.attacks)} attacks, {n} (attack, eps) points, "
+                    f"{1 + len(s.data.ood)} datasets; {checked.summary()}).")
+            summary = _suite_summary(s, checked)
+        if as_json:
+            _print_json({"suite": str(suite), "ok": True, "errors": [], "summary": summary})
+        else:
+            out.print(text)
+
+
+def _suite_summary(s, checked) -> dict:
+    """A parsed suite, as validate --json shows it."""
+    return {"kind": "suite", "name": s.name, "seed": s.seed, "device": s.device, "worst_case": s.worst_case,
+            "reference": s.reference, "datasets": ["mnist", *s.data.ood],
+            "data": {"n_test": s.data.n_test, "n_ood": s.data.n_ood},
+            "models": [{"name": m.name, "preset": m.preset, "origin": m.origin,
+                        "train": m.train.to_dict() if m.train is not None else None, "params": m.params,
+                        "defence": {"name": m.defence.name, "origin": m.defence.origin, "params": m.defence.params}}
+                       for m in s.models],
+            "rejector": {"threshold": s.rejector.threshold, "target_tpr": s.rejector.target_tpr},
+            "attacks": [{"label": a.label, "name": a.name, "origin": a.origin, "norm": a.norm, "eps": list(a.eps),
+                         "target": a.target.value, "source": a.source, "n": a.n, "ood": a.ood, "full": a.full,
+                         "loss": a.loss, "params": a.params} for a in s.attacks],
+            "points": sum(len(a.eps) for a in s.attacks) + 1,
+            "contracts": {"models": checked.models, "attacks": checked.attacks, "not_checked": checked.skipped}}
+
+
+def _ood_summary(o, models_checked: int) -> dict:
+    """A parsed OOD suite, as validate --json shows it."""
+    return {"kind": "ood", "name": o.name, "seed": o.seed, "suites": [s.name for s in o.suites],
+            "models": o.model_names, "n_test": o.n_test, "n_ood": o.n_ood, "ood": list(o.ood), "eps": list(o.eps),
+            "attacks": list(o.attacks), "k_plus_one": o.k_plus_one, "budgets": o.budgets,
+            "contracts": {"models": models_checked}}
 
 
 @app.command("list")
-def list_registered(debug: Debug = False) -> None:
+def list_registered(as_json: Annotated[bool, typer.Option("--json", help="Print {groups, models, defences, attacks} as "
+                                                         "JSON on stdout.")] = False, debug: Debug = False) -> None:
     """Show the registered models, defences and attacks, and where each comes from (built in, or the
     installed distribution whose entry point adds it). Suites can also name an outside
     'module:callable' directly."""
-    def describe(kind: str, obj) -> str:
-        if obj is None:
-            return "(not loaded)"
-        if kind == "model" and isinstance(obj, TrainConfig):
-            extra = f", L_rec {obj.rec_reduction.value}, L_eigen {obj.penalty.value}" if obj.weights[1] > 0 else ""
-            start = ", fine-tuned from the baseline preset's weights" if obj.init is not None else ""
-            return f"attractor network, weights a = {obj.weights}, n_train = {obj.n_train}{extra}{start}"
-        if kind == "model" and isinstance(obj, Recipe):
-            return f"{obj.description}; params: " + ", ".join(f"{k}={v}" for k, v in {**obj.defaults, **obj.eval_defaults}.items())
-        if kind == "attack":
-            entry = AttackEntry.from_callable(obj)
-            how = {"gradient": "white box", "score": "black box, scores", "decision": "black box, labels"}[entry.kind]
-            return f"{entry.description} ({entry.norm}, {how}{'' if entry.bounded else ', minimal perturbation'})"
-        return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+    from .plugins import GROUPS, available
 
     with _errors(debug):
-        rows = [[kind, name, origin, describe(kind, obj)] for kind in ("model", "defence", "attack")
-                for name, origin, obj in available(kind)]
-        table = terminal("registered (entry point groups: " + ", ".join(GROUPS.values()) + ")",
-                         ["kind", "name", "origin", "description"], rows)
-        out.print(table)
+        entries = {kind: [{"name": name, "origin": origin, **_describe(kind, obj)} for name, origin, obj in available(kind)]
+                   for kind in ("model", "defence", "attack")}
+        if as_json:
+            _print_json({"groups": GROUPS, **{f"{kind}s": rows for kind, rows in entries.items()}})
+            return
+        rows = [[kind, e["name"], e["origin"], e["description"]] for kind, kind_rows in entries.items() for e in kind_rows]
+        out.print(terminal("registered (entry point groups: " + ", ".join(GROUPS.values()) + ")",
+                           ["kind", "name", "origin", "description"], rows))
+
+
+def _describe(kind: str, obj) -> dict:
+    """A registered model, defence or attack: its description, and what a program reads from it."""
+    from .attacks import AttackEntry
+    from .recipes import Recipe
+    from .training import TrainConfig
+
+    if obj is None:
+        return {"description": "(not loaded)"}
+    if kind == "model" and isinstance(obj, TrainConfig):
+        extra = f", L_rec {obj.rec_reduction.value}, L_eigen {obj.penalty.value}" if obj.weights[1] > 0 else ""
+        start = ", fine-tuned from the baseline preset's weights" if obj.init is not None else ""
+        return {"description": f"attractor network, weights a = {obj.weights}, n_train = {obj.n_train}{extra}{start}",
+                "type": "attractor preset", "train": obj.to_dict()}
+    if kind == "model" and isinstance(obj, Recipe):
+        params = {**obj.defaults, **obj.eval_defaults}
+        return {"description": f"{obj.description}; params: " + ", ".join(f"{k}={v}" for k, v in params.items()),
+                "type": "recipe", "params": params}
+    if kind == "attack":
+        entry = AttackEntry.from_callable(obj)
+        how = {"gradient": "white box", "score": "black box, scores", "decision": "black box, labels"}[entry.kind]
+        return {"description": f"{entry.description} ({entry.norm}, {how}{'' if entry.bounded else ', minimal perturbation'})",
+                "norm": entry.norm, "kind": entry.kind, "bounded": entry.bounded, "uses_loss": entry.uses_loss}
+    return {"description": ((obj.__doc__ or "").strip().splitlines() or [""])[0]}
+
+
+@app.command("schema")
+def print_schema() -> None:
+    """Print the JSON Schema of suite files (both kinds: an OOD suite is one with 'models_from'), for
+    editors that validate YAML, e.g. attractor-bench schema > suite.schema.json."""
+    from .schema import json_schema
+
+    _print_json(json_schema())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,6 @@
-"""Suite files: YAML (read by `suitefile`: safe loader, bounded, strict) validated into typed configuration.
+"""Suite files: YAML (read by `suitefile`: safe loader, bounded, strict), its shape checked by
+`schema` (keys, types, ranges, choices), given meaning here as typed configuration: the registered
+models, defences and attacks, their parameters, eps per norm, warm starts and transfer sources.
 
 Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.5 is outside
 [0, 1]`, and is raised as ConfigError (exit code 2 in the CLI) before anything is computed.
@@ -23,20 +25,19 @@ Any error names the file and the key, e.g. `suites/x.yaml: attacks[0].eps[2]: 1.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from .attacks import ATTACKS, AttackEntry
-from .data import DATASETS
 from .classifier import TrainingCost
-from .defences import DEFENCES, AttractorDefence, Backward, PearsonRejector
+from .defences import DEFENCES, AttractorDefence, PearsonRejector
 from .errors import ConfigError
 from .plugins import BUILT_IN, PluginError, resolve
-from . import suitefile
+from . import schema, suitefile
 from .recipes import Recipe
 from .presets import PRESETS
 from .training import TrainConfig, with_seed
@@ -119,11 +120,6 @@ class RejectorSpec:
         return rejector
 
 
-# What a gradient attack differentiates: cross-entropy on the logits, or the attacked model's own
-# training cost (Eq. 4 for the attractor networks; cross-entropy for the others).
-LOSSES = ("cross_entropy", "training")
-
-
 @dataclass(frozen=True)
 class AttackSpec:
     label: str
@@ -146,12 +142,6 @@ class AttackSpec:
     @property
     def norm(self) -> str:
         return self.entry.norm
-
-
-# The largest meaningful budget per norm: the diameter of [0, 1]^784 in that norm.
-EPS_MAX = {"linf": 1.0, "l2": 28.0}
-SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # names that become paths: no '/', no leading '.'
-SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -177,259 +167,134 @@ class Suite:
                 and attack.target is not Target.TRANSFER)
 
 
-class _Reader:
-    """Small typed accessors that raise ConfigError naming the file and key."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, msg: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {key}: {msg}")
-
-    def mapping(self, value: Any, key: str, allowed: set[str] | None, required: set[str] = frozenset()) -> dict:
-        """A mapping with only `allowed` keys (None: any) and the `required` ones."""
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {type(value).__name__}.")
-        unknown = sorted(set(map(str, value)) - allowed) if allowed is not None else []
-        if unknown:
-            raise self.fail(f"{key}.{unknown[0]}" if key else unknown[0],
-                            f"unknown key. Allowed here: {', '.join(sorted(allowed))}.")
-        missing = sorted(required - set(value))
-        if missing:
-            raise self.fail(key or missing[0], f"missing required key {missing[0]!r}.")
-        return value
-
-    def integer(self, value: Any, key: str, minimum: int = 0, optional: bool = False,
-                maximum: int | None = None) -> int | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"expected an integer, got {value!r}.")
-        if value < minimum:
-            raise self.fail(key, f"must be >= {minimum}, got {value}.")
-        if maximum is not None and value > maximum:
-            raise self.fail(key, f"must be <= {maximum}, got {value}.")
-        return value
-
-    def seed(self, value: Any, key: str) -> int:
-        """A seed: 0 to 2**63 - 1 (torch's generators take 64 bits; further seeds add small offsets)."""
-        return self.integer(value, key, 0, maximum=SEED_MAX)
-
-    def name(self, value: Any, key: str, what: str) -> str:
-        """A suite name, model name or attack label: it becomes part of file and folder names."""
-        if not isinstance(value, str):
-            raise self.fail(key, f"{what} {value!r} is not text (YAML reads it as {type(value).__name__}): quote it, "
-                                 "e.g. \"m1\".")
-        if len(value) > 100 or not SAFE_NAME.fullmatch(value):
-            raise self.fail(key, f"{what} {value!r} must be 1-100 letters, digits, '_', '-' or '.', not starting "
-                                 "with '.' (it names files and folders).")
-        return value
-
-    def number(self, value: Any, key: str, lo: float, hi: float) -> float:
-        if isinstance(value, str):
-            m = re.fullmatch(r"\s*([0-9.]+)\s*/\s*([0-9.]+)\s*", value)
-            try:
-                value = float(m.group(1)) / float(m.group(2)) if m else float(value)
-            except (ValueError, ZeroDivisionError):
-                raise self.fail(key, f"{value!r} is not a number or a fraction such as 20/255.") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(key, f"expected a number, got {value!r}.")
-        value = float(value)
-        if not lo <= value <= hi:
-            raise self.fail(key, f"{value:g} is outside [{lo:g}, {hi:g}].")
-        return value
-
-    def registered(self, kind: str, value: Any, key: str):
-        """The attack, defence or model called `value` (built in, an entry point, or 'module:callable')."""
-        if not isinstance(value, str):
-            raise self.fail(key, f"expected the name of {'an' if kind[0] in 'aeiou' else 'a'} {kind} (or a 'module:callable' reference), got {value!r}.")
-        try:
-            return resolve(kind, value)
-        except PluginError as e:
-            raise self.fail(key, str(e)) from None
-
-    def choice(self, value: Any, key: str, options) -> str:
-        options = list(options)
-        if value not in options:
-            raise self.fail(key, f"unknown value {value!r}. Choose one of: {', '.join(map(str, options))}.")
-        return value
+def parse_suite(raw: Any, path: Path) -> Suite:
+    """The suite document `raw` of file `path`: its shape checked by `schema.SuiteDoc`, then what
+    depends on the registries and on the rest of the suite, here."""
+    doc = schema.validate(schema.SuiteDoc, raw, path)
+    fail = functools.partial(schema.error, path)
+    defence = _defence(path, doc.defence, "defence") if doc.defence is not None else DefenceSpec()
+    models, earlier = [], {}
+    for name, spec in doc.models.items():
+        models.append(_model(path, name, spec, defence, doc.seed, earlier))
+        if models[-1].train is not None:
+            earlier[name] = models[-1].train
+    models = tuple(models)
+    rejector = doc.rejector or schema.RejectorDoc()
+    attacks, labels = [], set()
+    for i, a in enumerate(doc.attacks):
+        attacks.append(_attack(path, f"attacks[{i}]", a, models, labels))
+        labels.add(attacks[-1].label)
+    if doc.reference is not None and paper_attack(attacks) is None:
+        raise fail("reference", "'paper' compares with the paper's FGSM: add an attack with name fgsm and target network.")
+    data = doc.data or schema.DataDoc()
+    return Suite(schema.suite_name(doc.name, path), path, doc.seed, doc.reference, DataSpec(data.n_test, data.n_ood, tuple(data.ood)), models,
+                 defence, RejectorSpec(None, rejector.target_tpr) if rejector.target_tpr is not None else
+                 RejectorSpec(rejector.threshold, None), tuple(attacks), doc.device, doc.worst_case)
 
 
-def _train_config(r: _Reader, preset: str, overrides: Any, key: str, earlier: dict[str, TrainConfig]) -> TrainConfig:
-    base = PRESETS[preset]
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    overrides = r.mapping(overrides or {}, key, set(fields))
-    merged = base.to_dict()
+def _registered(path: Path, kind: str, value: str, key: str):
+    """The attack, defence or model called `value` (built in, an entry point, or 'module:callable')."""
+    try:
+        return resolve(kind, value)
+    except PluginError as e:
+        raise schema.error(path, key, str(e)) from None
+
+
+def _keys(path: Path, given: dict, allowed: set[str] | None, key: str) -> dict:
+    """`given`, whose keys must be `allowed` (None: any)."""
+    unknown = sorted(set(map(str, given)) - allowed) if allowed is not None else []
+    if unknown:
+        raise schema.error(path, f"{key}.{unknown[0]}", schema.unknown_key(allowed))
+    return dict(given)
+
+
+def train_config(path: Path, preset: str, overrides: dict, key: str, earlier: dict[str, TrainConfig]) -> TrainConfig:
+    """Preset `preset` with `overrides` (the keys a `schema.TrainDoc` gives); `init` names a model of
+    `earlier` (defined above in the suite) or is null."""
+    merged = PRESETS[preset].to_dict()
     for k, v in overrides.items():
-        sub = f"{key}.{k}"
-        if k in ("n_train", "n_val"):
-            v = r.integer(v, sub, 1, optional=True)
-        elif k in ("max_epochs", "patience", "batch_size", "n_projections"):
-            v = r.integer(v, sub, 1)
-        elif k == "seed":
-            v = r.seed(v, sub)
-        elif k == "pretrain":
-            if not isinstance(v, bool):
-                raise r.fail(sub, f"expected true or false, got {v!r}.")
-        elif k in ("weights", "pretrain_lrs"):
-            if not isinstance(v, list) or len(v) != 3:
-                raise r.fail(sub, "expected a list of three numbers.")
-            v = [r.number(e, f"{sub}[{i}]", 0.0, 1e6) for i, e in enumerate(v)]
-        elif k == "finetune_lr":
-            v = r.number(v, sub, 0.0, 1e6)
-        elif k == "init":  # warm start from a model defined earlier in the suite, or none
-            if v is not None and v not in earlier:
-                raise r.fail(sub, f"expected the name of a model defined above this one ({', '.join(earlier) or 'none'}) "
-                                  f"or null, got {v!r}.")
-            v = earlier[v].to_dict() if v is not None else None
-        else:  # enums
-            v = r.choice(v, sub, [e.value for e in type(getattr(base, k))])
+        if k == "init" and v is not None:  # warm start from a model defined earlier in the suite
+            if v not in earlier:
+                raise schema.error(path, f"{key}.init", f"expected the name of a model defined above this one "
+                                                        f"({', '.join(earlier) or 'none'}) or null, got {v!r}.")
+            v = earlier[v].to_dict()
         merged[k] = v
     return TrainConfig.from_dict(merged)
 
 
-def parse_suite(raw: Any, path: Path) -> Suite:
-    r = _Reader(path)
-    top = r.mapping(raw, "", {"name", "seed", "reference", "device", "data", "models", "defence", "rejector", "attacks",
-                              "worst_case"},
-                    {"models", "attacks"})
-    seed = r.seed(top.get("seed", 0), "seed")
-    data = _data(r, top.get("data"))
-    defence = _defence(r, top.get("defence"), "defence")
-    models = _models(r, top["models"], defence, seed)
-    rejector = _rejector(r, top.get("rejector"))
-    attacks = _attacks(r, top["attacks"], models)
-    reference = top.get("reference")
-    if reference is not None:
-        reference = r.choice(reference, "reference", ["paper"])
-        if paper_attack(attacks) is None:
-            raise r.fail("reference", "'paper' compares with the paper's FGSM: add an attack with name fgsm and target network.")
-    name = r.name(top.get("name", path.stem), "name" if "name" in top else "name (the file's name)", "suite name")
-    device = str(top.get("device", "auto"))
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device.strip().lower()):
-        raise r.fail("device", f"{device!r} is not one of auto, cpu, cuda or cuda:<index>.")
-    worst = r.choice(top.get("worst_case", "full"), "worst_case", ["full", "cascade"])
-    return Suite(name, path, seed, reference, data, models, defence, rejector, attacks, device, worst)
-
-
-def _data(r: _Reader, raw: Any) -> DataSpec:
-    d = r.mapping(raw or {}, "data", {"n_test", "n_ood", "ood"})
-    ood = d.get("ood", list(DataSpec.ood))
-    if not isinstance(ood, list):
-        raise r.fail("data.ood", "expected a list of dataset names.")
-    ood = tuple(r.choice(o, f"data.ood[{i}]", [n for n in DATASETS if n != "mnist"]) for i, o in enumerate(ood))
-    return DataSpec(r.integer(d.get("n_test"), "data.n_test", 1, True), r.integer(d.get("n_ood"), "data.n_ood", 1, True), ood)
-
-
-def _models(r: _Reader, raw: Any, defence: DefenceSpec, seed: int) -> tuple[ModelSpec, ...]:
-    models_raw = r.mapping(raw, "models", set(map(str, raw)) if isinstance(raw, dict) else set())
-    if not models_raw:
-        raise r.fail("models", "at least one model is required.")
-    models, earlier = [], {}
-    for name, spec in models_raw.items():
-        models.append(_model(r, r.name(name, f"models.{name}", "model name"), spec, defence, seed, earlier))
-        if models[-1].train is not None:
-            earlier[name] = models[-1].train
-    return tuple(models)
-
-
-def _model(r: _Reader, name: str, spec: Any, defence: DefenceSpec, seed: int, earlier: dict) -> ModelSpec:
-    key = f"models.{name}"
-    spec = r.mapping(spec or {}, key, {"preset", "train", "params", "defence"}, {"preset"})
-    reg = r.registered("model", spec["preset"], f"{key}.preset")
-    model_defence = _defence(r, spec["defence"], f"{key}.defence") if "defence" in spec else defence
+def _model(path: Path, name: str, spec: schema.ModelDoc, defence: DefenceSpec, seed: int, earlier: dict) -> ModelSpec:
+    key, given = f"models.{name}", spec.model_fields_set
+    fail = functools.partial(schema.error, path)
+    reg = _registered(path, "model", spec.preset, f"{key}.preset")
+    if "defence" in given:  # null: the attractor defence's defaults
+        defence = _defence(path, spec.defence, f"{key}.defence") if spec.defence is not None else DefenceSpec()
     if isinstance(reg.obj, TrainConfig):  # an attractor-network preset, trained and cached here
-        if "params" in spec:
-            raise r.fail(f"{key}.params", f"preset {reg.name!r} is configured by 'train', not 'params'.")
-        overrides = spec.get("train") or {}
-        cfg = _train_config(r, reg.name, overrides, f"{key}.train", earlier)
+        if "params" in given:
+            raise fail(f"{key}.params", f"preset {reg.name!r} is configured by 'train', not 'params'.")
+        overrides = spec.train.given() if spec.train is not None else {}
+        cfg = train_config(path, reg.name, overrides, f"{key}.train", earlier)
         if "seed" not in overrides:  # an init named from the suite already has the suite's seed
             cfg = dataclasses.replace(cfg, seed=seed) if "init" in overrides else with_seed(cfg, seed)
-        return ModelSpec(name, reg.name, cfg, model_defence, origin=reg.origin)
-    if "train" in spec:
+        return ModelSpec(name, reg.name, cfg, defence, origin=reg.origin)
+    if "train" in given:
         what = "is configured by 'params', not 'train'" if isinstance(reg.obj, Recipe) else "is an outside model: give its options under 'params'"
-        raise r.fail(f"{key}.train", f"{reg.name!r} {what}.")
+        raise fail(f"{key}.train", f"{reg.name!r} {what}.")
     if isinstance(reg.obj, Recipe):  # a comparison model, trained and cached here
         allowed = set(reg.obj.defaults) | set(reg.obj.eval_defaults)
     else:  # an outside model: builder(train=, val=, seed=, **params) -> trained torch.nn.Module
         allowed = _accepted(reg.obj, "train", "val", "seed")
-    params = r.mapping(spec.get("params") or {}, f"{key}.params", allowed)
-    return ModelSpec(name, reg.name, None, model_defence, reg.obj, dict(params), reg.origin)
+    params = _keys(path, spec.params or {}, allowed, f"{key}.params")
+    return ModelSpec(name, reg.name, None, defence, reg.obj, params, reg.origin)
 
 
-def _rejector(r: _Reader, raw: Any) -> RejectorSpec:
-    rr = r.mapping(raw or {}, "rejector", {"threshold", "target_tpr"})
-    if "threshold" in rr and "target_tpr" in rr:
-        raise r.fail("rejector", "give either threshold or target_tpr, not both.")
-    if "target_tpr" in rr:
-        return RejectorSpec(None, r.number(rr["target_tpr"], "rejector.target_tpr", 1e-6, 1.0))
-    return RejectorSpec(r.number(rr.get("threshold", 0.8), "rejector.threshold", -1.0, 1.0), None)
-
-
-def _attacks(r: _Reader, raw: Any, models: tuple[ModelSpec, ...]) -> tuple[AttackSpec, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise r.fail("attacks", "expected a non-empty list of attacks.")
-    attacks, labels = [], set()
-    for i, a in enumerate(raw):
-        attacks.append(_attack(r, f"attacks[{i}]", a, models, labels))
-        labels.add(attacks[-1].label)
-    return tuple(attacks)
-
-
-def _attack(r: _Reader, key: str, a: Any, models: tuple[ModelSpec, ...], labels: set[str]) -> AttackSpec:
-    a = r.mapping(a, key, {"name", "label", "eps", "target", "params", "source", "n", "ood", "full", "loss"}, {"name", "eps"})
-    reg = r.registered("attack", a["name"], f"{key}.name")
+def _attack(path: Path, key: str, a: schema.AttackDoc, models: tuple[ModelSpec, ...], labels: set[str]) -> AttackSpec:
+    fail = functools.partial(schema.error, path)
+    reg = _registered(path, "attack", a.name, f"{key}.name")
     try:
         entry = AttackEntry.from_callable(reg.obj)
     except ValueError as e:
-        raise r.fail(f"{key}.name", str(e)) from None
+        raise fail(f"{key}.name", str(e)) from None
     name = reg.name
-    default = name.rpartition(":")[2].rpartition(".")[2]  # a reference's label: its callable's name
-    label = r.name(a.get("label", default), f"{key}.label" if "label" in a else f"{key}.name", "attack label")
+    label = a.label or name.rpartition(":")[2].rpartition(".")[2]  # a reference's label: its callable's name
+    if schema.name_problem(label, "attack label"):
+        raise fail(f"{key}.name", schema.name_problem(label, "attack label"))
     if label in labels or label == "none" or label.startswith(("worst_case", "sanity", "verdict", "model_checks")):
-        raise r.fail(f"{key}.label", f"label {label!r} is used twice (or reserved); give each attack a unique label.")
-    eps, hi = a["eps"], EPS_MAX[entry.norm]
-    if not isinstance(eps, list) or not eps:
-        raise r.fail(f"{key}.eps", f"expected a non-empty list of {entry.norm} budgets in [0, {hi:g}] (such as 0.1 or 20/255).")
-    eps = tuple(r.number(e, f"{key}.eps[{j}]", 0.0, hi) for j, e in enumerate(eps))
-    target = Target(r.choice(a.get("target", "network"), f"{key}.target", [t.value for t in Target]))
-    source = _source(r, key, a.get("source"), target, [m.name for m in models])
-    _check_target(r, key, name, entry, target, models)
-    n = r.integer(a.get("n"), f"{key}.n", 1, optional=True)
-    ood = a.get("ood", True)
-    if not isinstance(ood, bool):
-        raise r.fail(f"{key}.ood", f"expected true or false, got {ood!r}.")
-    full = a.get("full", False)
-    if not isinstance(full, bool):
-        raise r.fail(f"{key}.full", f"expected true or false, got {full!r}.")
-    params = r.mapping(a.get("params") or {}, f"{key}.params", entry.allowed_params())
-    loss = r.choice(a.get("loss", "cross_entropy"), f"{key}.loss", LOSSES)
-    if loss != "cross_entropy" and not entry.uses_loss:
-        raise r.fail(f"{key}.loss", f"{name} does not differentiate the classifier's loss, so 'loss: {loss}' would not change "
-                                    "it: use it with fgsm, bim, pgd or pgd_l2.")
-    return AttackSpec(label, name, eps, target, params, source, n, ood, full, entry, reg.origin, loss)
+        raise fail(f"{key}.label", f"label {label!r} is used twice (or reserved); give each attack a unique label.")
+    for j, e in enumerate(a.eps):  # the range is the norm's
+        if schema.outside(e, 0.0, schema.EPS_MAX[entry.norm]):
+            raise fail(f"{key}.eps[{j}]", schema.outside(e, 0.0, schema.EPS_MAX[entry.norm]))
+    target = Target(a.target)
+    source = _source(path, key, a.source, target, [m.name for m in models])
+    _check_target(path, key, name, entry, target, models)
+    params = _keys(path, a.params or {}, entry.allowed_params(), f"{key}.params")
+    if a.loss != "cross_entropy" and not entry.uses_loss:
+        raise fail(f"{key}.loss", f"{name} does not differentiate the classifier's loss, so 'loss: {a.loss}' would not "
+                                  "change it: use it with fgsm, bim, pgd or pgd_l2.")
+    return AttackSpec(label, name, tuple(a.eps), target, params, source, a.n, a.ood, a.full, entry, reg.origin, a.loss)
 
 
-def _source(r: _Reader, key: str, source: Any, target: Target, model_names: list[str]) -> str | None:
-    if target is Target.TRANSFER:
-        if source is None:
-            raise r.fail(f"{key}.source", "target 'transfer' needs the name of the suite model whose network makes the "
-                                          f"examples ({', '.join(model_names)}).")
-        return r.choice(source, f"{key}.source", model_names)
-    if source is not None:
-        raise r.fail(f"{key}.source", "only attacks with target 'transfer' take a source model.")
-    return None
+def _source(path: Path, key: str, source: str | None, target: Target, model_names: list[str]) -> str | None:
+    fail = functools.partial(schema.error, path, f"{key}.source")
+    if target is Target.TRANSFER and source is None:
+        raise fail("target 'transfer' needs the name of the suite model whose network makes the examples "
+                   f"({', '.join(model_names)}).")
+    if target is Target.TRANSFER and source not in model_names:
+        raise fail(f"unknown value {source!r}. Choose one of: {', '.join(model_names)}.")
+    if target is not Target.TRANSFER and source is not None:
+        raise fail("only attacks with target 'transfer' take a source model.")
+    return source
 
 
-def _check_target(r: _Reader, key: str, name: str, entry: AttackEntry, target: Target, models) -> None:
+def _check_target(path: Path, key: str, name: str, entry: AttackEntry, target: Target, models) -> None:
+    fail = functools.partial(schema.error, path)
     if entry.needs_rejector and target is not Target.PIPELINE:
-        raise r.fail(f"{key}.target", f"{name} differentiates through the unrolled iteration and the rejector: use target 'pipeline'.")
+        raise fail(f"{key}.target", f"{name} differentiates through the unrolled iteration and the rejector: use target 'pipeline'.")
     if entry.needs_rejector and all(m.defence.name != "attractor" for m in models):
-        raise r.fail(f"{key}.name", f"{name} attacks the attractor defence's rejector, which no model of this suite has "
-                                    "(none has the defence 'attractor'). Remove the attack.")
+        raise fail(f"{key}.name", f"{name} attacks the attractor defence's rejector, which no model of this suite has "
+                                  "(none has the defence 'attractor'). Remove the attack.")
     if entry.kind != "gradient" and target not in (Target.NETWORK, Target.PIPELINE):
-        raise r.fail(f"{key}.target", f"{name} is a black-box attack (it queries predictions only): use target 'pipeline' "
-                                      "(or 'network' to query the undefended single pass).")
+        raise fail(f"{key}.target", f"{name} is a black-box attack (it queries predictions only): use target 'pipeline' "
+                                    "(or 'network' to query the undefended single pass).")
 
 
 def _accepted(factory, *reserved: str) -> set[str] | None:
@@ -443,27 +308,14 @@ def _accepted(factory, *reserved: str) -> set[str] | None:
     return {p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"model", "context", *reserved}
 
 
-def _defence(r: _Reader, raw: Any, key: str) -> DefenceSpec:
-    """A `defence` mapping: `name` plus the defence's parameters (checked for the built-in one)."""
-    raw = r.mapping(raw or {}, key, None)
-    reg = r.registered("defence", raw.get("name", "attractor"), f"{key}.name")
-    if reg.name != "attractor" or reg.origin != BUILT_IN:
-        given = {k: v for k, v in raw.items() if k != "name"}
-        r.mapping(given, key, _accepted(reg.obj))
-        return DefenceSpec(reg.name, given, None if reg.origin == BUILT_IN else reg.obj, reg.origin)
-    r.mapping(raw, key, {"name", "tol", "max_iter", "backward", "clip"})
-    params = dict(DefenceSpec().params)
-    if "tol" in raw:
-        params["tol"] = r.number(raw["tol"], f"{key}.tol", 1e-12, 1.0)
-    if "max_iter" in raw:
-        params["max_iter"] = r.integer(raw["max_iter"], f"{key}.max_iter", 0)
-    if "backward" in raw:
-        params["backward"] = r.choice(raw["backward"], f"{key}.backward", [b.value for b in Backward])
-    if "clip" in raw:
-        if not isinstance(raw["clip"], bool):
-            raise r.fail(f"{key}.clip", f"expected true or false, got {raw['clip']!r}.")
-        params["clip"] = raw["clip"]
-    return DefenceSpec("attractor", params)
+def _defence(path: Path, doc: schema.AttractorDefenceDoc | schema.OtherDefenceDoc, key: str) -> DefenceSpec:
+    """A `defence` mapping: the attractor's parameters over its defaults, or any other defence's
+    keyword arguments (checked against its factory's signature)."""
+    if isinstance(doc, schema.AttractorDefenceDoc):
+        return DefenceSpec("attractor", {**DefenceSpec().params, **{k: v for k, v in doc.given().items() if k != "name"}})
+    reg = _registered(path, "defence", doc.name, f"{key}.name")
+    given = _keys(path, doc.model_extra, _accepted(reg.obj), key)
+    return DefenceSpec(reg.name, given, None if reg.origin == BUILT_IN else reg.obj, reg.origin)
 
 
 def paper_attack(attacks) -> AttackSpec | None:

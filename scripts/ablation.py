@@ -33,7 +33,8 @@ from art.attacks.evasion import FastGradientMethod
 
 from attractor_bench.cache import get_or_train
 from attractor_bench.classifier import make_classifier
-from attractor_bench.config import _Reader, _train_config
+from attractor_bench import schema
+from attractor_bench.config import train_config
 from attractor_bench.data import load, mnist_train_val
 from attractor_bench.defences import AttractorDefence, pearson
 from attractor_bench.errors import ConfigError
@@ -49,7 +50,8 @@ def parse_variant(tokens: list[str]) -> tuple[str, TrainConfig]:
     if preset not in PRESETS:
         raise SystemExit(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     try:
-        return name, _train_config(_Reader(Path("--variant")), preset, overrides, name, {})
+        given = schema.validate(schema.TrainDoc, overrides, Path("--variant"), at=name).given()
+        return name, train_config(Path("--variant"), preset, given, name, {})
     except ConfigError as e:
         raise SystemExit(str(e)) from None
 

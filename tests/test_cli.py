@@ -1,8 +1,11 @@
 """The command line end to end: suites/micro.yaml in the default run, suites/smoke.yaml (every
 kind of attack) in the slow one."""
 
+import importlib.metadata
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from attractor_bench import schema
 from attractor_bench.cli import app
 from attractor_bench.summary import interval
 
@@ -175,12 +179,12 @@ def test_validate_list_and_help():
 
 
 def test_ctrl_c_exits_130_and_writes_nothing(tmp_path, monkeypatch):
-    import attractor_bench.cli
+    import attractor_bench.runner
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(attractor_bench.cli, "run_suite", interrupted)
+    monkeypatch.setattr(attractor_bench.runner, "run_suite", interrupted)  # the CLI imports it when it runs
     result = runner.invoke(app, ["run", str(REPO / "suites" / "smoke.yaml"), "--results-dir", str(tmp_path / "results")])
     assert result.exit_code == 130
     assert "Interrupted" in result.output
@@ -231,3 +235,68 @@ def test_reproduction_without_its_runs_says_which_and_writes_nothing(tmp_path):
     result = runner.invoke(app, ["reproduction", "--results-dir", str(tmp_path), "--output", str(tmp_path / "R.md")])
     assert result.exit_code == 1 and "mnist_fgsm/results.csv not found" in result.output
     assert not (tmp_path / "R.md").exists()
+
+
+HEAVY = ("torch", "art", "pandas", "matplotlib")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["schema"], ["validate", "--help"]])
+def test_help_version_and_schema_do_not_import_torch(args):
+    """The CLI imports what a command needs when it runs (the one module allowed to: see
+    tests/test_architecture.py), so `--help` starts in a fraction of a second."""
+    code = ("import sys\nfrom attractor_bench.cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n"
+            f"    assert not e.code, e.code\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+    assert done.stdout.strip()
+
+
+def test_version_and_schema():
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout == f"attractor-bench {importlib.metadata.version('attractor-bench')}\n"
+    printed = runner.invoke(app, ["schema"])
+    assert printed.exit_code == 0 and json.loads(printed.stdout) == schema.json_schema()
+
+
+def test_validate_json_gives_the_parsed_suite_or_the_error(tmp_path):
+    from attractor_bench.config import load_suite
+    ok = runner.invoke(app, ["validate", str(REPO / "suites" / "micro.yaml"), "--json"])
+    assert ok.exit_code == 0, ok.output
+    doc, suite = json.loads(ok.stdout), load_suite(REPO / "suites" / "micro.yaml")
+    assert doc["ok"] is True and doc["errors"] == [] and doc["summary"]["kind"] == "suite"
+    summary = doc["summary"]
+    assert [m["name"] for m in summary["models"]] == [m.name for m in suite.models]
+    assert [(a["label"], a["norm"], a["eps"]) for a in summary["attacks"]] == \
+        [(a.label, a.norm, list(a.eps)) for a in suite.attacks]
+    assert summary["models"][0]["train"]["n_train"] == suite.models[0].train.n_train
+    assert summary["contracts"]["models"] == len(suite.models) and summary["datasets"] == ["mnist", *suite.data.ood]
+    ood = json.loads(runner.invoke(app, ["validate", str(REPO / "suites" / "ood_micro.yaml"), "--json"]).stdout)
+    assert ood["ok"] and ood["summary"]["kind"] == "ood" and ood["summary"]["models"] == ["baseline", "attractor"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: {b: {preset: baseline}}\nattacks: [{name: fgsm, eps: [2.0]}]\n")
+    refused = runner.invoke(app, ["validate", str(bad), "--json"])
+    assert refused.exit_code == 2
+    doc = json.loads(refused.stdout)  # only JSON on stdout; the message line goes to stderr as always
+    assert doc == {"suite": str(bad), "ok": False, "summary": None,
+                   "errors": [f"{bad}: attacks[0].eps[0]: 2 is outside [0, 1]."]}
+    assert "Error:" in refused.stderr
+    missing = runner.invoke(app, ["validate", str(tmp_path / "absent.yaml"), "--json"])
+    assert missing.exit_code == 2 and "suite file not found" in json.loads(missing.stdout)["errors"][0]
+
+
+def test_list_json_has_what_list_shows():
+    from attractor_bench.plugins import GROUPS, available
+    listed = runner.invoke(app, ["list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    doc = json.loads(listed.stdout)
+    assert doc["groups"] == GROUPS
+    for kind in ("model", "defence", "attack"):
+        assert [(e["name"], e["origin"]) for e in doc[f"{kind}s"]] == [(n, o) for n, o, _ in available(kind)]
+        assert all(e["description"] for e in doc[f"{kind}s"])
+    attacks, models = {e["name"]: e for e in doc["attacks"]}, {e["name"]: e for e in doc["models"]}
+    assert (attacks["fgsm"]["norm"], attacks["fgsm"]["kind"], attacks["fgsm"]["bounded"]) == ("linf", "gradient", True)
+    assert (attacks["deepfool"]["norm"], attacks["deepfool"]["bounded"]) == ("l2", False)
+    assert attacks["square"]["kind"] == "score"
+    assert models["baseline"]["type"] == "attractor preset" and models["baseline"]["train"]["weights"][1] == 0.0
+    assert models["mlp"]["type"] == "recipe" and "max_epochs" in models["mlp"]["params"]

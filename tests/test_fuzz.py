@@ -84,7 +84,7 @@ def _reached(*args, **kwargs):
 
 def _check(text: bytes, data_root: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
-        mp.setattr("attractor_bench.cli.run_suite", _reached)
+        mp.setattr("attractor_bench.runner.run_suite", _reached)
         tmp = Path(tmp)
         suite = tmp / "suite.yaml"
         suite.write_bytes(text)

@@ -358,7 +358,7 @@ def test_workers_are_capped_by_the_cores_and_the_jobs(tmp_path, data_root, monke
         seen["workers"] = workers
         raise KeyboardInterrupt  # stop here: the cap is what is tested
 
-    monkeypatch.setattr("attractor_bench.cli.run_suite", run_suite)
+    monkeypatch.setattr("attractor_bench.runner.run_suite", run_suite)
     suite = _write(tmp_path, _with())
     result = runner.invoke(app, run_args(suite, data_root, tmp_path / "cache", tmp_path / "results", "--workers", "1000"))
     assert f"--workers 1000 capped to {os.cpu_count()}" in " ".join(result.output.split())
@@ -377,7 +377,7 @@ def test_workers_are_capped_by_the_cores_and_the_jobs(tmp_path, data_root, monke
 def test_sigterm_ends_a_run_like_ctrl_c(tmp_path, data_root, monkeypatch):
     """The handler in this process (a real run in another process, killed by SIGTERM mid-cell:
     tests/test_faults.py::test_ctrl_c_or_sigterm_exits_and_writes_no_results, slow)."""
-    monkeypatch.setattr("attractor_bench.cli.run_suite", lambda *a, **k: signal.raise_signal(signal.SIGTERM))
+    monkeypatch.setattr("attractor_bench.runner.run_suite", lambda *a, **k: signal.raise_signal(signal.SIGTERM))
     suite = _write(tmp_path, _with())
     result = runner.invoke(app, run_args(suite, data_root, tmp_path / "cache", tmp_path / "results"))
     assert result.exit_code == 143, result.output
