@@ -316,7 +316,8 @@ def leaderboard(
 ) -> None:
     """Rank every model of every run under RESULTS_DIR by worst-case robust accuracy (RobustBench style);
     write LEADERBOARD.md, LEADERBOARD.csv, LEADERBOARD.json and leaderboard_worst_case.png there."""
-    from .leaderboard import summary_table, write_leaderboard
+    from .columns import summary_table
+    from .page import write_leaderboard
 
     with _errors(debug):
         board, written = write_leaderboard(results_dir)

@@ -1,30 +1,47 @@
-"""The leaderboard page, `results/leaderboard.html`: one static file, no server, no network.
+"""The leaderboard's files, rendered from a ranked board (`leaderboard.build`): records in, pages out.
 
-`render(...)` fills the Jinja2 template shipped in the package (templates/leaderboard.html.j2,
-autoescape on: every model name, command and reason is escaped) with the leaderboard table
-(`leaderboard.table`: the cells of LEADERBOARD.md, each with the value it sorts by and its 95%
-interval, drawn as a bar) and one card per model: every number with its interval and source run,
-the verdict with its evidence, the figures its runs have under `results/<suite>/` (by relative
-path), its weights' hashes and its runs' commands and environments. CSS and the sorting script
-are inline. The page depends only on its inputs: the same leaderboard gives the same bytes.
+`write_leaderboard(dir)` builds the board and writes into `dir`, all or none: LEADERBOARD.md (the
+Jinja2 template templates/leaderboard.md.j2), leaderboard.html (templates/leaderboard.html.j2,
+autoescape on: every model name, command and reason is escaped), LEADERBOARD.csv and
+LEADERBOARD.json (every number) and the worst-case figure. The table's columns are `columns.py`'s,
+the goals `goals.py`'s, the rules templates/rules.txt.j2. The page is one static file, no server,
+no network: the table (each 95% interval also drawn as a bar), and one card per model with every
+number and its source run, the verdict with its evidence, the figures its runs have under
+`results/<suite>/` (by relative path), its weights' hashes and its runs' commands and environments.
+Nothing depends on the time it runs: the same board gives the same bytes.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from . import tables
+from . import columns, goals, plots, tables
+from .files import atomic_folder
+from .leaderboard import ALPHA, EPS_POINTS, NORM, OOD_EPS, Leaderboard, build
+from .provenance import CARRIED
+from .published import MNIST_LINF_03, SOURCE
+from .summary import FORMAT, dumps
 
-TEMPLATE = "leaderboard.html.j2"
+FILES, FIGURE = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json", "leaderboard.html"), "leaderboard_worst_case.png"
+PAGE = FILES[3]  # the page: the table, sortable, and one card per model
+FIGURE_TITLE = "Worst case over each run's L-inf attacks"
+SHOWN_REASONS = 6  # per model and suite in LEADERBOARD.md (all of them in LEADERBOARD.json and the results README)
 FIGURE_TYPES = (".png", ".svg")
 MODEL_FIGURE = "iterates_{name}"  # the figures a run draws for one model; the others are the run's
 
 
-def _environment() -> Environment:
-    return Environment(loader=PackageLoader("attractor_bench", "templates"), autoescape=True,
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+def _environment(escape: bool) -> Environment:
+    env = Environment(loader=PackageLoader("attractor_bench", "templates"), autoescape=escape,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(pct=tables.pct, fmt=format)
+    return env
+
+
+_HTML, _TEXT = _environment(True), _environment(False)
+RULES = tuple(_TEXT.get_template("rules.txt.j2").render(alpha=f"{ALPHA:g}", ood_eps=f"{OOD_EPS:g}").splitlines())
 
 
 def _figures(results_dir: Path, suites: list[str], name: str) -> tuple[list[str], list[str]]:
@@ -60,7 +77,7 @@ def _line(label: str, numbers: dict, key: str | tuple[str, str]) -> dict:
     return {**b, "text": f"{a['text']} / {b['text']}", "source": b["source"] or a["source"]}
 
 
-def _card(r, results_dir: Path, card_numbers: list[tuple], runs: dict[str, dict]) -> dict:
+def _card(r, results_dir: Path, runs: dict[str, dict]) -> dict:
     """One model's card (`r`: a leaderboard Row)."""
     ident = r.model["identity"]
     ood_run = r.numbers["ood_rejector"].run
@@ -73,17 +90,92 @@ def _card(r, results_dir: Path, card_numbers: list[tuple], runs: dict[str, dict]
             "weights": ident.get("weights") or "not recorded",
             "defence_weights": list(ident["defence"].get("weights") or []),
             "verdict": r.verdict(), "unreliable": bool(r.unreliable), "reasons": r.reasons,
-            "numbers": [_line(label, r.numbers, key) for label, key in card_numbers],
+            "numbers": [_line(label, r.numbers, key) for label, key in columns.card_lines()],
             "rejector": rejector or tables.DASH, "figures": own, "run_figures": shared,
             "runs": [{"suite": s, **runs[s]} for s in suites if s in runs]}
 
 
-def render(board, header: list[str], rows: list[list], notes: list[str], rules: list[str], *, results_dir: Path,
-           figure: str | None, card_numbers: list[tuple], runs: dict[str, dict], prose: dict) -> str:
-    """The page's HTML: the table (`header`, `rows` of `leaderboard.Cell`), its notes and rules,
-    the worst-case figure (a path relative to the page, or None) and one card per row of `board`."""
-    cards = [_card(r, results_dir, card_numbers, runs) for r in board.rows]
+def _run_environment(run: dict) -> str | None:
+    """What a run ran on (recorded since component versions; shown, never compared), None if not recorded."""
+    env = run.get("environment")
+    if not env:
+        return None
+    return (f"torch {env.get('torch')}, ART {env.get('adversarial-robustness-toolbox')}, numpy {env.get('numpy')}, "
+            f"{env.get('device', 'cpu')} ({env.get('processor')})")
+
+
+def render_page(board: Leaderboard, results_dir: Path, figure: bool) -> str:
+    """leaderboard.html: the table of LEADERBOARD.md, sortable, its notes and the rules, the
+    worst-case figure and one card per model."""
+    cols, rows, notes = columns.table(board)
+    runs = {r["suite"]: {"command": r.get("command"), "commit": r.get("commit"), "date": r.get("date"),
+                         "environment": _run_environment(r) or "not recorded"} for r in [*board.runs, *board.ood_runs]}
+    cards = [_card(r, results_dir, runs) for r in board.rows]
     body = [{"cells": cells, "id": card["id"]} for cells, card in zip(rows, cards)]
-    return _environment().get_template(TEMPLATE).render(
-        header=header, rows=body, notes=notes, rules=rules, figure=figure, cards=cards, prose=prose,
+    return _HTML.get_template("leaderboard.html.j2").render(
+        columns=cols, rows=body, notes=notes, rules=RULES, figure=FIGURE if figure else None, cards=cards,
+        prose={"alpha": f"{ALPHA:g}", "ood_eps": f"{OOD_EPS:g}", "dash": tables.DASH},
         stale=board.stale, superseded=board.superseded, pending=board.pending)
+
+
+def _runs(board: Leaderboard) -> list[dict]:
+    """Each run of the board as LEADERBOARD.md lists it; `links`: the recorded checks that make a run
+    of earlier code current (`check_dates`: their dates, each once)."""
+    return [{"suite": r["suite"], "command": r["command"], "commit": r["commit"], "date": r["date"],
+             "cascade": r.get("worst_case_mode") == "cascade", "links": len(r.get("lineage") or []),
+             "code": str(r.get("code"))[:12], "check_dates": list(dict.fromkeys(k["date"] for k in r.get("lineage") or [])),
+             "environment": _run_environment(r)} for r in [*board.runs, *board.ood_runs]]
+
+
+def render_markdown(board: Leaderboard, results_dir: Path, figure: bool) -> str:
+    cols, rows, notes = columns.table(board)
+    checks = {json.dumps(k, sort_keys=True): k for r in [*board.runs, *board.ood_runs] for k in r.get("lineage") or []}
+    return _TEXT.get_template("leaderboard.md.j2").render(
+        rules=RULES, results_name=results_dir.name, page=PAGE, header=[c.title for c in cols], rows=rows, notes=notes,
+        figure=FIGURE if figure else None, flagged=[r for r in board.rows if r.reasons], shown=SHOWN_REASONS,
+        ref=goals.reference(board), at=goals.AT_GOALS, at_goals=goals.at_goals(board), alpha=f"{ALPHA:g}",
+        dash=tables.DASH, source=SOURCE, published=MNIST_LINF_03, runs=_runs(board), checks=list(checks.values()),
+        carried=CARRIED, board=board)
+
+
+def render_json(board: Leaderboard) -> str:
+    rows = [{"rank": r.rank, "position": i, "model": r.display, "name": r.model["name"], **r.model["identity"],
+             "randomized": r.model["randomized"],
+             "unreliable": r.unreliable, "unreliable_at": r.unreliable_at, "indicators_raised": r.reasons, "suites": r.suites,
+             "numbers": {k: n.as_json() for k, n in r.numbers.items()}} for i, r in enumerate(board.rows, 1)]
+    runs = {r["suite"]: {**{k: r.get(k) for k in ("command", "commit", "date")},
+                         **({"current_by": r["lineage"]} if r.get("lineage") else {})} for r in [*board.runs, *board.ood_runs]}
+    stale = {r["suite"]: {"commit": r.get("commit"), "date": r.get("date"), "why": r["stale"]} for r in board.stale}
+    published = [dict(zip(("paper", "link", "clean", "reported", "autoattack"), p)) for p in MNIST_LINF_03]
+    return dumps({"format": FORMAT, "rules": " ".join(RULES), "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending,
+                  "stale": stale, "superseded": board.superseded,
+                  "attractor_at_goals": goals.at_goals(board), "ood_other_trainings": board.ood_unmatched,
+                  "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
+
+
+def series(board: Leaderboard) -> dict[str, list[tuple[float, float, int]]]:
+    """The figure's lines: per model, (eps, worst case, images) against L-inf eps from the run that
+    gives its number at 0.3 (else at 0.1)."""
+    lines = {}
+    for r in board.rows:
+        src = r.numbers[f"worst_case_{EPS_POINTS[1]:g}"].run or r.numbers[f"worst_case_{EPS_POINTS[0]:g}"].run
+        model = next((m for m in (src or {}).get("models", []) if m["name"] == r.model["name"]), None)
+        if model is not None:
+            lines[r.display] = sorted((w["eps"], w["accuracy"], w["n"]) for w in model["worst_case"]
+                                      if w["norm"] == NORM and not w["all_images"])
+    return lines
+
+
+def write_leaderboard(results_dir: str | Path) -> tuple[Leaderboard, list[Path]]:
+    """Build the leaderboard and write its files into `results_dir`, all or none; return them."""
+    results_dir = Path(results_dir)
+    board = build(results_dir)
+    lines = series(board)
+    with atomic_folder(results_dir) as tmp:
+        if lines:
+            plots.worst_case_vs_eps(lines, tmp / FIGURE, FIGURE_TITLE)
+        (tmp / "LEADERBOARD.md").write_text(render_markdown(board, results_dir, bool(lines)), encoding="utf-8")
+        (tmp / "LEADERBOARD.csv").write_text(columns.render_csv(board), encoding="utf-8")
+        (tmp / "LEADERBOARD.json").write_text(render_json(board), encoding="utf-8")
+        (tmp / PAGE).write_text(render_page(board, results_dir, bool(lines)), encoding="utf-8")
+    return board, [results_dir / n for n in (*FILES, *([FIGURE] if lines else []))]

@@ -24,7 +24,7 @@ from .files import inside, replace_folder, write_text
 from .tables import fmt_eps, markdown, pct
 from . import plots
 from .paper import GOALS, PAPER
-from .runner import COLUMNS, RunResult
+from .result import COLUMNS, RunResult
 from .summary import interval, write_summary
 from .errors import AttractorBenchError
 from .provenance import environment

@@ -16,7 +16,6 @@ per-model records `summary.py`'s.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,25 +43,10 @@ from .plugins import BUILT_IN
 from .provenance import environment
 from .published import BEST_ROBUST
 from .recipes import Recipe
+from .result import COLUMNS, RunResult
 from .robustness import Record, sanity_flags, worst_case, worst_case_ood, worst_case_samples
 from .store import CellStore
 from .tables import fmt_eps
-
-COLUMNS = ["model", "attack", "eps", "dataset", "metric", "value", "kind"]
-
-
-@dataclass
-class RunResult:
-    suite: Suite
-    table: pd.DataFrame
-    meta: dict = field(default_factory=dict)
-    # What the plots draw that the table does not hold: per-sample similarity scores of the clean
-    # and of one attacked cell per model with a rejector, and one input's attacked iterates.
-    figures: dict = field(default_factory=dict)
-    # Per model and (norm, eps): the MNIST test indices of the worst case and whether each image is
-    # robust (summary.json keeps them, for the leaderboard's paired tests).
-    samples: dict = field(default_factory=dict)
-
 
 class Log:
     """Progress bars with totals on a terminal; one line per step in a log file."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from attractor_bench import leaderboard, plots
+from attractor_bench import leaderboard, page, plots
 from attractor_bench.ood import report as ood_report
 from attractor_bench.report import draw_accuracy_figures
 
@@ -44,11 +44,11 @@ def redraw_ood(folder: Path) -> list[Path]:
 
 
 def redraw_leaderboard(results_dir: Path) -> list[Path]:
-    """The leaderboard figure exactly as `leaderboard.write_leaderboard` draws it, without the tables."""
-    series = leaderboard._series(leaderboard.build(results_dir))
+    """The leaderboard figure exactly as `page.write_leaderboard` draws it, without the tables."""
+    series = page.series(leaderboard.build(results_dir))
     if not series:
         return []
-    return [plots.worst_case_vs_eps(series, results_dir / leaderboard.FIGURE, leaderboard.FIGURE_TITLE)]
+    return [plots.worst_case_vs_eps(series, results_dir / page.FIGURE, page.FIGURE_TITLE)]
 
 
 def main() -> None:

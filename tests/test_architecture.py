@@ -20,6 +20,13 @@ PACKAGES = {"attractor_bench": ROOT / "attractor_bench", "attractor_bench.models
 MAX_FUNCTION_LINES = 60
 # The package's public names (attractor_bench/__init__.py) load on first use (PEP 562); nothing imports it back.
 DEFERS_IMPORTS = {"attractor_bench.cli"}  # the one module that imports inside functions (above)
+# The renderers: they turn records (a run's table, summary.json, ood.json) into files and pages, and
+# reach nothing of the runner (which trains, attacks and loads torch), directly or through another module.
+RENDERERS = {f"attractor_bench.{m}" for m in ("report", "summary", "plots", "tables", "page", "leaderboard", "records",
+                                              "columns", "goals", "reproduction", "ood.report")}
+RUNNER = "attractor_bench.runner"
+# Modules kept small (issue 37): the leaderboard's records -> ranked board, and the modules split from it.
+MAX_MODULE_LINES = {f"attractor_bench.{m}": 300 for m in ("leaderboard", "records", "columns", "goals", "page")}
 
 
 def _modules() -> dict[str, Path]:
@@ -103,6 +110,46 @@ def test_the_architecture_check_catches_a_circle(tmp_path):
     mods = {"attractor_bench.a": a, "attractor_bench.b": b, "attractor_bench.files": a}
     assert "attractor_bench.b" in _imports("attractor_bench.a", a, mods)[0]
     assert _imports("attractor_bench.b", b, mods)[1] == ["attractor_bench.b line 2: attractor_bench.a"]
+
+
+def _graph(mods: dict[str, Path]) -> dict[str, set[str]]:
+    return {m: _imports(m, p, mods)[0] for m, p in mods.items()}
+
+
+def _reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for t in graph[todo.pop()] - seen:
+            seen.add(t)
+            todo.append(t)
+    return seen
+
+
+def test_no_renderer_imports_the_runner():
+    mods = _modules()
+    assert RENDERERS <= set(mods), f"renderers that are not modules: {RENDERERS - set(mods)}"
+    graph = _graph(mods)
+    bad = [m for m in sorted(RENDERERS) if RUNNER in _reached(graph, m)]
+    assert not bad, f"renderers that import the runner (directly or through another module): {bad}"
+
+
+def test_the_renderer_check_sees_an_import_through_another_module(tmp_path):
+    report, middle, runner = tmp_path / "report.py", tmp_path / "middle.py", tmp_path / "runner.py"
+    report.write_text("from .middle import x\n")
+    middle.write_text("from .runner import COLUMNS\n")
+    runner.write_text("COLUMNS = []\n")
+    mods = {"attractor_bench.report": report, "attractor_bench.middle": middle, RUNNER: runner}
+    assert RUNNER in _reached(_graph(mods), "attractor_bench.report")
+    middle.write_text("x = 1\n")
+    assert RUNNER not in _reached(_graph(mods), "attractor_bench.report")
+
+
+def test_the_leaderboard_modules_stay_under_300_lines():
+    mods = _modules()
+    lines = {m: len(mods[m].read_text().splitlines()) for m in MAX_MODULE_LINES}
+    over = [f"{m} ({n} lines)" for m, n in lines.items() if n > MAX_MODULE_LINES[m]]
+    assert not over, "modules over their size cap (split them by concept): " + ", ".join(over)
 
 
 def test_no_core_function_over_60_lines():

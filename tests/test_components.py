@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attractor_bench import components, leaderboard, lock
+from attractor_bench import components, leaderboard, lock, page
 from attractor_bench.attacks import ATTACKS
 from attractor_bench.cache import recipe_key, training_key
 from attractor_bench.cells import attack_identity, cell_code
@@ -44,7 +44,7 @@ def committed(tmp_path) -> Path:
 
 def board(results: Path) -> tuple[list[dict], dict]:
     b = leaderboard.build(results)
-    doc = json.loads(leaderboard.render_json(b))
+    doc = json.loads(page.render_json(b))
     return doc["rows"], doc.get("stale", {})
 
 

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from attractor_bench.cli import app
 from attractor_bench.errors import AttractorBenchError
-from attractor_bench.leaderboard import UNRELIABLE, write_leaderboard
+from attractor_bench.leaderboard import UNRELIABLE
+from attractor_bench.page import write_leaderboard
 from attractor_bench.components import current
 from attractor_bench.provenance import VERSIONED
-from attractor_bench.runner import RunResult
+from attractor_bench.result import RunResult
 from attractor_bench.summary import summarize, write_summary
 
 runner = CliRunner()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from attractor_bench.leaderboard import PAGE, write_leaderboard
+from attractor_bench.page import PAGE, write_leaderboard
 from test_leaderboard import attack, model, write_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import yaml
 from attractor_bench.config import load_suite
 from attractor_bench.paper import EPS_TABLE
 from attractor_bench.report import render_readme
-from attractor_bench.runner import RunResult
+from attractor_bench.result import RunResult
 
 
 def test_paper_table_matches_by_preset_and_attack(tmp_path):

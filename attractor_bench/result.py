@@ -1,0 +1,28 @@
+"""What a run hands on: `RunResult`, its suite, its table (one row per `COLUMNS`) and metadata.
+
+The runner (`runner.py`) makes it; the files of a run (`report.py`, `summary.py`) are written from
+it. It lives here, not in the runner, so that those renderers need nothing of the runner's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .config import Suite
+
+COLUMNS = ["model", "attack", "eps", "dataset", "metric", "value", "kind"]
+
+
+@dataclass
+class RunResult:
+    suite: Suite
+    table: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+    # What the plots draw that the table does not hold: per-sample similarity scores of the clean
+    # and of one attacked cell per model with a rejector, and one input's attacked iterates.
+    figures: dict = field(default_factory=dict)
+    # Per model and (norm, eps): the MNIST test indices of the worst case and whether each image is
+    # robust (summary.json keeps them, for the leaderboard's paired tests).
+    samples: dict = field(default_factory=dict)
