@@ -238,8 +238,7 @@ ATTACKS: dict[str, AttackEntry] = {
     "autoattack_standard": AttackEntry(
         _autoattack_standard, "linf", "gradient",
         "standard AutoAttack, the authors' code (pyautoattack): APGD-CE, APGD-T, FAB-T, Square 5,000 queries; version rand "
-        "(APGD-CE, APGD-DLR with EoT) for randomized models. The one comparable with published AutoAttack figures; a second "
-        "seed on the images it left robust where its later attacks still broke more than 0.2%",
+        "(APGD-CE, APGD-DLR with EoT) for randomized models. The one comparable with published AutoAttack figures",
         {}, frozenset({"version", "batch_size", "second_seed"}), depends=("attractor_bench.attacks.autoattack_standard",),
         cost=20000, version=2,  # 2: a second seed on the robust images where AutoAttack's later attacks still broke some
     ),

@@ -167,7 +167,8 @@ def test_another_torch_art_and_numpy_rank_every_row(tmp_path, monkeypatch):
 
     results = committed(tmp_path)
     rows, stale = board(results)
-    assert len(rows) >= 9 and not stale
+    # what is stale is stale by a component's version (AutoAttack v2 and verdict v2 until the regeneration), never by a library
+    assert len(rows) >= 9 and all("older version" in v["why"] and "torch" not in v["why"] for v in stale.values())
     monkeypatch.setattr(torch, "__version__", "2.99.0+cu130")
     monkeypatch.setattr(art, "__version__", "9.9.9")
     monkeypatch.setattr(np, "__version__", "9.9.9")
