@@ -12,6 +12,7 @@ network: the page is static.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -27,6 +28,23 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 WIDTH, HEIGHT = 1280, 1600
 
 
+@contextlib.contextmanager
+def chromium(width: int, height: int):
+    """The system's headless Chromium in a window of width x height, with a throwaway profile
+    (tests/test_leaderboard_page.py drives the page through it too)."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--page", type=Path, default=REPO / "results" / "leaderboard.html")
@@ -36,21 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         print(f"no headless browser ({CHROMIUM}, {CHROMEDRIVER}): apt-get install -y chromium chromium-driver", file=sys.stderr)
         return 1
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
+    with chromium(WIDTH, HEIGHT) as driver:
         driver.get(a.page.resolve().as_uri())
         height = driver.execute_script("return document.documentElement.scrollHeight") if a.full else HEIGHT
         driver.set_window_size(WIDTH, height)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_bytes(driver.get_screenshot_as_png())
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
     print(f"{a.out}: {WIDTH} x {height} pixels")
     return 0
 

@@ -6,10 +6,10 @@ browser those tests skip, naming the install command; the escaping test needs no
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,6 @@ from test_leaderboard import attack, model, write_run
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver, and pip install -e '.[test]' (selenium)"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--hide-scrollbars")
 WIDTH, HEIGHT = 1280, 900
 
 
@@ -37,23 +35,15 @@ def rendered(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(rendered):
-    webdriver = pytest.importorskip("selenium.webdriver", reason=f"selenium is not installed: {INSTALL}")
+    pytest.importorskip("selenium.webdriver", reason=f"selenium is not installed: {INSTALL}")
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         pytest.skip(f"no headless browser here ({CHROMIUM}, {CHROMEDRIVER}): {INSTALL}")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
+    spec = importlib.util.spec_from_file_location("page_screenshot", REPO / "scripts" / "page_screenshot.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)  # its `chromium`: the same browser settings as the committed screenshot
+    with script.chromium(WIDTH, HEIGHT) as driver:
         driver.get((rendered / PAGE).as_uri())
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def _models(driver) -> list[str]:
