@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checkpoints
 from .data import Split
 from .determinism import deterministic
 from .errors import CheckpointError, ConfigError
@@ -146,12 +148,25 @@ def get_or_train(
         return model, blob, True
     init = get_or_train(cfg.init, train_split, val_split, cache_dir, progress, device)[0] if cfg.init is not None else None
     t0 = time.perf_counter()
-    model, history = train(train_split, val_split, cfg, progress, init, device)
+    with checkpoints.checkpointed(_partial(path), say=_say(progress)):
+        model, history = train(train_split, val_split, cfg, progress, init, device)
     seconds = round(time.perf_counter() - t0, 1)
     blob = {"state_dict": _cpu(model), "config": cfg.to_dict(), "history": history.stages, "train_seconds": seconds,
             "device": _kind(model)}
     _save(path, blob)
+    checkpoints.discard(_partial(path))
     return model, blob, False
+
+
+def _partial(path: Path) -> Path:
+    """Where a training keeps its checkpoints until its model is in the cache (`attractor_bench.checkpoints`)."""
+    return path.with_name(path.stem + ".partial")
+
+
+def _say(progress: ProgressFn | None):
+    """Checkpoint messages: to the progress display's log when there is one (it has `say`), else to stderr."""
+    say = getattr(progress, "say", None)
+    return say if callable(say) else (lambda line: print(line, file=sys.stderr))
 
 
 def get_or_fit(recipe, params: dict, ctx: Context) -> tuple[torch.nn.Module, dict, bool]:
@@ -174,11 +189,12 @@ def get_or_fit(recipe, params: dict, ctx: Context) -> tuple[torch.nn.Module, dic
         cached = True
     else:
         t0 = time.perf_counter()
-        with deterministic():
+        with deterministic(), checkpoints.checkpointed(_partial(path), say=_say(ctx.progress)):
             history = recipe.fit(module, ctx, **train_params)
         blob = {"state_dict": _cpu(module), "device": _kind(module), "recipe": recipe.name, "params": train_params,
                 "seed": ctx.seed, "history": history, "train_seconds": round(time.perf_counter() - t0, 1)}
         _save(path, blob)
+        checkpoints.discard(_partial(path))
         cached = False
     for k, v in eval_params.items():
         setattr(module, k, v)

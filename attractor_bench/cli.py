@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator
@@ -137,12 +138,13 @@ def _announce_plugins(suite: Path, no_plugins: bool, imported: bool = True) -> N
               f"(--no-plugins refuses such suites). {checks}", highlight=False)
 
 
-def _check_folders(results_dir: Path, cache_dir: Path | None) -> None:
-    """Before any work: the results and cache folders must be writable (or creatable)."""
+def _check_folders(results_dir: Path | None, cache_dir: Path | None) -> None:
+    """Before any work: the results (unless None) and cache folders must be writable (or creatable)."""
     from .cache import resolve_cache_dir
     from .files import check_writable
 
-    for what, folder in (("results folder", results_dir), ("cache folder", resolve_cache_dir(cache_dir))):
+    folders = (("results folder", results_dir), ("cache folder", resolve_cache_dir(cache_dir)))
+    for what, folder in ((w, f) for w, f in folders if f is not None):
         try:
             check_writable(folder)
         except OSError as e:
@@ -251,6 +253,43 @@ def run(
             out.print(f"[yellow]{cells['failed_verification']} stored cells failed verification[/] (damaged or edited: "
                       "checksum, layout or schema) and were computed again.", highlight=False)
         out.print(f"Wrote {folder}/results.csv, summary.json, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
+
+
+@app.command()
+def train(
+    suites: Annotated[list[Path], typer.Argument(help="Suite YAML files, e.g. suites/leaderboard.yaml suites/mnist_fgsm.yaml.")],
+    data_root: DataRoot = None,
+    cache_dir: CacheDir = None,
+    download: Download = True,
+    progress: ShowProgress = True,
+    device: Annotated[str | None, typer.Option("--device", metavar="auto|cpu|cuda[:i]",
+                      help="Where training runs (default: the suite's `device`, else auto = CUDA when present).")] = None,
+    no_plugins: NoPlugins = False,
+    debug: Debug = False,
+) -> None:
+    """Train every model of the suites (and their defences' networks) into the cache, and nothing
+    else: `run` then starts from trained models.
+
+    A training saves its state as it goes (after an epoch, at most every 30 s): interrupted (Ctrl-C,
+    SIGTERM, a kill), the same command continues it, to the same weights as an uninterrupted one.
+    Every suite is checked before any training."""
+    from . import plugins
+    from .config import load_suite
+    from .runner import train_suite
+
+    with _errors(debug):
+        for s in suites:
+            _announce_plugins(s, no_plugins)
+        with plugins.references("refuse" if no_plugins else "import"):
+            specs = [load_suite(s) for s in suites]  # every suite valid before any training
+        _check_folders(None, cache_dir)
+        for spec in specs:
+            t0 = time.perf_counter()
+            models = train_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
+                                 progress=progress, device=device)
+            trained = [n for n, m in models.items() if not m.get("from_cache")]
+            out.print(f"{spec.name}: {len(models)} models ready ({len(trained)} trained now"
+                      f"{': ' + ', '.join(trained) if trained else ''}) in {time.perf_counter() - t0:.0f} s.", highlight=False)
 
 
 @app.command()

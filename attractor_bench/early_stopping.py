@@ -27,6 +27,8 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import nn
 
+from . import checkpoints
+
 # step(batch_indices, epoch): one optimizer step on the training samples at these indices.
 StepFn = Callable[[torch.Tensor, int], None]
 # on_epoch(epoch, value): called after every epoch with its validation metric.
@@ -39,7 +41,7 @@ RULES = ("best", "paper")
 def fit(step: StepFn, validate: Callable[[], float], weights: nn.Module | Sequence[torch.Tensor], *, n: int,
         batch_size: int, gen: torch.Generator, max_epochs: int, patience: int, metric: str = "val_accuracy",
         direction: Direction = "max", first_epoch: int = 1, on_epoch: OnEpochFn | None = None,
-        rule: Rule = "best") -> dict:
+        rule: Rule = "best", optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Train with early stopping; returns the history {metric: [value per epoch], "best_epoch",
     "best_" + metric} (under `rule="paper"`, the kept epoch is the last one and "best_epoch" and
     "best_" + metric name it and its value).
@@ -49,19 +51,29 @@ def fit(step: StepFn, validate: Callable[[], float], weights: nn.Module | Sequen
     alone). `n` training samples are batched `batch_size` at a time. Only epochs from `first_epoch`
     on may become the best (e.g. after a warm-up); patience counts from the best epoch once there
     is one. If no epoch qualified, the last epoch's weights stay and count as the best. Under
-    `rule="paper"`, `first_epoch` is ignored: falls are counted from the second epoch on."""
-    if direction not in ("max", "min"):
-        raise ValueError(f"direction must be 'max' or 'min', got {direction!r}.")
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}.")
-    if max_epochs < 1:
-        raise ValueError(f"max_epochs must be at least 1, got {max_epochs}.")
+    `rule="paper"`, `first_epoch` is ignored: falls are counted from the second epoch on.
+
+    Inside `checkpoints.checkpointed(folder)`, the state (with `optimizer`'s, which `step` uses) is
+    saved after epochs and a second call resumes from it (`attractor_bench.checkpoints`)."""
+    _check(direction, rule, max_epochs)
     module = weights if isinstance(weights, nn.Module) else None
     weights = module if module is not None else tuple(weights)
-    better = (lambda a, b: a > b) if direction == "max" else (lambda a, b: a < b)
-    best = -math.inf if direction == "max" else math.inf
-    best_epoch, best_state, values, falls = 0, None, [], 0
-    for epoch in range(1, max_epochs + 1):
+    ck = checkpoints.current({"n": n, "batch_size": batch_size, "max_epochs": max_epochs, "patience": patience,
+                              "rule": rule, "first_epoch": first_epoch, "direction": direction, "metric": metric,
+                              "weights": _shapes(weights)})
+    loop = _Loop(direction, rule, patience, first_epoch)
+    state = ck.load() if ck is not None else None
+    if state is not None:
+        _restore(weights, state["weights"])
+        checkpoints.set_rng_states(gen, state["rng"])
+        if state["finished"]:
+            if module is not None:
+                module.eval()
+            return state["history"]
+        loop.__dict__.update(state["loop"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+    for epoch in range(len(loop.values) + 1, max_epochs + 1):
         if module is not None:
             module.train()
         order = torch.randperm(n, generator=gen)
@@ -70,22 +82,63 @@ def fit(step: StepFn, validate: Callable[[], float], weights: nn.Module | Sequen
         if module is not None:
             module.eval()
         value = validate()
-        values.append(value)
         if on_epoch is not None:
             on_epoch(epoch, value)
-        if rule == "paper":
-            falls = falls + 1 if len(values) > 1 and better(values[-2], value) else 0
-            if falls >= patience:
-                break
-        elif epoch >= first_epoch and better(value, best):
-            best, best_epoch, best_state = value, epoch, _snapshot(weights)
-        elif best_state is not None and epoch - best_epoch >= patience:
+        stop = loop.after(epoch, value, weights)
+        if ck is not None and not stop and epoch < max_epochs and ck.due(last=False):
+            ck.save({"finished": False, "epoch": epoch, "weights": _snapshot(weights), "rng": checkpoints.rng_states(gen),
+                     "loop": dict(loop.__dict__), "optimizer": optimizer.state_dict() if optimizer is not None else None})
+        if stop:
             break
-    if best_state is None:
-        best, best_epoch = values[-1], len(values)
-    else:
-        _restore(weights, best_state)
-    return {metric: values, "best_epoch": best_epoch, f"best_{metric}": best}
+    history = loop.end(weights, metric)
+    if ck is not None:
+        ck.save({"finished": True, "weights": _snapshot(weights), "rng": checkpoints.rng_states(gen), "history": history})
+    return history
+
+
+def _check(direction: str, rule: str, max_epochs: int) -> None:
+    if direction not in ("max", "min"):
+        raise ValueError(f"direction must be 'max' or 'min', got {direction!r}.")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}.")
+    if max_epochs < 1:
+        raise ValueError(f"max_epochs must be at least 1, got {max_epochs}.")
+
+
+class _Loop:
+    """The early-stopping rule's state: the metric per epoch, the best epoch and its weights, the falls."""
+
+    def __init__(self, direction: Direction, rule: Rule, patience: int, first_epoch: int):
+        self.direction, self.rule, self.patience, self.first_epoch = direction, rule, patience, first_epoch
+        self.best = -math.inf if direction == "max" else math.inf
+        self.best_epoch, self.best_state, self.values, self.falls = 0, None, [], 0
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.direction == "max" else a < b
+
+    def after(self, epoch: int, value: float, weights) -> bool:
+        """Record the epoch's value; True when training stops here."""
+        self.values.append(value)
+        if self.rule == "paper":
+            self.falls = self.falls + 1 if len(self.values) > 1 and self.better(self.values[-2], value) else 0
+            return self.falls >= self.patience
+        if epoch >= self.first_epoch and self.better(value, self.best):
+            self.best, self.best_epoch, self.best_state = value, epoch, _snapshot(weights)
+            return False
+        return self.best_state is not None and epoch - self.best_epoch >= self.patience
+
+    def end(self, weights, metric: str) -> dict:
+        if self.best_state is None:
+            self.best, self.best_epoch = self.values[-1], len(self.values)
+        else:
+            _restore(weights, self.best_state)
+        return {metric: self.values, "best_epoch": self.best_epoch, f"best_{metric}": self.best}
+
+
+def _shapes(weights: nn.Module | tuple[torch.Tensor, ...]) -> list:
+    if isinstance(weights, nn.Module):
+        return [[k, list(v.shape)] for k, v in weights.state_dict().items()]
+    return [list(p.shape) for p in weights]
 
 
 def _snapshot(weights: nn.Module | tuple[torch.Tensor, ...]) -> dict | list:

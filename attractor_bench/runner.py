@@ -145,6 +145,7 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
         log.bar.update(task, description=line, completed=epoch)
         log.line(line)
 
+    on_epoch.say = log.say  # checkpoint lines (a training resumed: attractor_bench.checkpoints)
     t0 = time.perf_counter()
     ctx.progress = on_epoch
     model, info = _build_model(spec, suite, ctx)
@@ -303,6 +304,23 @@ def run_suite(
     log.say(f"{suite.name}: {checked.summary()}.")
     with plugin_errors(suite):  # outside code raising from here on: one message naming it
         return _run(suite, dev, log, data_root, cache_dir, download, fresh, workers, cluster)
+
+
+def train_suite(suite: Suite | str | Path, data_root: str | Path | None = None, cache_dir: str | Path | None = None,
+                download: bool = True, console: Console | None = None, progress: bool = True,
+                device: str | None = None) -> dict:
+    """Train (or load) every model of `suite` and its defence's networks into the cache, and stop
+    there: the first step of a long run (`scripts/reproduce.sh`), resumable epoch by epoch
+    (`attractor_bench.checkpoints`). Returns what run.json would record about each model."""
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    dev = resolve_device(device or suite.device)
+    _check_run(suite, 1, None)
+    log = Log(console or Console(stderr=True), progress)
+    splits = data_mod.mnist_train_val(data_root, download)
+    with plugin_errors(suite), deterministic(), log:
+        activate(dev)
+        return {spec.name: _prepare_one(spec, suite, Context(*splits, suite.seed, cache_dir, device=str(dev)), log, dev)[1]
+                for spec in suite.models}
 
 
 def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, download: bool, fresh: bool, workers: int,

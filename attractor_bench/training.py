@@ -158,7 +158,7 @@ def _fit_stage(
 
     return early_stopping.fit(step, val_accuracy, params, n=len(f_train), batch_size=cfg.batch_size, gen=gen,
                               max_epochs=cfg.max_epochs, patience=cfg.patience, rule=cfg.early_stopping.value,
-                              on_epoch=report_to(progress, name, cfg.max_epochs))
+                              on_epoch=report_to(progress, name, cfg.max_epochs), optimizer=opt)
 
 
 def train(train: Split, val: Split, cfg: TrainConfig, progress: ProgressFn | None = None,

@@ -69,4 +69,4 @@ def fit_denoiser(model: nn.Module, ctx, corrupt: Callable, loss: Callable, max_e
 
     return early_stopping.fit(step, val_loss, model, n=len(x), batch_size=batch_size, gen=gen, max_epochs=max_epochs,
                               patience=patience, metric="val_loss", direction="min",
-                              on_epoch=report_to(ctx.progress, name, max_epochs))
+                              on_epoch=report_to(ctx.progress, name, max_epochs), optimizer=opt)

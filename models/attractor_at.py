@@ -85,5 +85,5 @@ def fit_attractor_at(model: AttractorNet, ctx, max_epochs: int, patience: int, n
 
     history = early_stopping.fit(step, val_accuracy, model, n=len(x), batch_size=batch_size, gen=gen,
                                  max_epochs=max_epochs, patience=patience, first_epoch=ramp_epochs,
-                                 on_epoch=report_to(ctx.progress, "attractor-at", max_epochs))
+                                 on_epoch=report_to(ctx.progress, "attractor-at", max_epochs), optimizer=opt)
     return {**history, "val_metric": f"PGD-{steps} accuracy of the pipeline at eps {eps}"}

@@ -97,7 +97,7 @@ def fit_classifier(model: nn.Module, ctx, max_epochs: int = 20, patience: int = 
     # the ramp keeps the last epoch's weights).
     history = early_stopping.fit(step, val_accuracy, model, n=len(x), batch_size=batch_size, gen=gen,
                                  max_epochs=max_epochs, patience=patience, first_epoch=ramp_epochs if adversarial else 1,
-                                 on_epoch=report_to(ctx.progress, name, max_epochs))
+                                 on_epoch=report_to(ctx.progress, name, max_epochs), optimizer=opt)
     return {**history, "val_metric": f"PGD-{steps} accuracy at eps {eps}" if adversarial else "clean accuracy"}
 
 

@@ -1,45 +1,59 @@
 #!/usr/bin/env bash
-# Regenerate every committed result folder and the leaderboard with the current code, one training
-# per model preset shared by every suite (the model cache), and print the wall time of each step.
+# Regenerate every committed result folder and the leaderboard with the current code, from an empty
+# cache, resumably, and record each step's wall time.
 #
 #   bash scripts/reproduce.sh [DATA_ROOT] [CACHE_DIR]
 #
-# DATA_ROOT: the datasets in torchvision's layout (default ../shared/datasets); CACHE_DIR: the model
-# and cell cache (default: a new empty folder under /tmp, so that every model is trained here; give
-# an existing cache to reuse its trained models and finished cells). Results go to results/.
-# On 2 CPU cores from an empty cache: see docs/reproducing.md for the times
-# measured. suites/leaderboard_full.yaml (all 10,000 test images) is not part of it: it is the run
-# for a GPU machine (bash scripts/reproduce.sh with SUITES="leaderboard_full"). The cells are
-# computed in WORKERS processes (default: one per core; the tables are those of one process, to
-# the last digit where the CPU's kernels do not depend on the thread split: docs/performance.md).
+# DATA_ROOT: the datasets in torchvision's layout (default ../shared/datasets). CACHE_DIR: the model
+# and cell cache (default ~/.cache/attractor-bench-reproduce; give an empty folder to start from
+# nothing). Stopped anywhere (Ctrl-C, SIGTERM, a kill, a stopped machine), the same command continues:
+# trainings resume from their last saved epoch (attractor_bench/checkpoints.py), finished cells come
+# from the cell store, finished steps take seconds. Results go to results/.
+#
+# Steps: 1. `attractor-bench train` every model of every suite (one training per preset, shared by
+# every suite); 2. each classification suite; 3. the OOD suites; 4. the paper's other readings and
+# their seed spread (results/readings); 5. the leaderboard and the reproduction document.
+# Each step's wall time is appended to CACHE_DIR/reproduce-times.tsv (step, seconds, finished at,
+# this call's start) and printed; docs/reproducing.md gives a whole run's times.
+# suites/leaderboard_full.yaml (all 10,000 test images) is not part of it: it is the run for a GPU
+# machine (SUITES="leaderboard_full" bash scripts/reproduce.sh). The cells are computed in WORKERS
+# processes (default: one per core; the tables are those of one process: docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/datasets}"
-cache="${2:-$(mktemp -d /tmp/attractor-bench-cache.XXXXXX)}"
+cache="${2:-$HOME/.cache/attractor-bench-reproduce}"
 suites="${SUITES:-mnist_fgsm mnist_adaptive leaderboard leaderboard_sota leaderboard_attractor_at}"
+readings="mnist_fgsm_readings mnist_fgsm_seeds"
+oods="ood ood_apudae ood_cnn_at ood_attractor_at"
 workers="${WORKERS:-$(nproc)}"
-echo "data: $data; cache: $cache; suites: $suites; workers: $workers"
+mkdir -p "$cache"
+times="$cache/reproduce-times.tsv"
+call="$(date -u +%FT%TZ)"
+echo "data: $data; cache: $cache; suites: $suites; workers: $workers; step times: $times"
+step() {  # step NAME COMMAND...: run it, record its wall time
+    local name="$1" start=$SECONDS
+    shift
+    "$@"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$(( SECONDS - start ))" "$(date -u +%FT%TZ)" "$call" >> "$times"
+    echo "step $name: $(( SECONDS - start )) s"
+}
 total=$SECONDS
+all_suites="$suites"
+[[ -z "${SUITES:-}" ]] && all_suites="$suites $readings"
+step train attractor-bench train $(for s in $all_suites; do echo "suites/$s.yaml"; done) \
+    --data-root "$data" --cache-dir "$cache" --no-download
 for s in $suites; do
-    start=$SECONDS
-    attractor-bench run "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --workers "$workers" --no-download
-    echo "suite $s: $(( SECONDS - start )) s"
+    step "$s" attractor-bench run "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --workers "$workers" --no-download
 done
-if [[ -z "${SUITES:-}" ]]; then  # OOD detection under attack, on the same trainings (issue 18)
-    start=$SECONDS
-    for s in ood ood_apudae ood_cnn_at ood_attractor_at; do
-        attractor-bench ood "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --no-download
+if [[ -z "${SUITES:-}" ]]; then
+    for s in $oods; do  # OOD detection under attack, on the same trainings
+        step "$s" attractor-bench ood "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --no-download
     done
-    echo "ood suites: $(( SECONDS - start )) s"
-fi
-if [[ -z "${SUITES:-}" ]]; then  # the paper's other readings, and their seed spread, for docs/REPRODUCTION.md and docs/results.md (issue 19)
-    start=$SECONDS
-    for s in mnist_fgsm_readings mnist_fgsm_seeds; do
-        attractor-bench run "suites/$s.yaml" --results-dir results/readings --data-root "$data" \
+    for s in $readings; do  # the paper's other readings and their seed spread (docs/REPRODUCTION.md, docs/results.md)
+        step "$s" attractor-bench run "suites/$s.yaml" --results-dir results/readings --data-root "$data" \
             --cache-dir "$cache" --workers "$workers" --no-download
     done
-    echo "suites mnist_fgsm_readings, mnist_fgsm_seeds: $(( SECONDS - start )) s"
 fi
-attractor-bench leaderboard --results-dir results
-attractor-bench reproduction --results-dir results
-echo "all: $(( SECONDS - total )) s"
+step leaderboard attractor-bench leaderboard --results-dir results
+step reproduction attractor-bench reproduction --results-dir results
+echo "all (this call): $(( SECONDS - total )) s; every call's steps: $times"
