@@ -145,3 +145,24 @@ def test_a_training_killed_mid_way_resumes_to_the_same_weights(tmp_path, sig):
     assert "resuming from checkpoint" in again.stdout + again.stderr
     assert again.stdout.splitlines()[-1] == whole.stdout.splitlines()[-1]
     assert again.stdout.count("epoch ") < whole.stdout.count("epoch ")  # it did not start over
+
+
+def test_the_train_command_trains_once_and_refuses_a_bad_suite_before_training(tmp_path, data_root):
+    from typer.testing import CliRunner
+
+    from attractor_bench.cli import app
+
+    runner = CliRunner()
+    args = ["train", "suites/micro.yaml", "--data-root", str(data_root), "--cache-dir", str(tmp_path / "cache"),
+            "--no-download", "--no-progress"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "2 models ready (2 trained now: baseline, attractor)" in first.output
+    second = runner.invoke(app, args)
+    assert "2 models ready (0 trained now)" in second.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 0\nmodels: {m: {preset: nosuch}}\nattacks: []\n")
+    refused = runner.invoke(app, ["train", "suites/micro.yaml", str(bad), "--cache-dir", str(tmp_path / "other"),
+                                  "--no-download"])
+    assert refused.exit_code == 2 and "bad.yaml" in refused.output
+    assert not (tmp_path / "other" / "models").exists()  # the valid first suite was not trained either
