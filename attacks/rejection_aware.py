@@ -17,6 +17,11 @@ iterations and the same clipping as at test time). Each step is a signed-gradien
 succeeds (misclassified and accepted; or accepted) is kept; samples that never succeed return
 the last iterate. `num_random_init` > 0 restarts from uniform points in the ball for samples
 that have not succeeded yet.
+
+Its cost is counted on the classifier it is given (`CheckedClassifier.count`, as the cell reads
+an attack's cost): each iterate's objective is one forward pass per image through the pipeline,
+each gradient one backward pass per image (the attack runs the rejector's defence itself, so the
+classifier's own counters would otherwise stay at 0 / 0).
 """
 
 from __future__ import annotations
@@ -58,6 +63,12 @@ class RejectionAwarePGD:
         penalty = torch.relu(self.rejector.threshold + self.margin - sim)
         return gap - self.c * penalty, accepted & (z.argmax(1) != y)
 
+    def _count(self, forward: int, backward: int) -> None:
+        """Count images passed forward and backward on the classifier (one that does not count: nothing)."""
+        count = getattr(self.classifier, "count", None)
+        if callable(count):
+            count(forward=forward, backward=backward)
+
     def _batch(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         best = x.clone()
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
@@ -77,6 +88,7 @@ class RejectionAwarePGD:
                 with torch.enable_grad():
                     objective, success = self._objective(xa, yt)
                     grad = torch.autograd.grad(objective.sum(), xa)[0] if step < self.max_iter else None
+                self._count(len(xa), 0 if grad is None else len(xa))
                 new = success & ~found
                 kept[new] = xa.detach()[new]
                 found |= success

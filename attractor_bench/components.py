@@ -75,8 +75,9 @@ DECLARED: tuple[Component, ...] = (
     Component("ood.scores", 1, (f"{_A}.ood.rejectors",), "OOD scores: reconstruction similarity, max softmax, energy"),
     Component("ood.attacks", 1, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),
     Component("ood.metrics", 1, (f"{_A}.ood.metrics",), "AUROC, AUPR-IN/OUT, FPR95TPR of the OOD runs"),
-    Component("ood.evaluate", 1, (f"{_A}.ood.evaluate", f"{_A}.ood.synthetic", f"{_A}.ood.report:best_rejectors"),
-              "an OOD run's cells, its noise sets and the best-rejector choice"),
+    # 2: the best rejector is chosen on validation images apart from the test images, not on the test sets
+    Component("ood.evaluate", 2, (f"{_A}.ood.evaluate", f"{_A}.ood.synthetic", f"{_A}.ood.report:best_rejectors"),
+              "an OOD run's cells, its noise sets and the best-rejector choice on validation images"),
 )
 
 # A run uses these whatever its models and attacks (a newer version of one stales the whole run).

@@ -398,6 +398,7 @@ class OODSuiteDoc(Doc):
     name: safe_name("suite name") = Field(None, description="default: the file's name")
     n_test: Count = 1000
     n_ood: Count = 1000
+    n_validation: Count | None = Field(None, description="images per set the best rejector is chosen on (default: n_ood / 4, at most 250)")
     ood: list_of(one_of(*OOD_DATASETS, *SYNTHETIC_SETS, what="OOD set"), "a non-empty list of OOD sets") = \
         [*OOD_DATASETS, *SYNTHETIC_SETS]
     eps: list_of(number(0.0, EPS_MAX["linf"], open_lo=True), "a non-empty list of L-inf budgets") = [0.1]

@@ -126,6 +126,20 @@ def test_rejection_aware_attack_evades_the_rejector_or_gets_ood_accepted(trained
     assert after > before
 
 
+def test_rejection_aware_attack_counts_its_passes_on_the_classifier(trained):
+    """Its cost is counted where a cell reads it (`CheckedClassifier.passes`): one forward pass per
+    image and iterate, one backward pass per image and gradient (it showed 0 / 0 before)."""
+    model, x, y = trained
+    defence = AttractorDefence(model, max_iter=1)
+    clf = make_classifier(model, defence=defence)
+    never = PearsonRejector(defence, threshold=1.0)  # no reconstruction is perfect: nothing accepted, no early stop
+    for labels in (y, None):  # in-distribution and OOD mode
+        before = dict(clf.passes)
+        ATTACKS["rejection_aware"].build(clf, 0.1, rejector=never, max_iter=4).generate(x, y=labels)
+        spent = {k: clf.passes[k] - before[k] for k in before}
+        assert spent == {"forward": len(x) * 5, "backward": len(x) * 4}  # 4 steps, then the last iterate judged
+
+
 @pytest.mark.parametrize("eps", [0.1, 0.3, 20 / 255])
 def test_registry_pgd_gives_arts_bits(model, images, eps):
     """The registry's PGD (ART's PyTorch PGD with the L-inf projection as one clamp) equals ART's

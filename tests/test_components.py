@@ -141,7 +141,8 @@ def test_a_bump_of_one_attack_rekeys_its_cells_and_stales_only_its_numbers(tmp_p
     results = committed(tmp_path)
     rows, stale = board(results)
     before = keys()
-    monkeypatch.setitem(ATTACKS, "rejection_aware", dataclasses.replace(ATTACKS["rejection_aware"], version=2))
+    entry = ATTACKS["rejection_aware"]
+    monkeypatch.setitem(ATTACKS, "rejection_aware", dataclasses.replace(entry, version=entry.version + 1))
     components.reset()
     after = keys()
     assert sorted(k for k in before if before[k] != after[k]) == ["attack rejection_aware"]

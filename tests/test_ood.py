@@ -1,9 +1,11 @@
 """The OOD-under-attack evaluation (attractor_bench.ood): metrics against brute-force definitions,
 the synthetic sets, the rejectors against the project's PearsonRejector, the score attacks'
-directions and budgets, the K+1 model's decision rule, the suite's errors, and one CLI run whose
-README re-renders from its files."""
+directions and budgets, the K+1 model's decision rule, the suite's errors, the best rejector chosen
+on validation images apart from the test images, and one CLI run whose README re-renders from its
+files and whose log says which models it computed."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,11 +17,13 @@ from attractor_bench import AttractorNet
 from attractor_bench.cli import app
 from attractor_bench.defences import AttractorDefence, PearsonRejector
 from attractor_bench.errors import ConfigError
+from attractor_bench.data import mnist_train_val
 from attractor_bench.ood import synthetic
+from attractor_bench.ood.evaluate import COLUMNS, N_VALIDATION, OODResult, load_sets, rows, selection, validation_sets
 from attractor_bench.ood.attacks import ScoreModel, bounds, score_attack, _Detector, _Softmax
 from attractor_bench.ood.metrics import accuracy_coverage, ood_metrics, threshold_at_tpr
 from attractor_bench.ood.rejectors import Rejector, _Score, reconstruction
-from attractor_bench.ood.report import rerender
+from attractor_bench.ood.report import meta_doc, rerender
 from attractor_bench.ood.suite import load_ood_suite
 from attractor_bench.defences import pearson
 
@@ -72,6 +76,7 @@ def test_synthetic_sets_are_seeded_images():
         a, b, c = synthetic.load(name, 8, 0), synthetic.load(name, 8, 0), synthetic.load(name, 8, 1)
         assert a.x.shape == (8, 1, 28, 28) and a.x.dtype == np.float32 and (a.y == -1).all()
         assert np.array_equal(a.x, b.x) and not np.array_equal(a.x, c.x)
+        assert not np.array_equal(a.x, synthetic.load(name, 8, 0, part="validation").x)  # a stream of its own
         assert a.x.min() >= 0 and a.x.max() <= 1
     smooth, noise = synthetic.load("smooth_noise", 8).x, synthetic.load("uniform_noise", 8).x
     tv = lambda x: np.abs(np.diff(x, axis=-1)).mean()  # low-frequency: neighbours close
@@ -135,6 +140,54 @@ def test_k_plus_one_class_wins_exactly_where_the_rejector_rejects(attractor, ima
     assert np.array_equal(rejected, r.scores(images) < r.threshold)
 
 
+def _two_rejectors(test_best: str, val_best: str) -> dict:
+    """One model's arrays with rejectors `similarity` and `msp` against one OOD set: on the test images
+    `test_best` separates MNIST from the OOD images and the other inverts them; on the validation
+    images `val_best` does."""
+    rng = np.random.default_rng(0)
+    hi, lo = rng.uniform(0.6, 1.0, 40), rng.uniform(0.0, 0.4, 40)
+    arrays = {"correct/clean": np.ones(40, bool)}
+    for r in ("similarity", "msp"):
+        arrays[f"threshold/{r}"] = np.array([0.5])
+        for prefix, best in (("", test_best), ("val/", val_best)):
+            id_s, ood_s = (hi, lo) if r == best else (lo, hi)
+            for cond in ("clean", "pgd/0.1"):
+                arrays[f"{prefix}score/{r}/mnist/{cond}"], arrays[f"{prefix}score/{r}/uniform_noise/{cond}"] = id_s, ood_s
+    return arrays
+
+
+def test_the_best_rejector_is_chosen_on_validation_images_not_on_the_test_sets():
+    """The choice follows the validation images' robust AUROC whatever the test sets say; the test
+    sets' numbers are then reported for the chosen rejector."""
+    suite = SimpleNamespace(name="s", eps=(0.1,), attacks=("pgd",), ood=("uniform_noise",))
+
+    def best(test_best, val_best):
+        arrays = _two_rejectors(test_best, val_best)
+        table = pd.DataFrame(rows("m", arrays, suite), columns=COLUMNS)
+        meta = {"models": {"m": {}}, "validation": {"n_images": {}, "eps": 0.1, "robust_auroc": {"m": selection(arrays, suite)}}}
+        doc = meta_doc(OODResult(suite, table, meta), "cmd", None, "today")
+        assert doc["auroc"]["models"]["m"][test_best]["uniform_noise"]["robust"] == 1.0  # the test sets' numbers
+        return doc["best_rejector"]["m"]
+    assert best(test_best="msp", val_best="similarity") == "similarity"
+    assert best(test_best="similarity", val_best="similarity") == "similarity"  # the test scores change nothing
+    assert best(test_best="similarity", val_best="msp") == "msp"
+
+
+def test_validation_images_are_apart_from_the_test_images(data_root):
+    suite = SimpleNamespace(name="s", n_test=20, n_ood=16, n_validation=12, seed=0,
+                            ood=("fashion_mnist", "cifar10_bw", "uniform_noise", "smooth_noise"))
+    mnist_val = mnist_train_val(data_root, download=False)[1]
+    val, test = validation_sets(suite, mnist_val, data_root, False), load_sets(suite, data_root, False)
+    rows_of = lambda x: {row.tobytes() for row in x}
+    assert list(val) == list(test) and all(len(v) == 12 for v in val.values())
+    for name in val:
+        assert not rows_of(val[name].x) & rows_of(test[name].x), name
+    assert not rows_of(val["mnist"].x) & rows_of(mnist_val.x[:N_VALIDATION])  # nor those that calibrate thresholds
+    assert np.array_equal(validation_sets(suite, mnist_val, data_root, False)["cifar10_bw"].x, val["cifar10_bw"].x)
+    with pytest.raises(ConfigError, match="apart from the test images"):
+        validation_sets(SimpleNamespace(**{**vars(suite), "n_ood": 9995}), mnist_val, data_root, False)
+
+
 @pytest.mark.parametrize("text, match", [
     ("n_test: 5\n", "models_from"),
     ("models_from: [micro.yaml]\nood: [svhn]\n", "unknown OOD set"),
@@ -160,8 +213,9 @@ def ood_run(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("ood")
     result = CliRunner().invoke(app, ["ood", str(REPO / "suites" / "ood_micro.yaml"), "--data-root", str(data_root),
                                       "--cache-dir", str(tmp / "cache"), "--results-dir", str(tmp / "results"),
-                                      "--no-progress", "--no-download"])
+                                      "--no-download"])  # progress on: not a terminal, so one line per step
     assert result.exit_code == 0, result.output
+    (tmp / "log.txt").write_text(result.output)
     return tmp / "results" / "ood_micro"
 
 
@@ -179,6 +233,11 @@ def test_ood_run_writes_every_set_rejector_direction_and_cross_check(ood_run):
         index=["model", "dataset"], columns="attack", values="ood_accepted")
     assert (cross.stronger >= cross[["rejection_aware", "k_plus_one"]].max(axis=1) - 1e-9).all()
     assert meta["kind"] == "ood" and set(meta["best_rejector"]) == {"baseline", "attractor"}
+    val = meta["validation"]  # the choice: on 4 validation images per set (the default: a quarter of n_ood 16)
+    assert val["n_images"] == {"mnist": 4, "fashion_mnist": 4, "cifar10_bw": 4, "uniform_noise": 4, "smooth_noise": 4}
+    for m, rs in val["robust_auroc"].items():
+        assert set(rs) == set(t[t.model == m].rejector) and meta["best_rejector"][m] == min(rs, key=lambda r: (-rs[r], r))
+    assert "on validation images, none of them a test image" in (ood_run / "README.md").read_text()
     assert (ood_run / "accuracy_coverage.png").stat().st_size > 0
     assert (ood_run / "README.md").read_text() == rerender(ood_run)
 
@@ -192,8 +251,10 @@ def test_ood_run_resumes_from_the_cache(ood_run, data_root, monkeypatch):
     tmp = ood_run.parent.parent
     again = CliRunner().invoke(app, ["ood", str(REPO / "suites" / "ood_micro.yaml"), "--data-root", str(data_root),
                                      "--cache-dir", str(tmp / "cache"), "--results-dir", str(tmp / "again"),
-                                     "--no-progress", "--no-download"])
+                                     "--no-download"])
     assert again.exit_code == 0, again.output
+    for m in ("baseline", "attractor"):  # the log says which it computed and which it read
+        assert f"{m}: done (computed)" in (tmp / "log.txt").read_text() and f"{m}: done (from the cache)" in again.output
     assert (tmp / "again" / "ood_micro" / "ood.csv").read_bytes() == (ood_run / "ood.csv").read_bytes()
 
 

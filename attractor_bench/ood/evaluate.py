@@ -13,7 +13,12 @@ it), each rejector (`rejectors.rejectors_for`) and each eps:
   through ART's DetectorClassifier on the OOD images (direction `ood`), and per image the stronger
   of the two (`stronger`: accepted if either gets the image accepted);
 - the accuracy/coverage curves (figures): clean, and under the classification attack PGD
-  (cross-entropy through the pipeline, the registry's `pgd`) at each eps.
+  (cross-entropy through the pipeline, the registry's `pgd`) at each eps;
+- the validation images (`validation_sets`: MNIST validation images after those that calibrate the
+  thresholds, and per OOD set images apart from the test images), scored clean and under the score
+  attacks at the first eps, after everything above (the test numbers do not depend on them):
+  `selection` gives each rejector's robust AUROC on them, on which `report.best_rejectors` chooses
+  the model's best rejector, so that no choice is made on the test sets.
 
 Each model's arrays are stored in the cache (`<cache>/ood/<key>.npz`, the key covers the model's
 cell fingerprint, this package's code and the suite's images and budgets), so an interrupted run
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import zlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +47,7 @@ from attractor_bench.cache import resolve_cache_dir
 from attractor_bench.cells import Defended, Target
 from attractor_bench.determinism import deterministic
 from attractor_bench.device import activate, resolve_device
+from attractor_bench.errors import ConfigError
 from attractor_bench.files import array_fingerprint, atomic_write, key
 from attractor_bench import components
 from attractor_bench.provenance import environment
@@ -74,12 +81,37 @@ def load_sets(suite: OODSuite, data_root, download: bool) -> dict[str, data_mod.
     return sets
 
 
+def validation_sets(suite: OODSuite, mnist_val: data_mod.Split, data_root, download: bool) -> dict[str, data_mod.Split]:
+    """The images each model's best rejector is chosen on, `suite.n_validation` per set, none of them
+    a test image: MNIST validation images N_VALIDATION.. (after those that calibrate the thresholds);
+    per real OOD set, a seeded sample of its images after the first n_ood (the test images); per
+    synthetic set, its validation stream."""
+    n = suite.n_validation
+    if N_VALIDATION + n > len(mnist_val):
+        raise ConfigError(f"{suite.name}: n_validation {n} is more than the {len(mnist_val) - N_VALIDATION} MNIST "
+                          "validation images left after those that calibrate the rejectors.")
+    sets = {"mnist": mnist_val.take(np.arange(N_VALIDATION, N_VALIDATION + n))}
+    for name in suite.ood:
+        if name in synthetic.DISPLAY_NAMES:
+            sets[name] = synthetic.load(name, n, suite.seed, part="validation")
+            continue
+        full = data_mod.load(name, "test", data_root, download)
+        if suite.n_ood + n > len(full):
+            raise ConfigError(f"{suite.name}: n_ood {suite.n_ood} and n_validation {n} are more than the {len(full)} "
+                              f"images of {name}; the validation images must be apart from the test images.")
+        rng = np.random.default_rng([suite.seed, zlib.crc32(f"validation/{name}".encode())])
+        sets[name] = full.take(np.sort(rng.choice(np.arange(suite.n_ood, len(full)), n, replace=False)))
+    return sets
+
+
 def _predict(d: Defended, x: np.ndarray) -> np.ndarray:
     return d.classifiers[Target.PIPELINE].predict(x, batch_size=BATCH).argmax(1)
 
 
-def _model_arrays(d: Defended, suite: OODSuite, sets: dict, val_x: np.ndarray, log: Log, task) -> dict[str, np.ndarray]:
-    """Every per-image number of one model: scores clean and attacked, predictions, cross-checks."""
+def _model_arrays(d: Defended, suite: OODSuite, sets: dict, val_x: np.ndarray, log: Log, task,
+                  val_sets: dict) -> dict[str, np.ndarray]:
+    """Every per-image number of one model: scores clean and attacked, predictions, cross-checks,
+    then the validation images' scores (`val/...`)."""
     out: dict[str, np.ndarray] = {}
     mnist = sets["mnist"]
     out["correct/clean"] = _predict(d, mnist.x) == mnist.y
@@ -117,6 +149,36 @@ def _model_arrays(d: Defended, suite: OODSuite, sets: dict, val_x: np.ndarray, l
                 out[f"score/similarity/{ds}/rejection_aware/{e:g}"] = similarity.scores(ra)
                 out[f"score/similarity/{ds}/k_plus_one/{e:g}"] = similarity.scores(k_plus_one(logits, similarity, split.x, e, suite.budgets.get("k_plus_one")))
                 log.bar.advance(task)
+    return {**out, **_validation_arrays(rejectors, suite, val_sets, log, task)}
+
+
+def _validation_arrays(rejectors: list, suite: OODSuite, val_sets: dict, log: Log, task) -> dict[str, np.ndarray]:
+    """Every rejector's scores of the validation images, clean and under each score attack at the
+    first eps (`val/score/<rejector>/<set>/...`): what the best rejector is chosen on."""
+    out, e = {}, suite.eps[0]
+    for r in rejectors:
+        for ds, split in val_sets.items():
+            out[f"val/score/{r.name}/{ds}/clean"] = r.scores(split.x)
+        clean_all = np.concatenate([out[f"val/score/{r.name}/{ds}/clean"] for ds in val_sets])
+        for a in suite.attacks:
+            for ds, split in val_sets.items():
+                direction = "down" if ds == "mnist" else "up"
+                log.bar.update(task, description=f"{r.name}: {a} {direction} on {ds} (validation) at eps {e:g}")
+                log.line(f"score attack {a} ({r.name}, {direction}) on {ds} (validation) at eps {e:g}")
+                x_adv = score_attack(a, r, split.x, e, direction, clean_all, suite.seed, suite.budgets.get(a))
+                out[f"val/score/{r.name}/{ds}/{a}/{e:g}"] = r.scores(x_adv)
+                log.bar.advance(task)
+    return out
+
+
+def selection(arrays: dict, suite: OODSuite) -> dict[str, float]:
+    """Per rejector, the robust AUROC (joint, per image the worst over the score attacks) at the
+    first eps, averaged over the OOD sets, on the validation images alone: the best rejector's rule."""
+    e, out = suite.eps[0], {}
+    for r in (k.split("/")[1] for k in arrays if k.startswith("threshold/")):
+        v = lambda ds: [arrays[f"val/score/{r}/{ds}/{a}/{e:g}"] for a in suite.attacks]
+        id_worst = np.min(v("mnist"), axis=0)
+        out[r] = float(np.mean([ood_metrics(id_worst, np.max(v(ds), axis=0))["AUROC"] for ds in suite.ood]))
     return out
 
 
@@ -132,16 +194,17 @@ class _Logits(torch.nn.Module):
 
 
 def _jobs(d: Defended, suite: OODSuite, n_sets: int) -> int:
-    """The attack jobs of one model, for the progress bar's total."""
+    """The attack jobs of one model, for the progress bar's total (the validation images' at one eps)."""
     n_rejectors = 2 + (getattr(d.defence, "dae", None) is not None or d.rejector is not None)
     cross = len(suite.eps) * (n_sets - 1) if suite.k_plus_one and d.rejector is not None else 0
-    return n_rejectors * len(suite.eps) * len(suite.attacks) * n_sets + cross
+    return n_rejectors * (len(suite.eps) + 1) * len(suite.attacks) * n_sets + cross
 
 
-def _cached(path: Path, compute) -> dict[str, np.ndarray]:
+def _cached(path: Path, compute) -> tuple[dict[str, np.ndarray], bool]:
+    """The arrays stored at `path`, else computed and stored; and whether they came from the cache."""
     if path.is_file():
         with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}, True
     arrays = compute()
 
     def write(tmp: Path) -> None:
@@ -149,7 +212,7 @@ def _cached(path: Path, compute) -> dict[str, np.ndarray]:
         np.savez(buf, **arrays)
         tmp.write_bytes(buf.getvalue())
     atomic_write(path, write)
-    return arrays
+    return arrays, False
 
 
 def _metric_row(model, r, threshold, ds, e, direction, attack, id_s, ood_s) -> dict:
@@ -212,11 +275,12 @@ def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = Tr
     splits = data_mod.mnist_train_val(data_root, download)
     sets = load_sets(suite, data_root, download)
     val_x = splits[1].x[:N_VALIDATION]
+    val_sets = validation_sets(suite, splits[1], data_root, download)
     code = key(components=components.versions(*components.OOD_WIDE))
     folder = resolve_cache_dir(cache_dir) / "ood"
-    images = array_fingerprint(*(s.x for s in sets.values()), sets["mnist"].y, val_x)
+    images = array_fingerprint(*(s.x for s in sets.values()), sets["mnist"].y, val_x, *(s.x for s in val_sets.values()))
     spec = {k: getattr(suite, k) for k in ("eps", "attacks", "k_plus_one", "seed", "budgets")}
-    table, models, all_curves, seconds = [], {}, {}, {}
+    table, models, all_curves, seconds, chosen_on = [], {}, {}, {}, {}
     log.say(f"{suite.name}: {len(suite.model_names)} models ({', '.join(suite.model_names)}), "
             f"MNIST against {', '.join(suite.ood)}, score attacks {', '.join(suite.attacks)} at eps "
             f"{', '.join(f'{e:g}' for e in suite.eps)}.")
@@ -230,11 +294,12 @@ def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = Tr
                 start = time.perf_counter()
                 torch.manual_seed(suite.seed)
                 path = folder / f"{key(code=code, model=d.fingerprint, images=images, spec=spec)}.npz"
-                arrays = _cached(path, lambda: _model_arrays(d, suite, sets, val_x, log, task))
+                arrays, hit = _cached(path, lambda: _model_arrays(d, suite, sets, val_x, log, task, val_sets))
                 log.bar.update(task, description=f"{spec_m.name}: done", completed=_jobs(d, suite, len(sets)))
-                log.line(f"{spec_m.name}: done ({'from the cache' if path.is_file() else 'computed'})")
+                log.line(f"{spec_m.name}: done ({'from the cache' if hit else 'computed'})")
                 seconds[spec_m.name] = round(time.perf_counter() - start, 1)
                 table += rows(spec_m.name, arrays, suite)
+                chosen_on[spec_m.name] = selection(arrays, suite)
                 all_curves[spec_m.name] = curves(arrays, suite)
                 info = meta[spec_m.name]
                 models[spec_m.name] = {"suite": s.name, "preset": info.get("preset"), "identity": identity(info),
@@ -246,5 +311,7 @@ def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = Tr
     meta = {"components": components.versions(*components.OOD_WIDE, *used), "environment": environment(dev.type),
             "models": models, "model_seconds": seconds, "n_images": {k: len(v) for k, v in sets.items()},
             "ood": list(suite.ood), "eps": list(suite.eps), "attacks": list(suite.attacks), "k_plus_one": suite.k_plus_one, "budgets": {a: {**b, **suite.budgets.get(a, {})} for a, b in BUDGETS.items()},
-            "seed": suite.seed, "device": str(dev), "wall_seconds": round(time.perf_counter() - t0, 1)}
+            "seed": suite.seed, "device": str(dev), "wall_seconds": round(time.perf_counter() - t0, 1),
+            "validation": {"n_images": {k: len(v) for k, v in val_sets.items()}, "eps": suite.eps[0],
+                           "robust_auroc": chosen_on}}
     return OODResult(suite, pd.DataFrame(table, columns=COLUMNS), meta, all_curves)

@@ -5,6 +5,7 @@ budgets. Read with the same strict YAML reader as the other suites (`suitefile.r
     models: [attractor, mlp]          # optional: only these (default: all of them)
     n_test: 1000                      # MNIST test images (the in-distribution half)
     n_ood: 1000                       # images of each OOD set
+    n_validation: 250                 # optional: images per set the best rejector is chosen on (default: n_ood / 4, at most 250)
     ood: [fashion_mnist, cifar10_bw, uniform_noise, smooth_noise]
     eps: [0.1]                        # L-inf budgets of the score attacks
     attacks: [pgd, apgd, square]      # score attacks, each in both directions
@@ -23,6 +24,8 @@ from attractor_bench import schema, suitefile
 from attractor_bench.config import Suite, load_suite
 from attractor_bench.errors import ConfigError
 
+VALIDATION_MAX = 250  # images per set for the best rejector's choice when the suite gives none: n_ood / 4, at most this
+
 @dataclass(frozen=True)
 class OODSuite:
     name: str
@@ -35,6 +38,8 @@ class OODSuite:
     k_plus_one: bool
     seed: int
     budgets: dict  # attack -> overrides of attacks.BUDGETS
+    n_validation: int = 250  # MNIST validation images and images of each OOD set, apart from the test images,
+    # on which each model's best rejector is chosen (evaluate.validation_sets)
 
     @property
     def model_names(self) -> list[str]:
@@ -66,4 +71,5 @@ def load_ood_suite(path: str | Path) -> OODSuite:
         suites = [dataclasses.replace(s, models=tuple(m for m in s.models if m.name in doc.models)) for s in suites]
         suites = [s for s in suites if s.models]
     return OODSuite(schema.suite_name(doc.name, path), tuple(suites), doc.n_test, doc.n_ood, tuple(doc.ood), tuple(doc.eps),
-                    tuple(doc.attacks), doc.k_plus_one, doc.seed, doc.budgets.given() if doc.budgets else {})
+                    tuple(doc.attacks), doc.k_plus_one, doc.seed, doc.budgets.given() if doc.budgets else {},
+                    doc.n_validation or max(1, min(doc.n_ood // 4, VALIDATION_MAX)))

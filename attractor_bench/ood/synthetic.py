@@ -5,8 +5,9 @@
 - `smooth_noise`: low-frequency noise, uniform noise blurred by a Gaussian filter of width
   sigma ~ U[1, 2.5] pixels (one per image, scipy.ndimage) and rescaled to span [0, 1].
 
-`load(name, n, seed)` returns a `data.Split` of n (N, 1, 28, 28) float32 images with label -1;
-the same (name, n, seed) gives the same bytes.
+`load(name, n, seed, part)` returns a `data.Split` of n (N, 1, 28, 28) float32 images with label
+-1; the same (name, n, seed, part) gives the same bytes. `part` "test" (the images reported) and
+"validation" (the images the best rejector is chosen on) draw from separate streams.
 """
 
 from __future__ import annotations
@@ -22,14 +23,20 @@ DISPLAY_NAMES = {"uniform_noise": "uniform noise", "smooth_noise": "smooth noise
 SHAPE = (1, 28, 28)
 
 
-def _rng(name: str, seed: int) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(name.encode())])  # one stream per set and seed
+PARTS = ("test", "validation")
 
 
-def load(name: str, n: int, seed: int = 0) -> Split:
+def _rng(name: str, seed: int, part: str) -> np.random.Generator:
+    words = [seed, zlib.crc32(name.encode())]  # one stream per set and seed
+    return np.random.default_rng(words if part == "test" else [*words, PARTS.index(part)])
+
+
+def load(name: str, n: int, seed: int = 0, part: str = "test") -> Split:
     if name not in DISPLAY_NAMES:
         raise KeyError(f"unknown synthetic set {name!r}; known: {', '.join(DISPLAY_NAMES)}")
-    rng = _rng(name, seed)
+    if part not in PARTS:
+        raise KeyError(f"unknown part {part!r}; known: {', '.join(PARTS)}")
+    rng = _rng(name, seed, part)
     x = rng.uniform(0.0, 1.0, size=(n, *SHAPE))
     if name == "smooth_noise":
         for i, sigma in enumerate(rng.uniform(1.0, 2.5, size=n)):
