@@ -96,7 +96,8 @@ def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.
         else:
             model, blob, cached = get_or_fit(spec.builder, spec.params, ctx)
             what = {"params": {**blob["params"], **{k: getattr(model, k) for k in spec.builder.eval_defaults}}}
-        return model, {"preset": spec.preset, **what, "from_cache": cached, "train_seconds": blob.get("train_seconds"),
+        return model, {"preset": spec.preset, **what, "from_cache": cached, "from_zoo": blob.get("zoo"),
+                       "train_seconds": blob.get("train_seconds"),
                        "history": _history(blob["history"])}
     try:
         model = spec.builder(train=ctx.train, val=ctx.val, seed=suite.seed, **spec.params)
