@@ -121,7 +121,7 @@ def satisfied(meta: dict, model: str, attractor_defence: bool, p: Protocol = PRO
     """`p.label` when the run (its run.json `meta`) evaluated `model` as protocol `p` does, else None."""
     try:
         return p.label if of_model(meta, model) == expected(p, attractor_defence) else None
-    except (KeyError, TypeError, AttributeError):  # a run.json of another shape: not under the protocol
+    except (KeyError, TypeError, AttributeError, ConfigError):  # another shape of run.json, or no protocol suite here
         return None
 
 
@@ -129,3 +129,15 @@ def micro(p: Protocol, suite: str, ood_suite: str | None = None) -> Protocol:
     """Another protocol over the same rules (tests: a small suite as the protocol's definition)."""
     q = replace(p, name=f"{p.name}-micro", suite=suite, ood_suite=ood_suite or p.ood_suite, fingerprint="")
     return replace(q, fingerprint=fingerprint(q))
+
+
+@lru_cache(maxsize=2)
+def leaderboard_models(suites: tuple[str, ...] = LEADERBOARD_SUITES) -> dict[str, tuple[Suite, object]]:
+    """Every leaderboard model name -> (its suite, its `ModelSpec`), the first suite that defines it winning
+    (`mlp` is the same model in each)."""
+    out = {}
+    for rel in suites:
+        suite = load_suite(ROOT / rel)
+        for spec in suite.models:
+            out.setdefault(spec.name, (suite, spec))
+    return out

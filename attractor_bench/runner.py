@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .files import array_fingerprint, key, weights_fingerprint
 from .metrics import accepted, cell_metrics
 from .plugins import BUILT_IN
+from .protocol import satisfied
 from .provenance import environment
 from .published import BEST_ROBUST
 from .recipes import Recipe
@@ -341,6 +342,8 @@ def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, downlo
     with deterministic(), log:
         activate(dev)
         ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
+        meta["protocol"] = {m.name: satisfied({**meta, "seed": suite.seed}, m.name, m.defence.name == "attractor")
+                            for m in suite.models}  # the named protocol each model's evaluation equals (or None)
         meta["components"] = components.used_by_run([c for m in meta["models"].values() for c in m["components"]],
                                                     [a.name for a in suite.attacks if a.origin == BUILT_IN])
         prepared = ws.prepared

@@ -175,6 +175,7 @@ def write(networks: dict[str, Network], models: dict[str, dict], protocol: dict 
         atomic_write(f, lambda tmp: save_file(tensors[stem], str(tmp), metadata={"cache_key": net.cache_key}))
         entries[stem] = {**net.entry(f.name), "sha256": sha256(f), "bytes": f.stat().st_size}
     total = sum(e["bytes"] for e in entries.values())
+    models = {name: {**m, **{k: entries[m["network"]][k] for k in ("file", "sha256", "weights")}} for name, m in models.items()}
     doc = {"format": FORMAT, "protocol": protocol, "bytes": total, "networks": dict(sorted(entries.items())),
            "models": dict(sorted(models.items()))}
     write_text(folder / MANIFEST, json.dumps(doc, indent=1, sort_keys=True) + "\n")
