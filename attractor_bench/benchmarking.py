@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import protocol, suitefile
+from .attacks import ATTACKS
 from .config import ModelSpec, Suite, parse_suite
 from .errors import ConfigError
 from .report import write_results
@@ -49,13 +50,18 @@ def protocol_suite(model, name: str, defence: dict | None, threshold: float | No
     sources = {a.get("source") for a in doc["attacks"] if a.get("source")}
     if name in sources:
         raise ConfigError(f"name {name!r} is a transfer source of the protocol; pick another --name.")
-    if isinstance(model, str) and model in ranked and name == model:
-        entry = copy.deepcopy(suitefile.read(ranked[model][0].path)["models"][model])
+    if isinstance(model, str) and model in ranked and name == model:  # a ranked model: its own spec and defence
+        own = suitefile.read(ranked[model][0].path)
+        entry = copy.deepcopy(own["models"][model])
+        entry.setdefault("defence", own.get("defence") or {"name": "attractor"})
     else:
-        entry = {"preset": model if isinstance(model, str) else "mlp", **({"params": params} if params else {})}
-    if defence is not None or "defence" not in entry:
-        entry["defence"] = defence or {"name": "none"}
+        entry = {"preset": model if isinstance(model, str) else "mlp", **({"params": params} if params else {}),
+                 "defence": {"name": "none"}}
+    if defence is not None:
+        entry["defence"] = defence
     doc["models"] = {name: entry, **{s: doc["models"][s] for s in sorted(sources)}}
+    if (entry.get("defence") or {}).get("name", "attractor") != "attractor":  # no rejector: the protocol's plain part
+        doc["attacks"] = [a for a in doc["attacks"] if not (a["name"] in ATTACKS and ATTACKS[a["name"]].needs_rejector)]
     if n is not None:
         doc["data"] = {**doc.get("data", {}), "n_test": n, "n_ood": n}
     if threshold is not None:
