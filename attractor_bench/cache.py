@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoints
+from . import checkpoints, zoo
 from .data import Split
 from .determinism import deterministic
 from .errors import CheckpointError, ConfigError
@@ -55,6 +55,7 @@ class Context:
     cache_dir: str | Path | None = None
     progress: ProgressFn | None = None
     device: str = "cpu"  # where recipes train (`attractor_bench.device`)
+    use_zoo: bool = True  # take a network from the zoo (`attractor_bench.zoo`) when it holds the key asked for
     _data_key: str | None = None
 
     def data_key(self) -> str:
@@ -131,6 +132,11 @@ def _kind(model: torch.nn.Module) -> str:
     return next(model.parameters(), torch.empty(0)).device.type
 
 
+def model_path(cfg: TrainConfig, train_split: Split, val_split: Split, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the model cache keeps the attractor network of `cfg` (its stem is the zoo's `cache_key`)."""
+    return resolve_cache_dir(cache_dir) / "models" / f"{model_key(cfg, train_split, val_split)}.pt"
+
+
 def get_or_train(
     cfg: TrainConfig,
     train_split: Split,
@@ -138,15 +144,21 @@ def get_or_train(
     cache_dir: str | os.PathLike | None = None,
     progress: ProgressFn | None = None,
     device: str | torch.device = "cpu",
+    use_zoo: bool = True,
 ) -> tuple[AttractorNet, dict, bool]:
     """Return (model, checkpoint blob, loaded_from_cache); training runs on `device`. The cache
     key does not hold the device: a model trained on CUDA is reused on the CPU and the reverse
-    (its weights fingerprint tells the cells apart; the checkpoint records the device kind)."""
-    path = resolve_cache_dir(cache_dir) / "models" / f"{model_key(cfg, train_split, val_split)}.pt"
+    (its weights fingerprint tells the cells apart; the checkpoint records the device kind).
+    Before training, the zoo is consulted by the same key (`use_zoo`): a zoo hit is not trained."""
+    path = model_path(cfg, train_split, val_split, cache_dir)
     if path.is_file():
         model, blob = load_checkpoint(path)
         return model, blob, True
-    init = get_or_train(cfg.init, train_split, val_split, cache_dir, progress, device)[0] if cfg.init is not None else None
+    hit = zoo.lookup(path.stem) if use_zoo else None
+    if hit is not None:
+        return zoo.fill(AttractorNet(cfg.output_activation), *hit), zoo.blob(hit[0]), True
+    init = (get_or_train(cfg.init, train_split, val_split, cache_dir, progress, device, use_zoo)[0]
+            if cfg.init is not None else None)
     t0 = time.perf_counter()
     with checkpoints.checkpointed(_partial(path), say=_say(progress)):
         model, history = train(train_split, val_split, cfg, progress, init, device)
@@ -169,17 +181,24 @@ def _say(progress: ProgressFn | None):
     return say if callable(say) else (lambda line: print(line, file=sys.stderr))
 
 
+def recipe_path(recipe, train_params: dict, ctx: Context) -> Path:
+    """Where the model cache keeps `recipe`'s network trained with `train_params` (its stem is the zoo's `cache_key`)."""
+    key = digest(f"{recipe_key(recipe, train_params, ctx.seed)}:{ctx.data_key()}".encode())[:20]
+    return resolve_cache_dir(ctx.cache_dir) / "models" / f"{recipe.name}-{key}.pt"
+
+
 def get_or_fit(recipe, params: dict, ctx: Context) -> tuple[torch.nn.Module, dict, bool]:
     """(trained network of `recipe`, checkpoint blob, loaded_from_cache); see `attractor_bench.recipes`.
-    `params` may hold training and evaluation parameters (the latter are set as module attributes)."""
+    `params` may hold training and evaluation parameters (the latter are set as module attributes).
+    Before training, the zoo is consulted by the same key (`ctx.use_zoo`): a zoo hit is not trained."""
     try:
         train_params, eval_params = recipe.split(params)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    key = digest(f"{recipe_key(recipe, train_params, ctx.seed)}:{ctx.data_key()}".encode())[:20]
-    path = resolve_cache_dir(ctx.cache_dir) / "models" / f"{recipe.name}-{key}.pt"
+    path = recipe_path(recipe, train_params, ctx)
     torch.manual_seed(ctx.seed)  # the initial weights come from the seed, not from whatever ran before
     module = recipe.make(**train_params)
+    hit = None if path.is_file() or not ctx.use_zoo else zoo.lookup(path.stem)
     if path.is_file():
         blob = _load(path, recipe.name)
         try:
@@ -187,6 +206,8 @@ def get_or_fit(recipe, params: dict, ctx: Context) -> tuple[torch.nn.Module, dic
         except Exception as e:
             raise _corrupt(path, recipe.name, e) from e
         cached = True
+    elif hit is not None:
+        module, blob, cached = zoo.fill(module, *hit), zoo.blob(hit[0]), True
     else:
         t0 = time.perf_counter()
         with deterministic(), checkpoints.checkpointed(_partial(path), say=_say(ctx.progress)):

@@ -351,17 +351,61 @@ def report(
 def leaderboard(
     results_dir: Annotated[Path, typer.Option("--results-dir", help="Folder with one <suite>/ folder per run (each with its "
                                               "summary.json); the leaderboard files are written into it.")] = Path("results"),
+    all_runs: Annotated[bool, typer.Option("--all-runs", help="Rank every model of the current code's runs, whatever "
+                                           "their evaluation (else only those evaluated under the named protocol).")] = False,
     debug: Debug = False,
 ) -> None:
-    """Rank every model of every run under RESULTS_DIR by worst-case robust accuracy (RobustBench style);
+    """Rank the models evaluated under the named protocol (attractor_bench/protocol.py) in the runs under
+    RESULTS_DIR by worst-case robust accuracy (RobustBench style), list the others as custom evaluations;
     write LEADERBOARD.md, LEADERBOARD.csv, LEADERBOARD.json and leaderboard_worst_case.png there."""
     from .columns import summary_table
     from .page import write_leaderboard
+    from .protocol import PROTOCOL
 
     with _errors(debug):
-        board, written = write_leaderboard(results_dir)
+        board, written = write_leaderboard(results_dir, None if all_runs else PROTOCOL.label)
         out.print(summary_table(board))
         out.print("Wrote " + ", ".join(str(p) for p in written) + ".", highlight=False)
+
+
+@app.command()
+def benchmark(
+    model: Annotated[str, typer.Argument(help="A zoo / leaderboard name (attractor_at_01_long), or an outside model "
+                                        "builder 'module:callable' (builder(train=, val=, seed=) -> trained torch module).")],
+    name: Annotated[str | None, typer.Option("--name", help="The row's name (default: the model's name, else 'submitted').")] = None,
+    defence: Annotated[str | None, typer.Option("--defence", help="A defence by name or 'module:callable' (default: the "
+                                                "zoo model's own, else none).")] = None,
+    threshold: Annotated[float | None, typer.Option("--rejector-threshold", help="The Pearson rejector's threshold "
+                                                    "(attractor defence only; default: the protocol's).")] = None,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Test images (default: the protocol's; fewer makes a custom "
+                                          "evaluation, not ranked).")] = None,
+    results_dir: ResultsDir = Path("results/benchmark"),
+    data_root: DataRoot = None,
+    cache_dir: CacheDir = None,
+    download: Download = True,
+    device: Annotated[str | None, typer.Option("--device", metavar="auto|cpu|cuda[:i]", help="Where it runs.")] = None,
+    progress: ShowProgress = True,
+    debug: Debug = False,
+) -> None:
+    """Evaluate one model under the leaderboard's protocol (attractor_bench/protocol.py): write its results
+    folder with MODEL_CARD.md and show the row among the committed leaderboard's rows."""
+    from .benchmarking import benchmark as run_benchmark
+
+    with _errors(debug):
+        command = f"attractor-bench benchmark {model}" + (f" --n {n}" if n else "") + (f" --defence {defence}" if defence else "")
+        card = run_benchmark(model, name, None if defence is None else {"name": defence}, threshold, n, device, results_dir,
+                             data_root, cache_dir, download, progress=progress, command=command)
+        table = Table("#", "model", "clean", "worst case 0.1", "worst case 0.3", title="Among the committed leaderboard")
+        for i, r in enumerate(card["placement"], 1):
+            row = [str(i), r["model"]] + [_pct(r.get(k)) for k in ("clean", "worst_case_0.1", "worst_case_0.3")]
+            table.add_row(*(f"[bold]{c}[/]" for c in row) if r.get("new") else row)
+        out.print(table)
+        out.print(f"Protocol: {card['protocol'] or 'custom evaluation (not ranked)'}; weights {card['weights']}; "
+                  f"wrote {card['folder']}/MODEL_CARD.md.", highlight=False)
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.2f}"
 
 
 @app.command()

@@ -76,6 +76,8 @@ class Leaderboard:
     superseded: list[dict] = field(default_factory=list)  # models of current runs that a newer run's model of that name replaces
     ood_runs: list[dict] = field(default_factory=list)  # the OOD runs (ood.json) of the current code
     ood_unmatched: list[dict] = field(default_factory=list)  # their models that are not a leaderboard row's model
+    protocol: str | None = None  # the protocol rows must have been evaluated under (None: every current run ranks)
+    custom: list[dict] = field(default_factory=list)  # models of current runs evaluated otherwise: listed, not ranked
 
 
 def _ood_numbers(row: "Row", docs: list[dict]) -> dict[str, Number]:
@@ -182,11 +184,26 @@ def _verdict_runs(entries: list[tuple[dict, dict]], numbers: dict[str, Number]) 
     return [(r, m) for r, m in entries if id(r) in sources] or entries
 
 
-def build(results_dir: str | Path) -> Leaderboard:
-    """The ranked board of the runs under `results_dir` (`records.py` reads them)."""
-    runs, stale, pending = records.current_runs(Path(results_dir))
-    groups: dict[str, list[tuple[dict, dict]]] = {}
+def _custom(runs: list[dict], label: str | None) -> tuple[list[dict], list[dict]]:
+    """(the runs with only the models evaluated under protocol `label`, the others as custom evaluations)."""
+    if label is None:
+        return runs, []
+    kept, custom = [], []
     for run in runs:
+        kept.append({**run, "models": [m for m in run["models"] if m.get("protocol") == label]})
+        custom += [{"model": m["name"], "suite": run["suite"], "date": run.get("date"), "commit": run.get("commit"),
+                    "clean": m["clean"]["accuracy"], "n": m["clean"]["n"]}
+                   for m in run["models"] if m.get("protocol") != label]
+    return kept, custom
+
+
+def build(results_dir: str | Path, protocol: str | None = None) -> Leaderboard:
+    """The ranked board of the runs under `results_dir` (`records.py` reads them); with `protocol` (a
+    label such as `mnist-linf v1`) only the models evaluated under it rank, the others are custom evaluations."""
+    runs, stale, pending = records.current_runs(Path(results_dir))
+    ranked, custom = _custom(runs, protocol)
+    groups: dict[str, list[tuple[dict, dict]]] = {}
+    for run in ranked:
         for m in run["models"]:
             groups.setdefault(json.dumps([m["name"], m["identity"]], sort_keys=True), []).append((run, m))
     groups, superseded = _newest_per_name(groups)
@@ -214,7 +231,7 @@ def build(results_dir: str | Path) -> Leaderboard:
                  if (m, json.dumps(info["identity"], sort_keys=True)) not in matched]
     stale += ood_stale
     return Leaderboard(sorted(rows, key=lambda r: (r.rank, _sort_key(r))), runs, pending, stale, superseded, ood_runs,
-                       unmatched)
+                       unmatched, protocol, custom)
 
 
 def _table_numbers(r: Row) -> dict[str, Number]:

@@ -149,6 +149,7 @@ def render_json(board: Leaderboard) -> str:
     published = [dict(zip(("paper", "link", "clean", "reported", "autoattack"), p)) for p in MNIST_LINF_03]
     return dumps({"format": FORMAT, "rules": " ".join(RULES), "rows": rows, "runs": runs, "not_on_the_leaderboard": board.pending,
                   "stale": stale, "superseded": board.superseded,
+                  **({"protocol": board.protocol, "custom_evaluations": board.custom} if board.protocol else {}),
                   "attractor_at_goals": goals.at_goals(board), "ood_other_trainings": board.ood_unmatched,
                   "published_not_measured_here": {"source": SOURCE, "mnist_linf_0.3": published}})
 
@@ -166,10 +167,11 @@ def series(board: Leaderboard) -> dict[str, list[tuple[float, float, int]]]:
     return lines
 
 
-def write_leaderboard(results_dir: str | Path) -> tuple[Leaderboard, list[Path]]:
-    """Build the leaderboard and write its files into `results_dir`, all or none; return them."""
+def write_leaderboard(results_dir: str | Path, protocol: str | None = None) -> tuple[Leaderboard, list[Path]]:
+    """Build the leaderboard and write its files into `results_dir`, all or none; return them. With
+    `protocol` (a label, `protocol.PROTOCOL.label`) only the rows evaluated under it rank."""
     results_dir = Path(results_dir)
-    board = build(results_dir)
+    board = build(results_dir, protocol)
     lines = series(board)
     with atomic_folder(results_dir) as tmp:
         if lines:

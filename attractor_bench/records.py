@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import components
+from . import components, protocol
 from .currency import attack_names, current_ood, current_run
 from .errors import AttractorBenchError, ConfigError
 from .ood.report import META as OOD_FILE
@@ -29,12 +29,25 @@ def _read(path: Path, results_dir: Path) -> dict:
         return {**doc, "models": [], "stale": f"summary format {doc['format']} (this version writes {FORMAT})"}
     if isinstance(doc, dict):
         doc["attack_names"] = attack_names(path, doc)
+        _protocols(path, doc)
     if not (isinstance(doc, dict) and doc.get("format") == FORMAT and isinstance(doc.get("suite"), str)
             and isinstance(doc.get("models"), list)
             and all(isinstance(m, dict) and all(k in m for k in _MODEL_KEYS) for m in doc["models"])):
         raise AttractorBenchError(f"{path}: not a summary of format {FORMAT} (an object with suite, date, commit and models, "
                                   f"each with {', '.join(_MODEL_KEYS)}); {fix}.")
     return doc
+
+
+def _protocols(path: Path, doc: dict) -> None:
+    """Each model's `protocol`: the current protocol's label where its run.json evaluated it so, else None."""
+    try:
+        meta = json.loads((path.parent / "run.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        meta = None
+    for m in doc.get("models") if isinstance(doc.get("models"), list) else []:
+        if isinstance(m, dict):
+            defence = ((m.get("identity") or {}).get("defence") or {}).get("name") if isinstance(m.get("identity"), dict) else None
+            m["protocol"] = protocol.satisfied(meta, m.get("name"), defence == "attractor") if isinstance(meta, dict) else None
 
 
 def read_summaries(results_dir: Path) -> tuple[list[dict], list[str]]:

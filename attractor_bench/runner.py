@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .files import array_fingerprint, key, weights_fingerprint
 from .metrics import accepted, cell_metrics
 from .plugins import BUILT_IN
+from .protocol import satisfied
 from .provenance import environment
 from .published import BEST_ROBUST
 from .recipes import Recipe
@@ -96,7 +97,8 @@ def _build_model(spec: ModelSpec, suite: Suite, ctx: Context) -> tuple[torch.nn.
         else:
             model, blob, cached = get_or_fit(spec.builder, spec.params, ctx)
             what = {"params": {**blob["params"], **{k: getattr(model, k) for k in spec.builder.eval_defaults}}}
-        return model, {"preset": spec.preset, **what, "from_cache": cached, "train_seconds": blob.get("train_seconds"),
+        return model, {"preset": spec.preset, **what, "from_cache": cached, "from_zoo": blob.get("zoo"),
+                       "train_seconds": blob.get("train_seconds"),
                        "history": _history(blob["history"])}
     try:
         model = spec.builder(train=ctx.train, val=ctx.val, seed=suite.seed, **spec.params)
@@ -340,6 +342,8 @@ def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, downlo
     with deterministic(), log:
         activate(dev)
         ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
+        meta["protocol"] = {m.name: satisfied({**meta, "seed": suite.seed}, m.name, m.defence.name == "attractor")
+                            for m in suite.models}  # the named protocol each model's evaluation equals (or None)
         meta["components"] = components.used_by_run([c for m in meta["models"].values() for c in m["components"]],
                                                     [a.name for a in suite.attacks if a.origin == BUILT_IN])
         prepared = ws.prepared

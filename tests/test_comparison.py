@@ -247,7 +247,7 @@ def test_load_model_reads_training_overrides_as_a_suite_does(data_root, tmp_path
     monkeypatch.setattr(api, "get_or_train", lambda cfg, *a, **k: asked.append(cfg) or (None,))
     common = dict(data_root=data_root, cache_dir=tmp_path, download=False)
     api.load_model("attractor", **common, early_stopping="best", weights=[0.988, 0.002, 0.01])
-    api.load_model("attractor", **common)
+    api.load_model("attractor", **common, early_stopping="paper")  # without overrides: the leaderboard's (tests/test_zoo.py)
     doc = {"models": {"a": {"preset": "attractor", "train": {"early_stopping": "best"}}}, "attacks": [{"name": "fgsm", "eps": [0.1]}]}
     from_suite = parse_suite(yaml.safe_load(yaml.safe_dump(doc)), tmp_path / "s.yaml").models[0].train
     assert asked[0] == from_suite and asked[0].key() == from_suite.key()

@@ -1,0 +1,145 @@
+"""`benchmark`: the named protocol applied to one model, in the spirit of RobustBench's `benchmark`.
+
+The suite is generated from the protocol's own suite document (`protocol.PROTOCOL.suite`): its attacks,
+seed, cascade and OOD sets as they are, its models replaced by the one under test (plus the models its
+transfer attacks take their examples from: `mlp`, which the zoo serves), `n` images if asked. The run is
+`runner.run_suite` and `report.write_results` as for any suite; beside them, `MODEL_CARD.md` says what was
+evaluated, the weights' hash, the numbers with their intervals, the verdict, the environment and whether the
+run satisfies the protocol, and `placement` sets the row among the committed leaderboard's rows.
+
+>>> from attractor_bench import benchmark
+>>> card = benchmark("tiny_plugins:small_mlp", n=100)          # an outside builder (module:callable)
+>>> card = benchmark(my_trained_module, name="mine")           # a torch module
+>>> card = benchmark("attractor_at_01_long")                   # a zoo model
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from . import protocol, suitefile
+from .attacks import ATTACKS
+from .config import ModelSpec, Suite, parse_suite
+from .errors import ConfigError
+from .report import write_results
+from .runner import run_suite
+from .tables import pct
+
+CARD = "MODEL_CARD.md"
+
+
+def _given(module: torch.nn.Module):
+    def given_module(train, val, seed: int) -> torch.nn.Module:
+        """The torch module handed to `benchmark` (already trained)."""
+        return module
+    return given_module
+
+
+def protocol_suite(model, name: str, defence: dict | None, threshold: float | None, n: int | None,
+                   p: protocol.Protocol = protocol.PROTOCOL, params: dict | None = None) -> Suite:
+    """The protocol's suite with `model` (a leaderboard name, a 'module:callable' builder or a torch module)
+    as its model under test, behind `defence` (a suite's defence mapping; default: its own, else none)."""
+    path = protocol.ROOT / p.suite
+    doc = copy.deepcopy(suitefile.read(path))
+    ranked = protocol.leaderboard_models()
+    sources = {a.get("source") for a in doc["attacks"] if a.get("source")}
+    if name in sources:
+        raise ConfigError(f"name {name!r} is a transfer source of the protocol; pick another --name.")
+    if isinstance(model, str) and model in ranked and name == model:  # a ranked model: its own spec and defence
+        own = suitefile.read(ranked[model][0].path)
+        entry = copy.deepcopy(own["models"][model])
+        entry.setdefault("defence", own.get("defence") or {"name": "attractor"})
+    else:
+        entry = {"preset": model if isinstance(model, str) else "mlp", **({"params": params} if params else {}),
+                 "defence": {"name": "none"}}
+    if defence is not None:
+        entry["defence"] = defence
+    doc["models"] = {name: entry, **{s: doc["models"][s] for s in sorted(sources)}}
+    if (entry.get("defence") or {}).get("name", "attractor") != "attractor":  # no rejector: the protocol's plain part
+        doc["attacks"] = [a for a in doc["attacks"] if not (a["name"] in ATTACKS and ATTACKS[a["name"]].needs_rejector)]
+    if n is not None:
+        doc["data"] = {**doc.get("data", {}), "n_test": n, "n_ood": n}
+    if threshold is not None:
+        doc["rejector"] = {"threshold": threshold}
+    doc["name"] = f"benchmark_{name}"
+    suite = parse_suite(doc, path.with_name(f"benchmark_{name}.yaml"))
+    if isinstance(model, torch.nn.Module):  # not nameable in a suite file: its builder returns it
+        spec = suite.models[0]
+        given = ModelSpec(name, f"python:{type(model).__name__}", None, spec.defence, _given(model.eval()), {},
+                          f"python object {type(model).__module__}.{type(model).__qualname__}")
+        suite = dataclasses.replace(suite, models=(given, *suite.models[1:]))
+    return suite
+
+
+def placement(row: dict, board_json: Path) -> list[dict]:
+    """The committed rows of LEADERBOARD.json and `row`, ordered by worst case at L-inf 0.3, then 0.1, then
+    clean accuracy (by value: the leaderboard's own ranks use paired tests, which need its per-image records)."""
+    keys = ("worst_case_0.3", "worst_case_0.1", "clean")
+    rows = []
+    if board_json.is_file():
+        for r in json.loads(board_json.read_text(encoding="utf-8")).get("rows", []):
+            rows.append({"model": r["model"], "rank": r["rank"], **{k: r["numbers"].get(k, {}).get("value") for k in keys}})
+    rows.append({**row, "rank": None, "new": True})
+    return sorted(rows, key=lambda r: [(1, 0.0) if r.get(k) is None else (0, -r[k]) for k in keys])
+
+
+def _numbers(summary: dict, name: str) -> dict:
+    m = next(m for m in summary["models"] if m["name"] == name)
+    out = {"clean": m["clean"]["accuracy"], "clean_interval": m["clean"].get("interval"), "n": m["clean"]["n"],
+           "verdict": m["verdict"], "worst_case": [w for w in m["worst_case"] if not w.get("all_images")]}
+    for eps in (0.1, 0.3):
+        w = next((w for w in out["worst_case"] if w["norm"] == "linf" and abs(w["eps"] - eps) < 1e-9), None)
+        out[f"worst_case_{eps:g}"] = None if w is None else w["accuracy"]
+    return out
+
+
+def _interval(iv) -> str:
+    return "" if not iv else f" [{pct(iv[0])}, {pct(iv[1])}]"
+
+
+def model_card(folder: Path, name: str, model_ref: str, p: protocol.Protocol = protocol.PROTOCOL) -> dict:
+    """Write MODEL_CARD.md into the run's folder from its summary.json and run.json; return the card's data."""
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    info, nums = meta["models"][name], _numbers(summary, name)
+    label = protocol.satisfied(meta, name, meta["models"][name]["defence"]["name"] == "attractor", p)
+    env = meta.get("environment") or meta.get("versions") or {}
+    lines = [f"# Model card: `{name}`", "",
+             f"- evaluated: `{model_ref}`, defence `{info['defence']['name']}` {info['defence']['params'] or ''}".rstrip(),
+             f"- weights (attractor_bench.files.weights_fingerprint): `{info['weights']}`"
+             + (f"; defence networks: {', '.join(info['defence']['weights'])}" if info["defence"]["weights"] else ""),
+             f"- protocol: {label or 'custom evaluation (not the protocol ' + p.label + ': other images or attacks)'}",
+             f"- images: {nums['n']} MNIST test images; command: `{meta.get('command')}`; {meta.get('date')}, commit {meta.get('commit')}",
+             f"- environment: {', '.join(f'{k} {v}' for k, v in env.items())}", "",
+             "| | accuracy [95% CI] | attacks |", "|---|---|---|",
+             f"| clean | {pct(nums['clean'])}{_interval(nums['clean_interval'])} | |"]
+    lines += [f"| worst case {w['norm']} {w['eps']:g} | {pct(w['accuracy'])}{_interval(w.get('interval'))} | "
+              f"{', '.join(w['attacks'])} |" for w in nums["worst_case"]]
+    v = nums["verdict"]
+    verdict = "not checked" if v["potentially_unreliable"] is None else (
+        "potentially unreliable: " + "; ".join(v["reasons"]) if v["potentially_unreliable"] else "reliable")
+    lines += ["", f"Verdict: {verdict}.", ""]
+    (folder / CARD).write_text("\n".join(lines), encoding="utf-8")
+    return {"name": name, "protocol": label, "weights": info["weights"], "folder": str(folder), **nums}
+
+
+def benchmark(model, name: str | None = None, defence: dict | None = None, threshold: float | None = None,
+              n: int | None = None, device: str | None = None, results_dir: str | Path = "results/benchmark",
+              data_root=None, cache_dir=None, download: bool = True, params: dict | None = None,
+              progress: bool = False, p: protocol.Protocol = protocol.PROTOCOL, command: str | None = None) -> dict:
+    """Run protocol `p` on `model` and write its results folder with MODEL_CARD.md under `results_dir`;
+    return the card's data with `placement` (the committed leaderboard's rows and this one, in order)."""
+    name = name or (model if isinstance(model, str) and ":" not in model else "submitted")
+    suite = protocol_suite(model, name, defence, threshold, n, p, params)
+    result = run_suite(suite, data_root=data_root, cache_dir=cache_dir, download=download, progress=progress, device=device)
+    ref = model if isinstance(model, str) else suite.models[0].origin
+    folder = write_results(result, results_dir, command or f"attractor_bench.benchmark({ref!r}, n={n})")
+    card = model_card(folder, name, ref, p)
+    card["placement"] = placement({k: card[k] for k in ("worst_case_0.3", "worst_case_0.1", "clean")} | {"model": name},
+                                  protocol.ROOT / "results" / "LEADERBOARD.json")
+    return card

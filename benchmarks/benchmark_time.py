@@ -1,0 +1,42 @@
+"""How long `benchmark` takes for an MLP-sized outside model through the whole protocol (issue 39: at most
+30 minutes on 2 CPU cores at the leaderboard's n). A script, not a test.
+
+    PYTHONPATH=examples/plugins python benchmarks/benchmark_time.py [--n 1000] [--cache-dir DIR]
+
+It benchmarks `tiny_plugins:small_mlp` (784-64-10, trained in its builder) under the protocol
+(attractor_bench/protocol.py), with its transfer source `mlp` from the zoo (or the cache; trained if
+neither has it, which the printed times then include), and prints the wall time of the run and of
+its model training. A first run on an empty cell store is the figure that counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from attractor_bench import benchmark
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=None, help="test images (default: the protocol's)")
+    ap.add_argument("--cache-dir", default=None, help="model and cell cache (default: a new temporary folder)")
+    ap.add_argument("--data-root", default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        card = benchmark("tiny_plugins:small_mlp", name="timed_mlp", n=args.n, results_dir=Path(tmp) / "res",
+                         cache_dir=args.cache_dir or Path(tmp) / "cache", data_root=args.data_root, download=False)
+        wall = time.perf_counter() - t0
+        run = json.loads((Path(card["folder"]) / "run.json").read_text())
+    train = {m: v.get("seconds_train_or_load") for m, v in run["models"].items()}
+    print(json.dumps({"n": card["n"], "protocol": card["protocol"], "wall_seconds": round(wall, 1),
+                      "run_wall_seconds": run.get("wall_seconds"), "train_or_load_seconds": train,
+                      "cells": run.get("cells")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

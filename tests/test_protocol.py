@@ -1,0 +1,100 @@
+"""The named protocol (issue 39): derived from suites/leaderboard.yaml as parsed, pinned by version; a run's
+model satisfies it only with the same evaluation; the leaderboard ranks those; `benchmark` runs it on one model."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from attractor_bench import benchmark, leaderboard, protocol
+from attractor_bench.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO = """seed: 0
+worst_case: cascade
+data: {n_test: 8, n_ood: 8, ood: [fashion_mnist]}
+models:
+  mlp: {preset: mlp, defence: {name: none}, params: {n_train: 300, max_epochs: 1}}
+defence: {name: attractor, tol: 0.001, max_iter: 1, backward: unrolled}
+rejector: {threshold: 0.8}
+attacks:
+  - {name: fgsm, eps: [0.1, 0.3], target: pipeline}
+  - {name: pgd, eps: [0.1, 0.3], target: pipeline, ood: false, params: {max_iter: 2}}
+  - {name: pgd, label: transfer_pgd, eps: [0.1], target: transfer, source: mlp, ood: false, params: {max_iter: 2}}
+"""
+
+
+def _run(suite: str) -> dict:
+    return json.loads((ROOT / "results" / suite / "run.json").read_text())
+
+
+def test_the_pinned_fingerprint_is_the_one_the_suites_give():
+    p = protocol.PROTOCOL
+    assert protocol.fingerprint(p) == p.fingerprint, (
+        f"{p.suite} or {p.ood_suite} changed the protocol's evaluation: name a new version of it in "
+        f"attractor_bench/protocol.py (PROTOCOL) with fingerprint {protocol.fingerprint(p)}")
+    assert p.label == "mnist-linf v1"
+    with_rejector, plain = protocol.expected(p, True), protocol.expected(p, False)
+    assert set(with_rejector["attacks"]) - set(plain["attacks"]) == {"rejection_aware"}
+    assert plain["n_images"] == {"cifar10_bw": 1000, "fashion_mnist": 1000, "mnist": 1000}
+    assert plain["attacks"]["autoattack_standard"]["eps"] == [0.1, 0.3]
+    assert protocol.ood_part(p)["attacks"] == ["pgd", "apgd", "square"]
+
+
+def test_committed_runs_are_judged_by_their_evaluation():
+    lb, sota, fgsm = _run("leaderboard"), _run("leaderboard_sota"), _run("mnist_fgsm")
+    assert protocol.satisfied(lb, "attractor", True) == "mnist-linf v1"
+    assert protocol.satisfied(lb, "mlp", False) == "mnist-linf v1"
+    assert protocol.satisfied(lb, "attractor", False) is None  # compared without the rejector's attack: not equal
+    assert protocol.satisfied(sota, "cnn_at", False) is None  # no transfer or BPDA attack
+    assert protocol.satisfied(fgsm, "attractor", True) is None
+    for change in (lambda m: m["attacks"]["pgd"]["eps"].pop(), lambda m: m["n_images"].update(mnist=999),
+                   lambda m: m["attacks"]["apgd_ce"].update(params={"max_iter": 10}), lambda m: m.update(seed=1),
+                   lambda m: m.update(worst_case="full")):
+        meta = copy.deepcopy(lb)
+        change(meta)
+        assert protocol.satisfied(meta, "mlp", False) is None
+
+
+def test_the_leaderboard_ranks_the_protocol_runs_and_lists_the_others(tmp_path):
+    board = leaderboard.build(ROOT / "results", protocol.PROTOCOL.label)
+    custom = {(c["model"], c["suite"]) for c in board.custom}
+    assert ("attractor", "mnist_fgsm") in custom and board.protocol == "mnist-linf v1"
+    assert all(s in ("leaderboard", "leaderboard_pgd_at", "leaderboard_attractor_at") for r in board.rows for s in r.suites)
+    assert "attractor_at_01_long" in {r.display for r in board.rows}
+    everything = leaderboard.build(ROOT / "results")  # no protocol: every current run ranks (the earlier rule)
+    assert not everything.custom and "mnist_fgsm" in {s for r in everything.rows for s in r.suites}
+
+
+@pytest.fixture
+def micro(tmp_path) -> protocol.Protocol:
+    (tmp_path / "micro_protocol.yaml").write_text(MICRO)
+    return protocol.micro(protocol.PROTOCOL, str(tmp_path / "micro_protocol.yaml"))
+
+
+def test_benchmark_of_the_example_plugin_writes_a_card_and_places_the_row(micro, data_root, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+    common = dict(results_dir=tmp_path / "res", data_root=data_root, cache_dir=tmp_path / "cache", download=False, p=micro)
+    card = benchmark("tiny_plugins:small_mlp", name="tiny", params={"n_train": 300}, **common)
+    assert card["protocol"] == "mnist-linf-micro v1" and card["n"] == 8
+    text = (Path(card["folder"]) / "MODEL_CARD.md").read_text()
+    assert card["weights"] in text and "mnist-linf-micro v1" in text and "[" in text.split("| clean |")[1]
+    assert {w["eps"] for w in card["worst_case"]} == {0.1, 0.3}
+    assert 0 <= card["worst_case_0.3"] <= card["worst_case_0.1"] <= card["clean"] <= 1
+    placed = [r["model"] for r in card["placement"]]
+    committed = [r["model"] for r in json.loads((ROOT / "results" / "LEADERBOARD.json").read_text())["rows"]]
+    assert "tiny" in placed and set(committed) <= set(placed) and len(placed) == len(committed) + 1
+    run = json.loads((Path(card["folder"]) / "run.json").read_text())
+    assert set(run["models"]) == {"tiny", "mlp"}  # the model and the protocol's transfer source
+    other = benchmark("tiny_plugins:small_mlp", name="tiny", n=4, params={"n_train": 300}, **common)
+    assert other["protocol"] is None and other["n"] == 4  # other images: a custom evaluation
+    assert "custom evaluation" in (Path(other["folder"]) / "MODEL_CARD.md").read_text()
+
+
+def test_benchmark_command_refuses_an_unknown_model_in_one_line(tmp_path):
+    out = CliRunner().invoke(app, ["benchmark", "nope_not_a_model", "--results-dir", str(tmp_path), "--no-progress"])
+    assert out.exit_code == 2 and "nope_not_a_model" in out.output and "Traceback" not in out.output
