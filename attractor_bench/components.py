@@ -70,7 +70,8 @@ DECLARED: tuple[Component, ...] = (
     Component("metrics", 1, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
     Component("worst_case", 1, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
     Component("summary", 1, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
-    Component("verdict", 2, (f"{_A}.indicators",),  # 2: AutoAttack's own checks and its second seed read
+    # 3: probes on a seeded random sample of the robust images, not the first 16 (issue 38); 2: AutoAttack's checks
+    Component("verdict", 3, (f"{_A}.indicators",),
               "the attack-failure probes and the reliability verdict"),
     Component("ood.scores", 1, (f"{_A}.ood.rejectors",), "OOD scores: reconstruction similarity, max softmax, energy"),
     Component("ood.attacks", 1, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),

@@ -434,11 +434,11 @@ def _probes(ws: Workspace, name: str, cells: list, wc: dict, store: CellStore, l
             continue
         c = next(c for c in group if c.dataset == "mnist")
         widx, robust = wc[(attack.entry.norm, eps)]
+        seed = cell_seed(suite.seed, name, "probe", attack.label, eps)
         chosen = widx[robust]
-        chosen = chosen[np.isin(chosen, ws.indices("mnist", attack))][: indicators.PROBE_IMAGES]
+        chosen = indicators.probe_images(chosen[np.isin(chosen, ws.indices("mnist", attack))], seed)
         if not len(chosen):
             continue
-        seed = cell_seed(suite.seed, name, "probe", attack.label, eps)
         transfer_x = None
         if attack.target is Target.TRANSFER:
             hit = store.get(c.shared)
