@@ -69,7 +69,8 @@ DECLARED: tuple[Component, ...] = (
               "one (model, attack, eps, dataset) cell: the images attacked, the cascade's order, the outputs stored"),
     Component("metrics", 1, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
     Component("worst_case", 1, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
-    Component("summary", 1, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
+    # 2: clean correctness per image (clean.samples): clean-accuracy ranks by McNemar's test (issue 38)
+    Component("summary", 2, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
     # 3: probes on a seeded random sample of the robust images, not the first 16 (issue 38); 2: AutoAttack's checks
     Component("verdict", 3, (f"{_A}.indicators",),
               "the attack-failure probes and the reliability verdict"),

@@ -334,7 +334,9 @@ def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, downlo
             cell_rows, records, stored = _assemble_model(ws, spec, grid[spec.name], store, log, task, meta, computed_now,
                                                          figures)
             rows += cell_rows + _aggregate(ws, spec.name, records, meta, store, grid[spec.name], log)
-            samples[spec.name] = worst_case_samples(records["mnist"][0], records["mnist"][1:])
+            clean = records["mnist"][0]  # its correctness per image too: clean accuracies are compared image by image
+            samples[spec.name] = {("none", 0.0): (clean.idx, clean.correct),
+                                  **worst_case_samples(clean, records["mnist"][1:])}
             n_stored += stored
             if isinstance(prepared[spec.name].defence, AttractorDefence) and figure_attack is not None:
                 figures["iterates"].append(_iterates(spec.name, prepared[spec.name], figure_attack, sets["mnist"],
