@@ -61,7 +61,8 @@ DECLARED: tuple[Component, ...] = (
     Component("defence.feature_dae", 1, (f"{_A}.defences.feature_dae",), "feature-space DAE purification (related paper 004)"),
     Component("rejector.pearson", 1, (f"{_A}.defences.ood",), "the Pearson-similarity rejector and its threshold fit"),
     Component("classifier", 1, (f"{_A}.classifier",), "the ART classifier around a model and defence, its loss and memo"),
-    Component("cell", 1, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
+    # 2: a randomized model's predictions are the majority of 21 draws, the same in every cell (issue 38)
+    Component("cell", 2, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
                           f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
                           f"{_A}.cells:datasets", f"{_A}.cells:EVAL_BATCH", f"{_A}.attacks:AttackEntry",
                           f"{_A}.attacks:within_budget", f"{_A}.attacks:perturbation_norms", f"{_A}.attacks:NORMS",
