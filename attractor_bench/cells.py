@@ -22,6 +22,7 @@ import hashlib
 import inspect
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,11 @@ from .files import key, source_fingerprint
 from .store import CELL_FORMAT, CellStore
 
 EVAL_BATCH = 1000
+# A randomized model's prediction of an image, clean or attacked: the class named by more than half of
+# JUDGE_DRAWS draws (NO_MAJORITY where none is: wrong whatever the label), the draws seeded with
+# JUDGE_SEED in every cell, so that an attack that changes nothing changes no judgement
+# (docs/reliability.md, "Randomized models"). At least 20 draws (issue 38); odd, so right and wrong never tie.
+JUDGE_DRAWS, JUDGE_SEED, NO_MAJORITY = 21, 38, -1
 
 
 def cell_code() -> str:
@@ -99,16 +105,51 @@ class Defended:
         return {k: v for k, v in self.__dict__.items() if k not in ("_classifiers", "_own_cost")}
 
 
+@contextmanager
+def _own_draws(seed: int, device: torch.device):
+    """Within the block, the random generators (torch's on the CPU and on `device`, numpy's,
+    Python's) start from `seed`; afterwards they are where they were before it."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        seed_everything(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def judged(classifier, x: np.ndarray, device: torch.device) -> np.ndarray:
+    """A randomized model's predictions of images x: per image the class more than half of
+    JUDGE_DRAWS draws name, NO_MAJORITY where no class has a majority (the draws: `_own_draws`)."""
+    votes = np.zeros((len(x), classifier.nb_classes), np.int64)
+    with _own_draws(JUDGE_SEED, device):
+        for _ in range(JUDGE_DRAWS):
+            votes[np.arange(len(x)), classifier.predict(x, batch_size=EVAL_BATCH).argmax(1)] += 1
+    return np.where(2 * votes.max(1) > JUDGE_DRAWS, votes.argmax(1), NO_MAJORITY)
+
+
+def _predict(d: Defended, target: Target, x: np.ndarray) -> np.ndarray:
+    """The predictions of x through target's classifier: one pass, or `judged` for a randomized model."""
+    clf = d.classifiers[target]
+    if getattr(d.model, "randomized", False):
+        return judged(clf, x, next(d.model.parameters(), torch.empty(0)).device)
+    return clf.predict(x, batch_size=EVAL_BATCH).argmax(1)
+
+
 @torch.no_grad()
 def evaluate(d: Defended, x: np.ndarray) -> dict[str, np.ndarray]:
     """Per-sample outputs of model `d`'s defended pipeline on images x (N, 1, 28, 28): the
     prediction after the defence, the single-pass prediction, and for the attractor defence the
     similarity scores (iterated and single pass) and iteration counts. Without a rejector the
-    similarities are NaN and the iteration counts 0."""
+    similarities are NaN and the iteration counts 0. A randomized model's predictions are the
+    majority of JUDGE_DRAWS draws (`judged`); the attractor's rejector serves only the attractor
+    networks, which are not randomized."""
     if d.rejector is None:
-        n = len(x)
-        return {"pred": d.classifiers[Target.PIPELINE].predict(x, batch_size=EVAL_BATCH).argmax(1),
-                "pred_single": d.classifiers[Target.NETWORK].predict(x, batch_size=EVAL_BATCH).argmax(1),
+        n, pred = len(x), _predict(d, Target.PIPELINE, x)
+        # without a defence the two are one pipeline: a randomized model's 21 draws are not made twice
+        same = d.defence is None and getattr(d.model, "randomized", False)
+        return {"pred": pred, "pred_single": pred.copy() if same else _predict(d, Target.NETWORK, x),
                 "similarity": np.full(n, np.nan, np.float32), "similarity_single": np.full(n, np.nan, np.float32),
                 "n_iter": np.zeros(n, np.int64)}
     model, defence = d.model, d.defence

@@ -61,7 +61,8 @@ DECLARED: tuple[Component, ...] = (
     Component("defence.feature_dae", 1, (f"{_A}.defences.feature_dae",), "feature-space DAE purification (related paper 004)"),
     Component("rejector.pearson", 1, (f"{_A}.defences.ood",), "the Pearson-similarity rejector and its threshold fit"),
     Component("classifier", 1, (f"{_A}.classifier",), "the ART classifier around a model and defence, its loss and memo"),
-    Component("cell", 1, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
+    # 2: a randomized model's predictions are the majority of 21 draws, the same in every cell (issue 38)
+    Component("cell", 2, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
                           f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
                           f"{_A}.cells:datasets", f"{_A}.cells:EVAL_BATCH", f"{_A}.attacks:AttackEntry",
                           f"{_A}.attacks:within_budget", f"{_A}.attacks:perturbation_norms", f"{_A}.attacks:NORMS",
@@ -69,8 +70,10 @@ DECLARED: tuple[Component, ...] = (
               "one (model, attack, eps, dataset) cell: the images attacked, the cascade's order, the outputs stored"),
     Component("metrics", 1, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
     Component("worst_case", 1, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
-    Component("summary", 1, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
-    Component("verdict", 2, (f"{_A}.indicators",),  # 2: AutoAttack's own checks and its second seed read
+    # 2: clean correctness per image (clean.samples): clean-accuracy ranks by McNemar's test (issue 38)
+    Component("summary", 2, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
+    # 3: probes on a seeded random sample of the robust images, not the first 16 (issue 38); 2: AutoAttack's checks
+    Component("verdict", 3, (f"{_A}.indicators",),
               "the attack-failure probes and the reliability verdict"),
     Component("ood.scores", 1, (f"{_A}.ood.rejectors",), "OOD scores: reconstruction similarity, max softmax, energy"),
     Component("ood.attacks", 1, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),

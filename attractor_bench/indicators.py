@@ -5,10 +5,11 @@ their own. The indicators look for such failures where they would matter, on the
 case counts as robust (an image some attack broke cannot be overstated), and the verdict per
 (model, norm, eps) is `reliable` or `potentially unreliable` with the indicators behind it.
 
-Per cell (model, attack, eps on MNIST), on the first `PROBE_IMAGES` images robust in the worst
-case at that (norm, eps), the attack is run again with every point it asks the classifier about
-recorded (`probe_cell`); then, after Pintor et al. 2022 ("Indicators of Attack Failure", their
-reference code `pralab/IndicatorsOfAttackFailure`) and AutoAttack's `checks.py`:
+Per cell (model, attack, eps on MNIST), on `PROBE_IMAGES` images robust in the worst case at that
+(norm, eps), a random sample of them seeded per cell (`probe_images`), the attack is run again
+with every point it asks the classifier about recorded (`probe_cell`); then, after Pintor et al.
+2022 ("Indicators of Attack Failure", their reference code `pralab/IndicatorsOfAttackFailure`) and
+AutoAttack's `checks.py`:
 
 - `silent_success`: a point the attack asked about during its run, inside the eps-ball, was
   misclassified by the defended pipeline, yet the attack returned one that is not (the worst case
@@ -278,6 +279,17 @@ def unstable(pipe, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     noisy = np.clip(x[None] + rng.uniform(-NOISE, NOISE, (NOISE_DRAWS, *x.shape)), 0, 1).astype(np.float32)
     pred = pipe.predict(noisy.reshape(-1, *x.shape[1:]), batch_size=512).argmax(1).reshape(NOISE_DRAWS, len(x))
     return (pred != y[None]).any(0)
+
+
+def probe_images(robust: np.ndarray, seed: int) -> np.ndarray:
+    """The images one cell's probes run on: `PROBE_IMAGES` of the cell's `robust` images (suite
+    indices), drawn at random with the cell's `seed` (a rerun probes the same ones; each cell its
+    own), sorted; all of them where there are no more. Not the first ones by index: at a small eps
+    those would be the same few test images in every cell, a sample of ~16 of ~9,000."""
+    robust = np.asarray(robust)
+    if len(robust) <= PROBE_IMAGES:
+        return np.sort(robust)
+    return np.sort(np.random.default_rng([seed, 16]).choice(robust, PROBE_IMAGES, replace=False))
 
 
 def probe_code() -> str:

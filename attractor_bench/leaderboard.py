@@ -54,6 +54,7 @@ class Row:
     unreliable: bool | None
     reasons: dict[str, list[str]]  # suite -> the raised indicators, a sentence each
     rank: int = 0  # 1 + the rows that beat it (`beats`)
+    tests: dict[str, list[str]] = field(default_factory=dict)  # per ranked number, the tests that compared it (`rank_tests`)
     unreliable_at: list[str] = field(default_factory=list)  # "<norm> <eps>" where a run's verdict is potentially unreliable
 
     def v(self, key: str) -> float | None:
@@ -116,7 +117,7 @@ def _at(x: float, eps: float) -> bool:
 def _numbers(entries: list[tuple[dict, dict]]) -> dict[str, Number]:
     """Each number of one model from its (summary, record) pairs."""
     nums = {"clean": _pick([Number(m["clean"]["accuracy"], r, (0, m["clean"]["n"]),
-                                   {"n": m["clean"]["n"], "interval": m["clean"].get("interval")})
+                                   {"n": m["clean"]["n"], "interval": m["clean"].get("interval")}, m["clean"])
                             for r, m in entries if m["clean"]["accuracy"] is not None])}
     for eps in EPS_POINTS:
         wc = _pick([Number(w["accuracy"], r, (len(w["attacks"]), w["n"]), {k: w[k] for k in ("n", "interval", "attacks")}, w)
@@ -144,13 +145,17 @@ def _counts(n: Number) -> tuple[int, int]:
     return int(round(n.value * n.extra["n"])), int(n.extra["n"])
 
 
-def separated(a: Number, b: Number) -> int:
-    """+1 if `a` is better than `b` at p < ALPHA, -1 if worse, 0 if not separated (or not both
-    measured; a measured number counts as better than a missing one). Paired (McNemar's exact test:
-    a binomial test on the images exactly one of the two keeps) where both carry per-sample outcomes
-    on shared images, else Fisher's exact test."""
+MCNEMAR, FISHER = "McNemar", "Fisher"  # the tests `compare` uses, by the names LEADERBOARD.json gives
+
+
+def compare(a: Number, b: Number) -> tuple[int, str | None]:
+    """(+1 if `a` is better than `b` at p < ALPHA, -1 if worse, 0 if not separated; the test used).
+    Not both measured: a measured number counts as better than a missing one, and no test. Paired
+    where both carry per-image outcomes (`samples`: a worst case's robust images, the clean images
+    classified correctly) on shared images: McNemar's exact test, a binomial test on the images
+    exactly one of the two keeps, on the images both saw; else Fisher's exact test on the counts."""
     if a.value is None or b.value is None:
-        return (a.value is not None) - (b.value is not None)
+        return (a.value is not None) - (b.value is not None), None
     sa, sb = (a.record or {}).get("samples"), (b.record or {}).get("samples")
     if sa and sb:
         (ia, ra), (ib, rb) = decode_samples(sa), decode_samples(sb)
@@ -159,22 +164,36 @@ def separated(a: Number, b: Number) -> int:
             ka, kb = ra[np.searchsorted(ia, common)], rb[np.searchsorted(ib, common)]
             only_a, only_b = int((ka & ~kb).sum()), int((kb & ~ka).sum())
             if only_a + only_b == 0 or binomtest(only_a, only_a + only_b, 0.5).pvalue >= ALPHA:
-                return 0
-            return 1 if only_a > only_b else -1
+                return 0, MCNEMAR
+            return (1 if only_a > only_b else -1), MCNEMAR
     (xa, na), (xb, nb) = _counts(a), _counts(b)
     if fisher_exact([[xa, na - xa], [xb, nb - xb]]).pvalue >= ALPHA:
-        return 0
-    return 1 if xa / na > xb / nb else -1
+        return 0, FISHER
+    return (1 if xa / na > xb / nb else -1), FISHER
+
+
+def separated(a: Number, b: Number) -> int:
+    """+1 if `a` is better than `b` at p < ALPHA, -1 if worse, 0 if not separated (`compare`)."""
+    return compare(a, b)[0]
+
+
+RANKED = (f"worst_case_{EPS_POINTS[1]:g}", f"worst_case_{EPS_POINTS[0]:g}", "clean")  # in the order `beats` reads them
 
 
 def beats(r: Row, other: Row) -> bool:
     """Whether `r` is better than `other` at the first of worst case 0.3, worst case 0.1 and clean
     accuracy that separates them."""
-    for k in (f"worst_case_{EPS_POINTS[1]:g}", f"worst_case_{EPS_POINTS[0]:g}", "clean"):
+    for k in RANKED:
         sign = separated(r.numbers[k], other.numbers[k])
         if sign:
             return sign > 0
     return False
+
+
+def rank_tests(r: Row, rows: list[Row]) -> dict[str, list[str]]:
+    """Per ranked number, the tests (`compare`) that compared `r`'s with the other rows' (LEADERBOARD.json)."""
+    return {k: sorted({t for o in rows if o is not r for t in [compare(r.numbers[k], o.numbers[k])[1]] if t})
+            for k in RANKED}
 
 
 def _verdict_runs(entries: list[tuple[dict, dict]], numbers: dict[str, Number]) -> list[tuple[dict, dict]]:
@@ -220,6 +239,7 @@ def build(results_dir: str | Path, protocol: str | None = None) -> Leaderboard:
                         unreliable_at=[f"{'L-inf' if n == 'linf' else 'L2'} {tables.fmt_eps(e, n)}" for n, e in at]))
     for r in rows:
         r.rank = 1 + sum(beats(o, r) for o in rows if o is not r)
+        r.tests = rank_tests(r, rows)
     ood_runs, ood_stale = records.read_ood(Path(results_dir))
     for r in rows:
         r.numbers.update({k: Number(None) for k in ("ood_rejector", *[f"ood_{d}_{w}" for d in ROBUST_SETS

@@ -142,6 +142,7 @@ def render_json(board: Leaderboard) -> str:
     rows = [{"rank": r.rank, "position": i, "model": r.display, "name": r.model["name"], **r.model["identity"],
              "randomized": r.model["randomized"],
              "unreliable": r.unreliable, "unreliable_at": r.unreliable_at, "indicators_raised": r.reasons, "suites": r.suites,
+             "rank_tests": r.tests,
              "numbers": {k: n.as_json() for k, n in r.numbers.items()}} for i, r in enumerate(board.rows, 1)]
     runs = {r["suite"]: {**{k: r.get(k) for k in ("command", "commit", "date")},
                          **({"current_by": r["lineage"]} if r.get("lineage") else {})} for r in [*board.runs, *board.ood_runs]}

@@ -121,6 +121,14 @@ def _choices(result: RunResult) -> list[str]:
     return parts
 
 
+def _randomized(meta: dict) -> str:
+    """How a randomized model's images were judged: the majority of 21 draws since component `cell`
+    v2 (issue 38; `cells.judged`), one draw per cell before."""
+    if (meta.get("components") or {}).get("cell", 1) >= 2:
+        return ", randomized (each image judged by the majority of 21 draws, the same in every cell; gradients are EoT means)"
+    return ", randomized (single draws predict; gradients are EoT means)"
+
+
 def _model_lines(result: RunResult) -> list[str]:
     """One line per model: how it was trained or where it comes from."""
     meta = result.meta
@@ -136,7 +144,7 @@ def _model_lines(result: RunResult) -> list[str]:
             else:
                 how = m.get("origin", "outside")
             parts.append(f"- Model `{name}`: `{m['preset']}` ({how}), parameters {m.get('params') or {}}"
-                         + (", randomized (single draws predict; gradients are EoT means)" if m.get("randomized") else "")
+                         + (_randomized(meta) if m.get("randomized") else "")
                          + f", weights fingerprint `{m.get('weights', '?')[:12]}`.")
             continue
         c = m["config"]

@@ -24,5 +24,6 @@ class RunResult:
     # and of one attacked cell per model with a rejector, and one input's attacked iterates.
     figures: dict = field(default_factory=dict)
     # Per model and (norm, eps): the MNIST test indices of the worst case and whether each image is
-    # robust (summary.json keeps them, for the leaderboard's paired tests).
+    # robust, and under ("none", 0.0) the clean images and whether each is classified correctly
+    # (summary.json keeps them, for the leaderboard's paired tests).
     samples: dict = field(default_factory=dict)

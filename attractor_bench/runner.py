@@ -356,7 +356,9 @@ def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, downlo
             cell_rows, records, stored = _assemble_model(ws, spec, grid[spec.name], store, log, task, meta, computed_now,
                                                          figures)
             rows += cell_rows + _aggregate(ws, spec.name, records, meta, store, grid[spec.name], log)
-            samples[spec.name] = worst_case_samples(records["mnist"][0], records["mnist"][1:])
+            clean = records["mnist"][0]  # its correctness per image too: clean accuracies are compared image by image
+            samples[spec.name] = {("none", 0.0): (clean.idx, clean.correct),
+                                  **worst_case_samples(clean, records["mnist"][1:])}
             n_stored += stored
             if isinstance(prepared[spec.name].defence, AttractorDefence) and figure_attack is not None:
                 figures["iterates"].append(_iterates(spec.name, prepared[spec.name], figure_attack, sets["mnist"],
@@ -456,11 +458,11 @@ def _probes(ws: Workspace, name: str, cells: list, wc: dict, store: CellStore, l
             continue
         c = next(c for c in group if c.dataset == "mnist")
         widx, robust = wc[(attack.entry.norm, eps)]
+        seed = cell_seed(suite.seed, name, "probe", attack.label, eps)
         chosen = widx[robust]
-        chosen = chosen[np.isin(chosen, ws.indices("mnist", attack))][: indicators.PROBE_IMAGES]
+        chosen = indicators.probe_images(chosen[np.isin(chosen, ws.indices("mnist", attack))], seed)
         if not len(chosen):
             continue
-        seed = cell_seed(suite.seed, name, "probe", attack.label, eps)
         transfer_x = None
         if attack.target is Target.TRANSFER:
             hit = store.get(c.shared)

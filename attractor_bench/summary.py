@@ -5,7 +5,9 @@
 rounded to 6 decimals and NaN as null, keys sorted, so the same results give the same bytes.
 
 - `clean`: accuracy on the clean MNIST test images, end-to-end accuracy (accepted by the
-  rejector and correct; null without a rejector) and n, the number of those images.
+  rejector and correct; null without a rejector) and n, the number of those images, and which of
+  them the model classifies correctly (`samples`, encoded as the worst case's below, `robust`
+  meaning correct; null in a run that did not hand them over), for paired tests of clean accuracy.
 - `worst_case`: one entry per MNIST worst-case row (per norm and eps, and the `all_images` repeat
   over the attacks that saw every image, see `robustness.py`), with a 95% Clopper-Pearson interval
   for the accuracy over its n images and the labels of the attacks it is taken over; the main
@@ -137,6 +139,12 @@ def _clean_n(result) -> int:
     return int(result.meta["n_images"]["mnist"])
 
 
+def _clean_samples(result, name: str) -> dict | None:
+    """The model's clean correctness per image (`RunResult.samples` under ("none", 0.0)), encoded."""
+    per_sample = getattr(result, "samples", {}).get(name, {}).get(("none", 0.0))
+    return None if per_sample is None else encode_samples(_clean_n(result), *per_sample)
+
+
 def _model(name: str, t: pd.DataFrame, result) -> dict:
     meta = result.meta
     info = meta["models"][name]
@@ -151,7 +159,8 @@ def _model(name: str, t: pd.DataFrame, result) -> dict:
                      "defence": {k: info.get("defence", {}).get(k) for k in ("name", "origin", "params", "weights")}},
         "clean": {"accuracy": clean.get("accuracy"), "n": _clean_n(result),
                   "interval": None if clean.get("accuracy") is None else interval(clean["accuracy"], _clean_n(result)),
-                  "end_to_end_accuracy": clean.get("end_to_end_accuracy") if rejects else None},
+                  "end_to_end_accuracy": clean.get("end_to_end_accuracy") if rejects else None,
+                  "samples": _clean_samples(result, name)},
         "worst_case": _worst_case(t[t.kind == "worst_case"], meta, name, rejects,
                                   getattr(result, "samples", {}).get(name, {}), _clean_n(result)),
         "ood": _ood(cells, meta),

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from attractor_bench import schema
 from attractor_bench.cli import app
-from attractor_bench.summary import interval
+from attractor_bench.summary import decode_samples, interval
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -40,6 +40,8 @@ def test_micro_run_writes_tables_records_and_a_readme(micro_run):
     assert [m["name"] for m in summary["models"]] == ["baseline", "attractor"]
     v = table.set_index(["model", "kind", "attack", "eps", "dataset", "metric"]).value
     for m in summary["models"]:
+        idx, correct = decode_samples(m["clean"].pop("samples"))  # per image: the leaderboard's McNemar tests (issue 38)
+        assert list(idx) == list(range(60)) and correct.mean() == pytest.approx(m["clean"]["accuracy"], abs=1e-6)
         assert m["clean"] == {"accuracy": pytest.approx(v[(m["name"], "cell", "none", 0.0, "mnist", "accuracy")]),
                               "end_to_end_accuracy": pytest.approx(v[(m["name"], "cell", "none", 0.0, "mnist",
                                                                       "end_to_end_accuracy")]), "n": 60,

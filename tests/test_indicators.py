@@ -192,3 +192,43 @@ def test_every_indicator_is_documented_and_named_once(selftest):
                                     "unconstrained_failure", "non_monotone"} <= seen
     doc = (REPO / "docs" / "reliability.md").read_text()
     assert all(f"`{n}`" in doc for n in names)
+
+
+def _probed_images(n_images: int, robust: np.ndarray, eps: float, monkeypatch) -> np.ndarray:
+    """The images `runner._probes` hands to the probes of one cell (pgd at `eps`) when `robust` of
+    `n_images` are robust in the worst case (the probes themselves are stubbed out)."""
+    from types import SimpleNamespace as NS
+
+    from attractor_bench import runner
+    from attractor_bench.config import Target
+
+    seen = []
+    monkeypatch.setattr(indicators, "probe_cell", lambda attack, eps, d, x, y, *a: seen.append(x[:, 0, 0, 0]) or {})
+    monkeypatch.setattr(indicators, "cell_findings", lambda *a: [])
+    x = np.arange(n_images, dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 28, 28), np.float32)
+    ws = NS(suite=NS(seed=0), prepared={"m": NS(model=NS())}, sets={"mnist": NS(x=x, y=np.zeros(n_images, np.int64))},
+            indices=lambda ds, a: np.arange(n_images))
+    attack = NS(label="pgd", entry=NS(norm="linf"), target=Target.PIPELINE, source=None)
+    cells = [(attack, eps, [NS(dataset="mnist", key=f"cell {eps}")])]
+    wc = {("linf", eps): (np.arange(n_images), robust)}
+    store = NS(get=lambda k: None, put=lambda k, v: None)
+    runner._probes(ws, "m", cells, wc, store, NS(line=lambda s: None))
+    return seen[0].astype(int)
+
+
+def test_probes_take_a_seeded_random_sample_of_the_robust_images(monkeypatch):
+    """Issue 38: the probed images are a sample of all the robust images (seeded per cell, so a rerun
+    probes the same ones), not the first PROBE_IMAGES by index: at small eps those would be the first
+    few hundred test images whatever the cell."""
+    robust = np.ones(9000, bool)
+    robust[::7] = False
+    first = _probed_images(9000, robust, 0.1, monkeypatch)
+    assert len(first) == indicators.PROBE_IMAGES == len(set(first)) and robust[first].all()
+    assert list(first) == sorted(first)
+    assert first.max() > 2 * indicators.PROBE_IMAGES  # not the first robust images by index
+    assert (first >= 4500).any() and (first < 4500).any()  # spread over the set
+    assert list(_probed_images(9000, robust, 0.1, monkeypatch)) == list(first)  # reproducible
+    assert list(_probed_images(9000, robust, 0.3, monkeypatch)) != list(first)  # another cell, another sample
+    few = np.zeros(9000, bool)
+    few[[5, 900, 4000]] = True  # fewer robust images than PROBE_IMAGES: all of them
+    assert list(_probed_images(9000, few, 0.1, monkeypatch)) == [5, 900, 4000]

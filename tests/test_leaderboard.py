@@ -74,8 +74,10 @@ def result(suite: str, models: dict, attacks: dict, date="2026-12-01 10:00 UTC",
     return RunResult(SimpleNamespace(name=suite, data=SimpleNamespace(n_test=n_test)), table, meta)
 
 
-def write_run(root: Path, *args, **kwargs) -> Path:
+def write_run(root: Path, *args, samples=None, **kwargs) -> Path:
+    """A run's results.csv and summary.json; `samples`: the run's per-image outcomes (`RunResult.samples`)."""
     r = result(*args, **kwargs)
+    r.samples = samples or {}
     folder = root / r.suite.name
     folder.mkdir(parents=True)
     r.table.to_csv(folder / "results.csv", index=False)
@@ -150,7 +152,7 @@ def test_summary_worst_cases_carry_their_attacks_n_and_exact_interval():
     assert [w["attacks"] for w in plain["worst_case"]] == [["fgsm", "square"], ["fgsm"], ["fgsm"]]
     assert all(w["end_to_end_accuracy"] is None for w in plain["worst_case"])  # no rejector
     assert att["clean"] == {"accuracy": 0.9, "end_to_end_accuracy": pytest.approx(0.85), "n": 100,
-                            "interval": pytest.approx(exact(0.9, 100), abs=1e-12)}
+                            "interval": pytest.approx(exact(0.9, 100), abs=1e-12), "samples": None}  # no per-image outcomes given
     assert plain["clean"]["end_to_end_accuracy"] is None
     # a run without indicators: the sanity flags alone, no verdict per eps
     assert att["verdict"] == {"potentially_unreliable": True, "flags": {FLAGS[0]: 0, FLAGS[1]: 1}, "reasons": ["zero gradients"],
@@ -496,6 +498,46 @@ def test_paired_outcomes_separate_rows_that_counts_alone_cannot(tmp_path):
     assert [(r["model"], r["rank"]) for r in board_json(res)["rows"]] == [("a", 1), ("b", 2)]
     _with_samples(folder, {"a": a, "b": (np.arange(100) >= 35) & (np.arange(100) < 85)})  # 35 vs 25 discordant: p ~ 0.25
     assert [r["rank"] for r in board_json(res)["rows"]] == [1, 1]
+
+
+def test_the_summary_keeps_clean_correctness_per_image():
+    """Issue 38: summary.json keeps which clean images each model classifies correctly (as it keeps the
+    worst case's robust images), so that clean accuracies can be compared image by image."""
+    from attractor_bench.summary import decode_samples
+
+    correct = np.arange(100) % 5 != 0
+    r = result("s", {"a": model(clean=0.8), "b": model(clean=0.7, weights="2")}, {"pgd": attack()})
+    r.samples = {"a": {("none", 0.0): (np.arange(100), correct)}}
+    a, b = summarize(r)["models"]
+    idx, ok = decode_samples(a["clean"]["samples"])
+    assert list(idx) == list(range(100)) and (ok == correct).all()
+    assert b["clean"]["samples"] is None  # a model without them (a run of older code): none
+
+
+def _clean_only(correct: dict) -> dict:
+    """A run's per-image clean outcomes for models with no worst case: {model: {("none", 0.0): (idx, correct)}}."""
+    return {m: {("none", 0.0): (np.arange(len(c)), np.asarray(c, bool))} for m, c in correct.items()}
+
+
+def test_clean_accuracy_ranks_use_mcnemar_on_the_images_both_rows_share(tmp_path):
+    """Issue 38: 60% vs 50% clean on 100 images, no worst case. Fisher's exact test on the counts does not
+    separate them; with per-image clean outcomes where b's correct images are a subset of a's, McNemar's
+    exact test on the 10 discordant images does (p = 2^-9). LEADERBOARD.json says which test ranked them."""
+    res, a, b = tmp_path / "results", np.arange(100) < 60, np.arange(100) < 50
+    models = {"a": model(clean=0.6, weights="1"), "b": model(clean=0.5, weights="2")}
+    write_run(res, "s", models, {"pgd": attack()}, samples=_clean_only({"a": a, "b": b}))
+    rows = board_json(res)["rows"]
+    assert [(r["model"], r["rank"]) for r in rows] == [("a", 1), ("b", 2)]
+    assert all(r["rank_tests"]["clean"] == ["McNemar"] for r in rows)
+    # overlapping but different images: 35 vs 25 discordant, p ~ 0.25, not separated
+    write_run(res, "t", {"a": model(clean=0.6, weights="3"), "b": model(clean=0.5, weights="4")}, {"pgd": attack()},
+              samples=_clean_only({"a": a, "b": (np.arange(100) >= 35) & (np.arange(100) < 85)}), date="2026-12-02 10:00 UTC")
+    assert [r["rank"] for r in board_json(res)["rows"]] == [1, 1]
+    # a record without per-image outcomes: Fisher's exact test on the counts (not separated), and said so
+    write_run(res, "u", {"a": model(clean=0.6, weights="5"), "b": model(clean=0.5, weights="6")}, {"pgd": attack()},
+              samples=_clean_only({"a": a}), date="2026-12-03 10:00 UTC")
+    rows = board_json(res)["rows"]
+    assert [r["rank"] for r in rows] == [1, 1] and all(r["rank_tests"]["clean"] == ["Fisher"] for r in rows)
 
 
 def test_runs_made_by_other_code_are_listed_as_stale_not_ranked(tmp_path):
