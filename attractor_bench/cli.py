@@ -275,7 +275,7 @@ def train(
     Every suite is checked before any training."""
     from . import plugins
     from .config import load_suite
-    from .runner import train_suite
+    from .preparation import train_suite
 
     with _errors(debug):
         for s in suites:

@@ -27,3 +27,9 @@ class RunResult:
     # robust, and under ("none", 0.0) the clean images and whether each is classified correctly
     # (summary.json keeps them, for the leaderboard's paired tests).
     samples: dict = field(default_factory=dict)
+
+
+def rows_of(model: str, attack: str, eps: float, dataset: str, metrics: dict, kind_: str) -> list[dict]:
+    """The table's rows (one per metric) of one (model, attack, eps, dataset) and kind."""
+    return [dict(model=model, attack=attack, eps=eps, dataset=dataset, metric=k, value=float(v), kind=kind_)
+            for k, v in metrics.items()]

@@ -51,7 +51,9 @@ from attractor_bench.attacks import ATTACKS
 from attractor_bench.config import AttackSpec, Target, load_suite
 from attractor_bench.data import mnist_train_val
 from attractor_bench.determinism import deterministic
-from attractor_bench.runner import Log, load_images, prepare
+from attractor_bench.preparation import prepare
+from attractor_bench.progress import Log
+from attractor_bench.runner import load_images
 from attractor_bench.store import CellStore
 
 REPO = Path(__file__).resolve().parents[1]

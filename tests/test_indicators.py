@@ -195,11 +195,11 @@ def test_every_indicator_is_documented_and_named_once(selftest):
 
 
 def _probed_images(n_images: int, robust: np.ndarray, eps: float, monkeypatch) -> np.ndarray:
-    """The images `runner._probes` hands to the probes of one cell (pgd at `eps`) when `robust` of
+    """The images `aggregate.probes` hands to the probes of one cell (pgd at `eps`) when `robust` of
     `n_images` are robust in the worst case (the probes themselves are stubbed out)."""
     from types import SimpleNamespace as NS
 
-    from attractor_bench import runner
+    from attractor_bench import aggregate
     from attractor_bench.config import Target
 
     seen = []
@@ -212,7 +212,7 @@ def _probed_images(n_images: int, robust: np.ndarray, eps: float, monkeypatch) -
     cells = [(attack, eps, [NS(dataset="mnist", key=f"cell {eps}")])]
     wc = {("linf", eps): (np.arange(n_images), robust)}
     store = NS(get=lambda k: None, put=lambda k, v: None)
-    runner._probes(ws, "m", cells, wc, store, NS(line=lambda s: None))
+    aggregate.probes(ws, "m", cells, wc, store, NS(line=lambda s: None))
     return seen[0].astype(int)
 
 

@@ -27,7 +27,6 @@ redoes only the models it had not finished.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import zlib
 import time
@@ -51,7 +50,8 @@ from attractor_bench.errors import ConfigError
 from attractor_bench.files import array_fingerprint, atomic_write, key
 from attractor_bench import components
 from attractor_bench.provenance import environment
-from attractor_bench.runner import Log, prepare
+from attractor_bench.preparation import prepare
+from attractor_bench.progress import Log
 
 from . import synthetic
 from .attacks import BUDGETS, k_plus_one, score_attack
