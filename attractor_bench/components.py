@@ -53,14 +53,16 @@ DECLARED: tuple[Component, ...] = (
     Component("net.attractor", 1, (f"{_A}.models.attractor",), "the attractor network (784-500-300-300, heads, Chain)"),
     Component("train.attractor", 1, (f"{_A}.training", f"{_A}.losses"),
               "the paper's staged training of the attractor presets and its losses (Eq. 4)"),
-    Component("defence.attractor", 1, (f"{_A}.defences.attractor",), "the fixed-point iteration as an ART preprocessor"),
+    Component("defence.attractor", 2, (f"{_A}.defences.attractor",),  # 2: the last few moving samples padded to 16 rows
+              "the fixed-point iteration as an ART preprocessor"),
     Component("defence.bpda", 1, (f"{_A}.defences:StraightThrough", f"{_A}.defences:straight_through",
                                   f"{_A}.defences:no_defence"), "BPDA with the identity, and no defence"),
     Component("defence.dae", 1, (f"{_A}.defences.dae",), "the denoising autoencoders inside the purifiers"),
     Component("defence.apudae", 1, (f"{_A}.defences.apudae",), "APuDAE purification (related paper 003)"),
     Component("defence.feature_dae", 1, (f"{_A}.defences.feature_dae",), "feature-space DAE purification (related paper 004)"),
     Component("rejector.pearson", 1, (f"{_A}.defences.ood",), "the Pearson-similarity rejector and its threshold fit"),
-    Component("classifier", 1, (f"{_A}.classifier",), "the ART classifier around a model and defence, its loss and memo"),
+    Component("classifier", 2, (f"{_A}.classifier",),  # 2: loss summed over images, batches of at least 16 rows (issue 38)
+              "the ART classifier around a model and defence, its loss and memo"),
     Component("cell", 1, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
                           f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
                           f"{_A}.cells:datasets", f"{_A}.cells:EVAL_BATCH", f"{_A}.attacks:AttackEntry",
@@ -70,12 +72,15 @@ DECLARED: tuple[Component, ...] = (
     Component("metrics", 1, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
     Component("worst_case", 1, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
     Component("summary", 1, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
-    Component("verdict", 2, (f"{_A}.indicators",),  # 2: AutoAttack's own checks and its second seed read
+    Component("verdict", 3, (f"{_A}.indicators",),  # 2: AutoAttack's own checks and its second seed read
+              # 3: the gradient probe reads the classifier's summed loss (no rescaling by the batch)
               "the attack-failure probes and the reliability verdict"),
-    Component("ood.scores", 1, (f"{_A}.ood.rejectors",), "OOD scores: reconstruction similarity, max softmax, energy"),
-    Component("ood.attacks", 1, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),
+    Component("ood.scores", 2, (f"{_A}.ood.rejectors",),  # 2: autoattack_standard's Pipeline pads batches below 16 rows
+              "OOD scores: reconstruction similarity, max softmax, energy"),
+    Component("ood.attacks", 2, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),  # 2: PGD's loss summed
     Component("ood.metrics", 1, (f"{_A}.ood.metrics",), "AUROC, AUPR-IN/OUT, FPR95TPR of the OOD runs"),
-    Component("ood.evaluate", 1, (f"{_A}.ood.evaluate", f"{_A}.ood.synthetic", f"{_A}.ood.report:best_rejectors"),
+    # ood.evaluate 2: autoattack_standard's Pipeline, which its code reaches, pads batches below 16 rows
+    Component("ood.evaluate", 2, (f"{_A}.ood.evaluate", f"{_A}.ood.synthetic", f"{_A}.ood.report:best_rejectors"),
               "an OOD run's cells, its noise sets and the best-rejector choice"),
 )
 
