@@ -239,7 +239,7 @@ class _TrainingLoss(torch.nn.Module):
         x = self.seen.last_input.flatten(1)  # (B, 784)
         if labels.ndim == 2:  # ART hands a loss it does not know one-hot labels
             labels = labels.argmax(1)
-        recon, feats, _ = net.chain()(x)
+        recon, feats, _ = net.chain()(x, derivatives=False)
         sq_err = (recon - x).pow(2)
         rec = sq_err.mean(1) if self.cost.rec_reduction is RecReduction.MEAN else sq_err.sum(1)  # (B,)
         return a_rec * rec.sum() + a_cls * torch.nn.functional.cross_entropy(net.head(feats), labels, reduction="sum")

@@ -50,7 +50,8 @@ DECLARED: tuple[Component, ...] = (
               "the datasets as arrays, the validation split, the seeded image subsets and training subsets"),
     Component("determinism", 1, (f"{_A}.determinism", f"{_A}.device"), "deterministic kernels, thread settings, device choice"),
     Component("train.loop", 1, (f"{_A}.early_stopping",), "the epoch loop, its optimizer step and early-stopping rules"),
-    Component("net.attractor", 1, (f"{_A}.models.attractor",), "the attractor network (784-500-300-300, heads, Chain)"),
+    Component("net.attractor", 2, (f"{_A}.models.attractor",),  # 2: Chain builds derivative masks only when asked (same bits)
+              "the attractor network (784-500-300-300, heads, Chain)"),
     Component("train.attractor", 1, (f"{_A}.training", f"{_A}.losses"),
               "the paper's staged training of the attractor presets and its losses (Eq. 4)"),
     Component("defence.attractor", 2, (f"{_A}.defences.attractor",),  # 2: the last few moving samples padded to 16 rows
@@ -61,7 +62,9 @@ DECLARED: tuple[Component, ...] = (
     Component("defence.apudae", 1, (f"{_A}.defences.apudae",), "APuDAE purification (related paper 003)"),
     Component("defence.feature_dae", 1, (f"{_A}.defences.feature_dae",), "feature-space DAE purification (related paper 004)"),
     Component("rejector.pearson", 1, (f"{_A}.defences.ood",), "the Pearson-similarity rejector and its threshold fit"),
-    Component("classifier", 2, (f"{_A}.classifier",),  # 2: loss summed over images, batches of at least 16 rows (issue 38)
+    # classifier 2: loss summed over images, batches of at least 16 rows; 3: the training cost's pass without
+    # derivative masks (the same bits; issue 38)
+    Component("classifier", 3, (f"{_A}.classifier",),
               "the ART classifier around a model and defence, its loss and memo"),
     Component("cell", 1, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
                           f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
