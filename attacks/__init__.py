@@ -218,14 +218,14 @@ ATTACKS: dict[str, AttackEntry] = {
         {"batch_size": _LOSS_BATCH, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
         depends=_PGD_CODE, uses_loss=True,
-        cost=40, fixed={"norm": "linf"}, version=2,  # 2: the classifier's summed loss (issue 38); batch 1000
+        cost=40, fixed={"norm": "linf"}, version=3,  # 2: summed loss, batch 1000; 3: no success-rate passes (same bits)
     ),
     "pgd_l2": AttackEntry(
         _pgd, "l2", "gradient", "PGD L2 with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
         {"batch_size": _LOSS_BATCH, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
         depends=_PGD_CODE, uses_loss=True,
-        cost=40, fixed={"norm": "l2"}, version=2,  # 2: the classifier's summed loss (issue 38); batch 1000
+        cost=40, fixed={"norm": "l2"}, version=3,  # 2: summed loss, batch 1000; 3: no success-rate passes (same bits)
     ),
     "apgd_ce": AttackEntry(
         _apgd, "linf", "gradient", "Auto-PGD L-inf, cross-entropy loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
