@@ -36,9 +36,18 @@ def fresh_components():
 
 
 def committed(tmp_path) -> Path:
-    """A copy of the committed results (the leaderboard is built there, not in the repository)."""
+    """A copy of the committed results (the leaderboard is built there, not in the repository), the
+    component versions they record brought to today's: the tests ask what a bump stales, starting
+    from a board whose numbers are all current (the committed ones wait for issue 38's regeneration
+    since its run-wide bumps, such as the classifier's)."""
     dest = tmp_path / "results"
     shutil.copytree(RESULTS, dest)
+    now = components.current()
+    for path in [dest / "CARRIED_OVER.json", *dest.rglob("summary.json"), *dest.rglob("run.json"), *dest.rglob("ood.json")]:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and isinstance(doc.get("components"), dict):
+            doc["components"] = {k: now.get(k, v) for k, v in doc["components"].items()}
+            path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return dest
 
 
@@ -167,7 +176,7 @@ def test_another_torch_art_and_numpy_rank_every_row(tmp_path, monkeypatch):
 
     results = committed(tmp_path)
     rows, stale = board(results)
-    # what is stale is stale by a component's version (AutoAttack v2 and verdict v2 until the regeneration), never by a library
+    # what is stale is stale by a component's version, never by a library
     assert len(rows) >= 9 and all("older version" in v["why"] and "torch" not in v["why"] for v in stale.values())
     monkeypatch.setattr(torch, "__version__", "2.99.0+cu130")
     monkeypatch.setattr(art, "__version__", "9.9.9")
