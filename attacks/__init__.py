@@ -196,51 +196,56 @@ def _rejection_aware(clf, eps, rejector, **kw):
 
 
 _QUIET = {"verbose": False}
+# Batch of the attacks that differentiate the classifier's loss: a loss summed over images makes an
+# image's gradient the same bits in any batch (attractor_bench.batch_invariance), so the batch is a
+# speed setting; 1,000 keeps the matrix products near the machine's peak (docs/performance.md).
+_LOSS_BATCH = 1000
 _PGD_CODE = ("attractor_bench.attacks.clamped_pgd",)
 _APGD_CODE = ("attractor_bench.attacks.apgd_classifier",)
 ATTACKS: dict[str, AttackEntry] = {
     "fgsm": AttackEntry(
-        _fgsm, "linf", "gradient", "FGSM, ART FastGradientMethod (Goodfellow et al. 2015)", {"batch_size": 256},
+        _fgsm, "linf", "gradient", "FGSM, ART FastGradientMethod (Goodfellow et al. 2015)", {"batch_size": _LOSS_BATCH},
         _art_params(FastGradientMethod, "eps_step", "minimal", "num_random_init"), single_step=True,
-        uses_loss=True, cost=1,
+        uses_loss=True, cost=1, version=2,  # 2: the classifier's summed loss (issue 38); batch 1000
     ),
     "bim": AttackEntry(
         _bim, "linf", "gradient", "BIM L-inf, ART BasicIterativeMethod (Kurakin et al. 2017), no random start",
-        {"batch_size": 256, "max_iter": 20, **_QUIET}, _art_params(BasicIterativeMethod, "eps_step", extra=("eps_step_ratio",)),
-        uses_loss=True, cost=20,
+        {"batch_size": _LOSS_BATCH, "max_iter": 20, **_QUIET}, _art_params(BasicIterativeMethod, "eps_step", extra=("eps_step_ratio",)),
+        uses_loss=True, cost=20, version=2,  # 2: the classifier's summed loss (issue 38); batch 1000
     ),
     "pgd": AttackEntry(
         _pgd, "linf", "gradient", "PGD L-inf with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
-        {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
+        {"batch_size": _LOSS_BATCH, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
         depends=_PGD_CODE, uses_loss=True,
-        cost=40, fixed={"norm": "linf"},
+        cost=40, fixed={"norm": "linf"}, version=3,  # 2: summed loss, batch 1000; 3: no success-rate passes (same bits)
     ),
     "pgd_l2": AttackEntry(
         _pgd, "l2", "gradient", "PGD L2 with random restarts, ART ProjectedGradientDescent (Madry et al. 2018)",
-        {"batch_size": 256, "max_iter": 40, "num_random_init": 1, **_QUIET},
+        {"batch_size": _LOSS_BATCH, "max_iter": 40, "num_random_init": 1, **_QUIET},
         _art_params(ProjectedGradientDescent, "eps_step", extra=("eps_step_ratio",)),
         depends=_PGD_CODE, uses_loss=True,
-        cost=40, fixed={"norm": "l2"},
+        cost=40, fixed={"norm": "l2"}, version=3,  # 2: summed loss, batch 1000; 3: no success-rate passes (same bits)
     ),
     "apgd_ce": AttackEntry(
         _apgd, "linf", "gradient", "Auto-PGD L-inf, cross-entropy loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
         {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
         _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"), depends=_APGD_CODE,
-        cost=100, fixed={"loss_type": "cross_entropy"},
+        cost=100, fixed={"loss_type": "cross_entropy"}, version=2,  # 2: APGD's loss summed over images (issue 38)
     ),
     "apgd_dlr": AttackEntry(
         _apgd, "linf", "gradient", "Auto-PGD L-inf, DLR loss, ART AutoProjectedGradientDescent (Croce & Hein 2020)",
         {"batch_size": 256, "max_iter": 100, "nb_random_init": 1, **_QUIET},
         _art_params(AutoProjectedGradientDescent, "eps_step", "loss_type"), depends=_APGD_CODE,
-        cost=100, fixed={"loss_type": "difference_logits_ratio"},
+        cost=100, fixed={"loss_type": "difference_logits_ratio"}, version=2,  # 2: APGD's loss summed (issue 38)
     ),
     "autoattack_standard": AttackEntry(
         _autoattack_standard, "linf", "gradient",
         "standard AutoAttack, the authors' code (pyautoattack): APGD-CE, APGD-T, FAB-T, Square 5,000 queries; version rand "
         "(APGD-CE, APGD-DLR with EoT) for randomized models. The one comparable with published AutoAttack figures",
         {}, frozenset({"version", "batch_size", "second_seed"}), depends=("attractor_bench.attacks.autoattack_standard",),
-        cost=20000, version=2,  # 2: a second seed on the robust images where AutoAttack's later attacks still broke some
+        cost=20000, version=3,  # 2: a second seed on the robust images where AutoAttack's later attacks still broke some
+        # 3: the pipeline runs batches of fewer than 16 images as 16 rows (the same bits in any batch; issue 38)
     ),
     "autoattack_art": AttackEntry(
         _autoattack_art, "linf", "gradient",
@@ -248,7 +253,7 @@ ATTACKS: dict[str, AttackEntry] = {
         "AutoAttack, not comparable with published AutoAttack figures",
         {}, frozenset({"apgd_max_iter", "apgd_restarts", "deepfool_max_iter", "square_max_iter", "square_restarts", "batch_size"}),
         depends=_APGD_CODE,
-        cost=3000,
+        cost=3000, version=2,  # 2: APGD's loss summed over images (issue 38)
     ),
     "cw_l2": AttackEntry(
         _cw_l2, "l2", "gradient", "Carlini-Wagner L2 (minimal perturbation), ART CarliniL2Method",

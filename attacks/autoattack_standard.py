@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 
+from attractor_bench.batch_invariance import padded_call
+
 ATTACKS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"), "rand": ("apgd-ce", "apgd-dlr")}
 # AutoAttack's threshold on robust accuracy (`checks.check_square_sr`): a share of the images it attacked
 ALPHA = 0.002
@@ -74,14 +76,18 @@ class Pipeline(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.count(forward=len(x), backward=len(x) if torch.is_grad_enabled() and x.requires_grad else 0)
-        for op in self.ops:
-            x, _ = op.forward(x)
-        out = self.model(x)
+        out = padded_call(self._logits, x)  # on at least MIN_ROWS rows: each row's bits whatever its batch
         if self.judging is not None:  # AutoAttack's pass that judges an attack's batch
             name, batch, y = self.judging
             self.judging = None
             self.judged.append((name, batch, y, out.detach().argmax(1)))
         return out
+
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        for op in self.ops:
+            x, _ = op.forward(x)
+        return self.model(x)
 
 
 class _Warnings(logging.Handler):

@@ -15,8 +15,9 @@ import torch
 from art.defences.preprocessor.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 
+from .batch_invariance import MIN_ROWS, chunk_padding, pad_rows
 from .defences import check_images
-from .losses import RecReduction, attractor_loss
+from .losses import RecReduction
 from .models import N_CLASSES
 
 INPUT_SHAPE = (1, 28, 28)
@@ -84,8 +85,9 @@ class CheckedClassifier(PyTorchClassifier):
     @contextmanager
     def memoized(self) -> Iterator[None]:
         """Within the block, predict answers an input it was asked in its last few calls from memory
-        instead of running the pipeline again: the same bits (a row's prediction does not depend on
-        the rows beside it), one forward pass per distinct input. ART's Square attack asks three
+        instead of running the pipeline again: the same bits as recomputing it (every batch runs on
+        at least MIN_ROWS rows, where a row's prediction does not depend on the rows beside it:
+        `attractor_bench.batch_invariance`), one forward pass per distinct input. ART's Square attack asks three
         times per iteration (all current images, the still-robust ones among them, the candidates)
         where one pass (the candidates) is new."""
         self._memo = Memo()
@@ -96,10 +98,13 @@ class CheckedClassifier(PyTorchClassifier):
 
     def predict(self, x, batch_size: int = 128, training_mode: bool = False, **kwargs):
         x = _checked(x, "classifier.predict")
+        batch_size = max(int(batch_size), MIN_ROWS)
 
-        def run(rows):
+        def run(rows):  # in chunks of at least MIN_ROWS rows: each row's bits whatever its batch (batch_invariance)
             self.count(forward=len(rows))
-            return super(CheckedClassifier, self).predict(rows, batch_size=batch_size, training_mode=training_mode, **kwargs)
+            padded = pad_rows(rows, len(rows) + chunk_padding(len(rows), batch_size))
+            out = super(CheckedClassifier, self).predict(padded, batch_size=batch_size, training_mode=training_mode, **kwargs)
+            return out[: len(rows)]
 
         if self._memo is None or training_mode or kwargs or not isinstance(x, np.ndarray):
             return run(x)
@@ -108,18 +113,28 @@ class CheckedClassifier(PyTorchClassifier):
     def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):
         x = _checked(x, "classifier.loss_gradient")
         self.count(forward=len(x), backward=len(x))
-        with self._input_gradients_only():
-            return super().loss_gradient(x, y, training_mode=training_mode, **kwargs)
+        with self._input_gradients_only():  # on at least MIN_ROWS rows (batch_invariance); the loss is a sum over images
+            return super().loss_gradient(pad_rows(x), pad_rows(y), training_mode=training_mode, **kwargs)[: len(x)]
 
     def class_gradient(self, x, label=None, training_mode: bool = False, **kwargs):
         x = _checked(x, "classifier.class_gradient")
         self.count(forward=len(x), backward=len(x) * (self.nb_classes if label is None else 1))
-        with self._input_gradients_only():
-            return super().class_gradient(x, label=label, training_mode=training_mode, **kwargs)
+        if label is not None and np.ndim(label) > 0:
+            label = pad_rows(np.asarray(label))
+        with self._input_gradients_only():  # on at least MIN_ROWS rows, as loss_gradient
+            return super().class_gradient(pad_rows(x), label=label, training_mode=training_mode, **kwargs)[: len(x)]
 
     def fit(self, x, y, batch_size: int = 128, nb_epochs: int = 10, training_mode: bool = True, **kwargs):
+        """ART's fit, on the batch mean of the loss (training's usual scale; gradients use the sum)."""
         x = _checked(x, "classifier.fit")
-        return super().fit(x, y, batch_size=batch_size, nb_epochs=nb_epochs, training_mode=training_mode, **kwargs)
+        reduction = getattr(self._loss, "reduction", None)
+        if reduction is not None:
+            self._loss.reduction = "mean"
+        try:
+            return super().fit(x, y, batch_size=batch_size, nb_epochs=nb_epochs, training_mode=training_mode, **kwargs)
+        finally:
+            if reduction is not None:
+                self._loss.reduction = reduction
 
 
 class Memo:
@@ -210,8 +225,10 @@ class _SeesInput(torch.nn.Module):
 
 
 class _TrainingLoss(torch.nn.Module):
-    """ART's loss(logits, labels) computing `cost` on the input the model last saw: `attractor_loss`
-    with a2 = 0 (the network's own chain and head, the weights and reduction it was trained with)."""
+    """ART's loss(logits, labels) computing `cost` on the input the model last saw: Eq. 4 with a2 = 0
+    (the network's own chain and head, the weights and reconstruction reduction it was trained with),
+    summed over the images instead of averaged (as `attractor_loss` does in training), so that each
+    image's gradient is its own term's, whatever the batch: `B * attractor_loss` up to rounding."""
 
     def __init__(self, seen: _SeesInput, cost: TrainingCost):
         super().__init__()
@@ -219,11 +236,13 @@ class _TrainingLoss(torch.nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         net, (a_rec, _, a_cls) = self.seen.model, self.cost.weights
-        x = self.seen.last_input.flatten(1)
+        x = self.seen.last_input.flatten(1)  # (B, 784)
         if labels.ndim == 2:  # ART hands a loss it does not know one-hot labels
             labels = labels.argmax(1)
-        return attractor_loss(net.chain(), net.head, x, labels, (a_rec, 0.0, a_cls),
-                              rec_reduction=self.cost.rec_reduction)[0]
+        recon, feats, _ = net.chain()(x, derivatives=False)
+        sq_err = (recon - x).pow(2)
+        rec = sq_err.mean(1) if self.cost.rec_reduction is RecReduction.MEAN else sq_err.sum(1)  # (B,)
+        return a_rec * rec.sum() + a_cls * torch.nn.functional.cross_entropy(net.head(feats), labels, reduction="sum")
 
 
 def make_classifier(
@@ -231,12 +250,14 @@ def make_classifier(
 ) -> PyTorchClassifier:
     """`model` maps (B, 1, 28, 28) images in [0, 1] to logits; `defence`, if given, is applied to
     every input first (prediction and gradients alike). Loss: cross-entropy on the logits, or
-    with `cost` (an attractor network) its training cost. A model with `randomized = True` gets
-    an `EoTClassifier` averaging `model.eot_samples` draws per gradient."""
+    with `cost` (an attractor network) its training cost; either summed over the images, so that an
+    image's gradient does not depend on the batch it is computed in (a mean divides it by the batch
+    size, and the rounding of that division flips the sign of near-zero entries). A model with
+    `randomized = True` gets an `EoTClassifier` averaging `model.eot_samples` draws per gradient."""
     randomized = getattr(model, "randomized", False)
     cls = EoTClassifier if randomized else CheckedClassifier
     extra = {"eot_samples": int(getattr(model, "eot_samples", 8))} if randomized else {}
-    loss = torch.nn.CrossEntropyLoss()
+    loss = torch.nn.CrossEntropyLoss(reduction="sum")
     if cost is not None:
         model = _SeesInput(model)
         loss = _TrainingLoss(model, cost)

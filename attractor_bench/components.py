@@ -50,17 +50,22 @@ DECLARED: tuple[Component, ...] = (
               "the datasets as arrays, the validation split, the seeded image subsets and training subsets"),
     Component("determinism", 1, (f"{_A}.determinism", f"{_A}.device"), "deterministic kernels, thread settings, device choice"),
     Component("train.loop", 1, (f"{_A}.early_stopping",), "the epoch loop, its optimizer step and early-stopping rules"),
-    Component("net.attractor", 1, (f"{_A}.models.attractor",), "the attractor network (784-500-300-300, heads, Chain)"),
+    Component("net.attractor", 2, (f"{_A}.models.attractor",),  # 2: Chain builds derivative masks only when asked (same bits)
+              "the attractor network (784-500-300-300, heads, Chain)"),
     Component("train.attractor", 1, (f"{_A}.training", f"{_A}.losses"),
               "the paper's staged training of the attractor presets and its losses (Eq. 4)"),
-    Component("defence.attractor", 1, (f"{_A}.defences.attractor",), "the fixed-point iteration as an ART preprocessor"),
+    Component("defence.attractor", 2, (f"{_A}.defences.attractor",),  # 2: the last few moving samples padded to 16 rows
+              "the fixed-point iteration as an ART preprocessor"),
     Component("defence.bpda", 1, (f"{_A}.defences:StraightThrough", f"{_A}.defences:straight_through",
                                   f"{_A}.defences:no_defence"), "BPDA with the identity, and no defence"),
     Component("defence.dae", 1, (f"{_A}.defences.dae",), "the denoising autoencoders inside the purifiers"),
     Component("defence.apudae", 1, (f"{_A}.defences.apudae",), "APuDAE purification (related paper 003)"),
     Component("defence.feature_dae", 1, (f"{_A}.defences.feature_dae",), "feature-space DAE purification (related paper 004)"),
     Component("rejector.pearson", 1, (f"{_A}.defences.ood",), "the Pearson-similarity rejector and its threshold fit"),
-    Component("classifier", 1, (f"{_A}.classifier",), "the ART classifier around a model and defence, its loss and memo"),
+    # classifier 2: loss summed over images, batches of at least 16 rows; 3: the training cost's pass without
+    # derivative masks (the same bits; issue 38)
+    Component("classifier", 3, (f"{_A}.classifier",),
+              "the ART classifier around a model and defence, its loss and memo"),
     # 2: a randomized model's predictions are the majority of 21 draws, the same in every cell (issue 38)
     Component("cell", 2, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
                           f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
@@ -72,13 +77,16 @@ DECLARED: tuple[Component, ...] = (
     Component("worst_case", 1, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
     # 2: clean correctness per image (clean.samples): clean-accuracy ranks by McNemar's test (issue 38)
     Component("summary", 2, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
-    # 3: probes on a seeded random sample of the robust images, not the first 16 (issue 38); 2: AutoAttack's checks
+    # 2: AutoAttack's own checks and its second seed read; 3 (issue 38): probes on a seeded random sample of the
+    # robust images, not the first 16, and the gradient probe reads the classifier's summed loss (no rescaling)
     Component("verdict", 3, (f"{_A}.indicators",),
               "the attack-failure probes and the reliability verdict"),
-    Component("ood.scores", 1, (f"{_A}.ood.rejectors",), "OOD scores: reconstruction similarity, max softmax, energy"),
-    Component("ood.attacks", 1, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),
+    Component("ood.scores", 2, (f"{_A}.ood.rejectors",),  # 2: autoattack_standard's Pipeline pads batches below 16 rows
+              "OOD scores: reconstruction similarity, max softmax, energy"),
+    Component("ood.attacks", 2, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),  # 2: PGD's loss summed
     Component("ood.metrics", 1, (f"{_A}.ood.metrics",), "AUROC, AUPR-IN/OUT, FPR95TPR of the OOD runs"),
-    # 2: the best rejector is chosen on validation images apart from the test images, not on the test sets
+    # 2 (issue 38): the best rejector is chosen on validation images apart from the test images, not on the test
+    # sets; autoattack_standard's Pipeline, which its code reaches, pads batches below 16 rows
     Component("ood.evaluate", 2, (f"{_A}.ood.evaluate", f"{_A}.ood.synthetic", f"{_A}.ood.report:best_rejectors"),
               "an OOD run's cells, its noise sets and the best-rejector choice on validation images"),
 )

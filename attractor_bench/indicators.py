@@ -255,8 +255,8 @@ def gradient_quality(clf, x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, 
     differences of the same loss along FD_DIRECTIONS random unit directions (restricted to the
     pixels that stay in [0, 1]), the cosine and the least-squares slope of the directional
     derivatives (NaN where the loss does not change measurably along any direction)."""
-    # ART's loss is the batch mean: times the batch size, each row is that image's own gradient
-    g = clf.loss_gradient(x, _onehot(y, clf.nb_classes)).reshape(len(x), -1).astype(np.float64) * len(x)
+    # the classifier's loss is the sum over images: each row is that image's own gradient
+    g = clf.loss_gradient(x, _onehot(y, clf.nb_classes)).reshape(len(x), -1).astype(np.float64)
     flat = x.reshape(len(x), -1).astype(np.float64)
     rng = np.random.default_rng(seed)
     u = rng.standard_normal((FD_DIRECTIONS, *flat.shape)) * (np.minimum(flat, 1 - flat) >= FD_STEP)

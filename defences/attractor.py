@@ -2,7 +2,9 @@
 
 Feed the autoencoder's output back to its input, x_{k+1} = G(x_k), until the iterate stops
 changing: max_i |x_{k+1} - x_k|_i < `tol` for that sample, or `max_iter` iterations. Samples that
-converged are frozen while the rest go on, so a sample's result does not depend on its batch.
+converged are frozen while the rest go on, so a sample's result does not depend on its batch (the
+few still moving are computed on at least `batch_invariance.MIN_ROWS` rows, where this CPU's
+kernels give each row the same bits whatever the batch).
 Iterates are clipped to the input domain [0, 1] (`clip=True`) since G's ReLU output is unbounded.
 
 Defaults are the validated choice: ONE iteration (`max_iter=1`, `tol=1e-3`, clipped, unrolled
@@ -26,6 +28,8 @@ from enum import Enum
 
 import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
+
+from attractor_bench.batch_invariance import padded_call
 
 
 class Backward(str, Enum):
@@ -119,7 +123,7 @@ class AttractorDefence(PreprocessorPyTorch):
         active = torch.arange(shape[0], device=x.device)
         for k in range(self.max_iter):
             cur = out[active]
-            nxt = self.model.reconstruct(cur)
+            nxt = padded_call(self.model.reconstruct, cur)  # the few still moving: at least MIN_ROWS rows, same bits
             if self.clip:
                 nxt = nxt.clamp(0.0, 1.0)
             out[active] = nxt

@@ -31,6 +31,17 @@ class Activation(str, Enum):
     LINEAR = "linear"
 
 
+def apply(z: torch.Tensor, act: Activation) -> torch.Tensor:
+    """`activate`'s output alone, the same bits, without building the derivative: for ReLU, z times
+    the boolean z > 0 (promoted to 0.0 / 1.0 in the product, as `activate`'s float mask; not
+    `torch.relu`, which gives +0.0 where the product gives -0.0 for negative z)."""
+    if act is Activation.RELU:
+        return z * (z > 0)
+    if act is Activation.SIGMOID:
+        return torch.sigmoid(z)
+    return z
+
+
 def activate(z: torch.Tensor, act: Activation) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply `act` to pre-activations z; return (output, elementwise derivative)."""
     if act is Activation.RELU:
@@ -52,12 +63,17 @@ class Chain:
     def __init__(self, layers: list[nn.Linear], acts: list[Activation], tap: int):
         self.layers, self.acts, self.tap = layers, acts, tap
 
-    def __call__(self, x: torch.Tensor, tangents: torch.Tensor | None = None):
+    def __call__(self, x: torch.Tensor, tangents: torch.Tensor | None = None, derivatives: bool = True):
         """x (B, d_in) -> (output (B, d_out), tapped features (B, n_tap), derivatives [(B, n_k)]).
 
         With `tangents` v (P, B, d_in) also returns J(x) v (P, B, d_out) as a fourth element,
         propagated beside the forward pass (t <- f'(z) * (W t)): one extra bias-free matmul per
-        layer and projection, sharing the forward pass's activation derivatives."""
+        layer and projection, sharing the forward pass's activation derivatives.
+
+        `derivatives=False` (no tangents): the derivatives are not built and come back as None,
+        the output and features the same bits (`apply`); the pass an attack or the defence needs."""
+        if not derivatives and tangents is None:
+            return self._values(x)
         derivs, feats = [], None
         t = tangents
         for k, (layer, act) in enumerate(zip(self.layers, self.acts)):
@@ -71,8 +87,16 @@ class Chain:
             return x, feats, derivs
         return x, feats, derivs, t
 
+    def _values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        feats = None
+        for k, (layer, act) in enumerate(zip(self.layers, self.acts)):
+            x = apply(layer(x), act)
+            if k == self.tap:
+                feats = x
+        return x, feats, None
+
     def output(self, x: torch.Tensor) -> torch.Tensor:
-        return self(x)[0]
+        return self(x, derivatives=False)[0]
 
 
 class AttractorNet(nn.Module):
@@ -104,7 +128,7 @@ class AttractorNet(nn.Module):
 
     def reconstruct_and_classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass: (G(x) with x's shape, logits (B, 10))."""
-        recon, feats, _ = self.chain()(x.flatten(1).to(self.head.weight.dtype))
+        recon, feats, _ = self.chain()(x.flatten(1).to(self.head.weight.dtype), derivatives=False)
         return recon.view_as(x), self.head(feats)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ def test_art_sees_the_chosen_backward_pass(model, images):
     unrolled: the gradient through the iterations, which differs."""
     y = np.arange(len(images)) % 10
     fixed = AttractorDefence(model, max_iter=3).iterate(torch.from_numpy(images))[0].detach().requires_grad_(True)
-    torch.nn.functional.cross_entropy(model(fixed), torch.from_numpy(y)).backward()  # mean, as the classifier's loss
+    torch.nn.functional.cross_entropy(model(fixed), torch.from_numpy(y), reduction="sum").backward()  # as the classifier's loss
     onehot = np.eye(10, dtype=np.float32)[y]
     bpda = make_classifier(model, AttractorDefence(model, max_iter=3, backward="bpda")).loss_gradient(images, onehot)
     unrolled = make_classifier(model, AttractorDefence(model, max_iter=3)).loss_gradient(images, onehot)

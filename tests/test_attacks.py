@@ -146,14 +146,33 @@ def test_registry_pgd_gives_arts_bits(model, images, eps):
     own ProjectedGradientDescent bit for bit, through the defended pipeline."""
     clf = make_classifier(model, AttractorDefence(model))
     y = np.arange(len(images)) % 10
-    runs = []
+    runs, forward = [], []
     for build in (lambda: ATTACKS["pgd"].build(clf, eps, max_iter=5, batch_size=8),
                   lambda: ProjectedGradientDescent(clf, eps=eps, eps_step=eps / 4, max_iter=5, num_random_init=1,
                                                    batch_size=8, verbose=False)):
         np.random.seed(0)
+        before = clf.passes["forward"]
         runs.append(build().generate(images, y=y))
+        forward.append(clf.passes["forward"] - before)
     assert isinstance(ATTACKS["pgd"].build(clf, eps), ClampedPGD)
     assert np.array_equal(runs[0], runs[1]) and np.abs(runs[0] - images).max() > eps / 2
+    # ART's closing log line costs two passes over every image (the clean and the adversarial
+    # predictions of its success rate); the registry's PGD computes it only when it is logged
+    assert forward == [5 * len(images), 7 * len(images)]
+
+
+def test_registry_pgd_logs_arts_success_rate_when_info_is_logged(model, images, caplog):
+    clf = make_classifier(model, AttractorDefence(model))
+    y = np.arange(len(images)) % 10
+    lines = []
+    for build in (lambda: ATTACKS["pgd"].build(clf, 0.3, max_iter=2, batch_size=8),
+                  lambda: ProjectedGradientDescent(clf, eps=0.3, eps_step=0.075, max_iter=2, batch_size=8, verbose=False)):
+        np.random.seed(0)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="art.attacks.evasion.projected_gradient_descent"):
+            build().generate(images, y=y)
+        lines.append([r.getMessage() for r in caplog.records if r.getMessage().startswith("Success rate")])
+    assert lines[0] == lines[1] and len(lines[0]) == 1 and lines[0][0].endswith("%")
 
 
 def test_apgd_keeps_the_classifier_it_is_given(model, images):

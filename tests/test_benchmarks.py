@@ -40,3 +40,21 @@ def test_attack_throughput_benchmark_last_line(data_root, tmp_path):
     m = re.fullmatch(r"pgd_art_over_torch=([\d.]+) pgd_flop_share=([\d.]+) square_query_share=([\d.]+) cell_seconds=([\d.]+)", last)
     assert m, last
     assert all(float(v) > 0 for v in m.groups())
+
+
+@pytest.mark.slow
+def test_autoattack_throughput_benchmark_last_line(data_root):
+    """No cached model: the CNN and the MLP trained in seconds, a few images and steps; the levers'
+    before and after give the same bits, and the last line has its eight figures."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "autoattack_throughput.py"), "--data-root", str(data_root),
+         "--n", "8", "--train-steps", "5", "--pgd-n", "300", "--pgd-steps", "2", "--reps", "1"],
+        capture_output=True, text=True, timeout=900, check=True,
+    ).stdout
+    assert re.search(r"after \(sum\): .* the same bits at both: true", out) and out.count("the same bits: true") == 2, out
+    last = out.strip().splitlines()[-1]
+    names = ("aa_cnn_images_per_s", "aa_cnn_flop_share", "aa_mlp_images_per_s", "aa_mlp_flop_share", "pgd_share_256",
+             "pgd_share_1000", "chain_step_ratio", "pgd_forward_ratio")
+    m = re.fullmatch(" ".join(rf"{n}=([\d.]+)" for n in names), last)
+    assert m, last
+    assert all(float(v) > 0 for v in m.groups())

@@ -73,15 +73,17 @@ def test_comment_docstring_and_orchestration_edits_reuse_every_cell_and_model(mi
 
 
 def test_bumping_one_attack_recomputes_its_cells_only(micro_run, data_root, tmp_path):
-    attacks = REPO / "attacks" / "__init__.py"
-    with edited(attacks, "uses_loss=True, cost=1,", "uses_loss=True, cost=1, version=2,"):
+    from attractor_bench.attacks import ATTACKS
+
+    attacks, v = REPO / "attacks" / "__init__.py", ATTACKS["fgsm"].version
+    with edited(attacks, f"uses_loss=True, cost=1, version={v},", f"uses_loss=True, cost=1, version={v + 1},"):
         meta = _run(micro_run, data_root, tmp_path, subprocess_=True)
     recomputed = {(c["model"], c["attack"]) for c in meta["cell_seconds"] if not c["stored"]}
     assert recomputed == {("baseline", "fgsm"), ("attractor", "fgsm")}
     n_fgsm = sum(c["attack"] == "fgsm" for c in meta["cell_seconds"])
     assert meta["cells"]["computed"] == n_fgsm == 4  # two models, MNIST and Fashion-MNIST
     assert all(m["from_cache"] for m in meta["models"].values())
-    assert meta["components"]["attack.fgsm"] == 2
+    assert meta["components"]["attack.fgsm"] == v + 1
 
 
 @contextmanager

@@ -7,15 +7,18 @@ import torch
 from art.attacks.evasion import SquareAttack
 
 from attractor_bench import AttractorDefence, make_classifier
+from attractor_bench.batch_invariance import MIN_ROWS
 from attractor_bench.classifier import networks
 from attractor_bench.defences import straight_through
-from attractor_bench.models import MODELS
+from attractor_bench.models import MODELS, AttractorNet
+from attractor_bench.models.cnn import MadryCNN
+from attractor_bench.models.mlp import MLP
 
 
 def plain_gradient(f, x, y):
-    """The input gradient of the mean cross-entropy with every parameter requiring gradients."""
+    """The input gradient of the summed cross-entropy with every parameter requiring gradients."""
     xg = torch.from_numpy(x).requires_grad_(True)
-    torch.nn.functional.cross_entropy(f(xg), torch.from_numpy(y)).backward()
+    torch.nn.functional.cross_entropy(f(xg), torch.from_numpy(y), reduction="sum").backward()
     return xg.grad.numpy()
 
 
@@ -49,21 +52,57 @@ def counting(model):
     return seen
 
 
-def _rows_keep_their_bits_in_any_batch(model, images) -> None:
-    """The memo answers a query from the rows of an earlier, larger batch: the same bits only where
-    the CPU's float kernels give a row the same bits in any batch. Skip (saying so) where they do not
-    (seen with MKL on an AMD EPYC machine: 1e-5 apart in a 500-wide matmul for batches of 1 and 2)."""
-    x = torch.as_tensor(images.reshape(len(images), -1))
-    with torch.no_grad():
-        full, part = model(x), model(x[3:9])
-    full, part = (full[0], part[0]) if isinstance(full, tuple) else (full, part)
-    if not torch.equal(full[3:9], part):
-        pytest.skip("this CPU's kernels give a row other bits in a smaller batch, so remembered answers cannot be "
-                    "bit-identical here; see docs/performance.md")
+def _networks():
+    torch.manual_seed(0)
+    return {"mlp": MLP().eval(), "cnn": MadryCNN().eval(), "attractor": AttractorNet().eval()}
+
+
+def test_this_cpu_gives_a_row_the_same_bits_in_any_batch_of_at_least_min_rows():
+    """The premise of `batch_invariance`: from MIN_ROWS rows on, a row's logits and input gradient
+    do not depend on the batch's size, the row's place in it or the rows beside it. Where this
+    fails, the CPU's kernels need a larger MIN_ROWS (smaller batches do differ: the next test)."""
+    x = torch.from_numpy(np.random.default_rng(1).random((120, 1, 28, 28), dtype=np.float32))
+    y = torch.arange(120) % 10
+    perm = torch.randperm(120, generator=torch.Generator().manual_seed(0))
+    for name, net in _networks().items():
+        with torch.no_grad():
+            full = net(x)
+            assert torch.equal(full[perm], net(x[perm])), name
+            for a, b in ((0, MIN_ROWS), (3, 3 + MIN_ROWS), (7, 7 + 37), (40, 120)):
+                assert torch.equal(full[a:b], net(x[a:b])), (name, a, b)
+        grads = {}
+        for a, b in ((0, 120), (5, 5 + MIN_ROWS)):
+            xg = x[a:b].clone().requires_grad_(True)
+            torch.nn.functional.cross_entropy(net(xg), y[a:b], reduction="sum").backward()
+            grads[a] = xg.grad
+        assert torch.equal(grads[0][5:5 + MIN_ROWS], grads[5]), name
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn", "attractor", "attractor_training_cost"])
+def test_an_images_gradient_is_the_same_bits_in_a_batch_of_1_7_or_256(which):
+    """Before: ART's mean loss divided each image's gradient by the batch size, and batches of
+    fewer than 10 rows took other kernels; now the loss is a sum and every batch at least MIN_ROWS
+    rows, so an image's gradient (and prediction) is the same bits in any batch."""
+    from attractor_bench.classifier import TrainingCost
+
+    net = _networks()["attractor" if which.startswith("attractor") else which]
+    defence = AttractorDefence(net, max_iter=3) if which.startswith("attractor") else None
+    cost = TrainingCost((0.988, 0.002, 0.01)) if which == "attractor_training_cost" else None
+    clf = make_classifier(net, defence, cost=cost)
+    x = np.random.default_rng(2).random((256, 1, 28, 28), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[np.arange(256) % 10]
+    g, p = clf.loss_gradient(x, y), clf.predict(x, batch_size=256)
+    for n in (1, 7):
+        assert np.array_equal(clf.loss_gradient(x[:n], y[:n]), g[:n]), n
+        assert np.array_equal(clf.predict(x[:n]), p[:n]), n
+    assert np.array_equal(clf.loss_gradient(x[100:107], y[100:107]), g[100:107])
+    label = np.arange(7) % 10
+    assert np.array_equal(clf.class_gradient(x[:7], label=label), clf.class_gradient(x[:64], label=np.arange(64) % 10)[:7])
 
 
 def test_remembered_predictions_are_the_same_bits_with_fewer_passes(model, images):
-    _rows_keep_their_bits_in_any_batch(model, images)
+    """Before, a remembered row was that of an earlier, larger batch, and on this CPU a batch of 6
+    gives other bits: the memo's answer to images[3:9] differed from recomputing it."""
     clf = make_classifier(model, AttractorDefence(model))
     seen = counting(model)
     plain = [clf.predict(images), clf.predict(images[3:9]), clf.predict(images[::-1])]
@@ -72,7 +111,7 @@ def test_remembered_predictions_are_the_same_bits_with_fewer_passes(model, image
     with clf.memoized():
         again = [clf.predict(images), clf.predict(images[3:9]), clf.predict(images[::-1])]
     assert all(np.array_equal(a, b) for a, b in zip(plain, again))
-    assert asked == 16 + 6 + 16 and seen["rows"] == 16  # each distinct image once
+    assert asked == 16 + MIN_ROWS + 16 and seen["rows"] == 16  # each distinct image once (6 images run as MIN_ROWS rows)
     seen["rows"] = 0
     clf.predict(images)  # outside the block: nothing remembered
     assert seen["rows"] == 16
@@ -80,7 +119,6 @@ def test_remembered_predictions_are_the_same_bits_with_fewer_passes(model, image
 
 def test_square_attack_with_remembered_predictions_is_unchanged(model, images):
     """ART's Square asks for most images three times an iteration; remembering answers changes nothing."""
-    _rows_keep_their_bits_in_any_batch(model, images)
     clf = make_classifier(model, AttractorDefence(model))
     y = clf.predict(images).argmax(1)
     runs = []
@@ -124,8 +162,8 @@ def test_the_training_cost_loss_is_eq4_without_l_eigen_and_l_eigen_has_no_input_
 
     def written_out(xg):
         flat = xg.flatten(1)
-        rec = ((model.reconstruct(xg).flatten(1) - flat) ** 2).mean()
-        return a[0] * rec + a[2] * torch.nn.functional.cross_entropy(model(xg), torch.from_numpy(y))
+        rec = ((model.reconstruct(xg).flatten(1) - flat) ** 2).mean(1).sum()  # summed over images, as the classifier's
+        return a[0] * rec + a[2] * torch.nn.functional.cross_entropy(model(xg), torch.from_numpy(y), reduction="sum")
 
     xg = torch.from_numpy(images).requires_grad_(True)
     written_out(xg).backward()
@@ -133,7 +171,7 @@ def test_the_training_cost_loss_is_eq4_without_l_eigen_and_l_eigen_has_no_input_
 
     xe = torch.from_numpy(images).flatten(1).requires_grad_(True)
     attractor_loss(model.chain(), model.head, xe, torch.from_numpy(y), a, PenaltyMethod.EXACT)[0].backward()
-    with_eigen = xe.grad.numpy().reshape(images.shape)
+    with_eigen = xe.grad.numpy().reshape(images.shape) * len(images)  # training's loss is the batch mean
     np.testing.assert_allclose(got, with_eigen, rtol=1e-4, atol=1e-8)
     # and the cost is not cross-entropy: the reconstruction term moves the gradient
     ce = make_classifier(model).loss_gradient(images, np.eye(10, dtype=np.float32)[y])

@@ -139,7 +139,7 @@ def test_eot_gradient_is_the_mean_of_single_draw_gradients():
     y = np.eye(10, dtype=np.float32)[[1, 2, 3]]
     torch.manual_seed(7)
     eot = clf.loss_gradient(x, y)
-    single = CheckedClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
+    single = CheckedClassifier(model=model, loss=nn.CrossEntropyLoss(reduction="sum"), input_shape=(1, 28, 28), nb_classes=10,
                                clip_values=(0.0, 1.0))
     torch.manual_seed(7)
     draws = [single.loss_gradient(x, y) for _ in range(4)]

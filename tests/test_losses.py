@@ -105,3 +105,21 @@ def test_exact_penalty_with_sparse_activity():
     counts = (chain(x)[2][1] != 0).sum(1)
     assert len(set(counts.tolist())) > 1
     torch.testing.assert_close(jacobian_sq_norm_exact(chain, chain(x)[2]), jacobian_sq_norm_naive(chain, x), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "linear"])
+def test_a_pass_without_derivatives_gives_the_same_bits(act):
+    """An attack or the defence needs no activation derivatives: `derivatives=False` skips them,
+    and the output, the features and the input gradient are the same bytes (signed zeros included)."""
+    torch.manual_seed(3)
+    chain = AttractorNet(act).chain()
+    x = torch.rand(64, 784) - 0.3  # negative inputs too: ReLU of a negative pre-activation is -0.0 both ways
+    runs = []
+    for derivatives in (True, False):
+        xg = x.clone().requires_grad_(True)
+        out, feats, derivs = chain(xg, derivatives=derivatives)
+        (out.pow(2).sum() + feats.sum()).backward()
+        runs.append([t.detach().numpy().tobytes() for t in (out, feats, xg.grad)])
+        assert (derivs is None) == (not derivatives)
+    assert runs[0] == runs[1]
+    assert len(chain(x, tangents=torch.randn(1, *x.shape), derivatives=False)) == 4  # tangents need them: computed

@@ -79,7 +79,7 @@ def score_attack(name: str, rejector: Rejector, x: np.ndarray, eps: float, direc
     torch.manual_seed(seed)
     np.random.seed(seed)
     if name == "pgd":
-        clf = PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), input_shape=x.shape[1:], nb_classes=2,
+        clf = PyTorchClassifier(model, torch.nn.CrossEntropyLoss(reduction="sum"), input_shape=x.shape[1:], nb_classes=2,
                                 clip_values=(0.0, 1.0), device_type="gpu" if dev.type == "cuda" else "cpu")
         attack = ProjectedGradientDescent(clf, eps=eps, eps_step=eps * b["eps_step_ratio"], max_iter=b["max_iter"],
                                           num_random_init=1, batch_size=BATCH, verbose=False)
