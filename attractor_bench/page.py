@@ -181,4 +181,7 @@ def write_leaderboard(results_dir: str | Path, protocol: str | None = None) -> t
         (tmp / "LEADERBOARD.csv").write_text(columns.render_csv(board), encoding="utf-8")
         (tmp / "LEADERBOARD.json").write_text(render_json(board), encoding="utf-8")
         (tmp / PAGE).write_text(render_page(board, results_dir, bool(lines)), encoding="utf-8")
+    if not lines:  # no current row to draw: an earlier board's figure would show numbers the tables no longer have
+        for suffix in FIGURE_TYPES:
+            (results_dir / FIGURE).with_suffix(suffix).unlink(missing_ok=True)
     return board, [results_dir / n for n in (*FILES, *([FIGURE] if lines else []))]

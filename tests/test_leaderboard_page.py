@@ -132,3 +132,20 @@ def test_the_page_escapes_names_reasons_and_commands(tmp_path):
     assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<b>bold</b>" not in page and "run &lt;b&gt;bold&lt;/b&gt; &amp; more" in page
     assert "environment: not recorded" in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_a_board_without_current_rows_drops_the_earlier_figure(tmp_path):
+    """Every record stale (as the committed ones are until the regeneration): no row to draw, so an
+    earlier board's figure, which would show numbers the tables no longer have, is removed."""
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results", results)
+    for path in [*results.glob("*/summary.json"), *results.glob("*/ood.json"), results / "CARRIED_OVER.json"]:
+        doc = json.loads(path.read_text())
+        if isinstance(doc.get("components"), dict):
+            doc["components"]["cell"] = 0  # made with a version older than any: stale
+            path.write_text(json.dumps(doc))
+    for suffix in (".png", ".svg"):
+        (results / "leaderboard_worst_case").with_suffix(suffix).write_bytes(b"an earlier figure")
+    board, written = write_leaderboard(results, PROTOCOL.label)
+    assert not board.rows and not list(results.glob("leaderboard_worst_case.*"))
+    assert all(not p.name.startswith("leaderboard_worst_case") for p in written)
