@@ -128,14 +128,7 @@ def _model_arrays(d: Defended, suite: OODSuite, sets: dict, val_x: np.ndarray, l
     for r in rejectors:
         clean_all = np.concatenate([out[f"score/{r.name}/{ds}/clean"] for ds in sets])
         for e in suite.eps:
-            for a in suite.attacks:
-                for ds, split in sets.items():
-                    direction = "down" if ds == "mnist" else "up"
-                    log.bar.update(task, description=f"{r.name}: {a} {direction} on {ds} at eps {e:g}")
-                    log.line(f"score attack {a} ({r.name}, {direction}) on {ds} at eps {e:g}")
-                    x_adv = score_attack(a, r, split.x, e, direction, clean_all, suite.seed, suite.budgets.get(a))
-                    out[f"score/{r.name}/{ds}/{a}/{e:g}"] = r.scores(x_adv)
-                    log.bar.advance(task)
+            out.update(_score_attacks(r, suite, sets, e, clean_all, "score", "", log, task))
     similarity = next((r for r in rejectors if r.name == "similarity" and not r.calibrated), None)
     if suite.k_plus_one and similarity is not None and d.rejector is not None:
         logits = _Logits(d)
@@ -160,14 +153,23 @@ def _validation_arrays(rejectors: list, suite: OODSuite, val_sets: dict, log: Lo
         for ds, split in val_sets.items():
             out[f"val/score/{r.name}/{ds}/clean"] = r.scores(split.x)
         clean_all = np.concatenate([out[f"val/score/{r.name}/{ds}/clean"] for ds in val_sets])
-        for a in suite.attacks:
-            for ds, split in val_sets.items():
-                direction = "down" if ds == "mnist" else "up"
-                log.bar.update(task, description=f"{r.name}: {a} {direction} on {ds} (validation) at eps {e:g}")
-                log.line(f"score attack {a} ({r.name}, {direction}) on {ds} (validation) at eps {e:g}")
-                x_adv = score_attack(a, r, split.x, e, direction, clean_all, suite.seed, suite.budgets.get(a))
-                out[f"val/score/{r.name}/{ds}/{a}/{e:g}"] = r.scores(x_adv)
-                log.bar.advance(task)
+        out.update(_score_attacks(r, suite, val_sets, e, clean_all, "val/score", " (validation)", log, task))
+    return out
+
+
+def _score_attacks(r, suite: OODSuite, sets: dict, e: float, clean_all: np.ndarray, prefix: str, where: str, log: Log,
+                   task) -> dict[str, np.ndarray]:
+    """Rejector `r`'s scores of every set under each score attack at eps `e` (MNIST attacked down, the
+    OOD sets up), keyed `<prefix>/<rejector>/<set>/<attack>/<eps>`."""
+    out = {}
+    for a in suite.attacks:
+        for ds, split in sets.items():
+            direction = "down" if ds == "mnist" else "up"
+            log.bar.update(task, description=f"{r.name}: {a} {direction} on {ds}{where} at eps {e:g}")
+            log.line(f"score attack {a} ({r.name}, {direction}) on {ds}{where} at eps {e:g}")
+            x_adv = score_attack(a, r, split.x, e, direction, clean_all, suite.seed, suite.budgets.get(a))
+            out[f"{prefix}/{r.name}/{ds}/{a}/{e:g}"] = r.scores(x_adv)
+            log.bar.advance(task)
     return out
 
 
