@@ -230,7 +230,7 @@ def test_load_model_and_load_defence_for_your_own_art_code(data_root, tmp_path):
     assert make_classifier(mlp, purifier).predict(x).shape == (2, 10)
     with pytest.raises(ConfigError, match="Unknown defence 'nope'"):
         load_defence("nope", mlp, **common)
-    with pytest.raises(ConfigError, match="Unknown model preset 'nope'.*pgd_at"):
+    with pytest.raises(ConfigError, match="Unknown model 'nope'.*pgd_at"):
         load_model("nope", **common)
 
 
@@ -244,7 +244,7 @@ def test_load_model_reads_training_overrides_as_a_suite_does(data_root, tmp_path
     from attractor_bench.errors import ConfigError
 
     asked = []
-    monkeypatch.setattr(api, "get_or_train", lambda cfg, *a, **k: asked.append(cfg) or (None,))
+    monkeypatch.setattr(api, "get_or_train", lambda cfg, *a, **k: asked.append(cfg) or (torch.nn.Identity(),))
     common = dict(data_root=data_root, cache_dir=tmp_path, download=False)
     api.load_model("attractor", **common, early_stopping="best", weights=[0.988, 0.002, 0.01])
     api.load_model("attractor", **common, early_stopping="paper")  # without overrides: the leaderboard's (tests/test_zoo.py)

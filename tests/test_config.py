@@ -83,7 +83,7 @@ def test_the_training_cost_is_refused_for_a_sigmoid_output_before_anything_train
                   download=False)
     assert not (tmp_path / "cache").exists()
     doc["attacks"][-1]["loss"] = "cross_entropy"  # the same models attacked on cross-entropy pass the check
-    from attractor_bench.runner import check_training_cost
+    from attractor_bench.preparation import check_training_cost
     check_training_cost(load_suite(write(tmp_path, doc)))
 
 
