@@ -126,7 +126,7 @@ def _script(tmp_path, cache) -> list[str]:
     return [sys.executable, "-c", _KILLED.format(tests=os.path.dirname(__file__), cache=str(cache))]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_a_training_killed_mid_way_resumes_to_the_same_weights(tmp_path, sig):
     """A real process, killed (SIGKILL: nothing runs after it) or terminated (SIGTERM: unwinds like
     Ctrl-C) after its third epoch; run again, it ends with the uninterrupted training's weights."""
@@ -147,6 +147,7 @@ def test_a_training_killed_mid_way_resumes_to_the_same_weights(tmp_path, sig):
     assert again.stdout.count("epoch ") < whole.stdout.count("epoch ")  # it did not start over
 
 
+@pytest.mark.slow  # two trainings of the micro suite's models through the CLI (about 10 s idle, minutes under load)
 def test_the_train_command_trains_once_and_refuses_a_bad_suite_before_training(tmp_path, data_root):
     from typer.testing import CliRunner
 
