@@ -80,11 +80,12 @@ def as_current(results: Path) -> Path:
     from attractor_bench import components
 
     now = components.current()
-    for path in [*results.glob("*/summary.json"), *results.glob("*/ood.json"), results / "CARRIED_OVER.json"]:
+    for path in [results / "CARRIED_OVER.json", *results.rglob("summary.json"), *results.rglob("run.json"),
+                 *results.rglob("ood.json")]:
         if not path.is_file():
             continue
-        doc = json.loads(path.read_text())
-        if isinstance(doc.get("components"), dict):
-            doc["components"].update({k: now[k] for k in doc["components"] if k in now})
-            path.write_text(json.dumps(doc))
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and isinstance(doc.get("components"), dict):
+            doc["components"] = {k: now.get(k, v) for k, v in doc["components"].items()}
+            path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return results

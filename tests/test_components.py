@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from attractor_bench import components, leaderboard, lock, page
+from conftest import as_current
 from attractor_bench.attacks import ATTACKS
 from attractor_bench.cache import recipe_key, training_key
 from attractor_bench.cells import attack_identity, cell_code
@@ -42,13 +43,7 @@ def committed(tmp_path) -> Path:
     since its run-wide bumps, such as the classifier's)."""
     dest = tmp_path / "results"
     shutil.copytree(RESULTS, dest)
-    now = components.current()
-    for path in [dest / "CARRIED_OVER.json", *dest.rglob("summary.json"), *dest.rglob("run.json"), *dest.rglob("ood.json")]:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(doc, dict) and isinstance(doc.get("components"), dict):
-            doc["components"] = {k: now.get(k, v) for k, v in doc["components"].items()}
-            path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    return dest
+    return as_current(dest)
 
 
 def board(results: Path) -> tuple[list[dict], dict]:
