@@ -2,7 +2,8 @@
 
 - `results.csv`: the tidy table, one row per (model, attack, eps, dataset, metric);
 - `README.md`: the same numbers as readable tables, the command, seed, choices and versions;
-- `run.json`: run metadata (model configurations, training histories, thresholds, versions).
+- `run.json`: run metadata (model configurations, training histories, thresholds, versions);
+- `suite.yaml`: a copy of the suite file the run ran (`attractor-bench report` re-renders from it).
 
 Files are written to a temporary folder first and moved into place only when all are written,
 so an interrupted run leaves the previous results untouched.
@@ -11,6 +12,7 @@ so an interrupted run leaves the previous results untouched.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import load_suite, paper_attack
+from .config import Suite, load_suite, paper_attack, parse_suite
 from .data import DISPLAY_NAMES
 from .files import inside, replace_folder, write_text
 from .tables import fmt_eps, markdown, pct
-from . import plots
+from . import plots, suitefile
 from .paper import GOALS, PAPER
 from .result import COLUMNS, RunResult
 from .summary import interval, write_summary
@@ -449,8 +451,17 @@ def rerender(folder: str | Path) -> Path:
     if list(table.columns) != COLUMNS:
         raise AttractorBenchError(f"{folder}/results.csv has the columns {', '.join(table.columns)}, not those of this "
                                   f"version ({', '.join(COLUMNS)}): rerun its suite ({meta.get('command', 'attractor-bench run')}).")
-    return write_text(folder / "README.md", render_readme(RunResult(load_suite(meta["suite_path"]), table, meta),
-                                                          meta["command"]))
+    return write_text(folder / "README.md", render_readme(RunResult(run_suite(folder, meta), table, meta), meta["command"]))
+
+
+def run_suite(folder: Path, meta: dict) -> Suite:
+    """The suite a run ran: its folder's copy (`suite.yaml`, written with the run), parsed under the
+    path it had, so that a suite file edited since re-renders the run as it was; a run written before
+    the copy existed reads the suite file it names."""
+    copy = folder / SUITE_COPY
+    if not copy.is_file():
+        return load_suite(meta["suite_path"])
+    return parse_suite(suitefile.read(copy), Path(meta["suite_path"]))
 
 
 def draw_accuracy_figures(table: pd.DataFrame, meta: dict, name: str, folder: Path, n_clean: int | None) -> list[dict]:
@@ -511,6 +522,7 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else str(v)
 
 
+SUITE_COPY = "suite.yaml"  # the suite file a run ran, copied into its folder
 NOTES = ("ABLATION.md",)  # hand-written files of a results folder that its README links (kept on rewrite)
 
 
@@ -528,4 +540,6 @@ def write_results(result: RunResult, results_dir: str | Path, command: str) -> P
         write_summary(result, tmp)
         (tmp / "README.md").write_text(render_readme(result, command), encoding="utf-8")
         (tmp / "run.json").write_text(json.dumps(result.meta, indent=2, default=_plain) + "\n")
+        if result.suite.path.is_file():  # what `rerender` reads: the suite as it ran
+            shutil.copyfile(result.suite.path, tmp / SUITE_COPY)
     return final

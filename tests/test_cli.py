@@ -17,6 +17,8 @@ from attractor_bench import schema
 from attractor_bench.cli import app
 from attractor_bench.summary import decode_samples, interval
 
+from conftest import MICRO
+
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
@@ -65,6 +67,30 @@ def test_report_rerenders_the_same_readme(micro_run, tmp_path):
     result = runner.invoke(app, ["report", str(folder)])
     assert result.exit_code == 0, result.output
     assert (folder / "README.md").read_text() == before
+
+
+def test_report_rerenders_the_run_as_it_ran_after_its_suite_file_changed(micro_run, tmp_path):
+    """The run's folder keeps the suite it ran (suite.yaml): an edit to the suite file since (an attack
+    dropped, a model added) does not change, or break, the re-rendered README."""
+    import json
+    import shutil
+
+    folder = tmp_path / "micro"
+    shutil.copytree(micro_run.folder, folder)
+    assert (folder / "suite.yaml").read_text() == MICRO.read_text()
+    edited = tmp_path / "suites" / "micro.yaml"
+    edited.parent.mkdir()
+    text = MICRO.read_text()
+    first = next(line for line in text.splitlines() if line.lstrip().startswith("- {name:"))
+    edited.write_text(text.replace(first + "\n", ""))
+    meta = json.loads((folder / "run.json").read_text())
+    meta["suite_path"] = str(edited)
+    (folder / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    before = (folder / "README.md").read_text()
+    (folder / "README.md").unlink()
+    result = runner.invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "README.md").read_text() == before.replace(f"(suite `{MICRO}`", f"(suite `{edited}`")
 
 
 @pytest.mark.slow

@@ -71,7 +71,7 @@ def test_the_leaderboard_ranks_the_protocol_runs_and_lists_the_others(tmp_path):
     board = leaderboard.build(results, protocol.PROTOCOL.label)
     custom = {(c["model"], c["suite"]) for c in board.custom}
     assert ("attractor", "mnist_fgsm") in custom and board.protocol == "mnist-linf v1"
-    assert all(s in ("leaderboard", "leaderboard_pgd_at", "leaderboard_attractor_at") for r in board.rows for s in r.suites)
+    assert all(s in ("leaderboard", "leaderboard_sota", "leaderboard_attractor_at") for r in board.rows for s in r.suites)
     assert "attractor_at_01_long" in {r.display for r in board.rows}
     everything = leaderboard.build(results)  # no protocol: every current run ranks (the earlier rule)
     assert not everything.custom and "mnist_fgsm" in {s for r in everything.rows for s in r.suites}

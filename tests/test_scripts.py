@@ -68,12 +68,12 @@ def test_redraw_figures_redraws_what_the_committed_files_hold_and_changes_no_num
     from conftest import as_current
 
     res = tmp_path / "results"
-    for name in ("leaderboard_pgd_at", "ood_cnn_at"):  # a run and an OOD run (the leaderboard built from them)
+    for name in ("leaderboard_attractor_at", "ood_cnn_at"):  # a run and an OOD run (the leaderboard built from them)
         shutil.copytree(REPO / "results" / name, res / name)
     shutil.copy(REPO / "results" / "CARRIED_OVER.json", res)  # links their code fingerprints to component versions
     as_current(res)  # read as current: until the regeneration, issue 38's bumps stale every committed run
     for name in ("iterates.png", "similarity.png"):  # figures the files cannot redraw stay as they are
-        (res / "leaderboard_pgd_at" / name).write_bytes(b"untouched")
+        (res / "leaderboard_attractor_at" / name).write_bytes(b"untouched")
 
     def digests(ext):
         return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in res.rglob(f"*.{ext}")}
@@ -82,11 +82,11 @@ def test_redraw_figures_redraws_what_the_committed_files_hold_and_changes_no_num
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "redraw_figures.py"), "--results-dir", str(res)],
                          capture_output=True, text=True, timeout=300, check=True, cwd=REPO).stdout
     assert {**digests("csv"), **digests("json"), **digests("md")} == numbers  # no number, no README touched
-    drawn = [res / "leaderboard_pgd_at" / "accuracy_linf", res / "ood_cnn_at" / "accuracy_coverage", res / "leaderboard_worst_case"]
+    drawn = [res / "leaderboard_attractor_at" / "accuracy_linf", res / "ood_cnn_at" / "accuracy_coverage", res / "leaderboard_worst_case"]
     for stem in drawn:
         assert stem.with_suffix(".png").read_bytes().startswith(b"\x89PNG") and "<svg" in stem.with_suffix(".svg").read_text()
         assert f"redrawn {stem}.png" in out
-    assert (res / "leaderboard_pgd_at" / "similarity.png").read_bytes() == b"untouched"
-    assert (res / "leaderboard_pgd_at" / "iterates.png").read_bytes() == b"untouched"
-    assert not (res / "leaderboard_pgd_at" / "similarity.svg").exists() and "left as they are" in out
+    assert (res / "leaderboard_attractor_at" / "similarity.png").read_bytes() == b"untouched"
+    assert (res / "leaderboard_attractor_at" / "iterates.png").read_bytes() == b"untouched"
+    assert not (res / "leaderboard_attractor_at" / "similarity.svg").exists() and "left as they are" in out
     assert not list(res.glob("LEADERBOARD*"))  # the figure only, not the leaderboard's tables
