@@ -335,7 +335,8 @@ def report(
     folder: Annotated[Path, typer.Argument(help="A run's results folder, e.g. results/mnist_fgsm.")],
     debug: Debug = False,
 ) -> None:
-    """Re-render a results folder's README.md from its results.csv and run.json (numbers are not recomputed)."""
+    """Re-render a results folder's README.md from its results.csv and run.json, and its summary.json from those and
+    robust_flags.json (numbers are not recomputed)."""
     from .files import write_text
     from .ood.report import rerender as rerender_ood
     from .report import rerender

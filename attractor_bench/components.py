@@ -74,12 +74,17 @@ DECLARED: tuple[Component, ...] = (
                           f"{_A}.store:CELL_FORMAT", f"{_A}.config:Suite.cascades"),
               "one (model, attack, eps, dataset) cell: the images attacked, the cascade's order, the outputs stored"),
     Component("metrics", 1, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
-    Component("worst_case", 1, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
+    # 2 (issue 37): computed once per model into the robust-flags record (flags.py), which the run stores
+    Component("worst_case", 2, (f"{_A}.robustness", f"{_A}.flags"),
+              "the worst case over attacks per image (the robust-flags record), the sanity flags"),
     # 2: clean correctness per image (clean.samples): clean-accuracy ranks by McNemar's test (issue 38)
-    Component("summary", 2, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
+    # 3 (issue 37): made from the run's files (results.csv, run.json, robust_flags.json); the worst case and clean
+    # accuracy read from the robust-flags record, an OOD eps as the suite gave it (not results.csv's 6 digits)
+    Component("summary", 3, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
     # 2: AutoAttack's own checks and its second seed read; 3 (issue 38): probes on a seeded random sample of the
-    # robust images, not the first 16, and the gradient probe reads the classifier's summed loss (no rescaling)
-    Component("verdict", 3, (f"{_A}.indicators",),
+    # robust images, not the first 16, and the gradient probe reads the classifier's summed loss (no rescaling);
+    # 4 (issue 37): the record checks and the verdict read the model's robust-flags record
+    Component("verdict", 4, (f"{_A}.indicators",),
               "the attack-failure probes and the reliability verdict"),
     Component("ood.scores", 2, (f"{_A}.ood.rejectors",),  # 2: autoattack_standard's Pipeline pads batches below 16 rows
               "OOD scores: reconstruction similarity, max softmax, energy"),
