@@ -66,8 +66,9 @@ DECLARED: tuple[Component, ...] = (
     # derivative masks (the same bits; issue 38)
     Component("classifier", 3, (f"{_A}.classifier",),
               "the ART classifier around a model and defence, its loss and memo"),
-    # 2: a randomized model's predictions are the majority of 21 draws, the same in every cell (issue 38)
-    Component("cell", 2, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
+    # 2: a randomized model's predictions are the majority of 21 draws, the same in every cell (issue 38);
+    # 3 (issue 37): a cascade cell's images narrowed through the robust-flags record (flags.py)
+    Component("cell", 3, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
                           f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
                           f"{_A}.cells:datasets", f"{_A}.cells:EVAL_BATCH", f"{_A}.attacks:AttackEntry",
                           f"{_A}.attacks:within_budget", f"{_A}.attacks:perturbation_norms", f"{_A}.attacks:NORMS",
@@ -75,8 +76,9 @@ DECLARED: tuple[Component, ...] = (
               "one (model, attack, eps, dataset) cell: the images attacked, the cascade's order, the outputs stored"),
     Component("metrics", 1, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
     # 2 (issue 37): computed once per model into the robust-flags record (flags.py), which the run stores
-    Component("worst_case", 2, (f"{_A}.robustness", f"{_A}.flags"),
-              "the worst case over attacks per image (the robust-flags record), the sanity flags"),
+    Component("worst_case", 2, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
+    Component("flags", 1, (f"{_A}.flags",),  # issue 37
+              "the robust-flags record: per image, robust until an attack breaks it (the cascade's and the worst case's)"),
     # 2: clean correctness per image (clean.samples): clean-accuracy ranks by McNemar's test (issue 38)
     # 3 (issue 37): made from the run's files (results.csv, run.json, robust_flags.json); the worst case and clean
     # accuracy read from the robust-flags record, an OOD eps as the suite gave it (not results.csv's 6 digits)

@@ -2,10 +2,12 @@
 
 After AutoAttack's `EvaluationState.robust_flags` (`autoattack/state.py`): one boolean per image,
 true while every attack so far failed on it, that each attack narrows (`RobustFlags.narrow`).
-`robustness.worst_case` builds one model's record once, from its cells' records; the table's
-`worst_case` rows, the sanity flags, the indicators and the verdict, and `summary.json` read it,
-and the run stores it (`robust_flags.json`, `FILE`) so that `summary.json` is rebuilt from a run's
-files alone (`summary.rebuild`).
+A cascade cell (`worst_case: cascade`) narrows its images' flags by the cells before it and
+attacks the images still robust (`cells._broken_before`); `robustness.worst_case` builds one
+model's record once, from its cells' records; the table's `worst_case` rows, the sanity flags,
+the indicators and the verdict, and `summary.json` read it, and the run stores it
+(`robust_flags.json`, `FILE`) so that `summary.json` is rebuilt from a run's files alone
+(`summary.rebuild`).
 
 Per image of `idx` (sorted indices into the run's MNIST test images):
 - `robust`: correct clean and under every attack of the row (`attacks`);
@@ -58,10 +60,13 @@ class RobustFlags:
         return getattr(self, name)[np.searchsorted(self.idx, idx)]
 
     def narrow(self, label: str, idx: np.ndarray, correct: np.ndarray, accepted: np.ndarray) -> np.ndarray:
-        """Attack `label`'s outcome on the images `idx` (holding self.idx) narrows the flags; return
-        which images it broke that were robust until now."""
-        at = np.searchsorted(idx, self.idx)
-        c, a = correct[at], accepted[at]
+        """Attack `label`'s outcome (`correct`, `accepted` per image of `idx`, sorted) narrows the
+        flags of the images it saw (the others keep theirs); return which images it broke that were
+        robust until now."""
+        seen = np.isin(self.idx, idx)
+        at = np.searchsorted(idx, self.idx[seen])
+        c, a = np.ones(len(self.idx), bool), np.ones(len(self.idx), bool)
+        c[seen], a[seen] = correct[at], accepted[at]
         newly = self.robust & ~c
         self.robust, self.safe, self.fooled = self.robust & c, self.safe & c & a, self.fooled | (~c & a)
         self.attacks += (label,)
