@@ -252,7 +252,7 @@ def run(
         if cells.get("failed_verification"):
             out.print(f"[yellow]{cells['failed_verification']} stored cells failed verification[/] (damaged or edited: "
                       "checksum, layout or schema) and were computed again.", highlight=False)
-        out.print(f"Wrote {folder}/results.csv, summary.json, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
+        out.print(f"Wrote {folder}/results.csv, robust_flags.json, summary.json, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
 
 
 @app.command()

@@ -99,7 +99,7 @@ DECLARED: tuple[Component, ...] = (
 )
 
 # A run uses these whatever its models and attacks (a newer version of one stales the whole run).
-RUN_WIDE = ("data", "determinism", "classifier", "cell", "metrics", "worst_case", "summary", "defence.bpda")
+RUN_WIDE = ("data", "determinism", "classifier", "cell", "metrics", "worst_case", "flags", "summary", "defence.bpda")
 OOD_WIDE = ("data", "determinism", "classifier", "ood.scores", "ood.attacks", "ood.metrics", "ood.evaluate")
 
 

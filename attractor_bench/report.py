@@ -530,7 +530,7 @@ NOTES = ("ABLATION.md",)  # hand-written files of a results folder that its READ
 
 
 def write_results(result: RunResult, results_dir: str | Path, command: str) -> Path:
-    """Write the run's files (results.csv, summary.json, README.md, run.json, figures) into
+    """Write the run's files (results.csv, robust_flags.json, run.json, summary.json from those, README.md, figures) into
     `<results_dir>/<suite name>/`, all or none: the folder is written under a temporary name and
     replaces the previous one in one step (NOTES, the hand-written notes a README links, are kept);
     return that folder."""
