@@ -540,7 +540,7 @@ def write_results(result: RunResult, results_dir: str | Path, command: str) -> P
     with replace_folder(final, keep=NOTES) as tmp:
         result.meta["figures"] = draw_figures(result, tmp)
         result.table.to_csv(tmp / "results.csv", index=False, float_format=_csv_number)
-        (tmp / flags.FILE).write_text(flags.dumps(result.flags, result.meta["n_images"]["mnist"]), encoding="utf-8")
+        (tmp / flags.FILE).write_text(flags.dumps(result.robust_flags, result.meta["n_images"]["mnist"]), encoding="utf-8")
         (tmp / "README.md").write_text(render_readme(result, command), encoding="utf-8")
         (tmp / "run.json").write_text(json.dumps(result.meta, indent=2, default=_plain) + "\n")
         rebuild_summary(tmp)  # from the files just written: `attractor-bench report` rebuilds the same bytes

@@ -25,7 +25,7 @@ class RunResult:
     figures: dict = field(default_factory=dict)
     # Per model, its robust-flags record (`flags.ModelFlags`: the clean images and the worst case per
     # (norm, eps), image by image), stored with the run (`flags.FILE`); summary.json is made from it.
-    flags: dict = field(default_factory=dict)
+    robust_flags: dict = field(default_factory=dict)
 
 
 def rows_of(model: str, attack: str, eps: float, dataset: str, metrics: dict, kind_: str) -> list[dict]:

@@ -151,7 +151,7 @@ def _verdict(v: dict | None, unreliable, flags: dict, why: list[str]) -> dict:
 
 def summarize(result) -> dict:
     """The summary of a `RunResult` (its suite's name, table, metadata and robust flags)."""
-    return _summarize(result.suite.name, result.table, result.meta, result.flags)
+    return _summarize(result.suite.name, result.table, result.meta, result.robust_flags)
 
 
 def _summarize(suite: str, t: pd.DataFrame, meta: dict, records: dict[str, ModelFlags]) -> dict:

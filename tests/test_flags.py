@@ -64,8 +64,8 @@ def test_the_worst_case_is_computed_once_per_model(micro_run, data_root, monkeyp
                 monkeypatch.setattr(mod, name, counted)
     result = run_suite(MICRO, data_root=data_root, cache_dir=micro_run.cache, download=False, progress=False)
     assert calls == ["worst_case", "worst_case"]  # two models
-    assert set(result.flags) == {"baseline", "attractor"}
-    for rec in result.flags.values():
+    assert set(result.robust_flags) == {"baseline", "attractor"}
+    for rec in result.robust_flags.values():
         assert [(f.norm, f.eps) for f in rec.points] == [("l2", 1.0), ("l2", 2.0), ("linf", 0.1)]
         assert set(rec.ood) == {"fashion_mnist"}
         f = rec.main()[("linf", 0.1)]

@@ -73,7 +73,7 @@ def result(suite: str, models: dict, attacks: dict, date="2026-12-01 10:00 UTC",
             "flags": {n: m["reasons"] for n, m in models.items()}, "n_images": {"mnist": n_test},
             "verdict": {n: m["verdict"] for n, m in models.items() if m["verdict"] is not None}}
     flags = {name: _flags(name, m, attacks, n_test) for name, m in models.items()}
-    return RunResult(SimpleNamespace(name=suite, data=SimpleNamespace(n_test=n_test)), table, meta, flags=flags)
+    return RunResult(SimpleNamespace(name=suite, data=SimpleNamespace(n_test=n_test)), table, meta, robust_flags=flags)
 
 
 def _first(share: float, n: int) -> np.ndarray:
@@ -106,7 +106,7 @@ def write_run(root: Path, *args, samples=None, **kwargs) -> Path:
     samples = samples or {}
     for m, per in samples.items():
         idx, correct = per[("none", 0.0)]
-        r.flags[m].clean = RobustFlags("none", 0.0, idx, correct, correct, np.zeros(len(idx), bool))
+        r.robust_flags[m].clean = RobustFlags("none", 0.0, idx, correct, correct, np.zeros(len(idx), bool))
     folder = root / r.suite.name
     folder.mkdir(parents=True)
     r.table.to_csv(folder / "results.csv", index=False)
@@ -222,7 +222,7 @@ def test_summary_reads_the_worst_case_from_the_robust_flags_alone():
     assert [(w["accuracy"], w["attacks"]) for w in before] == [(0.5, ["fgsm", "pgd"])]
     r.table.loc[r.table.kind == "worst_case", "value"] = 0.123
     assert summarize(r)["models"][0]["worst_case"] == before
-    r.flags = {}
+    r.robust_flags = {}
     with pytest.raises(AttractorBenchError, match=r"no robust flags \(robust_flags.json\) for m"):
         summarize(r)
     with pytest.raises(AttractorBenchError, match="no `kind` column"):
@@ -551,7 +551,7 @@ def test_the_summary_keeps_clean_correctness_per_image():
     worst case's robust images), so that clean accuracies can be compared image by image."""
     correct = np.arange(100) % 5 != 0
     r = result("s", {"a": model(clean=0.8), "b": model(clean=0.7, weights="2")}, {"pgd": attack()})
-    r.flags["a"].clean = RobustFlags.clean(np.arange(100), correct, np.ones(100, bool))
+    r.robust_flags["a"].clean = RobustFlags.clean(np.arange(100), correct, np.ones(100, bool))
     a, b = summarize(r)["models"]
     idx, ok = decode_samples(a["clean"]["samples"])
     assert list(idx) == list(range(100)) and (ok == correct).all() and a["clean"]["accuracy"] == 0.8
