@@ -14,7 +14,7 @@ AutoAttack draws its random starts from torch's generator, seeded with `seed`; t
 it from numpy's generator, which the runner seeds per cell, so a cell repeats bit for bit.
 
 What AutoAttack's run reports is kept (`report`, stored with the cell, read by the verdict:
-`attractor_bench.autoattack_checks`): per image, which of its attacks broke it (`aa_broken_by`:
+`indicators.autoattack_findings`): per image, which of its attacks broke it (`aa_broken_by`:
 the attack's position in `ATTACKS[version]`, -1 where none did), read from the one forward pass
 with which AutoAttack judges each attack's batch (no extra pass), and which of the checks of its
 `checks.py` warned (`aa_check_<name>`: randomized, probabilities, dynamic, zero gradients, Square
@@ -96,11 +96,9 @@ class _Warnings(logging.Handler):
     def __init__(self):
         super().__init__(logging.WARNING)
         self.fired: Counter = Counter()
-        self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.fired[CHECKS.get(record.funcName, record.funcName)] += 1
-        self.messages.append(record.getMessage())
 
 
 def _name(attack) -> str:
@@ -194,7 +192,6 @@ class StandardAutoAttack:
                 sub.__dict__.pop("perturb", None)
         report.update(_broken_by(x, self.pipeline.judged, ATTACKS[self.version]))
         report.update({f"aa_check_{c}": np.array(handler.fired.get(c, 0)) for c in sorted(set(CHECKS.values()))})
-        self.warnings = handler.messages
 
     def _marking(self, sub, perturb):
         def marked(x, y, *args, **kwargs):

@@ -13,7 +13,8 @@ from .files import key
 from .progress import Log
 from .published import BEST_ROBUST
 from .result import rows_of
-from .robustness import Record, sanity_flags, worst_case, worst_case_ood, worst_case_samples
+from .flags import ModelFlags
+from .robustness import Record, rows as worst_case_rows, sanity_flags, worst_case
 from .store import CellStore
 from .tables import fmt_eps
 
@@ -49,19 +50,19 @@ def _stored(store: CellStore, k: str, compute) -> dict[str, np.ndarray]:
 
 
 
-def probes(ws: Workspace, name: str, cells: list, wc: dict, store: CellStore, log: Log) -> list:
+def probes(ws: Workspace, name: str, cells: list, wc: ModelFlags, store: CellStore, log: Log) -> list:
     """The attack-failure indicators of one model's MNIST cells, from probes on the images robust in
     the worst case (stored like cells, keyed by the cell, the images and the probe code)."""
     d, suite, mnist = ws.prepared[name], ws.suite, ws.sets["mnist"]
     randomized = bool(getattr(d.model, "randomized", False))
-    findings = []
+    findings, points = [], wc.main()
     for attack, eps, group in cells:
         if attack is None or eps == 0:
             continue
         c = next(c for c in group if c.dataset == "mnist")
-        widx, robust = wc[(attack.entry.norm, eps)]
+        at = points[(attack.entry.norm, eps)]
         seed = cell_seed(suite.seed, name, "probe", attack.label, eps)
-        chosen = widx[robust]
+        chosen = at.idx[at.robust]
         chosen = indicators.probe_images(chosen[np.isin(chosen, ws.indices("mnist", attack))], seed)
         if not len(chosen):
             continue
@@ -84,18 +85,18 @@ def probes(ws: Workspace, name: str, cells: list, wc: dict, store: CellStore, lo
 
 
 
-def _autoattack_checks(ws: Workspace, cells: list, store: CellStore) -> list:
+def _autoattack_checks(ws: Workspace, cells: list, reports: dict[str, dict]) -> list:
     """AutoAttack's own checks, from the report stored with each of the model's standard AutoAttack
-    cells on MNIST (a cell stored before the report existed has none: nothing to read)."""
+    cells on MNIST (`reports`: those cells' outputs as the runner read them, by key; a cell stored
+    before the report existed has none: nothing to read)."""
     findings = []
     for attack, eps, group in cells:
         c = next((c for c in group if c.dataset == "mnist"), None)
-        hit = store.get(c.key) if attack is not None and c is not None else None
-        if hit is not None and "aa_broken_by" in hit[0]:
-            findings += indicators.autoattack_findings(attack, eps, ws.indices("mnist", attack), hit[0],
+        out = reports.get(c.key) if attack is not None and c is not None else None
+        if out is not None and "aa_broken_by" in out:
+            findings += indicators.autoattack_findings(attack, eps, ws.indices("mnist", attack), out,
                                                        indicators.suite_is_adaptive(ws.suite))
     return findings
-
 
 
 def _model_checks(ws: Workspace, name: str, store: CellStore, shares: dict[str, float]) -> list:
@@ -111,35 +112,33 @@ def _model_checks(ws: Workspace, name: str, store: CellStore, shares: dict[str, 
 
 
 
-def aggregate(ws: Workspace, name: str, records: dict[str, list[Record]], meta: dict, store: CellStore,
-               cells: list, log: Log) -> list[dict]:
-    """Worst-case rows, sanity-flag rows, indicator rows and verdict rows of one model."""
+def aggregate(ws: Workspace, name: str, records: dict[str, list[Record]], reports: dict[str, dict], meta: dict,
+              store: CellStore, cells: list, log: Log) -> tuple[list[dict], ModelFlags]:
+    """Worst-case rows, sanity-flag rows, indicator rows and verdict rows of one model, and its
+    robust-flags record (`robustness.worst_case`, computed here once and read by all of them);
+    `reports`: the outputs of its MNIST cells that hold an attack's report (AutoAttack's), by key."""
     rows = []
     clean, attacked = records["mnist"][0], records["mnist"][1:]
-    for label, eps, metrics in worst_case(clean, attacked):
-        rows += rows_of(name, label, eps, "mnist", metrics, "worst_case")
-    for ds in ws.sets:
-        if ds != "mnist":
-            for label, eps, metrics in worst_case_ood(records[ds][1:]):
-                rows += rows_of(name, label, eps, ds, metrics, "worst_case")
+    wc = worst_case(clean, attacked, {ds: rs[1:] for ds, rs in records.items() if ds != "mnist"})
+    for ds, label, eps, metrics in worst_case_rows(wc):
+        rows += rows_of(name, label, eps, ds, metrics, "worst_case")
     shares = _zero_gradient_shares(ws, name, store)
-    flags, why = sanity_flags(clean, attacked, shares)
+    flags, why = sanity_flags(wc, attacked, shares)
     meta["flags"][name] = why
     rows += rows_of(name, "sanity", 0.0, "mnist", {**{f"zero_gradient_share_{t}": v for t, v in shares.items()}, **flags,
                                                  "potentially_unreliable": int(any(flags.values()))}, "sanity")
-    wc = worst_case_samples(clean, attacked)
-    findings = (probes(ws, name, cells, wc, store, log) + _autoattack_checks(ws, cells, store)
+    findings = (probes(ws, name, cells, wc, store, log) + _autoattack_checks(ws, cells, reports)
                 + _model_checks(ws, name, store, shares)
-                + indicators.record_findings(clean, attacked, ws.prepared[name].rejector is not None, BEST_ROBUST)
+                + indicators.record_findings(wc, attacked, ws.prepared[name].rejector is not None, BEST_ROBUST)
                 + indicators.sanity_findings(flags, why, attacked))
     for f in findings:
         m = {f.name: f.count, f"{f.name}_of": f.n, f"{f.name}_raised": int(f.raised)}
         if f.value is not None:
             m[f"{f.name}_value"] = f.value
         rows += rows_of(name, f.attack, 0.0 if f.eps is None else f.eps, "mnist", m, "indicator")
-    verdicts = indicators.verdict(findings, sorted(wc), {k: int(v[1].sum()) for k, v in wc.items()})
+    verdicts = indicators.verdict(findings, wc)
     for v in verdicts:
         rows += rows_of(name, f"verdict_{v['norm']}", v["eps"], "mnist", {"potentially_unreliable": int(v["potentially_unreliable"])},
                       "verdict")
     meta["verdict"][name] = {"by_eps": verdicts, "findings": [f.as_dict() for f in findings]}
-    return rows
+    return rows, wc

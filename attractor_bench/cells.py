@@ -36,6 +36,7 @@ from .defences import PearsonRejector, pearson, straight_through
 from .plugins import BUILT_IN
 from .errors import AttractorBenchError
 from .files import key, source_fingerprint
+from .flags import RobustFlags
 from .store import CELL_FORMAT, CellStore
 
 EVAL_BATCH = 1000
@@ -403,23 +404,21 @@ def counted(run, attack, eps, classifier, *args) -> tuple:
     return x_adv, {f"{k}_passes": int(after.get(k, 0) - before.get(k, 0)) for k in ("forward", "backward")}
 
 
-def _broken_before(ws: Workspace, c: Cell, store: CellStore, y: np.ndarray) -> tuple[np.ndarray, dict]:
-    """For a cascade cell: which of its images a cell before it already misclassified, and per
-    image so broken the outputs of the first cell that broke it (computed first if not stored)."""
+def _broken_before(ws: Workspace, c: Cell, store: CellStore) -> tuple[np.ndarray, dict]:
+    """For a cascade cell: which of its images a cell before it already misclassified (its images'
+    robust flags, narrowed by each cell before it, clean first), and per image so broken the outputs
+    of the first cell that broke it (computed first if not stored)."""
     idx = ws.indices(c.dataset, c.attack)
-    broken, first = np.zeros(len(idx), bool), {}
+    ones, first = np.ones(len(idx), bool), {}
+    flags = RobustFlags(c.attack.norm, c.eps, idx, ones, ones, ~ones)
     for b in c.after:
         hit = store.get(b.key)
         out_b = hit[0] if hit is not None else compute_cell(ws, b, store)[0]
         idx_b = ws.indices(b.dataset, b.attack)
-        here = np.isin(idx, idx_b)  # the images of this cell that cell b saw
-        rows_b = np.searchsorted(idx_b, idx[here])
-        new = np.zeros(len(idx), bool)
-        new[here] = (out_b["pred"][rows_b] != y[here]) & ~broken[here]
+        new = flags.narrow(b.label, idx_b, out_b["pred"] == ws.labels(b.dataset, b.attack), np.ones(len(idx_b), bool))
         for k in PER_SAMPLE:
             first.setdefault(k, np.zeros(len(idx), out_b[k].dtype))[new] = out_b[k][np.searchsorted(idx_b, idx[new])]
-        broken |= new
-    return broken, first
+    return ~flags.robust, first
 
 
 NOT_ATTACKED = -2  # a per-image report's value on the images the cell did not attack
@@ -453,7 +452,7 @@ def compute_cell(ws: Workspace, c: Cell, store: CellStore) -> tuple[dict[str, np
     cell's attack spent (the passes of shared examples are counted where they were made)."""
     x, y = ws.inputs(c.dataset, c.attack), ws.labels(c.dataset, c.attack)
     # the cells before a cascade cell first (computed if missing: their time is theirs, in their own headers)
-    broken, first = (_broken_before(ws, c, store, y) if c.after else (np.zeros(len(x), bool), {}))
+    broken, first = (_broken_before(ws, c, store) if c.after else (np.zeros(len(x), bool), {}))
     t0 = time.perf_counter()
     seed_everything(c.seed)  # randomized models draw from the generators in every cell
     x_adv, passes, report = x, {"forward_passes": 0, "backward_passes": 0}, {}

@@ -252,7 +252,7 @@ def run(
         if cells.get("failed_verification"):
             out.print(f"[yellow]{cells['failed_verification']} stored cells failed verification[/] (damaged or edited: "
                       "checksum, layout or schema) and were computed again.", highlight=False)
-        out.print(f"Wrote {folder}/results.csv, summary.json, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
+        out.print(f"Wrote {folder}/results.csv, robust_flags.json, summary.json, README.md, run.json ({result.meta['wall_seconds']:.0f} s).")
 
 
 @app.command()
@@ -335,7 +335,8 @@ def report(
     folder: Annotated[Path, typer.Argument(help="A run's results folder, e.g. results/mnist_fgsm.")],
     debug: Debug = False,
 ) -> None:
-    """Re-render a results folder's README.md from its results.csv and run.json (numbers are not recomputed)."""
+    """Re-render a results folder's README.md from its results.csv and run.json, and its summary.json from those and
+    robust_flags.json (numbers are not recomputed)."""
     from .files import write_text
     from .ood.report import rerender as rerender_ood
     from .report import rerender

@@ -66,20 +66,27 @@ DECLARED: tuple[Component, ...] = (
     # derivative masks (the same bits; issue 38)
     Component("classifier", 3, (f"{_A}.classifier",),
               "the ART classifier around a model and defence, its loss and memo"),
-    # 2: a randomized model's predictions are the majority of 21 draws, the same in every cell (issue 38)
-    Component("cell", 2, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
+    # 2: a randomized model's predictions are the majority of 21 draws, the same in every cell (issue 38);
+    # 3 (issue 37): a cascade cell's images narrowed through the robust-flags record (flags.py)
+    Component("cell", 3, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
                           f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
                           f"{_A}.cells:datasets", f"{_A}.cells:EVAL_BATCH", f"{_A}.attacks:AttackEntry",
                           f"{_A}.attacks:within_budget", f"{_A}.attacks:perturbation_norms", f"{_A}.attacks:NORMS",
                           f"{_A}.store:CELL_FORMAT", f"{_A}.config:Suite.cascades"),
               "one (model, attack, eps, dataset) cell: the images attacked, the cascade's order, the outputs stored"),
     Component("metrics", 1, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
-    Component("worst_case", 1, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
+    # 2 (issue 37): computed once per model into the robust-flags record (flags.py), which the run stores
+    Component("worst_case", 2, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
+    Component("flags", 1, (f"{_A}.flags",),  # issue 37
+              "the robust-flags record: per image, robust until an attack breaks it (the cascade's and the worst case's)"),
     # 2: clean correctness per image (clean.samples): clean-accuracy ranks by McNemar's test (issue 38)
-    Component("summary", 2, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
+    # 3 (issue 37): made from the run's files (results.csv, run.json, robust_flags.json); the worst case and clean
+    # accuracy read from the robust-flags record, an OOD eps as the suite gave it (not results.csv's 6 digits)
+    Component("summary", 3, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
     # 2: AutoAttack's own checks and its second seed read; 3 (issue 38): probes on a seeded random sample of the
-    # robust images, not the first 16, and the gradient probe reads the classifier's summed loss (no rescaling)
-    Component("verdict", 3, (f"{_A}.indicators",),
+    # robust images, not the first 16, and the gradient probe reads the classifier's summed loss (no rescaling);
+    # 4 (issue 37): the record checks and the verdict read the model's robust-flags record
+    Component("verdict", 4, (f"{_A}.indicators",),
               "the attack-failure probes and the reliability verdict"),
     Component("ood.scores", 2, (f"{_A}.ood.rejectors",),  # 2: autoattack_standard's Pipeline pads batches below 16 rows
               "OOD scores: reconstruction similarity, max softmax, energy"),
@@ -92,7 +99,7 @@ DECLARED: tuple[Component, ...] = (
 )
 
 # A run uses these whatever its models and attacks (a newer version of one stales the whole run).
-RUN_WIDE = ("data", "determinism", "classifier", "cell", "metrics", "worst_case", "summary", "defence.bpda")
+RUN_WIDE = ("data", "determinism", "classifier", "cell", "metrics", "worst_case", "flags", "summary", "defence.bpda")
 OOD_WIDE = ("data", "determinism", "classifier", "ood.scores", "ood.attacks", "ood.metrics", "ood.evaluate")
 
 

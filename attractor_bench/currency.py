@@ -1,7 +1,7 @@
 """Which numbers of a run are current: per component, not per run.
 
 A run's summary (or OOD run's ood.json) holds numbers that depend on different components: every
-number on the run-wide ones (`components.RUN_WIDE`: the cell, the metrics, the worst case, the
+number on the run-wide ones (`components.RUN_WIDE`: the cell, the metrics, the worst case and its robust flags, the
 summary, the data), a model's numbers on its training, defence and rejector
 (`components.for_model`), a worst case at (norm, eps) and the OOD AUROC under attack on the
 attacks taken there (`attack.<name>`), the verdict on `verdict`. `current_run` returns the run

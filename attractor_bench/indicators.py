@@ -94,7 +94,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass, field
-from functools import reduce
 from itertools import pairwise
 
 import numpy as np
@@ -106,7 +105,8 @@ from .cells import run_attack, seed_everything
 from .config import AttackSpec, Suite, Target
 from .components import versions
 from .files import key
-from .robustness import EPS_COLLAPSE, Record, where, worst_case_samples
+from .flags import ModelFlags
+from .robustness import EPS_COLLAPSE, Record, where
 
 PROBE_IMAGES = 16
 CONTINUE_STEPS = 20
@@ -487,10 +487,10 @@ def model_findings(p: dict[str, np.ndarray], idx: np.ndarray, randomized: bool, 
     return out
 
 
-def record_findings(clean: Record, records: list[Record], has_rejector: bool,
+def record_findings(wc: ModelFlags, records: list[Record], has_rejector: bool,
                     published_best: dict[tuple[str, float], float]) -> list[Finding]:
-    """Monotonicity in eps (per attack that saw every image on its own, and the worst case) and
-    Tramèr's detection bound, from the records."""
+    """Monotonicity in eps (per attack that saw every image on its own, and the worst case `wc`)
+    and Tramèr's detection bound, from the records and the model's robust flags."""
     out = []
     by_attack: dict[tuple[str, str], list[Record]] = {}
     for r in records:
@@ -504,33 +504,33 @@ def record_findings(clean: Record, records: list[Record], has_rejector: bool,
             rise = int(cb.sum() - ca.sum())
             out.append(Finding("non_monotone", label, norm, b.eps, max(rise, 0), len(common), rise > RISE_IMAGES,
                                _first(common, cb & ~ca), f"accuracy at eps {b.eps:g} is {rise:+d} images against eps {a.eps:g}"))
-    wc = worst_case_samples(clean, records)
     by_norm: dict[str, list] = {}
-    for (norm, eps), (idx, robust) in sorted(wc.items()):
-        by_norm.setdefault(norm, []).append((eps, idx, robust))
+    for (norm, _), f in sorted(wc.main().items()):
+        by_norm.setdefault(norm, []).append(f)
     for norm, pts in by_norm.items():
-        for (ea, ia, ra), (eb, ib, rb) in pairwise(pts):
-            common = np.intersect1d(ia, ib)
-            a, b = ra[np.searchsorted(ia, common)], rb[np.searchsorted(ib, common)]
+        for fa, fb in pairwise(pts):
+            common = np.intersect1d(fa.idx, fb.idx)
+            a, b = fa.on(common, "robust"), fb.on(common, "robust")
             rise = int(b.sum() - a.sum())
-            out.append(Finding("non_monotone", f"worst_case_{norm}", norm, eb, max(rise, 0), len(common), rise > RISE_IMAGES,
-                               _first(common, b & ~a), f"worst case at eps {eb:g} is {rise:+d} images against eps {ea:g}"))
-    if has_rejector:
-        groups: dict[tuple[str, float], list[Record]] = {}
-        for r in records:
-            groups.setdefault((r.norm, r.eps), []).append(r)
-        for (norm, eps), rs in sorted(groups.items()):
-            bound = published_best.get((norm, round(eps / 2, 6)))
-            if bound is None:
-                continue
-            idx = reduce(np.intersect1d, [r.idx for r in rs])
-            ok = clean.on(idx, "correct") & clean.on(idx, "accepted")
-            for r in rs:
-                ok &= ~(r.on(idx, "accepted") & ~r.on(idx, "correct"))
-            acc = float(ok.mean())
-            out.append(Finding("detection_bound", f"worst_case_{norm}", norm, eps, int(ok.sum()), len(idx), acc > bound, [],
-                               f"robust detection accuracy {acc:.2%} at eps {eps:g} against the best published robust "
-                               f"accuracy {bound:.2%} at eps {eps / 2:g} (Tramèr 2022)", value=acc))
+            out.append(Finding("non_monotone", f"worst_case_{norm}", norm, fb.eps, max(rise, 0), len(common), rise > RISE_IMAGES,
+                               _first(common, b & ~a), f"worst case at eps {fb.eps:g} is {rise:+d} images against eps {fa.eps:g}"))
+    return out + (_detection_bound(wc, published_best) if has_rejector else [])
+
+
+def _detection_bound(wc: ModelFlags, published_best: dict[tuple[str, float], float]) -> list[Finding]:
+    """Tramèr's bound per (norm, eps) of the worst case: the robust detection accuracy (clean
+    accepted and correct, and no attack made it accepted and wrong) against the best published
+    robust accuracy at eps/2."""
+    out = []
+    for (norm, eps), f in sorted(wc.main().items()):
+        bound = published_best.get((norm, round(eps / 2, 6)))
+        if bound is None:
+            continue
+        ok = wc.clean.on(f.idx, "safe") & ~f.fooled
+        acc = float(ok.mean())
+        out.append(Finding("detection_bound", f"worst_case_{norm}", norm, eps, int(ok.sum()), len(f.idx), acc > bound, [],
+                           f"robust detection accuracy {acc:.2%} at eps {eps:g} against the best published robust "
+                           f"accuracy {bound:.2%} at eps {eps / 2:g} (Tramèr 2022)", value=acc))
     return out
 
 
@@ -554,10 +554,12 @@ def _concerns(flag: str, why: str) -> bool:
             "flag_single_step_beats_iterative": "single-step"}[flag] in why
 
 
-def verdict(findings: list[Finding], points: list[tuple[str, float]], robust: dict[tuple[str, float], int]) -> list[dict]:
-    """Per (norm, eps) of the worst case: potentially unreliable or not, with the raised findings."""
+def verdict(findings: list[Finding], wc: ModelFlags) -> list[dict]:
+    """Per (norm, eps) of the worst case `wc`: potentially unreliable or not, with the raised findings."""
     out = []
-    for norm, eps in points:
+    points = wc.main()
+    robust = {k: int(f.robust.sum()) for k, f in points.items()}
+    for norm, eps in sorted(points):
         here = [f for f in findings if f.raised and (f.norm is None or (f.norm == norm and f.eps == eps))]
         none_robust = robust.get((norm, eps), 1) == 0
         out.append({"norm": norm, "eps": eps, "potentially_unreliable": bool(here) and not none_robust,
@@ -581,11 +583,6 @@ def model_key(model_fingerprint: str, images_key: str, n: int, seed: int, target
     """The store key of one model's checks (`model_probe`)."""
     return key(stage="model_checks", model=model_fingerprint, images=images_key, n=n, seed=seed, targets=targets,
                code=probe_code(), params=PROBE_PARAMS)
-
-
-def robust_points(clean: Record, records: list[Record]) -> dict[tuple[str, float], tuple[np.ndarray, np.ndarray]]:
-    """Per (norm, eps), the worst case's images and which are robust."""
-    return worst_case_samples(clean, records)
 
 
 def suite_is_adaptive(suite: Suite) -> bool:

@@ -24,10 +24,10 @@ from .config import Suite, load_suite, paper_attack, parse_suite
 from .data import DISPLAY_NAMES
 from .files import inside, replace_folder, write_text
 from .tables import fmt_eps, markdown, pct
-from . import plots, suitefile
+from . import flags, plots, suitefile
 from .paper import GOALS, PAPER
 from .result import COLUMNS, RunResult
-from .summary import interval, write_summary
+from .summary import interval, read_table, rebuild as rebuild_summary
 from .errors import AttractorBenchError
 from .provenance import environment
 
@@ -441,16 +441,19 @@ def _count(v: float) -> str:
 
 def rerender(folder: str | Path) -> Path:
     """Write `folder/README.md` again from its results.csv and run.json (e.g. after a change to
-    this module); the numbers are not recomputed."""
+    this module), and its summary.json from those and robust_flags.json (`summary.rebuild`); the
+    numbers are not recomputed."""
     folder = Path(folder)
     try:
         meta = json.loads((folder / "run.json").read_text())
-        table = pd.read_csv(folder / "results.csv")
+        table = read_table(folder / "results.csv")
     except (OSError, ValueError) as e:
         raise AttractorBenchError(f"{folder} does not hold a run's results.csv and run.json ({e}).") from e
     if list(table.columns) != COLUMNS:
         raise AttractorBenchError(f"{folder}/results.csv has the columns {', '.join(table.columns)}, not those of this "
                                   f"version ({', '.join(COLUMNS)}): rerun its suite ({meta.get('command', 'attractor-bench run')}).")
+    if (folder / flags.FILE).is_file():  # a run written before the robust flags were stored keeps its summary.json
+        rebuild_summary(folder)
     return write_text(folder / "README.md", render_readme(RunResult(run_suite(folder, meta), table, meta), meta["command"]))
 
 
@@ -527,19 +530,20 @@ NOTES = ("ABLATION.md",)  # hand-written files of a results folder that its READ
 
 
 def write_results(result: RunResult, results_dir: str | Path, command: str) -> Path:
-    """Write the run's files (results.csv, summary.json, README.md, run.json, figures) into
+    """Write the run's files (results.csv, robust_flags.json, run.json, summary.json from those, README.md, figures) into
     `<results_dir>/<suite name>/`, all or none: the folder is written under a temporary name and
     replaces the previous one in one step (NOTES, the hand-written notes a README links, are kept);
     return that folder."""
-    result.meta.update(date=now(), commit=git_commit(),
-                       versions=environment(), command=command, seed=result.suite.seed, suite_path=str(result.suite.path))
+    result.meta.update(date=now(), commit=git_commit(), versions=environment(), command=command, seed=result.suite.seed,
+                       suite=result.suite.name, suite_path=str(result.suite.path))
     final = inside(results_dir, result.suite.name)
     with replace_folder(final, keep=NOTES) as tmp:
         result.meta["figures"] = draw_figures(result, tmp)
         result.table.to_csv(tmp / "results.csv", index=False, float_format=_csv_number)
-        write_summary(result, tmp)
+        (tmp / flags.FILE).write_text(flags.dumps(result.robust_flags, result.meta["n_images"]["mnist"]), encoding="utf-8")
         (tmp / "README.md").write_text(render_readme(result, command), encoding="utf-8")
         (tmp / "run.json").write_text(json.dumps(result.meta, indent=2, default=_plain) + "\n")
+        rebuild_summary(tmp)  # from the files just written: `attractor-bench report` rebuilds the same bytes
         if result.suite.path.is_file():  # what `rerender` reads: the suite as it ran
             shutil.copyfile(result.suite.path, tmp / SUITE_COPY)
     return final

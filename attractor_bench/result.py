@@ -23,10 +23,9 @@ class RunResult:
     # What the plots draw that the table does not hold: per-sample similarity scores of the clean
     # and of one attacked cell per model with a rejector, and one input's attacked iterates.
     figures: dict = field(default_factory=dict)
-    # Per model and (norm, eps): the MNIST test indices of the worst case and whether each image is
-    # robust, and under ("none", 0.0) the clean images and whether each is classified correctly
-    # (summary.json keeps them, for the leaderboard's paired tests).
-    samples: dict = field(default_factory=dict)
+    # Per model, its robust-flags record (`flags.ModelFlags`: the clean images and the worst case per
+    # (norm, eps), image by image), stored with the run (`flags.FILE`); summary.json is made from it.
+    robust_flags: dict = field(default_factory=dict)
 
 
 def rows_of(model: str, attack: str, eps: float, dataset: str, metrics: dict, kind_: str) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Across the attacks of a suite: the worst case per sample, and the sanity flags.
+"""Across the attacks of a suite: the worst case per sample (its one owner: `worst_case`, once per
+model, into the robust-flags record of `flags.py`), and the sanity flags.
 
 Per model, the runner hands over one `Record` per (attack, eps) on MNIST (and per OOD set for
 the attacks that ran there): which images were attacked (indices into the suite's test set) and,
@@ -42,6 +43,7 @@ from functools import reduce
 import numpy as np
 
 from .config import Target
+from .flags import ModelFlags, RobustFlags
 
 EPS_COLLAPSE, COLLAPSE_MAX_ACC = 0.5, 0.10
 ZERO_GRAD_MAX_SHARE = 0.01
@@ -90,43 +92,41 @@ def _common(records: list[Record]) -> np.ndarray:
     return reduce(np.intersect1d, [r.idx for r in records])
 
 
-def _worst(clean: Record, records: list[Record], idx: np.ndarray) -> dict[str, float]:
-    correct = clean.on(idx, "correct") & np.logical_and.reduce([r.on(idx, "correct") for r in records])
-    safe = [r.on(idx, "correct") & r.on(idx, "accepted") for r in [clean, *records]]
-    fooled = [~r.on(idx, "correct") & r.on(idx, "accepted") for r in [clean, *records]]
-    return {"accuracy": correct.mean(), "end_to_end_accuracy": np.logical_and.reduce(safe).mean(),
-            "accepted_wrong": np.logical_or.reduce(fooled).mean(), "n_samples": len(idx), "n_attacks": len(records)}
-
-
-def worst_case(clean: Record, records: list[Record]) -> list[tuple[str, float, dict]]:
-    """(attack label, eps, metrics) rows of the worst case on MNIST, per norm and eps."""
-    rows = []
+def worst_case(clean: Record, records: list[Record], ood: dict[str, list[Record]] | None = None) -> ModelFlags:
+    """One model's robust-flags record (`flags.py`), computed here once: on MNIST per (norm, eps),
+    the clean flags narrowed by every attack there on the images they all saw, then the repeat over
+    the attacks that saw every image where some did not; per OOD set (`ood`: its attacked records),
+    the images accepted under at least one attack."""
+    start = RobustFlags.clean(clean.idx, clean.correct, clean.accepted)
+    out = ModelFlags(start)
     for (norm, eps), group in sorted(_groups(records).items()):
-        rows.append((f"worst_case_{norm}", eps, _worst(clean, group, _common(group))))
         full = [r for r in group if len(r.idx) == len(clean.idx)]
-        if full and len(full) < len(group):
-            rows.append((f"worst_case_{norm}_all_images", eps, _worst(clean, full, clean.idx)))
-    return rows
-
-
-def worst_case_samples(clean: Record, records: list[Record]) -> dict[tuple[str, float], tuple[np.ndarray, np.ndarray]]:
-    """Per (norm, eps), the images of the worst-case row and whether each is robust (what paired
-    tests between models compare)."""
-    out = {}
-    for (norm, eps), group in sorted(_groups(records).items()):
-        idx = _common(group)
-        out[(norm, eps)] = (idx, clean.on(idx, "correct") & np.logical_and.reduce([r.on(idx, "correct") for r in group]))
+        repeat = [(full, clean.idx, True)] if full and len(full) < len(group) else []
+        for rs, idx, all_images in [(group, _common(group), False), *repeat]:
+            f = start.start(norm, eps, idx, all_images)
+            for r in rs:
+                f.narrow(r.label, r.idx, r.correct, r.accepted)
+            out.points.append(f)
+    for ds, rs in (ood or {}).items():
+        out.ood[ds] = []
+        for (norm, eps), group in sorted(_groups(rs).items()):
+            idx = _common(group)
+            f = RobustFlags(norm, eps, idx, *(np.zeros(len(idx), bool) for _ in range(3)))
+            for r in group:
+                f.narrow(r.label, r.idx, np.zeros(len(r.idx), bool), r.accepted)
+            out.ood[ds].append(f)
     return out
 
 
-def worst_case_ood(records: list[Record]) -> list[tuple[str, float, dict]]:
-    """(label, eps, metrics) rows on one OOD set: share accepted under at least one attack."""
-    rows = []
-    for (norm, eps), group in sorted(_groups(records).items()):
-        idx = _common(group)
-        rows.append((f"worst_case_{norm}", eps, {"accepted": np.logical_or.reduce([r.on(idx, "accepted") for r in group]).mean(),
-                                                 "n_samples": len(idx), "n_attacks": len(group)}))
-    return rows
+def rows(flags: ModelFlags) -> list[tuple[str, str, float, dict]]:
+    """(dataset, label, eps, metrics) of the table's `worst_case` rows, read from the record: MNIST,
+    then per OOD set the share accepted under at least one attack."""
+    out = [("mnist", f"worst_case_{f.norm}" + ("_all_images" if f.all_images else ""), f.eps, f.metrics())
+           for f in flags.points]
+    for ds, fs in flags.ood.items():
+        out += [(ds, f"worst_case_{f.norm}", f.eps, {"accepted": f.fooled.mean(), "n_samples": len(f.idx),
+                                                     "n_attacks": len(f.attacks)}) for f in fs]
+    return out
 
 
 def where(norm: str, eps: float) -> str:
@@ -138,20 +138,20 @@ def _accuracy(r: Record, idx: np.ndarray) -> float:
     return float(r.on(idx, "correct").mean())
 
 
-def sanity_flags(clean: Record, records: list[Record], zero_gradient_share: dict[str, float]) -> tuple[dict[str, int], list[str]]:
-    """({flag: 0/1} for the flags that could be checked, explanations of the raised ones)."""
+def sanity_flags(wc: ModelFlags, records: list[Record], zero_gradient_share: dict[str, float]) -> tuple[dict[str, int], list[str]]:
+    """({flag: 0/1} for the flags that could be checked, explanations of the raised ones), from the
+    model's worst case `wc` and its attacked MNIST records."""
     flags: dict[str, int] = {}
     why: list[str] = []
-    groups = _groups(records)
     alone = _groups([r for r in records if not r.cascade])  # a cascade cell's accuracy is not its attack's alone
 
-    linf = groups.get(("linf", EPS_COLLAPSE))
+    linf = wc.main().get(("linf", EPS_COLLAPSE))
     if linf:
-        acc = _worst(clean, linf, _common(linf))["accuracy"]
+        acc = linf.robust.mean()
         flags["flag_no_collapse_at_eps_0.5"] = int(acc >= COLLAPSE_MAX_ACC)
         if acc >= COLLAPSE_MAX_ACC:
             why.append(f"worst-case accuracy {where('linf', EPS_COLLAPSE)} is {acc:.2%} (>= 10%) over "
-                       f"{', '.join(r.label for r in linf)}")
+                       f"{', '.join(linf.attacks)}")
 
     def beats(weak, strong, name: str, what: str, than: str) -> None:
         checked = raised = False

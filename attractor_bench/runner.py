@@ -42,7 +42,7 @@ from .progress import Log
 from .protocol import satisfied
 from .provenance import environment
 from .result import COLUMNS, RunResult, rows_of
-from .robustness import Record, worst_case_samples
+from .robustness import Record
 from .store import CellStore
 from .tables import fmt_eps
 
@@ -92,9 +92,10 @@ def _compute_elsewhere(ws: Workspace, todo: list[Cell], n_cells: int, store: Cel
 
 
 def _assemble_model(ws: Workspace, spec: ModelSpec, cells: list, store: CellStore, log: Log, task, meta: dict,
-                    computed_now: set[str], figures: dict) -> tuple[list[dict], dict[str, list[Record]], int]:
-    """One model's cell rows (reading each cell from the store or computing it) and its records."""
-    d, rows, n_stored = ws.prepared[spec.name], [], 0
+                    computed_now: set[str], figures: dict) -> tuple[list[dict], dict[str, list[Record]], dict[str, dict], int]:
+    """One model's cell rows (reading each cell from the store or computing it), its records, and the
+    outputs of its cells that hold an attack's report (AutoAttack's checks read them)."""
+    d, rows, n_stored, reports = ws.prepared[spec.name], [], 0, {}
     records: dict[str, list[Record]] = {ds: [] for ds in ws.sets}
     shown = figure_cell(ws.suite)
     for attack, eps, group in cells:
@@ -119,11 +120,13 @@ def _assemble_model(ws: Workspace, spec: ModelSpec, cells: list, store: CellStor
                                               "threshold": d.threshold})
             rows += rows_of(spec.name, c.label, eps, c.dataset, metrics, "cell")
             records[c.dataset].append(_record(attack, eps, idx, out, y, d.threshold, bool(c.after)))
+            if c.dataset == "mnist" and "aa_broken_by" in out:
+                reports[c.key] = out
             log.bar.advance(task)
             if c.key not in computed_now:
                 log.line(f"{spec.name} {c.label} eps {fmt_eps(eps)} {c.dataset}: "
                          + ("from the store" if from_store else f"done in {seconds:.1f} s"))
-    return rows, records, n_stored
+    return rows, records, reports, n_stored
 
 
 def _record(attack: AttackSpec | None, eps: float, idx, out: dict, y, threshold, cascade: bool = False) -> Record:
@@ -177,7 +180,7 @@ def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, downlo
             + ", ".join(m.name for m in suite.models) + f"), then {len(suite.attacks)} attacks on their cells.")  # the plan
     meta = {**_meta(suite, subsets, dev, workers, cluster), "n_images": {ds: len(split) for ds, split in sets.items()},
             "environment": environment(kind(dev))}
-    rows, figures, n_stored, samples = [], {"similarity": [], "iterates": []}, 0, {}
+    rows, figures, n_stored, flags = [], {"similarity": [], "iterates": []}, 0, {}
     with deterministic(), log:
         activate(dev)
         ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
@@ -192,12 +195,10 @@ def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, downlo
         task = log.bar.add_task("cells", total=n_cells)
         shown = figure_attack(suite)
         for spec in suite.models:
-            cell_rows, records, stored = _assemble_model(ws, spec, grid[spec.name], store, log, task, meta, computed_now,
-                                                         figures)
-            rows += cell_rows + aggregate(ws, spec.name, records, meta, store, grid[spec.name], log)
-            clean = records["mnist"][0]  # its correctness per image too: clean accuracies are compared image by image
-            samples[spec.name] = {("none", 0.0): (clean.idx, clean.correct),
-                                  **worst_case_samples(clean, records["mnist"][1:])}
+            cell_rows, records, reports, stored = _assemble_model(ws, spec, grid[spec.name], store, log, task, meta,
+                                                                  computed_now, figures)
+            more, flags[spec.name] = aggregate(ws, spec.name, records, reports, meta, store, grid[spec.name], log)
+            rows += cell_rows + more
             n_stored += stored
             if isinstance(prepared[spec.name].defence, AttractorDefence) and shown is not None:
                 figures["iterates"].append(iterates(spec.name, prepared[spec.name], shown, sets["mnist"],
@@ -205,7 +206,7 @@ def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, downlo
     meta["cells"] = {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored,
                      "failed_verification": store.rejected}
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    return RunResult(suite, pd.DataFrame(rows, columns=COLUMNS), meta, figures, samples)
+    return RunResult(suite, pd.DataFrame(rows, columns=COLUMNS), meta, figures, flags)
 
 
 def _announce_cells(grid: dict, store: CellStore, log: Log, fresh: bool) -> tuple[int, list[Cell]]:

@@ -1,17 +1,20 @@
 """A run's results as data: `summary.json`, one record per model, what the leaderboard reads.
 
-`summarize(result)` takes the tidy table (rows selected by their `kind`: `cell`, `worst_case`,
-`sanity`) and the run's metadata; `write_summary(result, folder)` writes it atomically, floats
-rounded to 6 decimals and NaN as null, keys sorted, so the same results give the same bytes.
+`summarize(result)` reads the run's robust-flags record (`flags.py`: the clean images and the worst
+case per (norm, eps), image by image, computed once by `robustness.worst_case`), its tidy table (rows
+selected by their `kind`: `cell`, `sanity`) and its metadata; `from_folder(folder)` reads the same
+from a run's files (results.csv, run.json, robust_flags.json), and a run writes its summary.json
+that way (`rebuild`; `attractor-bench report FOLDER` does it again): the same files give the same
+bytes, floats rounded to 6 decimals and NaN as null, keys sorted.
 
 - `clean`: accuracy on the clean MNIST test images, end-to-end accuracy (accepted by the
   rejector and correct; null without a rejector) and n, the number of those images, and which of
   them the model classifies correctly (`samples`, encoded as the worst case's below, `robust`
-  meaning correct; null in a run that did not hand them over), for paired tests of clean accuracy.
-- `worst_case`: one entry per MNIST worst-case row (per norm and eps, and the `all_images` repeat
+  meaning correct), for paired tests of clean accuracy.
+- `worst_case`: one entry per MNIST worst case (per norm and eps, and the `all_images` repeat
   over the attacks that saw every image, see `robustness.py`), with a 95% Clopper-Pearson interval
   for the accuracy over its n images and the labels of the attacks it is taken over; the main
-  rows also carry their per-sample outcomes (`samples`: `first`, the run's MNIST test images are
+  entries also carry their per-sample outcomes (`samples`: `first`, the run's MNIST test images are
   the first `first` of the test set; `images`, which of them the row covers, and `robust`, which
   of those are robust, each as the hex of numpy.packbits), for paired tests between models.
 - `ood`: per OOD set, the rejector's AUROC on clean images and, per (norm, eps), the lowest AUROC
@@ -37,8 +40,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from . import flags
 from .errors import AttractorBenchError
 from .files import write_text
+from .flags import ModelFlags, RobustFlags, decode_samples, encode_samples  # noqa: F401 (decode_samples: the leaderboard's)
 
 FORMAT = 3
 FILE = "summary.json"
@@ -62,54 +67,14 @@ def interval(accuracy: float, n: int) -> list[float]:
     return [float(ci.low), float(ci.high)]
 
 
-def _attack_images(meta: dict, label: str) -> int | None:
-    """MNIST images attack `label` saw (None: all of them)."""
-    return meta.get("subsets", {}).get(label, {}).get("mnist", meta["attacks"][label].get("n"))
-
-
-def _worst_case_attacks(meta: dict, model: str, norm: str, eps: float, n: int) -> list[str]:
-    """The attacks of `norm` with `eps` that ran on `model` and saw at least the `n` images of the row."""
-    return [label for label, a in meta["attacks"].items()
-            if a["norm"] == norm and any(_same_eps(e, eps) for e in a["eps"]) and model in (a.get("models") or [model])
-            and (_attack_images(meta, label) or n) >= n]
-
-
-def encode_samples(first: int, idx: np.ndarray, robust: np.ndarray) -> dict:
-    """Per-sample outcomes as text: which of the first `first` test images (`images`) and which of
-    them are robust (`robust`, in index order), each the hex of numpy.packbits."""
-    mask = np.zeros(first, bool)
-    mask[idx] = True
-    return {"first": int(first), "images": np.packbits(mask).tobytes().hex(),
-            "robust": np.packbits(np.asarray(robust, bool)).tobytes().hex()}
-
-
-def decode_samples(s: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(test-set indices, robust per index) of `encode_samples`' output."""
-    mask = np.unpackbits(np.frombuffer(bytes.fromhex(s["images"]), np.uint8))[: s["first"]].astype(bool)
-    idx = np.flatnonzero(mask)
-    return idx, np.unpackbits(np.frombuffer(bytes.fromhex(s["robust"]), np.uint8))[: len(idx)].astype(bool)
-
-
-def _worst_case(t: pd.DataFrame, meta: dict, model: str, rejects: bool, samples: dict, first: int) -> list[dict]:
-    norms = {a["norm"] for a in meta["attacks"].values()}
-    labels = {**{f"worst_case_{x}": (x, False) for x in norms}, **{f"worst_case_{x}_all_images": (x, True) for x in norms}}
+def _worst_case(wc: ModelFlags, rejects: bool, first: int) -> list[dict]:
+    """The worst-case entries of one model, read from its robust-flags record."""
     out = []
-    for (label, eps), rows in t[t.dataset == "mnist"].groupby(["attack", "eps"], sort=True):
-        if label not in labels:
-            raise AttractorBenchError(f"worst-case row `{label}` of `{model}`: no attack of the run has its norm "
-                                      f"({', '.join(sorted(norms))}); a bug")
-        norm, all_images = labels[label]
-        m = _metrics(rows)
-        n, acc = int(m["n_samples"]), m["accuracy"]
-        attacks = _worst_case_attacks(meta, model, norm, eps, n)
-        if len(attacks) != int(m["n_attacks"]):
-            raise AttractorBenchError(f"`{model}` {label} at eps {eps:g}: the table counts {int(m['n_attacks'])} attacks but "
-                                      f"the run's metadata gives {len(attacks)} ({', '.join(attacks) or 'none'}); a bug")
-        per_sample = next((v for (nm, e), v in samples.items() if nm == norm and _same_eps(e, eps)), None)
-        out.append({"norm": norm, "eps": float(eps), "accuracy": acc, "interval": interval(acc, n), "n": n,
-                    "end_to_end_accuracy": m.get("end_to_end_accuracy") if rejects else None,
-                    "attacks": attacks, "all_images": all_images,
-                    "samples": None if all_images or per_sample is None else encode_samples(first, *per_sample)})
+    for f in wc.points:
+        acc, n = f.robust.mean(), len(f.idx)
+        out.append({"norm": f.norm, "eps": float(f.eps), "accuracy": acc, "interval": interval(acc, n), "n": n,
+                    "end_to_end_accuracy": f.safe.mean() if rejects else None, "attacks": list(f.attacks),
+                    "all_images": f.all_images, "samples": None if f.all_images else encode_samples(first, f.idx, f.robust)})
     return sorted(out, key=lambda w: (w["norm"], w["eps"], w["all_images"]))
 
 
@@ -123,7 +88,9 @@ def _ood(cells: pd.DataFrame, meta: dict) -> list[dict]:
         groups: dict[tuple[str, float], list[tuple[float | None, str]]] = {}
         for label, eps, v in zip(on.attack, on.eps, on.value):
             if label != "none":
-                groups.setdefault((meta["attacks"][label]["norm"], float(eps)), []).append((_num(v), str(label)))
+                a = meta["attacks"][label]
+                eps = next((float(e) for e in a["eps"] if _same_eps(e, eps)), float(eps))  # exact, not results.csv's 6 digits
+                groups.setdefault((a["norm"], eps), []).append((_num(v), str(label)))
         attacked = []
         for (norm, eps), cands in sorted(groups.items()):
             measured = sorted((v, lab) for v, lab in cands if v is not None)
@@ -134,37 +101,28 @@ def _ood(cells: pd.DataFrame, meta: dict) -> list[dict]:
     return out
 
 
-def _clean_n(result) -> int:
-    """The clean images: the run's MNIST test images (run.json `n_images`)."""
-    return int(result.meta["n_images"]["mnist"])
+def _clean(c: RobustFlags, rejects: bool, first: int) -> dict:
+    """The clean images: accuracy, end to end, n (the run's MNIST test images) and which are correct."""
+    acc = c.robust.mean()
+    return {"accuracy": acc, "n": len(c.idx), "interval": interval(acc, len(c.idx)),
+            "end_to_end_accuracy": c.safe.mean() if rejects else None, "samples": encode_samples(first, c.idx, c.robust)}
 
 
-def _clean_samples(result, name: str) -> dict | None:
-    """The model's clean correctness per image (`RunResult.samples` under ("none", 0.0)), encoded."""
-    per_sample = getattr(result, "samples", {}).get(name, {}).get(("none", 0.0))
-    return None if per_sample is None else encode_samples(_clean_n(result), *per_sample)
-
-
-def _model(name: str, t: pd.DataFrame, result) -> dict:
-    meta = result.meta
+def _model(name: str, t: pd.DataFrame, meta: dict, wc: ModelFlags) -> dict:
     info = meta["models"][name]
     rejects = info.get("threshold") is not None
     cells, sanity = t[t.kind == "cell"], _metrics(t[t.kind == "sanity"])
-    clean = _metrics(cells[(cells.attack == "none") & (cells.dataset == "mnist")])
-    flags = {k: int(v) for k, v in sanity.items() if k.startswith("flag_")}
+    flags_ = {k: int(v) for k, v in sanity.items() if k.startswith("flag_")}
     unreliable = sanity.get("potentially_unreliable")
+    first = int(meta["n_images"]["mnist"])
     return {
         "name": name, "preset": info.get("preset"), "randomized": bool(info.get("randomized", False)), "has_rejector": rejects,
         "identity": {"weights": info.get("weights"), "threshold": info.get("threshold"), "params": info.get("params"),
                      "defence": {k: info.get("defence", {}).get(k) for k in ("name", "origin", "params", "weights")}},
-        "clean": {"accuracy": clean.get("accuracy"), "n": _clean_n(result),
-                  "interval": None if clean.get("accuracy") is None else interval(clean["accuracy"], _clean_n(result)),
-                  "end_to_end_accuracy": clean.get("end_to_end_accuracy") if rejects else None,
-                  "samples": _clean_samples(result, name)},
-        "worst_case": _worst_case(t[t.kind == "worst_case"], meta, name, rejects,
-                                  getattr(result, "samples", {}).get(name, {}), _clean_n(result)),
+        "clean": _clean(wc.clean, rejects, first),
+        "worst_case": _worst_case(wc, rejects, first),
         "ood": _ood(cells, meta),
-        "verdict": _verdict(meta.get("verdict", {}).get(name), unreliable, flags, meta.get("flags", {}).get(name, [])),
+        "verdict": _verdict(meta.get("verdict", {}).get(name), unreliable, flags_, meta.get("flags", {}).get(name, [])),
     }
 
 
@@ -192,16 +150,44 @@ def _verdict(v: dict | None, unreliable, flags: dict, why: list[str]) -> dict:
 
 
 def summarize(result) -> dict:
-    """The summary of a `RunResult` (its suite's name, table and metadata)."""
-    t, meta = result.table, result.meta
+    """The summary of a `RunResult` (its suite's name, table, metadata and robust flags)."""
+    return _summarize(result.suite.name, result.table, result.meta, result.robust_flags)
+
+
+def _summarize(suite: str, t: pd.DataFrame, meta: dict, records: dict[str, ModelFlags]) -> dict:
     if "kind" not in t.columns:
         raise AttractorBenchError("the results table has no `kind` column (cell / worst_case / sanity); it was made by an "
                                   "older version: rerun the suite")
-    return {"format": FORMAT, "suite": result.suite.name, "command": meta.get("command"), "commit": meta.get("commit"),
+    models = [str(m) for m in dict.fromkeys(t.model)]
+    missing = [m for m in models if m not in records]
+    if missing:
+        raise AttractorBenchError(f"no robust flags ({flags.FILE}) for {', '.join(missing)}: the run was made by an older "
+                                  "version: rerun the suite")
+    return {"format": FORMAT, "suite": suite, "command": meta.get("command"), "commit": meta.get("commit"),
             "date": meta.get("date"), "components": meta.get("components"), "environment": meta.get("environment"),
             "attack_names": {label: a["name"] for label, a in meta.get("attacks", {}).items()},
             "worst_case_mode": meta.get("worst_case", "full"),
-            "models": [_model(str(m), t[t.model == m], result) for m in dict.fromkeys(t.model)]}
+            "models": [_model(m, t[t.model == m], meta, records[m]) for m in models]}
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A run's results.csv as the runner made it: names as text (a model called `1` or `NA` too),
+    empty values as NaN."""
+    text = {c: str for c in ("model", "attack", "dataset", "metric", "kind")}
+    return pd.read_csv(path, dtype={**text, "eps": float, "value": float}, keep_default_na=False, na_values={"value": [""]})
+
+
+def from_folder(folder: str | Path) -> dict:
+    """The summary of a run from its folder's files alone: results.csv, run.json and robust_flags.json
+    (a run writes its summary.json this way, so the two agree byte for byte)."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        table, records = read_table(folder / "results.csv"), flags.read(folder)
+    except (OSError, ValueError, KeyError) as e:
+        raise AttractorBenchError(f"{folder} does not hold a run's results.csv, run.json and {flags.FILE} ({e}); a run "
+                                  f"written before {flags.FILE} existed cannot be summarized again: rerun its suite.") from e
+    return _summarize(meta.get("suite", folder.name), table, meta, records)
 
 
 def _tidy(v):
@@ -224,5 +210,10 @@ def dumps(doc: dict) -> str:
 
 
 def write_summary(result, folder: str | Path) -> Path:
-    """Write `folder/summary.json` atomically; return its path."""
+    """Write `folder/summary.json` of a `RunResult` atomically; return its path."""
     return write_text(Path(folder) / FILE, dumps(summarize(result)))
+
+
+def rebuild(folder: str | Path) -> Path:
+    """Write `folder/summary.json` from the run's files in `folder` (`from_folder`); return its path."""
+    return write_text(Path(folder) / FILE, dumps(from_folder(folder)))

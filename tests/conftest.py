@@ -89,3 +89,14 @@ def as_current(results: Path) -> Path:
             doc["components"] = {k: now.get(k, v) for k, v in doc["components"].items()}
             path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return results
+
+
+def robust_flags(counts: dict[tuple[str, float], int], n: int = 100):
+    """A model's robust-flags record (`flags.ModelFlags`) with `counts[(norm, eps)]` robust images of
+    n at each (norm, eps), every image correct clean: what the verdict reads."""
+    from attractor_bench.flags import ModelFlags, RobustFlags
+
+    ones, idx = np.ones(n, bool), np.arange(n)
+    clean = RobustFlags.clean(idx, ones, ones)
+    return ModelFlags(clean, [RobustFlags(norm, eps, idx, idx < c, idx < c, np.zeros(n, bool), ("attack",))
+                              for (norm, eps), c in counts.items()])

@@ -25,8 +25,9 @@ DEFERS_IMPORTS = {"attractor_bench.cli"}  # the one module that imports inside f
 RENDERERS = {f"attractor_bench.{m}" for m in ("report", "summary", "plots", "tables", "page", "leaderboard", "records",
                                               "columns", "goals", "reproduction", "ood.report")}
 RUNNER = "attractor_bench.runner"
-# Modules kept small (issue 37): the leaderboard's records -> ranked board, and the modules split from it.
-MAX_MODULE_LINES = {f"attractor_bench.{m}": 300 for m in ("leaderboard", "records", "columns", "goals", "page")}
+# Modules kept small (issue 37): the leaderboard's records -> ranked board, and the modules split from it;
+# the runner, which plans and orchestrates (what a cell computes is cells.py's, what a model's rows are aggregate.py's).
+MAX_MODULE_LINES = {f"attractor_bench.{m}": 300 for m in ("leaderboard", "records", "columns", "goals", "page", "runner")}
 
 
 def _modules() -> dict[str, Path]:
@@ -145,7 +146,7 @@ def test_the_renderer_check_sees_an_import_through_another_module(tmp_path):
     assert RUNNER not in _reached(_graph(mods), "attractor_bench.report")
 
 
-def test_the_leaderboard_modules_stay_under_300_lines():
+def test_the_leaderboard_modules_and_the_runner_stay_under_300_lines():
     mods = _modules()
     lines = {m: len(mods[m].read_text().splitlines()) for m in MAX_MODULE_LINES}
     over = [f"{m} ({n} lines)" for m, n in lines.items() if n > MAX_MODULE_LINES[m]]

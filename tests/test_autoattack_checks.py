@@ -9,6 +9,7 @@ APGD and FAB fail, Square breaks images after them, and the report and the verdi
 import numpy as np
 import pytest
 import torch
+from conftest import robust_flags
 
 from attractor_bench import indicators
 from attractor_bench.attacks import ATTACKS
@@ -73,7 +74,7 @@ def test_square_after_the_gradient_attacks_is_raised_with_its_evidence_when_the_
     assert "broke 1" in f["autoattack_square"].why
     s = f["autoattack_second_seed"]
     assert s.raised and (s.count, s.n, s.samples) == (1, 14, [113])
-    v = indicators.verdict(list(f.values()), [("linf", 0.3)], {("linf", 0.3): 13})
+    v = indicators.verdict(list(f.values()), robust_flags({("linf", 0.3): 13}))
     assert v[0]["potentially_unreliable"] and {i["name"] for i in v[0]["indicators"]} == {"autoattack_square",
                                                                                           "autoattack_second_seed"}
 
@@ -84,7 +85,7 @@ def test_a_second_seed_that_breaks_nothing_leaves_the_point_reliable():
     f = findings_of(report(by, second, square=1))
     assert not f["autoattack_square"].raised and f["autoattack_square"].count == 3  # the evidence stays
     assert not f["autoattack_second_seed"].raised and f["autoattack_second_seed"].n == 17
-    v = indicators.verdict(list(f.values()), [("linf", 0.3)], {("linf", 0.3): 17})
+    v = indicators.verdict(list(f.values()), robust_flags({("linf", 0.3): 17}))
     assert not v[0]["potentially_unreliable"]
 
 
@@ -147,5 +148,5 @@ def test_square_breaking_a_gradient_masked_canary_is_reported_and_raises_the_ver
     np.testing.assert_array_equal(wrong[rep["aa_broken_by"] >= 0], True)  # the attribution matches the examples
     f = {f.name: f for f in indicators.autoattack_findings(aa_spec(), 0.1, np.arange(20), rep, False)}
     assert f["autoattack_square"].raised and f["autoattack_zero_gradients"].raised
-    v = indicators.verdict(list(f.values()), [("linf", 0.1)], {("linf", 0.1): int((~wrong).sum())})
+    v = indicators.verdict(list(f.values()), robust_flags({("linf", 0.1): int((~wrong).sum())}))
     assert v[0]["potentially_unreliable"]

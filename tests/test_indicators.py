@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, run_args
+from conftest import REPO, robust_flags, run_args
 from typer.testing import CliRunner
 
 from attractor_bench import indicators
@@ -22,7 +22,8 @@ from attractor_bench.indicators import (
     record_findings,
     verdict,
 )
-from attractor_bench.robustness import Record, sanity_flags
+from attractor_bench.flags import ModelFlags, RobustFlags
+from attractor_bench.robustness import Record, sanity_flags, worst_case
 
 SELFTEST = """\
 name: reliability_selftest
@@ -145,7 +146,7 @@ def rec(label, correct, eps, idx=None, cascade=False):
 def test_accuracy_rising_with_eps_is_raised_beyond_one_image():
     clean = Record("none", 0.0, "none", "clean", False, "none", np.arange(10), np.ones(10, bool), np.ones(10, bool))
     a = [rec("pgd", [1] * 5 + [0] * 5, 0.1), rec("pgd", [1] * 8 + [0] * 2, 0.2), rec("pgd", [1] * 9 + [0], 0.3)]
-    f = {(x.attack, x.eps): x for x in record_findings(clean, a, False, {}) if x.name == "non_monotone"}
+    f = {(x.attack, x.eps): x for x in record_findings(worst_case(clean, a), a, False, {}) if x.name == "non_monotone"}
     assert f[("pgd", 0.2)].raised and f[("pgd", 0.2)].count == 3 and f[("pgd", 0.2)].samples == [5, 6, 7]
     assert not f[("pgd", 0.3)].raised  # one image: within the noise floor
     assert f[("worst_case_linf", 0.2)].raised
@@ -154,8 +155,7 @@ def test_accuracy_rising_with_eps_is_raised_beyond_one_image():
 def test_nothing_robust_means_nothing_to_overstate():
     bad = Finding("silent_success", "pgd", "linf", 0.3, 1, 16, True, [3], "x")
     model = Finding("probability_output", "model_checks", None, None, 1, 1, True, [], "y")
-    out = {(v["norm"], v["eps"]): v for v in verdict([bad, model], [("linf", 0.1), ("linf", 0.3)],
-                                                      {("linf", 0.1): 5, ("linf", 0.3): 0})}
+    out = {(v["norm"], v["eps"]): v for v in verdict([bad, model], robust_flags({("linf", 0.1): 5, ("linf", 0.3): 0}))}
     assert out[("linf", 0.1)]["potentially_unreliable"] and [i["name"] for i in out[("linf", 0.1)]["indicators"]] == [
         "probability_output"]
     assert not out[("linf", 0.3)]["potentially_unreliable"] and out[("linf", 0.3)]["note"]
@@ -165,9 +165,9 @@ def test_the_detection_bound_follows_tramer():
     clean = Record("none", 0.0, "none", "clean", False, "none", np.arange(10), np.ones(10, bool), np.ones(10, bool))
     attacked = Record("a", 0.6, "linf", "gradient", False, "pipeline", np.arange(10), np.zeros(10, bool),
                       np.array([0] * 10, bool))  # every image wrong, every one rejected: a perfect detector at 0.6
-    f, = [x for x in record_findings(clean, [attacked], True, {("linf", 0.3): 0.9634}) if x.name == "detection_bound"]
+    f, = [x for x in record_findings(worst_case(clean, [attacked]), [attacked], True, {("linf", 0.3): 0.9634}) if x.name == "detection_bound"]
     assert f.raised and f.value == 1.0
-    assert not [x for x in record_findings(clean, [attacked], True, {}) if x.name == "detection_bound"]  # no number at 0.3
+    assert not [x for x in record_findings(worst_case(clean, [attacked]), [attacked], True, {}) if x.name == "detection_bound"]  # no number at 0.3
 
 
 def test_a_sanity_flag_is_a_finding_of_the_eps_its_explanation_names():
@@ -176,7 +176,7 @@ def test_a_sanity_flag_is_a_finding_of_the_eps_its_explanation_names():
                   np.ones(4, bool))
     pgd = [rec("pgd", [1, 1, 1, 1], 0.1), rec("pgd", [0, 0, 0, 0], 0.3)]
     fgsm3 = Record("fgsm", 0.3, "linf", "gradient", True, "pipeline", np.arange(4), np.zeros(4, bool), np.ones(4, bool))
-    flags, why = sanity_flags(clean, [fgsm, fgsm3, *pgd], {})
+    flags, why = sanity_flags(worst_case(clean, [fgsm, fgsm3, *pgd]), [fgsm, fgsm3, *pgd], {})
     assert flags["flag_single_step_beats_iterative"] == 1
     f = {x.eps: x for x in indicators.sanity_findings(flags, why, [fgsm, fgsm3, *pgd])
          if x.name == "flag_single_step_beats_iterative"}
@@ -210,7 +210,8 @@ def _probed_images(n_images: int, robust: np.ndarray, eps: float, monkeypatch) -
             indices=lambda ds, a: np.arange(n_images))
     attack = NS(label="pgd", entry=NS(norm="linf"), target=Target.PIPELINE, source=None)
     cells = [(attack, eps, [NS(dataset="mnist", key=f"cell {eps}")])]
-    wc = {("linf", eps): (np.arange(n_images), robust)}
+    idx, ones = np.arange(n_images), np.ones(n_images, bool)
+    wc = ModelFlags(RobustFlags.clean(idx, ones, ones), [RobustFlags("linf", eps, idx, robust, robust, ~ones, ("pgd",))])
     store = NS(get=lambda k: None, put=lambda k, v: None)
     aggregate.probes(ws, "m", cells, wc, store, NS(line=lambda s: None))
     return seen[0].astype(int)

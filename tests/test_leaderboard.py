@@ -19,7 +19,8 @@ from attractor_bench.page import write_leaderboard
 from attractor_bench.components import current
 from attractor_bench.provenance import VERSIONED
 from attractor_bench.result import RunResult
-from attractor_bench.summary import summarize, write_summary
+from attractor_bench.flags import ModelFlags, RobustFlags, decode_samples
+from attractor_bench.summary import dumps, summarize, write_summary
 
 runner = CliRunner()
 OUTPUTS = ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.json", "leaderboard.html", "leaderboard_worst_case.png")
@@ -71,17 +72,50 @@ def result(suite: str, models: dict, attacks: dict, date="2026-12-01 10:00 UTC",
             "subsets": subsets or {}, "models": {n: m["info"] for n, m in models.items()},
             "flags": {n: m["reasons"] for n, m in models.items()}, "n_images": {"mnist": n_test},
             "verdict": {n: m["verdict"] for n, m in models.items() if m["verdict"] is not None}}
-    return RunResult(SimpleNamespace(name=suite, data=SimpleNamespace(n_test=n_test)), table, meta)
+    flags = {name: _flags(name, m, attacks, n_test) for name, m in models.items()}
+    return RunResult(SimpleNamespace(name=suite, data=SimpleNamespace(n_test=n_test)), table, meta, robust_flags=flags)
+
+
+def _first(share: float, n: int) -> np.ndarray:
+    """n flags, the first share * n of them set (a whole number: the record holds images)."""
+    assert abs(share * n - round(share * n)) < 1e-6, f"{share} of {n} images is not a whole number of images"
+    return np.arange(n) < round(share * n)
+
+
+def _flags(name: str, m: dict, attacks: dict, n_test: int) -> ModelFlags:
+    """The model's robust-flags record with the accuracies of `m` (the first images robust); each worst
+    case over the attacks of its norm and eps that ran on the model (those on every image for an
+    all-images repeat), the first n_attacks of them where given."""
+    idx = np.arange(n_test)
+    clean = RobustFlags("none", 0.0, idx, _first(m["clean"], n_test), _first(m["clean"] - 0.05, n_test), np.zeros(n_test, bool))
+    points = []
+    for k, (acc, e2e, n, *count) in m["wc"].items():
+        norm, eps, full = k if isinstance(k, tuple) else ("linf", k, False)
+        over = [label for label, a in attacks.items() if a["norm"] == norm and eps in a["eps"] and name in a["models"]
+                and not (full and a["n"] is not None)]
+        points.append(RobustFlags(norm, eps, np.arange(n), _first(acc, n), _first(e2e, n), np.zeros(n, bool),
+                                  tuple(over[: count[0] if count else None]), full))
+    return ModelFlags(clean, points)
 
 
 def write_run(root: Path, *args, samples=None, **kwargs) -> Path:
-    """A run's results.csv and summary.json; `samples`: the run's per-image outcomes (`RunResult.samples`)."""
+    """A run's results.csv and summary.json. Its records keep per-image outcomes only where `samples`
+    gives them ({model: {("none", 0.0): (idx, correct)}}, the clean images'), as a record of older code
+    has none, so that rows are compared by their counts unless a test gives them."""
     r = result(*args, **kwargs)
-    r.samples = samples or {}
+    samples = samples or {}
+    for m, per in samples.items():
+        idx, correct = per[("none", 0.0)]
+        r.robust_flags[m].clean = RobustFlags("none", 0.0, idx, correct, correct, np.zeros(len(idx), bool))
     folder = root / r.suite.name
     folder.mkdir(parents=True)
     r.table.to_csv(folder / "results.csv", index=False)
-    write_summary(r, folder)
+    doc = json.loads(write_summary(r, folder).read_text())
+    for m in doc["models"]:
+        m["clean"]["samples"] = m["clean"]["samples"] if m["name"] in samples else None
+        for w in m["worst_case"]:
+            w["samples"] = None
+    (folder / "summary.json").write_text(dumps(doc))
     return folder
 
 
@@ -151,8 +185,12 @@ def test_summary_worst_cases_carry_their_attacks_n_and_exact_interval():
     # the rejection-aware attack ran on `att` only
     assert [w["attacks"] for w in plain["worst_case"]] == [["fgsm", "square"], ["fgsm"], ["fgsm"]]
     assert all(w["end_to_end_accuracy"] is None for w in plain["worst_case"])  # no rejector
-    assert att["clean"] == {"accuracy": 0.9, "end_to_end_accuracy": pytest.approx(0.85), "n": 100,
-                            "interval": pytest.approx(exact(0.9, 100), abs=1e-12), "samples": None}  # no per-image outcomes given
+    assert {k: v for k, v in att["clean"].items() if k != "samples"} == {
+        "accuracy": 0.9, "end_to_end_accuracy": pytest.approx(0.85), "n": 100, "interval": pytest.approx(exact(0.9, 100), abs=1e-12)}
+    idx, correct = decode_samples(att["clean"]["samples"])
+    assert list(idx) == list(range(100)) and list(correct) == [i < 90 for i in range(100)]
+    idx, robust = decode_samples(att["worst_case"][1]["samples"])  # the flags of the record, image by image
+    assert len(idx) == 50 and robust.sum() == 23 and att["worst_case"][2]["samples"] is None  # none for a repeat
     assert plain["clean"]["end_to_end_accuracy"] is None
     # a run without indicators: the sanity flags alone, no verdict per eps
     assert att["verdict"] == {"potentially_unreliable": True, "flags": {FLAGS[0]: 0, FLAGS[1]: 1}, "reasons": ["zero gradients"],
@@ -175,9 +213,17 @@ def test_summary_clean_n_is_the_runs_mnist_images(n_test):
     assert summarize(r)["models"][0]["clean"]["n"] == n_test
 
 
-def test_summary_raises_when_the_attack_count_does_not_match():
-    r = result("s", {"m": model(wc={0.1: (0.5, 0.4, 100, 3)})}, {"fgsm": attack(), "pgd": attack()})
-    with pytest.raises(AttractorBenchError, match=r"counts 3 attacks but the run's metadata gives 2 \(fgsm, pgd\)"):
+def test_summary_reads_the_worst_case_from_the_robust_flags_alone():
+    """The worst case comes from the model's robust-flags record (robustness.worst_case computed it once),
+    not from the table's rows or the attacks' metadata: a table that disagrees changes nothing, and a
+    model without a record is refused."""
+    r = result("s", {"m": model(wc={0.1: (0.5, 0.4, 100)})}, {"fgsm": attack(), "pgd": attack()})
+    before = summarize(r)["models"][0]["worst_case"]
+    assert [(w["accuracy"], w["attacks"]) for w in before] == [(0.5, ["fgsm", "pgd"])]
+    r.table.loc[r.table.kind == "worst_case", "value"] = 0.123
+    assert summarize(r)["models"][0]["worst_case"] == before
+    r.robust_flags = {}
+    with pytest.raises(AttractorBenchError, match=r"no robust flags \(robust_flags.json\) for m"):
         summarize(r)
     with pytest.raises(AttractorBenchError, match="no `kind` column"):
         summarize(RunResult(r.suite, r.table.drop(columns="kind"), r.meta))
@@ -198,7 +244,7 @@ def test_merge_takes_each_number_from_the_run_with_most_attacks(tmp_path):
     res = tmp_path / "results"
     write_run(res, "suite_a", {"net": model(clean=0.91, weights="w1", wc={0.1: (0.50, 0.45, 100), 0.3: (0.30, 0.25, 100)})},
               {"fgsm": attack(), "pgd": attack(eps=(0.1,)), "square": attack(eps=(0.1,))}, commit="aaaaaaa")
-    write_run(res, "suite_b", {"net": model(clean=0.92, weights="w1", wc={0.1: (0.40, 0.35, 50), 0.3: (0.20, 0.15, 50)})},
+    write_run(res, "suite_b", {"net": model(clean=0.92, weights="w1", wc={0.1: (0.40, 0.34, 50), 0.3: (0.20, 0.16, 50)})},
               {"pgd": attack(), "apgd": attack()}, date="2026-12-02 10:00 UTC", commit="bbbbbbb")
     doc = board_json(res)
     assert [r["model"] for r in doc["rows"]] == ["net"]  # one model: the same name, weights, defence and threshold
@@ -209,7 +255,7 @@ def test_merge_takes_each_number_from_the_run_with_most_attacks(tmp_path):
                                       "ci_low": round(exact(0.5, 100)[0], 6), "ci_high": round(exact(0.5, 100)[1], 6)}
     assert (nums["e2e_0.1"]["value"], nums["e2e_0.1"]["suite"]) == (0.45, "suite_a")
     assert (nums["worst_case_0.3"]["value"], nums["worst_case_0.3"]["suite"]) == (0.2, "suite_b")  # 2 attacks beat 1
-    assert nums["worst_case_0.3"]["attacks"] == ["pgd", "apgd"] and nums["e2e_0.3"]["value"] == 0.15
+    assert nums["worst_case_0.3"]["attacks"] == ["pgd", "apgd"] and nums["e2e_0.3"]["value"] == 0.16
     assert (nums["clean"]["value"], nums["clean"]["suite"]) == (0.92, "suite_b")  # no attacks, same n: the later run
     assert doc["rows"][0]["suites"] == ["suite_a", "suite_b"]
     with open(res / "LEADERBOARD.csv", newline="") as f:
@@ -267,7 +313,7 @@ def test_sort_by_worst_case_then_clean_with_missing_values_last(tmp_path):
         "low_03": model(clean=0.90, weights="3", wc={0.1: (0.5, 0.4, 10), 0.3: (0.1, 0.1, 10)}),
         "high_03": model(clean=0.80, weights="4", wc={0.1: (0.4, 0.3, 10), 0.3: (0.2, 0.1, 10)}),
         "tie_03_b": model(clean=0.85, weights="5", wc={0.1: (0.6, 0.3, 10), 0.3: (0.1, 0.0, 10)}),
-        "zero_03": model(clean=0.85, weights="8", wc={0.1: (0.05, 0.0, 10), 0.3: (0.0, 0.0, 10)}),
+        "zero_03": model(clean=0.85, weights="8", wc={0.1: (0.0, 0.0, 10), 0.3: (0.0, 0.0, 10)}),
         "clean_tie_b": model(clean=0.97, weights="6"),
         "clean_tie_a": model(clean=0.97, weights="7"),
     }
@@ -287,12 +333,12 @@ def test_sort_by_worst_case_then_clean_with_missing_values_last(tmp_path):
 def test_end_to_end_only_for_models_that_reject(tmp_path):
     res = tmp_path / "results"
     write_run(res, "s", {"rejects": model(weights="1", wc={0.1: (0.5, 0.4, 10), 0.3: (0.3, 0.2, 10)}),
-                         "plain": model(weights="2", threshold=None, defence="none", wc={0.1: (0.6, 0.55, 10), 0.3: (0.35, 0.33, 10)})},
+                         "plain": model(weights="2", threshold=None, defence="none", wc={0.1: (0.6, 0.5, 10), 0.3: (0.4, 0.3, 10)})},
               {"pgd": attack()})
     doc = board_json(res)
     assert row(doc, "rejects")["numbers"]["e2e_0.3"]["value"] == 0.2
     plain = row(doc, "plain")["numbers"]
-    assert plain["e2e_0.1"] == {"value": None} and plain["worst_case_0.3"]["value"] == 0.35
+    assert plain["e2e_0.1"] == {"value": None} and plain["worst_case_0.3"]["value"] == 0.4
     with open(res / "LEADERBOARD.csv", newline="") as f:
         lines = {r["model"]: r for r in csv.DictReader(f)}
     assert lines["plain"]["e2e_linf_0.3"] == "" and lines["plain"]["threshold"] == ""
@@ -300,7 +346,7 @@ def test_end_to_end_only_for_models_that_reject(tmp_path):
     md = (res / "LEADERBOARD.md").read_text()
     cell = lambda acc: "{:.2f} [{:.2f}, {:.2f}]".format(*(100 * x for x in [acc, *exact(acc, 10)]))  # noqa: E731
     clean = "{:.2f} [{:.2f}, {:.2f}]".format(*(100 * x for x in [0.9, *exact(0.9, 100)]))
-    assert md_cells(md, "plain") == ["1", "`plain`", "none", clean, cell(0.6), cell(0.35), "—", "—", "not checked"]
+    assert md_cells(md, "plain") == ["1", "`plain`", "none", clean, cell(0.6), cell(0.4), "—", "—", "not checked"]
     assert md_cells(md, "rejects")[6] == cell(0.4)  # e2e at 0.1; at 0.3 in the cards, the CSV and the JSON
     assert row(doc, "rejects")["numbers"]["e2e_0.3"]["ci_low"] == pytest.approx(exact(0.2, 10)[0], abs=1e-6)
     assert float(lines["rejects"]["e2e_linf_0.3_ci_high"]) == pytest.approx(exact(0.2, 10)[1], abs=1e-6)
@@ -503,15 +549,12 @@ def test_paired_outcomes_separate_rows_that_counts_alone_cannot(tmp_path):
 def test_the_summary_keeps_clean_correctness_per_image():
     """Issue 38: summary.json keeps which clean images each model classifies correctly (as it keeps the
     worst case's robust images), so that clean accuracies can be compared image by image."""
-    from attractor_bench.summary import decode_samples
-
     correct = np.arange(100) % 5 != 0
     r = result("s", {"a": model(clean=0.8), "b": model(clean=0.7, weights="2")}, {"pgd": attack()})
-    r.samples = {"a": {("none", 0.0): (np.arange(100), correct)}}
+    r.robust_flags["a"].clean = RobustFlags.clean(np.arange(100), correct, np.ones(100, bool))
     a, b = summarize(r)["models"]
     idx, ok = decode_samples(a["clean"]["samples"])
-    assert list(idx) == list(range(100)) and (ok == correct).all()
-    assert b["clean"]["samples"] is None  # a model without them (a run of older code): none
+    assert list(idx) == list(range(100)) and (ok == correct).all() and a["clean"]["accuracy"] == 0.8
 
 
 def _clean_only(correct: dict) -> dict:

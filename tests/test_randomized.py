@@ -16,7 +16,7 @@ from attractor_bench import cells
 from attractor_bench.attacks import AttackEntry
 from attractor_bench.cells import Cell, Defended, Workspace, compute_cell
 from attractor_bench.config import AttackSpec, Target
-from attractor_bench.robustness import Record, worst_case
+from attractor_bench.robustness import Record, rows, worst_case
 from attractor_bench.store import CellStore
 from attractor_bench.summary import interval
 
@@ -78,7 +78,7 @@ def test_ten_identity_attacks_leave_the_worst_case_at_the_clean_accuracy(tmp_pat
     accuracy; judged by the majority of the same draws in every cell, it stays at the clean accuracy."""
     p = np.linspace(0, 1, 200, dtype=np.float32)
     clean, attacked = outcomes(p, 10, tmp_path)
-    (_, _, wc), = worst_case(clean, attacked)
+    (_, _, _, wc), = rows(worst_case(clean, attacked))
     acc, n = float(clean.correct.mean()), len(p)
     lo, hi = interval(acc, n)
     assert lo <= wc["accuracy"] <= hi, (acc, wc["accuracy"])
