@@ -53,8 +53,9 @@ def ood_metrics(id_scores: np.ndarray, ood_scores: np.ndarray, threshold: float)
 
 
 def accepted(out: dict, threshold: float | None) -> np.ndarray:
-    """Which samples the rejector accepts (all of them without a rejector, `threshold` None)."""
-    return np.ones(len(out["pred"]), bool) if threshold is None else out["similarity"] >= threshold
+    """Which samples the rejector accepts, outlier score <= threshold (all of them without a rejector,
+    `threshold` None)."""
+    return np.ones(len(out["pred"]), bool) if threshold is None else out["score"] <= threshold
 
 
 def cell_metrics(out: dict, id_out: dict | None, y: np.ndarray | None, threshold: float | None) -> dict[str, float]:
@@ -78,7 +79,7 @@ def cell_metrics(out: dict, id_out: dict | None, y: np.ndarray | None, threshold
             "end_to_end_accuracy": ((out["pred"] == y) & accepted_).mean(),  # rejector on: accepted and correct
             "rejected": 1.0 - accepted_.mean(),
             "accepted_wrong": ((out["pred"] != y) & accepted_).mean(),
-            "accepted_single_pass": accepted({**out, "similarity": out["similarity_single"]}, threshold).mean(),
+            "accepted_single_pass": accepted({**out, "score": out["score_single"]}, threshold).mean(),
             **common,
         }
     if threshold is None:
@@ -86,10 +87,17 @@ def cell_metrics(out: dict, id_out: dict | None, y: np.ndarray | None, threshold
         return {**{k: nan for k in ("ood_accuracy", "ood_precision", "ood_recall", "ood_auroc", "ood_fpr_at_95tpr")},
                 "accepted": 1.0, **{f"{k}_single_pass": nan for k in ("ood_accuracy", "ood_precision", "ood_recall",
                                                                         "ood_auroc")}, **common}
-    single = ood_metrics(id_out["similarity_single"], out["similarity_single"], threshold)
+    single = ood_metrics(-id_out["score_single"], -out["score_single"], -threshold)
     return {
-        **ood_metrics(id_out["similarity"], out["similarity"], threshold),
+        **ood_metrics(-id_out["score"], -out["score"], -threshold),
         # the same rejector on Pearson(G(x), x), one pass without iteration
         **{f"{k}_single_pass": single[k] for k in ("ood_accuracy", "ood_precision", "ood_recall", "ood_auroc")},
         **common,
     }
+
+
+def threshold_at_tpr(id_scores: np.ndarray, tpr: float = 0.95) -> float:
+    """The lowest threshold T that accepts (outlier score <= T) at least `tpr` of the in-distribution
+    images' outlier scores `id_scores`: how a rejector is fitted (`Rejector.fit`)."""
+    s = np.sort(np.asarray(id_scores, np.float64))
+    return float(s[max(int(np.ceil(tpr * len(s) - 1e-9)), 1) - 1])

@@ -72,7 +72,7 @@ def main() -> None:
     xv, yv = val.x[: args.n_val].reshape(args.n_val, -1), val.y[: args.n_val]
     ood = load("fashion_mnist", "train", args.data_root, download=False).x[: args.n_val].reshape(args.n_val, -1)
     defence = AttractorDefence(model, tol=1e-3, max_iter=1)
-    rejector = PearsonRejector(defence, threshold=args.threshold)
+    rejector = PearsonRejector(defence, similarity=args.threshold)
     clf = make_classifier(model, defence)
     pred, sim = measure(model, xv)
     _, sim_ood = measure(model, ood)

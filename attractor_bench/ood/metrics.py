@@ -11,12 +11,10 @@ pytorch-ood scores are *outlier* scores (higher = more OOD) and OOD is the posit
 - `FPR95TPR`: the share of ID images flagged as OOD at the first threshold where 95% of the OOD
   images are flagged.
 
-The rejectors of this package give *ID* scores (higher = more ID-like: a similarity, a softmax
-probability, a negative energy), so `ood_metrics(id_scores, ood_scores)` negates them first.
-AUROC is the same number either way round.
+The rejectors of this package give outlier scores too (`attractor_bench.rejectors`).
 
 `accuracy_coverage(scores, correct)`: the rejector's accuracy/coverage curve (selective
-classification): as the threshold T moves, the share of images accepted (score >= T) against the
+classification): as the threshold T moves, the share of images accepted (score <= T) against the
 accuracy on the accepted ones.
 """
 
@@ -34,13 +32,13 @@ def _aupr(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def ood_metrics(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict[str, float]:
-    """pytorch-ood's four metrics (fractions) of ID scores (higher = more ID) against OOD scores."""
+    """pytorch-ood's four metrics (fractions) of the outlier scores of ID images against those of OOD images."""
     id_scores, ood_scores = np.asarray(id_scores, np.float64), np.asarray(ood_scores, np.float64)
     if not (len(id_scores) and len(ood_scores)):
         raise ValueError("ood_metrics needs at least one ID and one OOD score.")
     if np.isnan(id_scores).any() or np.isnan(ood_scores).any():
         raise ValueError("ood_metrics: the scores contain NaN.")
-    outlier = -np.concatenate([id_scores, ood_scores])  # pytorch-ood's convention: higher = more OOD
+    outlier = np.concatenate([id_scores, ood_scores])
     is_ood = np.r_[np.zeros(len(id_scores), int), np.ones(len(ood_scores), int)]
     fpr, tpr, _ = roc_curve(is_ood, outlier, drop_intermediate=False)
     return {
@@ -52,16 +50,9 @@ def ood_metrics(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict[str, floa
 
 
 def accuracy_coverage(scores: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(coverage, accuracy): accepting the k highest-scoring images for k = 1..n (ties broken by
+    """(coverage, accuracy): accepting the k lowest-scoring images for k = 1..n (ties broken by
     index), the share accepted k/n and the accuracy on those k."""
     scores, correct = np.asarray(scores, np.float64), np.asarray(correct, bool)
-    order = np.lexsort((np.arange(len(scores)), -scores))
+    order = np.lexsort((np.arange(len(scores)), scores))
     k = np.arange(1, len(scores) + 1)
     return k / len(scores), np.cumsum(correct[order]) / k
-
-
-def threshold_at_tpr(id_scores: np.ndarray, tpr: float = 0.95) -> float:
-    """The highest threshold T that accepts (score >= T) at least `tpr` of `id_scores`: how the
-    rejectors without a threshold of their own are calibrated, on MNIST's validation split."""
-    s = np.sort(np.asarray(id_scores, np.float64))[::-1]
-    return float(s[int(np.ceil(tpr * len(s))) - 1])
