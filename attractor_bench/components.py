@@ -79,11 +79,16 @@ DECLARED: tuple[Component, ...] = (
                           f"{_A}.attacks:within_budget", f"{_A}.attacks:perturbation_norms", f"{_A}.attacks:NORMS",
                           f"{_A}.store:CELL_FORMAT", f"{_A}.config:Suite.cascades"),
               "one (model, attack, eps, dataset) cell: the images attacked, the cascade's order, the outputs stored"),
-    # 2 (issue 37): acceptance reads outlier scores (score <= threshold); threshold_at_tpr moved here
-    Component("metrics", 2, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
+    # 2 (issue 37): the one metrics module: pytorch-ood's AUROC, AUPR-IN/OUT, FPR95TPR (OOD positive) from outlier
+    # scores for both kinds of run (was: a hand-written AUROC and an ID-positive FPR here, ood.metrics for OOD runs);
+    # acceptance is score <= threshold; the threshold fit
+    Component("metrics", 2, (f"{_A}.metrics",),
+              "accuracies, acceptance, pytorch-ood's OOD metrics, the threshold fit, accuracy/coverage"),
     Component("worst_case", 1, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
     # 2: clean correctness per image (clean.samples): clean-accuracy ranks by McNemar's test (issue 38)
-    Component("summary", 2, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
+    # 3 (issue 37): reads the detection AUROC under its one name, ood_AUROC (same numbers; the same-numbers
+    # check would rerun every model: a bump is cheaper while every run waits for the regeneration)
+    Component("summary", 3, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
     # 2: AutoAttack's own checks and its second seed read; 3 (issue 38): probes on a seeded random sample of the
     # robust images, not the first 16, and the gradient probe reads the classifier's summed loss (no rescaling)
     Component("verdict", 3, (f"{_A}.indicators",),
@@ -93,8 +98,6 @@ DECLARED: tuple[Component, ...] = (
     Component("ood.scores", 3, (f"{_A}.ood.rejectors",), "which rejectors an OOD run evaluates for a model"),
     # 2: PGD's loss summed; 3 (issue 37): on outlier scores (directions reject / accept)
     Component("ood.attacks", 3, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),
-    # 2 (issue 37): outlier scores in (pytorch-ood's convention), no negation
-    Component("ood.metrics", 2, (f"{_A}.ood.metrics",), "AUROC, AUPR-IN/OUT, FPR95TPR of the OOD runs"),
     # 2 (issue 38): the best rejector is chosen on validation images apart from the test images, not on the test
     # sets; autoattack_standard's Pipeline, which its code reaches, pads batches below 16 rows
     # 3 (issue 37): outlier scores (the worst case is the highest ID score, the lowest OOD score)
@@ -104,7 +107,7 @@ DECLARED: tuple[Component, ...] = (
 
 # A run uses these whatever its models and attacks (a newer version of one stales the whole run).
 RUN_WIDE = ("data", "determinism", "classifier", "cell", "metrics", "worst_case", "summary", "defence.bpda")
-OOD_WIDE = ("data", "determinism", "classifier", "ood.scores", "ood.attacks", "ood.metrics", "ood.evaluate")
+OOD_WIDE = ("data", "determinism", "classifier", "rejector", "ood.scores", "ood.attacks", "metrics", "ood.evaluate")
 
 
 def attack_component(name: str) -> str:

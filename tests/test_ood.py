@@ -21,8 +21,7 @@ from attractor_bench.data import mnist_train_val
 from attractor_bench.ood import synthetic
 from attractor_bench.ood.evaluate import COLUMNS, N_VALIDATION, OODResult, load_sets, rows, selection, validation_sets
 from attractor_bench.ood.attacks import ScoreModel, bounds, score_attack, _Detector, _Softmax
-from attractor_bench.metrics import threshold_at_tpr
-from attractor_bench.ood.metrics import accuracy_coverage, ood_metrics
+from attractor_bench.metrics import accuracy_coverage, ood_metrics, threshold_at_tpr
 from attractor_bench.ood.rejectors import reconstruction
 from attractor_bench.ood.report import meta_doc, rerender
 from attractor_bench.ood.suite import load_ood_suite

@@ -102,7 +102,7 @@ def test_the_example_suite_by_reference(data_root, tmp_path, monkeypatch):
     for m in ("mlp", "mlp_quantized"):
         assert v[(m, "none", 0.0, "mnist", "accuracy")] > 0.5  # the tiny MLP learned something
         assert v[(m, "noise", 0.1, "mnist", "perturbation_linf")] <= 0.1 + 1e-6
-        assert np.isnan(v[(m, "none", 0.0, "fashion_mnist", "ood_auroc")])  # no rejector, no detection score
+        assert np.isnan(v[(m, "none", 0.0, "fashion_mnist", "ood_AUROC")])  # no rejector, no detection score
     assert v[("mlp", "sanity", 0.0, "mnist", "flag_zero_gradients")] == 0
     assert v[("mlp_quantized", "sanity", 0.0, "mnist", "flag_zero_gradients")] == 1
     # the undefended MLP under FGSM through its own gradients loses accuracy
@@ -128,7 +128,7 @@ def test_an_outside_defence_brings_its_own_rejector_and_gets_end_to_end_columns(
     assert 0.8 <= v[("mlp", "none", 0.0, "mnist", "accepted")] < 1.0  # about 95%, as fitted on the validation split
     assert v[("mlp", "none", 0.0, "mnist", "end_to_end_accuracy")] < v[("mlp", "none", 0.0, "mnist", "accuracy")]
     assert v[("mlp", "fgsm", 0.1, "fashion_mnist", "accepted")] < 1.0
-    assert 0.0 <= v[("mlp", "none", 0.0, "fashion_mnist", "ood_auroc")] <= 1.0  # a detection score, not NaN
+    assert 0.0 <= v[("mlp", "none", 0.0, "fashion_mnist", "ood_AUROC")] <= 1.0  # a detection score, not NaN
     info = json.loads((folder / "run.json").read_text())["models"]["mlp"]
     assert info["rejector"] == "plugin_msp" and info["threshold"] < 0  # minus a softmax probability
 

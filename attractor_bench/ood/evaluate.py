@@ -49,6 +49,7 @@ from attractor_bench.cells import Defended, Target
 from attractor_bench.determinism import deterministic
 from attractor_bench.device import activate, resolve_device
 from attractor_bench.errors import ConfigError
+from attractor_bench.metrics import KEYS, ood_metrics
 from attractor_bench.files import array_fingerprint, atomic_write, key
 from attractor_bench import components
 from attractor_bench.provenance import environment
@@ -57,7 +58,6 @@ from attractor_bench.progress import Log
 
 from . import synthetic
 from .attacks import BUDGETS, k_plus_one, score_attack
-from .metrics import KEYS, ood_metrics
 from .rejectors import BATCH, rejectors_for
 from .suite import OODSuite
 

@@ -21,10 +21,10 @@ import pandas as pd
 from attractor_bench import plots, tables
 from attractor_bench.data import DISPLAY_NAMES as REAL_NAMES
 from attractor_bench.files import replace_folder
+from attractor_bench.metrics import accuracy_coverage
 from attractor_bench.summary import dumps
 
 from . import synthetic
-from .metrics import accuracy_coverage
 
 DISPLAY_NAMES = {**REAL_NAMES, **synthetic.DISPLAY_NAMES}
 TABLE, META, FIGURE = "ood.csv", "ood.json", "accuracy_coverage.png"
