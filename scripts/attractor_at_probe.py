@@ -81,7 +81,7 @@ def main() -> None:
           f"rec weight {args.rec_weight}, in {train_s:.0f} s")
     print(f"clean: accuracy {100 * (pred == yv).mean():.2f}, accepted {100 * (sim >= args.threshold).mean():.2f}, "
           f"end to end {100 * ((pred == yv) & (sim >= args.threshold)).mean():.2f}, "
-          f"OOD AUROC {100 * ood_metrics(-sim, -sim_ood)["AUROC"]:.2f}")
+          f"OOD AUROC {100 * ood_metrics(-sim, -sim_ood)['AUROC']:.2f}")
     print("| eps | PGD-40 accuracy | rejection-aware: accuracy | accepted | end to end under both | "
           "OOD AUROC, OOD attacked to be accepted |")
     print("|---|---|---|---|---|---|")
@@ -95,7 +95,7 @@ def main() -> None:
         _, sim_oa = measure(model, x_ood)
         e2e = (pred_p == yv) & (sim_p >= args.threshold) & (pred_r == yv) & (sim_r >= args.threshold)
         print(f"| {eps} | {100 * (pred_p == yv).mean():.2f} | {100 * (pred_r == yv).mean():.2f} | "
-              f"{100 * (sim_r >= args.threshold).mean():.2f} | {100 * e2e.mean():.2f} | {100 * ood_metrics(-sim, -sim_oa)["AUROC"]:.2f} |",
+              f"{100 * (sim_r >= args.threshold).mean():.2f} | {100 * e2e.mean():.2f} | {100 * ood_metrics(-sim, -sim_oa)['AUROC']:.2f} |",
               flush=True)
 
 
