@@ -297,7 +297,9 @@ ATTACKS: dict[str, AttackEntry] = {
         "Rejection-aware PGD L-inf through the unrolled iteration: on MNIST, misclassify while keeping the similarity "
         "above the threshold; on OOD sets, push the similarity above it (written for this defence)",
         {}, RejectionAwarePGD.attack_params_allowed, needs_rejector=True, depends=("attractor_bench.attacks.rejection_aware",),
-        cost=100, version=2,  # 2: its forward and backward passes are counted (a cell's cost showed 0 / 0); same examples
+        # 2: its forward and backward passes are counted (a cell's cost showed 0 / 0); same examples
+        # 3 (issue 37): reads the similarity threshold T from the rejector interface (whose threshold is -T)
+        cost=100, version=3,
     ),
 }
 

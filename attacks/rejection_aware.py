@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attractor_bench.defences.ood import pearson
+from attractor_bench.rejectors import pearson
 
 
 class RejectionAwarePGD:
@@ -42,6 +42,9 @@ class RejectionAwarePGD:
             raise ValueError(f"eps must be non-negative, got {eps}.")
         if not (isinstance(max_iter, int) and max_iter >= 1):
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
+        if not hasattr(getattr(rejector, "defence", None), "iterate"):
+            raise ValueError("rejection_aware attacks the rejector of a fixed-point defence (the attractor's "
+                             f"PearsonRejector); this model's rejector is a {type(rejector).__name__}.")
         self.classifier = classifier  # the defended classifier (for callers); gradients use the rejector's defence
         self.rejector = rejector
         self.eps, self.eps_step = eps, eps * eps_step_ratio
@@ -53,14 +56,14 @@ class RejectionAwarePGD:
         defence = self.rejector.defence
         fixed, _ = defence.iterate(xa)
         sim = pearson(fixed, xa)
-        accepted = sim >= self.rejector.threshold
+        accepted = sim >= self.rejector.similarity_threshold
         if y is None:
             return sim, accepted
         z = defence.model(fixed)
         z_true = z.gather(1, y[:, None])[:, 0]
         z_other = z.scatter(1, y[:, None], float("-inf")).amax(1)
         gap = (z_other - z_true).clamp(max=self.kappa)
-        penalty = torch.relu(self.rejector.threshold + self.margin - sim)
+        penalty = torch.relu(self.rejector.similarity_threshold + self.margin - sim)
         return gap - self.c * penalty, accepted & (z.argmax(1) != y)
 
     def _count(self, forward: int, backward: int) -> None:

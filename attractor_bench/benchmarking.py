@@ -107,7 +107,7 @@ def model_card(folder: Path, name: str, model_ref: str, p: protocol.Protocol = p
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     info, nums = meta["models"][name], _numbers(summary, name)
-    label = protocol.satisfied(meta, name, meta["models"][name]["defence"]["name"] == "attractor", p)
+    label = protocol.satisfied(meta, name, meta["models"][name].get("threshold") is not None, p)
     env = meta.get("environment") or meta.get("versions") or {}
     lines = [f"# Model card: `{name}`", "",
              f"- evaluated: `{model_ref}`, defence `{info['defence']['name']}` {info['defence']['params'] or ''}".rstrip(),

@@ -2,8 +2,8 @@
 
 `plan(ws)` lists every cell of a run with its store key, seed and sharing group; `compute_cell`
 attacks the cell's images, passes them through the defended pipeline once (`evaluate`) and
-stores the per-sample outputs (prediction after the defence, single-pass prediction, similarity
-scores, iteration counts, perturbation sizes); every metric is computed from those later
+stores the per-sample outputs (prediction after the defence, single-pass prediction, the
+rejector's outlier scores, iteration counts, perturbation sizes); every metric is computed from those later
 (`metrics.cell_metrics`). The same function computes a cell in the main process, in a worker
 process or on a Dask worker (`parallel.py`), from a `Workspace` built once per run.
 
@@ -31,8 +31,9 @@ import torch
 from . import components
 from .attacks import perturbation_norms, within_budget
 from .classifier import TrainingCost, make_classifier
-from .config import AttackSpec, ModelSpec, Suite, Target
-from .defences import PearsonRejector, pearson, straight_through
+from .config import AttackSpec, Suite, Target
+from .defences import straight_through
+from .rejectors import Rejector
 from .plugins import BUILT_IN
 from .errors import AttractorBenchError
 from .files import key, source_fingerprint
@@ -64,14 +65,14 @@ def defended_code(used: list[str], *factories) -> str:
 
 @dataclass
 class Defended:
-    """One trained model with its defence, rejector (None unless the defence is the attractor's)
-    and the classifiers attacks see (built on first use, and again after unpickling in a worker);
+    """One trained model with its defence, rejector (None unless its defence brings one:
+    `defences.rejector_of`) and the classifiers attacks see (built on first use, and again after unpickling in a worker);
     `fingerprint` identifies all of that for the cell store, `network_fingerprint` the undefended
     network alone (transfer examples are made on it)."""
 
     model: torch.nn.Module
     defence: object
-    rejector: PearsonRejector | None
+    rejector: Rejector | None
     fingerprint: str = ""
     network_fingerprint: str = ""
     training_cost: TrainingCost | None = None  # an attractor network's Eq. 4 weights (`loss: training`)
@@ -141,30 +142,18 @@ def _predict(d: Defended, target: Target, x: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def evaluate(d: Defended, x: np.ndarray) -> dict[str, np.ndarray]:
     """Per-sample outputs of model `d`'s defended pipeline on images x (N, 1, 28, 28): the
-    prediction after the defence, the single-pass prediction, and for the attractor defence the
-    similarity scores (iterated and single pass) and iteration counts. Without a rejector the
-    similarities are NaN and the iteration counts 0. A randomized model's predictions are the
-    majority of JUDGE_DRAWS draws (`judged`); the attractor's rejector serves only the attractor
-    networks, which are not randomized."""
+    prediction after the defence, the single-pass prediction (the network alone), and the
+    rejector's outputs (`Rejector.outputs`: its outlier score, a single-pass score and iteration
+    counts where it has them; NaN scores and 0 iterations without a rejector). A randomized
+    model's predictions are the majority of JUDGE_DRAWS draws (`judged`)."""
+    n, pred = len(x), _predict(d, Target.PIPELINE, x)
+    # without a defence the two are one pipeline: a randomized model's 21 draws are not made twice
+    same = d.defence is None and getattr(d.model, "randomized", False)
+    out = {"pred": pred, "pred_single": pred.copy() if same else _predict(d, Target.NETWORK, x)}
     if d.rejector is None:
-        n, pred = len(x), _predict(d, Target.PIPELINE, x)
-        # without a defence the two are one pipeline: a randomized model's 21 draws are not made twice
-        same = d.defence is None and getattr(d.model, "randomized", False)
-        return {"pred": pred, "pred_single": pred.copy() if same else _predict(d, Target.NETWORK, x),
-                "similarity": np.full(n, np.nan, np.float32), "similarity_single": np.full(n, np.nan, np.float32),
+        return {**out, "score": np.full(n, np.nan, np.float32), "score_single": np.full(n, np.nan, np.float32),
                 "n_iter": np.zeros(n, np.int64)}
-    model, defence = d.model, d.defence
-    out = {k: [] for k in ("pred", "pred_single", "similarity", "similarity_single", "n_iter")}
-    for start in range(0, len(x), EVAL_BATCH):
-        xb = torch.from_numpy(x[start : start + EVAL_BATCH]).to(defence.device)
-        fixed, n_iter = defence.iterate(xb)
-        recon, logits = model.reconstruct_and_classify(xb)  # the single pass: G(x) and its logits
-        out["pred"].append(model(fixed).argmax(1))
-        out["pred_single"].append(logits.argmax(1))
-        out["similarity"].append(pearson(fixed, xb))
-        out["similarity_single"].append(pearson(recon.clamp(0, 1) if defence.clip else recon, xb))
-        out["n_iter"].append(n_iter)
-    return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
+    return {**out, **d.rejector.outputs(x)}
 
 
 def perturbation_sizes(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
@@ -310,14 +299,14 @@ def datasets(suite: Suite, attack: AttackSpec | None) -> list[str]:
     return ["mnist", *suite.data.ood] if attack is None or attack.ood else ["mnist"]
 
 
-def applies(attack: AttackSpec, spec: ModelSpec) -> bool:
-    """An attack on the attractor defence's rejector runs only on the models that have it."""
-    return not attack.entry.needs_rejector or spec.defence.name == "attractor"
+def applies(attack: AttackSpec, rejects: bool) -> bool:
+    """An attack on a model's rejector runs only on the models that have one (`rejects`)."""
+    return not attack.entry.needs_rejector or rejects
 
 
-def points(suite: Suite, spec: ModelSpec) -> list[tuple[AttackSpec | None, float]]:
-    """The (attack, eps) points of one model, clean first: the order of the table."""
-    return [(None, 0.0)] + [(a, e) for a in suite.attacks if applies(a, spec) for e in a.eps]
+def points(suite: Suite, rejects: bool) -> list[tuple[AttackSpec | None, float]]:
+    """The (attack, eps) points of one model (`rejects`: it has a rejector), clean first: the order of the table."""
+    return [(None, 0.0)] + [(a, e) for a in suite.attacks if applies(a, rejects) for e in a.eps]
 
 
 def plan(ws: Workspace) -> dict[str, list[tuple[AttackSpec | None, float, list[Cell]]]]:
@@ -326,7 +315,7 @@ def plan(ws: Workspace) -> dict[str, list[tuple[AttackSpec | None, float, list[C
     for spec in ws.suite.models:
         d = ws.prepared[spec.name]
         grid[spec.name] = []
-        for attack, eps in points(ws.suite, spec):
+        for attack, eps in points(ws.suite, d.rejector is not None):
             cells = []
             for ds in datasets(ws.suite, attack):
                 label = attack.label if attack else "none"
@@ -438,7 +427,7 @@ def on_cell_images(report: dict[str, np.ndarray], attacked: np.ndarray) -> dict[
     return out
 
 
-PER_SAMPLE = ("pred", "pred_single", "similarity", "similarity_single", "n_iter", "delta_linf", "delta_l2")
+PER_SAMPLE = ("pred", "pred_single", "score", "score_single", "n_iter", "delta_linf", "delta_l2")
 
 
 def compute_cell(ws: Workspace, c: Cell, store: CellStore) -> tuple[dict[str, np.ndarray], float]:

@@ -61,46 +61,58 @@ DECLARED: tuple[Component, ...] = (
     Component("defence.dae", 1, (f"{_A}.defences.dae",), "the denoising autoencoders inside the purifiers"),
     Component("defence.apudae", 1, (f"{_A}.defences.apudae",), "APuDAE purification (related paper 003)"),
     Component("defence.feature_dae", 1, (f"{_A}.defences.feature_dae",), "feature-space DAE purification (related paper 004)"),
-    Component("rejector.pearson", 1, (f"{_A}.defences.ood",), "the Pearson-similarity rejector and its threshold fit"),
+    # rejector 1 (issue 37): the one rejector interface (outlier scores, threshold, fit, accept) and MSP, energy,
+    # reconstruction similarity as implementations (the OOD runs' scores, before in ood/rejectors.py)
+    Component("rejector", 1, (f"{_A}.rejectors",), "the rejector interface; max softmax, energy, reconstruction similarity"),
+    # 2 (issue 37): an implementation of the rejector interface (score -Pearson, threshold -T, its outputs per cell)
+    Component("rejector.pearson", 2, (f"{_A}.defences.ood",), "the attractor's Pearson-similarity rejector"),
     # classifier 2: loss summed over images, batches of at least 16 rows; 3: the training cost's pass without
     # derivative masks (the same bits; issue 38)
     Component("classifier", 3, (f"{_A}.classifier",),
               "the ART classifier around a model and defence, its loss and memo"),
     # 2: a randomized model's predictions are the majority of 21 draws, the same in every cell (issue 38);
-    # 3 (issue 37): a cascade cell's images narrowed through the robust-flags record (flags.py)
+    # 3 (issue 37): a cascade cell's images narrowed through the robust-flags record (flags.py); the rejector's
+    # outputs through the rejector interface; the attractor's prediction through its pipeline classifier like every model's
     Component("cell", 3, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
                           f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
                           f"{_A}.cells:datasets", f"{_A}.cells:EVAL_BATCH", f"{_A}.attacks:AttackEntry",
                           f"{_A}.attacks:within_budget", f"{_A}.attacks:perturbation_norms", f"{_A}.attacks:NORMS",
                           f"{_A}.store:CELL_FORMAT", f"{_A}.config:Suite.cascades"),
               "one (model, attack, eps, dataset) cell: the images attacked, the cascade's order, the outputs stored"),
-    Component("metrics", 1, (f"{_A}.metrics",), "per-cell accuracies, acceptance and OOD metrics from stored outputs"),
+    # 2 (issue 37): the one metrics module: pytorch-ood's AUROC, AUPR-IN/OUT, FPR95TPR (OOD positive) from outlier
+    # scores for both kinds of run (was: a hand-written AUROC and an ID-positive FPR here, ood.metrics for OOD runs);
+    # acceptance is score <= threshold; the threshold fit
+    Component("metrics", 2, (f"{_A}.metrics",),
+              "accuracies, acceptance, pytorch-ood's OOD metrics, the threshold fit, accuracy/coverage"),
     # 2 (issue 37): computed once per model into the robust-flags record (flags.py), which the run stores
     Component("worst_case", 2, (f"{_A}.robustness",), "the worst case over attacks per image, the sanity flags"),
     Component("flags", 1, (f"{_A}.flags",),  # issue 37
               "the robust-flags record: per image, robust until an attack breaks it (the cascade's and the worst case's)"),
     # 2: clean correctness per image (clean.samples): clean-accuracy ranks by McNemar's test (issue 38)
     # 3 (issue 37): made from the run's files (results.csv, run.json, robust_flags.json); the worst case and clean
-    # accuracy read from the robust-flags record, an OOD eps as the suite gave it (not results.csv's 6 digits)
+    # accuracy read from the robust-flags record, an OOD eps as the suite gave it (not results.csv's 6 digits); the
+    # detection AUROC under its one name, ood_AUROC
     Component("summary", 3, (f"{_A}.summary",), "summary.json: worst cases with intervals, per-image outcomes, verdicts"),
     # 2: AutoAttack's own checks and its second seed read; 3 (issue 38): probes on a seeded random sample of the
     # robust images, not the first 16, and the gradient probe reads the classifier's summed loss (no rescaling);
     # 4 (issue 37): the record checks and the verdict read the model's robust-flags record
     Component("verdict", 4, (f"{_A}.indicators",),
               "the attack-failure probes and the reliability verdict"),
-    Component("ood.scores", 2, (f"{_A}.ood.rejectors",),  # 2: autoattack_standard's Pipeline pads batches below 16 rows
-              "OOD scores: reconstruction similarity, max softmax, energy"),
-    Component("ood.attacks", 2, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),  # 2: PGD's loss summed
-    Component("ood.metrics", 1, (f"{_A}.ood.metrics",), "AUROC, AUPR-IN/OUT, FPR95TPR of the OOD runs"),
+    # 2: autoattack_standard's Pipeline pads batches below 16 rows; 3 (issue 37): the model's own rejector and the
+    # implementations of the rejector interface (outlier scores)
+    Component("ood.scores", 3, (f"{_A}.ood.rejectors",), "which rejectors an OOD run evaluates for a model"),
+    # 2: PGD's loss summed; 3 (issue 37): on outlier scores (directions reject / accept)
+    Component("ood.attacks", 3, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),
     # 2 (issue 38): the best rejector is chosen on validation images apart from the test images, not on the test
     # sets; autoattack_standard's Pipeline, which its code reaches, pads batches below 16 rows
-    Component("ood.evaluate", 2, (f"{_A}.ood.evaluate", f"{_A}.ood.synthetic", f"{_A}.ood.report:best_rejectors"),
+    # 3 (issue 37): outlier scores (the worst case is the highest ID score, the lowest OOD score)
+    Component("ood.evaluate", 3, (f"{_A}.ood.evaluate", f"{_A}.ood.synthetic", f"{_A}.ood.report:best_rejectors"),
               "an OOD run's cells, its noise sets and the best-rejector choice on validation images"),
 )
 
 # A run uses these whatever its models and attacks (a newer version of one stales the whole run).
 RUN_WIDE = ("data", "determinism", "classifier", "cell", "metrics", "worst_case", "flags", "summary", "defence.bpda")
-OOD_WIDE = ("data", "determinism", "classifier", "ood.scores", "ood.attacks", "ood.metrics", "ood.evaluate")
+OOD_WIDE = ("data", "determinism", "classifier", "rejector", "ood.scores", "ood.attacks", "metrics", "ood.evaluate")
 
 
 def attack_component(name: str) -> str:
@@ -209,10 +221,11 @@ def of(obj) -> tuple[str, ...]:
     return tuple(n for n in components() if (mod, qual) in registry().members(n))
 
 
-def for_model(preset: str | None, defence: str | None, rejector: bool, origin: str = "built-in",
+def for_model(preset: str | None, defence: str | None, rejector, origin: str = "built-in",
               defence_origin: str = "built-in") -> list[str]:
     """The components a model under test uses: its training (an attractor preset's, or its recipe)
-    and its defence and rejector. An outside model or defence has none (keyed by its source)."""
+    and its defence and rejector (a `Rejector`, or a bool read from a record: the attractor's). An
+    outside model or defence has none (keyed by its source)."""
     out = []
     if origin == "built-in" and preset in MODELS:
         out.append(recipe_component(preset))
@@ -220,8 +233,10 @@ def for_model(preset: str | None, defence: str | None, rejector: bool, origin: s
         out.append("train.attractor")
     if defence_origin == "built-in" and defence in DEFENCES:
         out += list(of(DEFENCES[defence]))
-    if rejector:
-        out.append("rejector.pearson")
+    if isinstance(rejector, bool):
+        out += ["rejector.pearson"] if rejector and defence == "attractor" else []
+    elif rejector is not None:
+        out += list(of(type(rejector)))
     return sorted(set(out))
 
 

@@ -34,7 +34,8 @@ from typing import Any
 
 from .attacks import ATTACKS, AttackEntry
 from .classifier import TrainingCost
-from .defences import DEFENCES, AttractorDefence, PearsonRejector
+from .defences import DEFENCES, REJECTORS, rejector_of
+from .rejectors import TPR, Rejector
 from .errors import ConfigError
 from .plugins import BUILT_IN, PluginError, resolve
 from . import schema, suitefile
@@ -82,6 +83,12 @@ class DefenceSpec:
             takes_context = False
         return factory(model, **self.params, **({"context": context} if takes_context else {}))
 
+    @property
+    def may_reject(self) -> bool:
+        """Whether a model with this defence can have a rejector: a registered defence that brings one
+        (`defences.REJECTORS`), or an outside defence (known once it is built: `defences.rejector_of`)."""
+        return self.origin != BUILT_IN or DEFENCES.get(self.name) in REJECTORS
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -109,14 +116,12 @@ class RejectorSpec:
     threshold: float | None = 0.8
     target_tpr: float | None = None
 
-    def build(self, defence, val_x) -> PearsonRejector | None:
-        """The Pearson rejector around the attractor defence (None for any other defence), its
-        threshold fitted on the validation images `val_x` where a target TPR is set."""
-        if not isinstance(defence, AttractorDefence):
-            return None
-        rejector = PearsonRejector(defence, threshold=self.threshold or 0.0)
-        if self.target_tpr is not None:
-            rejector.fit(val_x, target_tpr=self.target_tpr)
+    def build(self, defence, val_x) -> Rejector | None:
+        """The rejector `defence` brings (`defences.rejector_of`; None: it brings none), its threshold
+        fitted on the validation images `val_x` where a target TPR is set or it has none of its own."""
+        rejector = rejector_of(defence, None if self.target_tpr is not None else self.threshold)
+        if rejector is not None and (self.target_tpr is not None or rejector.threshold is None):
+            rejector.fit(val_x, target_tpr=self.target_tpr or TPR)
         return rejector
 
 
@@ -288,10 +293,10 @@ def _source(path: Path, key: str, source: str | None, target: Target, model_name
 def _check_target(path: Path, key: str, name: str, entry: AttackEntry, target: Target, models) -> None:
     fail = functools.partial(schema.error, path)
     if entry.needs_rejector and target is not Target.PIPELINE:
-        raise fail(f"{key}.target", f"{name} differentiates through the unrolled iteration and the rejector: use target 'pipeline'.")
-    if entry.needs_rejector and all(m.defence.name != "attractor" for m in models):
-        raise fail(f"{key}.name", f"{name} attacks the attractor defence's rejector, which no model of this suite has "
-                                  "(none has the defence 'attractor'). Remove the attack.")
+        raise fail(f"{key}.target", f"{name} differentiates through the defence and its rejector: use target 'pipeline'.")
+    if entry.needs_rejector and not any(m.defence.may_reject for m in models):
+        raise fail(f"{key}.name", f"{name} attacks a model's rejector, and no model of this suite has one (no defence "
+                                  "brings a rejector). Remove the attack.")
     if entry.kind != "gradient" and target not in (Target.NETWORK, Target.PIPELINE):
         raise fail(f"{key}.target", f"{name} is a black-box attack (it queries predictions only): use target 'pipeline' "
                                     "(or 'network' to query the undefended single pass).")

@@ -338,7 +338,7 @@ def _dry_run(suite: Suite, attacks: bool, done: Checked) -> None:
             if eps is None:  # a cell at eps 0 is the clean images: the attack never runs
                 continue
             for spec in suite.models:
-                if not applies(a, spec) or spec.name not in prepared:
+                if spec.name not in prepared or not applies(a, prepared[spec.name].rejector is not None):
                     continue
                 if a.target is Target.TRANSFER and a.source not in prepared:
                     continue

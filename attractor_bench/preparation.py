@@ -114,13 +114,14 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
     rejector = suite.rejector.build(defence, ctx.val.x)
     weights = weights_fingerprint(model)
     defence_weights = [weights_fingerprint(n) for n in getattr(defence, "networks", ())]  # trained defences
-    threshold = None if rejector is None else rejector.threshold
+    threshold = None if rejector is None else rejector.shown_threshold  # in its own units (the attractor's: T)
     meta = {**info, "defence": {"name": spec.defence.name, "origin": spec.defence.origin, "params": spec.defence.params,
                                 "weights": defence_weights},
             "randomized": bool(getattr(model, "randomized", False)), "threshold": threshold,
+            **({} if rejector is None else {"rejector": rejector.name}),
             "seconds_train_or_load": round(time.perf_counter() - t0, 1), "weights": weights}
     code = key(code=cell_code(), device=kind(dev))  # numbers repeat bit for bit within a device kind
-    used = components.for_model(spec.preset, spec.defence.name, rejector is not None, spec.origin, spec.defence.origin)
+    used = components.for_model(spec.preset, spec.defence.name, rejector, spec.origin, spec.defence.origin)
     meta["components"] = used
     builder = [spec.builder] if spec.origin != BUILT_IN and not isinstance(spec.builder, Recipe) else []
     defence_factory = [spec.defence.factory] if spec.defence.origin != BUILT_IN else []
@@ -128,7 +129,7 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
                   weights=weights)
     fingerprint = key(code=code, model=defended_code(used, *builder, *defence_factory), weights=weights,
                       defence=[spec.defence.name, spec.defence.origin, spec.defence.params, *defence_weights],
-                      threshold=None if rejector is None else repr(threshold))
+                      threshold=None if rejector is None else repr((rejector.name, rejector.threshold)))
     return Defended(model, defence, rejector, fingerprint, network, spec.training_cost()), meta
 
 

@@ -61,7 +61,7 @@ def suite_meta(suite: Suite) -> dict:
     images = {"mnist": suite.data.n_test, **{ds: suite.data.n_ood for ds in suite.data.ood}}
     attacks = {a.label: {"name": a.name, "target": a.target.value, "loss": a.loss, "source": a.source, "n": a.n,
                          "eps": list(a.eps), "ood": a.ood, "params": a.params,
-                         "models": [m.name for m in suite.models if applies(a, m)]} for a in suite.attacks}
+                         "models": [m.name for m in suite.models if applies(a, m.defence.may_reject)]} for a in suite.attacks}
     return {"seed": suite.seed, "worst_case": suite.worst_case, "n_images": images, "attacks": attacks,
             "models": {m.name: {"preset": m.preset} for m in suite.models}}
 
@@ -99,7 +99,7 @@ def _protocol_meta(p: Protocol) -> dict:
 
 
 def expected(p: Protocol, rejector: bool) -> dict:
-    """The protocol's evaluation of a model with (or without) the attractor defence's rejector."""
+    """The protocol's evaluation of a model with (or without) a rejector."""
     meta = _protocol_meta(p)
     skip = set() if rejector else _rejector_attacks(meta)
     return evaluation(meta, [label for label in meta["attacks"] if label not in skip])
@@ -117,10 +117,10 @@ def fingerprint(p: Protocol) -> str:
     return key(plain=expected(p, False), rejector=expected(p, True), ood=ood_part(p))
 
 
-def satisfied(meta: dict, model: str, attractor_defence: bool, p: Protocol = PROTOCOL) -> str | None:
-    """`p.label` when the run (its run.json `meta`) evaluated `model` as protocol `p` does, else None."""
+def satisfied(meta: dict, model: str, rejector: bool, p: Protocol = PROTOCOL) -> str | None:
+    """`p.label` when the run (its run.json `meta`) evaluated `model` (with a rejector or without) as protocol `p` does, else None."""
     try:
-        return p.label if of_model(meta, model) == expected(p, attractor_defence) else None
+        return p.label if of_model(meta, model) == expected(p, rejector) else None
     except (KeyError, TypeError, AttributeError, ConfigError):  # another shape of run.json, or no protocol suite here
         return None
 

@@ -46,8 +46,8 @@ def _protocols(path: Path, doc: dict) -> None:
         meta = None
     for m in doc.get("models") if isinstance(doc.get("models"), list) else []:
         if isinstance(m, dict):
-            defence = ((m.get("identity") or {}).get("defence") or {}).get("name") if isinstance(m.get("identity"), dict) else None
-            m["protocol"] = protocol.satisfied(meta, m.get("name"), defence == "attractor") if isinstance(meta, dict) else None
+            m["protocol"] = (protocol.satisfied(meta, m.get("name"), bool(m.get("has_rejector")))
+                             if isinstance(meta, dict) else None)
 
 
 def read_summaries(results_dir: Path) -> tuple[list[dict], list[str]]:

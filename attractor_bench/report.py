@@ -210,6 +210,15 @@ def _paper_sections(result: RunResult) -> list[str]:
     return parts
 
 
+def _detection_columns(t: pd.DataFrame) -> dict[str, str]:
+    """The OOD detection columns of the details: pytorch-ood's names (attractor_bench.metrics), or for a
+    table written before them (`ood_auroc`, issue 37) its own, so that its README re-renders as it was."""
+    auroc = "ood_AUROC" if (t.metric == "ood_AUROC").any() or not (t.metric == "ood_auroc").any() else "ood_auroc"
+    fpr = {"ood_FPR95TPR": "FPR95TPR"} if auroc == "ood_AUROC" else {}
+    return {"ood_accuracy": "acc", "ood_precision": "prec", "ood_recall": "rec", auroc: "AUROC", **fpr,
+            "ood_accuracy_single_pass": "acc 1 pass", f"{auroc}_single_pass": "AUROC 1 pass"}
+
+
 def _details(result: RunResult) -> list[str]:
     """Every metric per attack and eps, MNIST and each OOD set; accuracies with their 95% interval."""
     s, t, n_clean = result.suite, result.table, _clean_images(result)
@@ -227,8 +236,7 @@ def _details(result: RunResult) -> list[str]:
             rows.append([fmt_eps(e, a.norm)] + [_detail(t, m, att, e, k, n_clean) for m in models for k in cols])
         parts += [f"### MNIST test accuracy under `{a.label}`", "", markdown(header, rows), ""]
         for ds in (s.data.ood if a.ood else []):
-            cols = {"ood_accuracy": "acc", "ood_precision": "prec", "ood_recall": "rec", "ood_auroc": "AUROC",
-                    "ood_accuracy_single_pass": "acc 1 pass", "ood_auroc_single_pass": "AUROC 1 pass"}
+            cols = _detection_columns(t)
             header = ["eps"] + [f"{m} {k}" for m in models for k in cols.values()]
             rows = []
             for e in grid:

@@ -30,7 +30,6 @@ from .cache import resolve_cache_dir
 from .cells import Cell, Workspace, applies, compute_cell, datasets, plan, subset
 from .config import AttackSpec, ModelSpec, Suite, load_suite
 from .contracts import plugin_errors
-from .defences import AttractorDefence
 from .determinism import deterministic
 from .device import activate, kind, resolve_device
 from .figures_data import figure_attack, figure_cell, iterates
@@ -60,12 +59,12 @@ def load_images(suite: Suite, data_root, download: bool) -> tuple[dict, dict, di
 
 
 def _meta(suite: Suite, subsets: dict, dev: torch.device, workers: int, cluster: str | None) -> dict:
-    """Run metadata known before any cell: attacks, subsets, execution. Timings go here, not into
-    the table, so that the table is identical run after run."""
+    """Run metadata known before any cell: attacks, subsets, execution (the models each attack runs
+    on: `_attacked_models`, once they are prepared). Timings go here, not into the table, so that
+    the table is identical run after run."""
     attacks = {a.label: {"name": a.name, "origin": a.origin, "norm": a.norm, "kind": a.entry.kind, "target": a.target.value,
                          "loss": a.loss, "source": a.source, "n": a.n, "eps": list(a.eps), "ood": a.ood, "params": a.params,
-                         "cascade": suite.cascades(a), "cost": a.entry.cost,
-                         "models": [m.name for m in suite.models if applies(a, m)]}
+                         "cascade": suite.cascades(a), "cost": a.entry.cost, "models": []}
                for a in suite.attacks}
     sizes = {a.label: {ds: int(len(subsets[(ds, a.n)])) for ds in datasets(suite, a)} for a in suite.attacks if a.n is not None}
     return {"models": {}, "cell_seconds": [], "flags": {}, "verdict": {}, "subsets": sizes, "attacks": attacks, "worst_case": suite.worst_case,
@@ -114,10 +113,10 @@ def _assemble_model(ws: Workspace, spec: ModelSpec, cells: list, store: CellStor
                                              stored=from_store))
             if mnist_out is None:  # MNIST comes first: the OOD metrics compare with its scores
                 mnist_out = out
-            if d.rejector is not None and (attack is None or (c.label, eps) == shown):
+            if d.rejector is not None and d.rejector.similarity and (attack is None or (c.label, eps) == shown):
                 figures["similarity"].append({"model": spec.name, "condition": "clean" if attack is None else
-                                              f"{c.label}, eps {fmt_eps(eps)}", "dataset": c.dataset, "scores": out["similarity"],
-                                              "threshold": d.threshold})
+                                              f"{c.label}, eps {fmt_eps(eps)}", "dataset": c.dataset, "scores": -out["score"],
+                                              "threshold": d.rejector.shown_threshold})
             rows += rows_of(spec.name, c.label, eps, c.dataset, metrics, "cell")
             records[c.dataset].append(_record(attack, eps, idx, out, y, d.threshold, bool(c.after)))
             if c.dataset == "mnist" and "aa_broken_by" in out:
@@ -184,7 +183,9 @@ def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, downlo
     with deterministic(), log:
         activate(dev)
         ws, meta["models"] = prepare(suite, (train_split, val_split), (sets, subsets, images), cache_dir, log, dev)
-        meta["protocol"] = {m.name: satisfied({**meta, "seed": suite.seed}, m.name, m.defence.name == "attractor")
+        for a in suite.attacks:  # the models each attack runs on (an attack on the rejector: those that have one)
+            meta["attacks"][a.label]["models"] = [m.name for m in suite.models if applies(a, _rejects(ws, m.name))]
+        meta["protocol"] = {m.name: satisfied({**meta, "seed": suite.seed}, m.name, _rejects(ws, m.name))
                             for m in suite.models}  # the named protocol each model's evaluation equals (or None)
         meta["components"] = components.used_by_run([c for m in meta["models"].values() for c in m["components"]],
                                                     [a.name for a in suite.attacks if a.origin == BUILT_IN])
@@ -200,13 +201,18 @@ def _run(suite: Suite, dev: torch.device, log: Log, data_root, cache_dir, downlo
             more, flags[spec.name] = aggregate(ws, spec.name, records, reports, meta, store, grid[spec.name], log)
             rows += cell_rows + more
             n_stored += stored
-            if isinstance(prepared[spec.name].defence, AttractorDefence) and shown is not None:
+            if hasattr(prepared[spec.name].defence, "iterate") and shown is not None:  # a fixed-point defence
                 figures["iterates"].append(iterates(spec.name, prepared[spec.name], shown, sets["mnist"],
                                                      suite.seed))
     meta["cells"] = {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored,
                      "failed_verification": store.rejected}
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     return RunResult(suite, pd.DataFrame(rows, columns=COLUMNS), meta, figures, flags)
+
+
+def _rejects(ws: Workspace, model: str) -> bool:
+    """Whether the prepared `model` has a rejector."""
+    return ws.prepared[model].rejector is not None
 
 
 def _announce_cells(grid: dict, store: CellStore, log: Log, fresh: bool) -> tuple[int, list[Cell]]:

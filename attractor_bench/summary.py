@@ -83,7 +83,7 @@ def _ood(cells: pd.DataFrame, meta: dict) -> list[dict]:
     for ds in dict.fromkeys(cells.dataset):
         if ds == "mnist":
             continue
-        on = cells[(cells.dataset == ds) & (cells.metric == "ood_auroc")]
+        on = cells[(cells.dataset == ds) & (cells.metric == "ood_AUROC")]
         clean = on[on.attack == "none"]
         groups: dict[tuple[str, float], list[tuple[float | None, str]]] = {}
         for label, eps, v in zip(on.attack, on.eps, on.value):

@@ -72,7 +72,7 @@ def evaluated_by(name: str, weights: str, results_dir: Path) -> dict | None:
         meta = json.loads(f.read_text(encoding="utf-8"))
         m = (meta.get("models") or {}).get(name) or {}
         if m.get("weights") == weights:
-            p = protocol.satisfied(meta, name, (m.get("defence") or {}).get("name") == "attractor")
+            p = protocol.satisfied(meta, name, m.get("threshold") is not None)  # a model with a rejector records its threshold
             found.append({"suite": f.parent.name, "commit": meta.get("commit"), "date": meta.get("date"), "protocol": p})
     return max(found, key=lambda r: r["date"] or "", default=None)
 

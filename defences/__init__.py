@@ -7,6 +7,9 @@ model and the suite's parameters, or returns None for no preprocessing. A factor
 `context` (an `attractor_bench.cache.Context`) gets the data and the model cache, to train (once)
 the networks it needs. Outside defences follow the same contract (see `attractor_bench.plugins`).
 
+`REJECTORS`: the rejector a registered defence brings, by the defence's class (`rejector_of`; an
+outside defence brings its own through a `rejector()` method, docs/plugins.md).
+
 `MODELS_INTERNAL`: the networks inside the trained defences, as `Recipe`s (built, trained once,
 cached). The models under test are in `attractor_bench.models`.
 """
@@ -25,7 +28,8 @@ from . import feature_dae as _feature_dae
 from .apudae import APuDAE
 from .attractor import AttractorDefence, Backward, check_images
 from .feature_dae import FeatureDAE
-from .ood import PearsonRejector, pearson
+from .ood import PearsonRejector
+from attractor_bench.rejectors import Rejector, pearson
 
 
 def no_defence(model: torch.nn.Module) -> None:
@@ -64,7 +68,26 @@ DEFENCES: dict[str, Callable[..., Preprocessor | None]] = {
     "feature_dae": _feature_dae.feature_dae,
 }
 
+# a defence's class -> its rejector's factory, factory(defence, threshold): threshold the suite's
+# `rejector.threshold` in the rejector's own units (the attractor's: the similarity T), None to fit it
+REJECTORS: dict[type, Callable[..., Rejector]] = {AttractorDefence: PearsonRejector}
+
+
+def rejector_of(defence, threshold: float | None) -> Rejector | None:
+    """The rejector `defence` brings (None: it brings none): a registered defence's from `REJECTORS`,
+    an outside one's from its `rejector()` method (a `Rejector`, with a threshold of its own or None)."""
+    factory = REJECTORS.get(type(defence))
+    if factory is not None:
+        return factory(defence, threshold)
+    own = getattr(defence, "rejector", None)
+    rejector = own() if callable(own) else None
+    if rejector is not None and not isinstance(rejector, Rejector):
+        raise TypeError(f"{type(defence).__name__}.rejector() returned a {type(rejector).__name__}, not an "
+                        "attractor_bench.rejectors.Rejector.")
+    return rejector
+
+
 MODELS_INTERNAL: dict[str, Recipe] = {r.name: r for r in (_apudae.DAE_RECIPE, _feature_dae.CNN_RECIPE, _feature_dae.DAE_RECIPE)}
 
-__all__ = ["APuDAE", "FeatureDAE", "MODELS_INTERNAL", "AttractorDefence", "Backward", "PearsonRejector", "pearson", "check_images", "DEFENCES", "StraightThrough",
+__all__ = ["APuDAE", "FeatureDAE", "MODELS_INTERNAL", "AttractorDefence", "Backward", "PearsonRejector", "REJECTORS", "Rejector", "pearson", "rejector_of", "check_images", "DEFENCES", "StraightThrough",
            "no_defence", "straight_through"]

@@ -1,68 +1,57 @@
-"""OOD rejection by the similarity between an input and its attractor (Eq. 6-7).
+"""The attractor network's OOD rejector: the similarity between an input and its attractor (Eq. 6-7).
 
     D(x) = ID  if  Pearson(G^n(x), x) >= T   else OOD
 
-with G^n the fixed-point iteration of `AttractorDefence`. T = 0.8 as in the paper, or calibrated
-by `fit` so that a target share of held-out in-distribution images is accepted.
-Follows ART's `EvasionDetector` interface: `detect(x) -> (report, is_ood)`.
+with G^n the fixed-point iteration of `AttractorDefence`; T = 0.8 as in the paper (the suite's
+`rejector.threshold`), or fitted so that a target share of held-out in-distribution images is
+accepted. An implementation of the rejector interface (`attractor_bench.rejectors`): its outlier
+score is -Pearson(G^n(x), x), so its `threshold` is -T (`similarity_threshold` gives T back).
+Besides the score, a cell stores its single-pass score -Pearson(G(x), x) and the iterations.
 
->>> rejector = PearsonRejector(AttractorDefence(model), threshold=0.8)
->>> report, is_ood = rejector.detect(x_adv)
+>>> rejector = PearsonRejector(AttractorDefence(model), similarity=0.8)
+>>> rejector.accept(x_adv)
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from art.defences.detector.evasion import EvasionDetector
+
+from attractor_bench.rejectors import ReconstructionSimilarity, pearson
 
 from .attractor import AttractorDefence, check_images
 
 
-def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Per-sample Pearson correlation of flattened a, b (B, ...) -> (B,). A constant image has
-    no defined correlation; it scores 0."""
-    a = a.reshape(a.shape[0], -1)
-    b = b.reshape(b.shape[0], -1)
-    a = a - a.mean(1, keepdim=True)
-    b = b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
-
-
-class PearsonRejector(EvasionDetector):
-    defence_params = ["threshold"]
-
-    def __init__(self, defence: AttractorDefence, threshold: float = 0.8):
-        super().__init__()
+class PearsonRejector(ReconstructionSimilarity):
+    def __init__(self, defence: AttractorDefence, similarity: float | None = 0.8):
+        if similarity is not None and not -1.0 <= similarity <= 1.0:
+            raise ValueError(f"the similarity threshold must lie in [-1, 1] (a correlation), got {similarity}.")
+        super().__init__(None, None if similarity is None else -float(similarity), defence.device)
         self.defence = defence
-        self.threshold = threshold
-        self._check_params()
 
-    def _check_params(self) -> None:
-        if not -1.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [-1, 1] (a correlation), got {self.threshold}.")
+    @property
+    def similarity_threshold(self) -> float | None:
+        """T: an input is accepted when Pearson(G^n(x), x) >= T."""
+        return self.shown_threshold
 
-    def scores(self, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
-        """Pearson similarity between each input and its fixed point, (N,)."""
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.defence.iterate(x)[0]
+
+    def score(self, x: np.ndarray | torch.Tensor, batch_size: int = 500) -> np.ndarray:
+        check_images(torch.as_tensor(x, dtype=torch.float32), type(self).__name__)
+        return super().score(x, batch_size)
+
+    @torch.no_grad()
+    def outputs(self, x: np.ndarray, batch_size: int = 1000) -> dict[str, np.ndarray]:
+        """Per image: the score, the single-pass score -Pearson(G(x), x) and the iterations run."""
         xt = torch.as_tensor(x, dtype=torch.float32)
         check_images(xt, type(self).__name__)
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(xt), batch_size):
-                xb = xt[start : start + batch_size].to(self.defence.device)
-                out.append(pearson(self.defence.iterate(xb)[0], xb).cpu())
-        return torch.cat(out).numpy()
-
-    def fit(self, x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 512, nb_epochs: int = 0,
-            target_tpr: float = 0.95, **kwargs) -> "PearsonRejector":
-        """Set T so that a share `target_tpr` of the in-distribution images `x` is accepted."""
-        if not 0.0 < target_tpr <= 1.0:
-            raise ValueError(f"target_tpr must lie in (0, 1], got {target_tpr}.")
-        s = np.sort(self.scores(x, batch_size))
-        n_reject = int(np.floor(len(s) * (1.0 - target_tpr) + 1e-9))  # reject at most this many
-        self.threshold = float(s[min(n_reject, len(s) - 1)])
-        return self
-
-    def detect(self, x: np.ndarray, batch_size: int = 512, **kwargs) -> tuple[dict, np.ndarray]:
-        s = self.scores(x, batch_size)
-        return {"similarity": s, "threshold": self.threshold}, s < self.threshold
+        out = {k: [] for k in ("score", "score_single", "n_iter")}
+        for start in range(0, len(xt), batch_size):
+            xb = xt[start:start + batch_size].to(self.device)
+            fixed, n_iter = self.defence.iterate(xb)
+            recon = self.defence.model.reconstruct(xb)
+            out["score"].append(-pearson(fixed, xb))
+            out["score_single"].append(-pearson(recon.clamp(0, 1) if self.defence.clip else recon, xb))
+            out["n_iter"].append(n_iter)
+        return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}

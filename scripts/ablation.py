@@ -38,7 +38,7 @@ from attractor_bench.config import train_config
 from attractor_bench.data import load, mnist_train_val
 from attractor_bench.defences import AttractorDefence, pearson
 from attractor_bench.errors import ConfigError
-from attractor_bench.metrics import auroc
+from attractor_bench.metrics import ood_metrics
 from attractor_bench.presets import PRESETS
 from attractor_bench.training import TrainConfig
 
@@ -126,7 +126,7 @@ def main() -> None:
             print(f"| {name} | {n if n else 'single pass'} | {100 * (pred == yv).mean():.2f} | {100 * (pred_a == yv).mean():.2f} | "
                   f"{100 * (pred_r == yv).mean():.2f} | {100 * (pred_p == yv).mean():.2f} | "
                   f"{100 * (sim >= args.threshold).mean():.2f} | {100 * (sim_a >= args.threshold).mean():.2f} | "
-                  f"{100 * auroc(sim, sim_o):.2f} | {100 * auroc(sim_a, sim_oa):.2f} | {n_fixed} | {train_s:.0f} |", flush=True)
+                  f"{100 * ood_metrics(-sim, -sim_o)['AUROC']:.2f} | {100 * ood_metrics(-sim_a, -sim_oa)['AUROC']:.2f} | {n_fixed} | {train_s:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

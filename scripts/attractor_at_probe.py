@@ -35,7 +35,7 @@ from attractor_bench.classifier import make_classifier
 from attractor_bench.cache import Context
 from attractor_bench.data import load, mnist_train_val
 from attractor_bench.defences import AttractorDefence, PearsonRejector, pearson
-from attractor_bench.metrics import auroc
+from attractor_bench.metrics import ood_metrics
 from attractor_bench.models import AttractorNet
 from attractor_bench.models.attractor_at import Pipeline, fit_attractor_at, pipeline
 from attractor_bench.models.mlp import pgd  # Madry et al.'s PGD with a random start, on any module's cross-entropy
@@ -72,7 +72,7 @@ def main() -> None:
     xv, yv = val.x[: args.n_val].reshape(args.n_val, -1), val.y[: args.n_val]
     ood = load("fashion_mnist", "train", args.data_root, download=False).x[: args.n_val].reshape(args.n_val, -1)
     defence = AttractorDefence(model, tol=1e-3, max_iter=1)
-    rejector = PearsonRejector(defence, threshold=args.threshold)
+    rejector = PearsonRejector(defence, similarity=args.threshold)
     clf = make_classifier(model, defence)
     pred, sim = measure(model, xv)
     _, sim_ood = measure(model, ood)
@@ -81,7 +81,7 @@ def main() -> None:
           f"rec weight {args.rec_weight}, in {train_s:.0f} s")
     print(f"clean: accuracy {100 * (pred == yv).mean():.2f}, accepted {100 * (sim >= args.threshold).mean():.2f}, "
           f"end to end {100 * ((pred == yv) & (sim >= args.threshold)).mean():.2f}, "
-          f"OOD AUROC {100 * auroc(sim, sim_ood):.2f}")
+          f"OOD AUROC {100 * ood_metrics(-sim, -sim_ood)['AUROC']:.2f}")
     print("| eps | PGD-40 accuracy | rejection-aware: accuracy | accepted | end to end under both | "
           "OOD AUROC, OOD attacked to be accepted |")
     print("|---|---|---|---|---|---|")
@@ -95,7 +95,7 @@ def main() -> None:
         _, sim_oa = measure(model, x_ood)
         e2e = (pred_p == yv) & (sim_p >= args.threshold) & (pred_r == yv) & (sim_r >= args.threshold)
         print(f"| {eps} | {100 * (pred_p == yv).mean():.2f} | {100 * (pred_r == yv).mean():.2f} | "
-              f"{100 * (sim_r >= args.threshold).mean():.2f} | {100 * e2e.mean():.2f} | {100 * auroc(sim, sim_oa):.2f} |",
+              f"{100 * (sim_r >= args.threshold).mean():.2f} | {100 * e2e.mean():.2f} | {100 * ood_metrics(-sim, -sim_oa)['AUROC']:.2f} |",
               flush=True)
 
 

@@ -55,7 +55,7 @@ def test_every_registered_attack_respects_its_budget_and_finds_examples(trained,
     eps = EPS[entry.norm]
     np.random.seed(0)
     torch.manual_seed(0)
-    x_adv = entry.build(clf, eps, rejector=PearsonRejector(defence, threshold=-1.0), **FAST.get(name, {})).generate(x, y=y)
+    x_adv = entry.build(clf, eps, rejector=PearsonRejector(defence, similarity=-1.0), **FAST.get(name, {})).generate(x, y=y)
     assert x_adv.shape == x.shape and x_adv.min() >= 0 and x_adv.max() <= 1
     if not entry.bounded:
         x_adv = within_budget(x_adv, x, eps, entry.norm)
@@ -110,7 +110,7 @@ def test_rejection_aware_attack_evades_the_rejector_or_gets_ood_accepted(trained
     defence = AttractorDefence(model, max_iter=1)
     sim = lambda z: pearson(defence.iterate(torch.from_numpy(z))[0], torch.from_numpy(z)).numpy()
     threshold = float(np.quantile(sim(x), 0.25))  # most clean images accepted
-    rejector = PearsonRejector(defence, threshold=threshold)
+    rejector = PearsonRejector(defence, similarity=threshold)
     clf = make_classifier(model, defence=defence)
     attack = ATTACKS["rejection_aware"].build(clf, 0.2, rejector=rejector, max_iter=30)
     x_adv = attack.generate(x, y=y)
@@ -132,7 +132,7 @@ def test_rejection_aware_attack_counts_its_passes_on_the_classifier(trained):
     model, x, y = trained
     defence = AttractorDefence(model, max_iter=1)
     clf = make_classifier(model, defence=defence)
-    never = PearsonRejector(defence, threshold=1.0)  # no reconstruction is perfect: nothing accepted, no early stop
+    never = PearsonRejector(defence, similarity=1.0)  # no reconstruction is perfect: nothing accepted, no early stop
     for labels in (y, None):  # in-distribution and OOD mode
         before = dict(clf.passes)
         ATTACKS["rejection_aware"].build(clf, 0.1, rejector=never, max_iter=4).generate(x, y=labels)

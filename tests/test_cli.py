@@ -113,7 +113,8 @@ def test_smoke_run_writes_tables(smoke):
     assert {"accuracy", "accuracy_single_pass", "accepted", "accepted_single_pass", "end_to_end_accuracy",
             "mean_iterations", "perturbation_linf"} <= mnist
     ood = set(table[table.dataset == "fashion_mnist"].metric)
-    assert {"ood_accuracy", "ood_precision", "ood_recall", "ood_auroc", "ood_fpr_at_95tpr", "ood_auroc_single_pass"} <= ood
+    assert {"ood_accuracy", "ood_precision", "ood_recall", "ood_AUROC", "ood_AUPR-IN", "ood_AUPR-OUT", "ood_FPR95TPR",
+            "ood_AUROC_single_pass"} <= ood
     # every measured perturbation respects its eps, and attacked cells really were perturbed
     linf = table[(table.metric == "perturbation_linf") & (table.attack != "deepfool")]
     assert (linf.value <= linf.eps + 1e-5).all()
@@ -122,7 +123,7 @@ def test_smoke_run_writes_tables(smoke):
     l2 = table[(table.metric == "perturbation_l2") & (table.attack == "deepfool")]
     assert len(l2) == 4 and (l2.value <= l2.eps + 1e-5).all()
     assert (l2[l2.model == "baseline"].value > 0).all()  # the tiny attractor misclassifies most images already
-    values = table[table.metric.isin(["accuracy", "ood_accuracy", "ood_auroc"])].value
+    values = table[table.metric.isin(["accuracy", "ood_accuracy", "ood_AUROC", "ood_FPR95TPR"])].value
     assert values.between(0, 1).all()
     readme = (tmp / "results" / "smoke" / "README.md").read_text()
     assert f"attractor-bench run {REPO / 'suites' / 'smoke.yaml'} --results-dir" in readme

@@ -103,7 +103,7 @@ def test_comment_docstring_and_message_edits_change_no_hash_and_no_key(monkeypat
 
 @pytest.mark.parametrize("target,old,new,component", [
     ("attractor_bench.attacks:_fgsm", "norm=np.inf", "norm=2", "attack.fgsm"),
-    ("attractor_bench.cells:evaluate", "EVAL_BATCH", "EVAL_BATCH // 2", "cell"),
+    ("attractor_bench.cells:_predict", "batch_size=EVAL_BATCH", "batch_size=EVAL_BATCH // 2", "cell"),
     ("attractor_bench.robustness", "ZERO_GRAD_MAX_SHARE = 0.01", "ZERO_GRAD_MAX_SHARE = 0.02", "worst_case"),
     ("attractor_bench.models.mlp:fit_pgd_at", "step_size=step_size", "step_size=step_size / 2", None),
 ])

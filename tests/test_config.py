@@ -139,7 +139,7 @@ CASES = [
     (bad(**{"models": {"m": {"preset": "json:loads", "train": {"max_epochs": 3}}}}), r"models\.m\.train: 'json:loads' is an outside model"),
     (bad(**{"models": {"m": {"preset": "baseline", "defence": {"name": "none", "tol": 0.1}}}}), r"models\.m\.defence\.tol: unknown key"),
     (bad(**{"models": {"m": {"preset": "baseline", "defence": {"name": "none"}}},
-            "attacks": [{"name": "rejection_aware", "eps": [0.1], "target": "pipeline"}]}), r"attacks\[0\]\.name: rejection_aware attacks the attractor defence's rejector, which no model of this suite has"),
+            "attacks": [{"name": "rejection_aware", "eps": [0.1], "target": "pipeline"}]}), r"attacks\[0\]\.name: rejection_aware attacks a model's rejector, and no model of this suite has one"),
     (bad(**{"models": {"m": {"preset": "mlp", "train": {"max_epochs": 3}}}}), r"models\.m\.train: 'mlp' is configured by 'params'"),
     (bad(**{"models": {"m": {"preset": "mlp", "params": {"width": 3}}}}), r"models\.m\.params\.width: unknown key"),
     (bad(**{"models": {"m": {"preset": "attractor", "train": {"early_stopping": "last"}}}}),

@@ -87,7 +87,7 @@ def test_attack_contract(name, model, images):
     x, y = images[:N], _labels(N)
     defence = AttractorDefence(model)
     clf = make_classifier(model, defence)
-    rejector = PearsonRejector(defence, threshold=0.5) if entry.needs_rejector else None
+    rejector = PearsonRejector(defence, similarity=0.5) if entry.needs_rejector else None
     eps = EPS[entry.norm]
     np.random.seed(0)
     torch.manual_seed(0)

@@ -94,7 +94,7 @@ def test_bad_inputs_raise(model, bad, match):
     with pytest.raises(ValueError, match=match):
         AttractorDefence(model).forward(bad)
     with pytest.raises(ValueError, match=match):
-        PearsonRejector(AttractorDefence(model)).detect(bad.numpy())
+        PearsonRejector(AttractorDefence(model)).score(bad.numpy())
     y = np.zeros(len(bad), dtype=int)
     for clf in (make_classifier(model), make_classifier(model, AttractorDefence(model))):
         for call in (lambda: clf.predict(bad.numpy()), lambda: clf.loss_gradient(bad.numpy(), y),
@@ -114,15 +114,18 @@ def test_bad_parameters_raise(model):
     with pytest.raises(ValueError, match="Backward|backward|'sideways'"):
         AttractorDefence(model, backward="sideways")
     with pytest.raises(ValueError, match="threshold"):
-        PearsonRejector(AttractorDefence(model), threshold=2.0)
+        PearsonRejector(AttractorDefence(model), similarity=2.0)
 
 
 def test_rejector_detect_and_calibrate(images):
     d = AttractorDefence(Contraction(), tol=1e-4, max_iter=1)  # one step: G(x) is an affine image of x
-    rejector = PearsonRejector(d, threshold=0.8)
-    report, is_ood = rejector.detect(images)
-    np.testing.assert_allclose(report["similarity"], 1.0, atol=1e-5)  # affine map: correlation 1
-    assert not is_ood.any()
+    rejector = PearsonRejector(d, similarity=0.8)
+    assert rejector.threshold == -0.8 and rejector.similarity_threshold == 0.8  # outlier score: minus the similarity
+    np.testing.assert_allclose(rejector.score(images), -1.0, atol=1e-5)  # affine map: correlation 1
+    assert rejector.accept(images).all()
+    out = rejector.outputs(images)
+    np.testing.assert_array_equal(out["score"], rejector.score(images))
+    assert set(out) == {"score", "score_single", "n_iter"} and (out["n_iter"] == 1).all()
     # calibration: accept the requested share of ID samples
     class Noisy(torch.nn.Module):
         def reconstruct(self, x):
@@ -130,9 +133,9 @@ def test_rejector_detect_and_calibrate(images):
             return (x + torch.rand(x.shape, generator=g) * torch.linspace(0, 3, x.shape[0])[:, None]).clamp(0, 1)
 
     rejector = PearsonRejector(AttractorDefence(Noisy(), max_iter=1)).fit(images, target_tpr=0.75)
-    report, is_ood = rejector.detect(images)
-    assert is_ood.sum() == 4  # 16 images, 75% accepted
-    assert rejector.threshold == pytest.approx(np.sort(report["similarity"])[4])
+    scores = rejector.score(images)
+    assert (~rejector.accept(images)).sum() == 4  # 16 images, 75% accepted
+    assert rejector.threshold == pytest.approx(np.sort(scores)[11])  # the 12th lowest outlier score
 
 
 @pytest.mark.parametrize("which", ["contraction", "model"])

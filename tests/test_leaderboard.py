@@ -54,7 +54,7 @@ def _model_rows(name: str, m: dict, attacks: dict) -> list[tuple]:
         rows += [(label, eps, "mnist", k2, v, "worst_case") for k2, v in
                  (("accuracy", acc), ("end_to_end_accuracy", e2e), ("accepted_wrong", 0.1), ("n_samples", n), ("n_attacks", count))]
     for ds, by_label in m["auroc"].items():
-        rows += [(label, eps, ds, "ood_auroc", float("nan") if v is None else v, "cell")
+        rows += [(label, eps, ds, "ood_AUROC", float("nan") if v is None else v, "cell")
                  for label, by_eps in by_label.items() for eps, v in by_eps.items()]
     if m["flags"] is not None:
         rows += [("sanity", 0.0, "mnist", f, v, "sanity") for f, v in m["flags"].items()]

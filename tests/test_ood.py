@@ -21,11 +21,11 @@ from attractor_bench.data import mnist_train_val
 from attractor_bench.ood import synthetic
 from attractor_bench.ood.evaluate import COLUMNS, N_VALIDATION, OODResult, load_sets, rows, selection, validation_sets
 from attractor_bench.ood.attacks import ScoreModel, bounds, score_attack, _Detector, _Softmax
-from attractor_bench.ood.metrics import accuracy_coverage, ood_metrics, threshold_at_tpr
-from attractor_bench.ood.rejectors import Rejector, _Score, reconstruction
+from attractor_bench.metrics import accuracy_coverage, ood_metrics, threshold_at_tpr
+from attractor_bench.ood.rejectors import reconstruction
 from attractor_bench.ood.report import meta_doc, rerender
 from attractor_bench.ood.suite import load_ood_suite
-from attractor_bench.defences import pearson
+from attractor_bench.rejectors import ReconstructionSimilarity, Rejector
 
 from conftest import REPO
 
@@ -33,12 +33,13 @@ from conftest import REPO
 @pytest.fixture
 def scores():
     rng = np.random.default_rng(1)
-    return np.round(rng.normal(0.9, 0.05, 300), 2), np.round(rng.normal(0.8, 0.1, 200), 2)  # rounding makes ties
+    # outlier scores (higher = more OOD); rounding makes ties
+    return -np.round(rng.normal(0.9, 0.05, 300), 2), -np.round(rng.normal(0.8, 0.1, 200), 2)
 
 
 def _brute(id_s, ood_s):
-    """pytorch-ood's definitions, written out: outlier score -s, OOD positive."""
-    o_id, o_ood = -id_s, -ood_s
+    """pytorch-ood's definitions, written out: outlier scores, OOD positive."""
+    o_id, o_ood = id_s, ood_s
     auroc = np.mean((o_ood[:, None] > o_id[None]) + 0.5 * (o_ood[:, None] == o_id[None]))
     fpr95 = None
     for t in np.unique(np.r_[o_id, o_ood])[::-1]:  # the threshold falls: more flagged as OOD
@@ -51,24 +52,24 @@ def _brute(id_s, ood_s):
                for t in np.unique(np.r_[pos, neg])[::-1]]
         r, p = zip(*([(0.0, 1.0)] + pts))
         return np.trapezoid(p, r)
-    return {"AUROC": auroc, "FPR95TPR": fpr95, "AUPR-OUT": aupr(o_ood, o_id), "AUPR-IN": aupr(id_s, ood_s)}
+    return {"AUROC": auroc, "FPR95TPR": fpr95, "AUPR-OUT": aupr(o_ood, o_id), "AUPR-IN": aupr(-id_s, -ood_s)}
 
 
 def test_metrics_follow_pytorch_ood_definitions(scores):
     got, want = ood_metrics(*scores), _brute(*scores)
     for k in want:
         assert got[k] == pytest.approx(want[k], abs=1e-9), k
-    assert ood_metrics(np.ones(5), np.zeros(5)) == {"AUROC": 1.0, "AUPR-IN": 1.0, "AUPR-OUT": 1.0, "FPR95TPR": 0.0}
+    assert ood_metrics(np.zeros(5), np.ones(5)) == {"AUROC": 1.0, "AUPR-IN": 1.0, "AUPR-OUT": 1.0, "FPR95TPR": 0.0}
     with pytest.raises(ValueError, match="NaN"):
         ood_metrics(np.array([np.nan, 1.0]), np.zeros(3))
 
 
 def test_accuracy_coverage_and_threshold():
-    s, ok = np.array([0.9, 0.8, 0.7, 0.6]), np.array([True, False, True, True])
+    s, ok = np.array([0.6, 0.7, 0.8, 0.9]), np.array([True, False, True, True])  # the lowest outlier score first
     cov, acc = accuracy_coverage(s, ok)
     assert cov.tolist() == [0.25, 0.5, 0.75, 1.0] and acc.tolist() == pytest.approx([1.0, 0.5, 2 / 3, 0.75])
     t = threshold_at_tpr(np.arange(100.0), 0.95)
-    assert t == 5.0 and np.mean(np.arange(100.0) >= t) == 0.95
+    assert t == 94.0 and np.mean(np.arange(100.0) <= t) == 0.95
 
 
 def test_synthetic_sets_are_seeded_images():
@@ -94,33 +95,36 @@ def attractor():
 
 def test_similarity_rejector_is_the_projects_pearson_rejector(attractor, images):
     model, defence = attractor
-    recon = reconstruction(defence)
-    r = Rejector("similarity", _Score(lambda x: pearson(recon(x), x), torch.device("cpu")), 0.8, False)
-    np.testing.assert_allclose(r.scores(images), PearsonRejector(defence, 0.8).scores(images), atol=1e-6)
-    assert reconstruction(None) is None
+    r = ReconstructionSimilarity(lambda x: defence.iterate(x)[0])
+    np.testing.assert_allclose(r.score(images), PearsonRejector(defence, 0.8).score(images), atol=1e-6)
+    assert reconstruction(None) is None and reconstruction(defence) is None  # the attractor's is its own rejector
 
 
 def test_score_attacks_move_the_score_their_way_within_the_ball(attractor, images):
     model, defence = attractor
-    recon = reconstruction(defence)
-    r = Rejector("similarity", _Score(lambda x: pearson(recon(x), x), torch.device("cpu")), 0.8, False)
-    clean = r.scores(images)
+    r = PearsonRejector(defence, 0.8)
+    clean = r.score(images)  # outlier scores: `reject` pushes them up, `accept` down
     for name, budget in (("pgd", {"max_iter": 5}), ("apgd", {"n_iter": 5}), ("square", {"n_queries": 30})):
-        for direction, better in (("down", np.less_equal), ("up", np.greater_equal)):
+        for direction, better in (("reject", np.greater_equal), ("accept", np.less_equal)):
             adv = score_attack(name, r, images, 0.1, direction, clean, 0, budget)
             assert np.abs(adv - images).max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
-            moved = r.scores(adv)
+            moved = r.score(adv)
             assert better(moved.mean(), clean.mean()), (name, direction)
-            assert better(moved, clean + (1e-6 if direction == "down" else -1e-6)).mean() >= 0.75, (name, direction)
+            assert better(moved, clean + (1e-6 if direction == "accept" else -1e-6)).mean() >= 0.75, (name, direction)
     with pytest.raises(ValueError, match="unknown score attack"):
-        score_attack("fgsm", r, images, 0.1, "down", clean, 0)
+        score_attack("fgsm", r, images, 0.1, "reject", clean, 0)
+
+
+class _MeanScore(Rejector):
+    def forward(self, x):
+        return x.flatten(1).mean(1)
 
 
 def test_score_model_margin_stays_positive_on_clean_scores():
     clean = np.array([0.2, 0.5, 0.9])
-    for direction in ("down", "up"):
+    for direction in ("reject", "accept"):
         bound, spread = bounds(clean, direction)
-        r = Rejector("s", lambda x: x.flatten(1).mean(1), 0.5, False)
+        r = _MeanScore(0.5)
         z = ScoreModel(r, direction, bound, spread)(torch.tensor(clean, dtype=torch.float32).view(3, 1, 1, 1))
         assert (z[:, 0] > z[:, 1]).all()  # never "fooled": Square keeps every image in play
 
@@ -129,15 +133,14 @@ def test_k_plus_one_class_wins_exactly_where_the_rejector_rejects(attractor, ima
     from art.estimators.classification import PyTorchClassifier
     from art.estimators.classification.detector_classifier import DetectorClassifier
     model, defence = attractor
-    recon = reconstruction(defence)
-    r = Rejector("similarity", _Score(lambda x: pearson(recon(x), x), torch.device("cpu")), 0.0, False)
-    r.threshold = float(np.median(r.scores(images)))
+    r = PearsonRejector(defence, None)
+    r.threshold = float(np.median(r.score(images)))
     kw = dict(loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), clip_values=(0.0, 1.0))
     k1 = DetectorClassifier(PyTorchClassifier(_Softmax(lambda x: model(defence.iterate(x)[0])), nb_classes=10, **kw),
                             PyTorchClassifier(_Detector(r), nb_classes=2, **kw))
     rejected = k1.predict(images).argmax(1) == 10
     assert rejected.any() and not rejected.all()
-    assert np.array_equal(rejected, r.scores(images) < r.threshold)
+    assert np.array_equal(rejected, r.score(images) > r.threshold)
 
 
 def _two_rejectors(test_best: str, val_best: str) -> dict:
@@ -150,7 +153,7 @@ def _two_rejectors(test_best: str, val_best: str) -> dict:
     for r in ("similarity", "msp"):
         arrays[f"threshold/{r}"] = np.array([0.5])
         for prefix, best in (("", test_best), ("val/", val_best)):
-            id_s, ood_s = (hi, lo) if r == best else (lo, hi)
+            id_s, ood_s = (lo, hi) if r == best else (hi, lo)  # outlier scores: the best scores MNIST low
             for cond in ("clean", "pgd/0.1"):
                 arrays[f"{prefix}score/{r}/mnist/{cond}"], arrays[f"{prefix}score/{r}/uniform_noise/{cond}"] = id_s, ood_s
     return arrays

@@ -2,6 +2,7 @@
 of an installed distribution, and by `module:callable` references. The plugin is docs/plugins.md's
 example, examples/plugins/tiny_plugins.py."""
 
+import json
 import shutil
 import sys
 
@@ -101,11 +102,35 @@ def test_the_example_suite_by_reference(data_root, tmp_path, monkeypatch):
     for m in ("mlp", "mlp_quantized"):
         assert v[(m, "none", 0.0, "mnist", "accuracy")] > 0.5  # the tiny MLP learned something
         assert v[(m, "noise", 0.1, "mnist", "perturbation_linf")] <= 0.1 + 1e-6
-        assert np.isnan(v[(m, "none", 0.0, "fashion_mnist", "ood_auroc")])  # no rejector, no detection score
+        assert np.isnan(v[(m, "none", 0.0, "fashion_mnist", "ood_AUROC")])  # no rejector, no detection score
     assert v[("mlp", "sanity", 0.0, "mnist", "flag_zero_gradients")] == 0
     assert v[("mlp_quantized", "sanity", 0.0, "mnist", "flag_zero_gradients")] == 1
     # the undefended MLP under FGSM through its own gradients loses accuracy
     assert v[("mlp", "fgsm", 0.1, "mnist", "accuracy")] < v[("mlp", "none", 0.0, "mnist", "accuracy")] - 0.2
+
+
+def test_an_outside_defence_brings_its_own_rejector_and_gets_end_to_end_columns(data_root, tmp_path, monkeypatch):
+    """tests/rejecting_plugin.py: a defence whose `rejector()` returns a Rejector (fitted by the runner on
+    the validation split): its model gets acceptance, end-to-end accuracy and detection metrics like the
+    attractor's, and run.json records its rejector and threshold."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    suite = tmp_path / "rejecting.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "rejecting", "seed": 0, "data": {"n_test": 100, "n_ood": 100, "ood": ["fashion_mnist"]},
+        "models": {"mlp": {"preset": "tiny_plugins:small_mlp", "params": {"hidden": 32, "epochs": 1},
+                           "defence": {"name": "rejecting_plugin:clip_with_rejector"}}},
+        "attacks": [{"name": "fgsm", "eps": [0.1], "target": "pipeline"}]}))
+    result = runner.invoke(app, run_args(suite, data_root, tmp_path / "cache", tmp_path / "results"))
+    sys.modules.pop("tiny_plugins", None)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "results" / "rejecting"
+    v = pd.read_csv(folder / "results.csv").set_index(["model", "attack", "eps", "dataset", "metric"]).value
+    assert 0.8 <= v[("mlp", "none", 0.0, "mnist", "accepted")] < 1.0  # about 95%, as fitted on the validation split
+    assert v[("mlp", "none", 0.0, "mnist", "end_to_end_accuracy")] < v[("mlp", "none", 0.0, "mnist", "accuracy")]
+    assert v[("mlp", "fgsm", 0.1, "fashion_mnist", "accepted")] < 1.0
+    assert 0.0 <= v[("mlp", "none", 0.0, "fashion_mnist", "ood_AUROC")] <= 1.0  # a detection score, not NaN
+    info = json.loads((folder / "run.json").read_text())["models"]["mlp"]
+    assert info["rejector"] == "plugin_msp" and info["threshold"] < 0  # minus a softmax probability
 
 
 def test_a_broken_entry_point_is_reported(installed, wide, tmp_path, data_root):

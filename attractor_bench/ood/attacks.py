@@ -1,13 +1,14 @@
-"""Attacks on a rejector's score, through the whole defended pipeline, in both directions:
+"""Attacks on a rejector's outlier score (`attractor_bench.rejectors`: higher = more OOD), through the
+whole defended pipeline, in both directions:
 
-- `down`: in-distribution (MNIST) images pushed to a lower score, to be rejected (the rejector as a
-  denial of service: a robust classifier that rejects every attacked digit is not useful);
-- `up`: OOD images pushed to a higher score, to be accepted.
+- `reject`: in-distribution (MNIST) images pushed to a higher outlier score, to be rejected (the
+  rejector as a denial of service: a robust classifier that rejects every attacked digit is not useful);
+- `accept`: OOD images pushed to a lower outlier score, to be accepted.
 
-Attacking both halves gives the *robust AUROC* (ID images attacked down, OOD images attacked up).
-The score becomes a two-logit model (`ScoreModel`: logit 0 minus logit 1 is the margin the
-attacker drives down, the score's distance from a bound beyond every clean score, in units of the
-clean scores' spread), so that standard attack code runs on it unchanged:
+Attacking both halves gives the *robust AUROC* (ID images attacked to be rejected, OOD images to be
+accepted). The score becomes a two-logit model (`ScoreModel`: logit 0 minus logit 1 is the margin
+the attacker drives down, the score's distance from a bound beyond every clean score, in units of
+the clean scores' spread), so that standard attack code runs on it unchanged:
 
 - `pgd`: ART's ProjectedGradientDescent (40 steps of eps/4, one random start), cross-entropy;
 - `apgd`: Auto-PGD from AutoAttack's authors' code (`pyautoattack`, 100 iterations, CE), its
@@ -17,7 +18,7 @@ clean scores' spread), so that standard attack code runs on it unchanged:
   every image in play for all its queries.
 
 `k_plus_one`: Carlini & Wagner (2017)'s K+1 formulation of a detector, through ART's own
-`DetectorClassifier` (the classifier's softmax and a detector output T - score: the extra class
+`DetectorClassifier` (the classifier's softmax and a detector output score - T: the extra class
 wins exactly when the rejector rejects), attacked by signed-gradient steps on C&W's margin loss
 from `DetectorClassifier.class_gradient`: an OOD image succeeds when it is accepted. A
 cross-check of the project's rejection-aware attack (attractor_bench.attacks.rejection_aware).
@@ -34,20 +35,21 @@ from art.estimators.classification.detector_classifier import DetectorClassifier
 from .rejectors import BATCH, Rejector
 
 SCORE_ATTACKS = ("pgd", "apgd", "square")
-DIRECTIONS = ("down", "up")
+DIRECTIONS = ("reject", "accept")
 BUDGETS = {"pgd": {"max_iter": 40, "eps_step_ratio": 0.25}, "apgd": {"n_iter": 100}, "square": {"n_queries": 1000},
            "k_plus_one": {"max_iter": 50, "eps_step_ratio": 0.1}}
 
 
 class ScoreModel(torch.nn.Module):
-    """Logits (margin, 0) with margin = (score - bound) / spread going `down`, (bound - score) /
-    spread going `up`; the label is always 0, so an untargeted attack lowers the margin."""
+    """Logits (margin, 0) with margin = (bound - score) / spread going `reject`, (score - bound) /
+    spread going `accept` (score: the outlier score); the label is always 0, so an untargeted attack
+    lowers the margin."""
 
     def __init__(self, rejector: Rejector, direction: str, bound: float, spread: float):
         super().__init__()
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        self.score, self.sign, self.bound, self.spread = rejector.score, 1.0 if direction == "down" else -1.0, bound, spread
+        self.score, self.sign, self.bound, self.spread = rejector, -1.0 if direction == "reject" else 1.0, bound, spread
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         margin = self.sign * (self.score(x) - self.bound) / self.spread
@@ -55,10 +57,10 @@ class ScoreModel(torch.nn.Module):
 
 
 def bounds(clean: np.ndarray, direction: str) -> tuple[float, float]:
-    """(bound, spread) for a direction from the clean scores of every image the rejector scores:
-    one spread below the lowest (down), above the highest (up)."""
+    """(bound, spread) for a direction from the clean outlier scores of every image the rejector
+    scores: one spread above the highest (reject), below the lowest (accept)."""
     spread = float(np.ptp(clean)) or 1.0
-    return (float(clean.min()) - spread if direction == "down" else float(clean.max()) + spread), spread
+    return (float(clean.max()) + spread if direction == "reject" else float(clean.min()) - spread), spread
 
 
 def _batches(x: np.ndarray):
@@ -74,7 +76,7 @@ def score_attack(name: str, rejector: Rejector, x: np.ndarray, eps: float, direc
         raise ValueError(f"unknown score attack {name!r}; known: {', '.join(SCORE_ATTACKS)}")
     b = {**BUDGETS[name], **(budget or {})}
     model = ScoreModel(rejector, direction, *bounds(clean_all, direction))
-    dev = rejector.score.device
+    dev = rejector.device
     y = np.zeros(len(x), np.int64)
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -113,21 +115,21 @@ class _Softmax(torch.nn.Module):
 
 
 class _Detector(torch.nn.Module):
-    """T - score: positive where the rejector rejects."""
+    """score - T: positive where the rejector rejects."""
 
     def __init__(self, rejector: Rejector):
         super().__init__()
         self.rejector = rejector
 
     def forward(self, x):
-        return (self.rejector.threshold - self.rejector.score(x))[:, None]
+        return (self.rejector(x) - self.rejector.threshold)[:, None]
 
 
 def k_plus_one(logits: torch.nn.Module, rejector: Rejector, x: np.ndarray, eps: float, budget: dict | None = None) -> np.ndarray:
     """OOD images x attacked through ART's DetectorClassifier (K+1 classes, the last one `rejected`) to
     be accepted: signed steps on C&W's margin max_{j<K} z_j - z_K; each image's first accepted
     iterate is kept (the last one where none is)."""
-    dev = rejector.score.device
+    dev = rejector.device
     kw = dict(loss=torch.nn.CrossEntropyLoss(), input_shape=x.shape[1:], clip_values=(0.0, 1.0),
               device_type="gpu" if dev.type == "cuda" else "cpu")
     clf = PyTorchClassifier(_Softmax(logits), nb_classes=10, **kw)

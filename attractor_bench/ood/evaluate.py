@@ -4,14 +4,16 @@ both directions, on MNIST against every OOD set; records -> the tidy table.
 For each model (trained or loaded from the model cache, exactly as `attractor-bench run` builds
 it), each rejector (`rejectors.rejectors_for`) and each eps:
 
-- MNIST's test images attacked `down` by every score attack, OOD images attacked `up`; per image
-  the worst over the attacks (`worst`: the lowest ID score, the highest OOD score);
+- MNIST's test images attacked by every score attack to be rejected, OOD images to be accepted
+  (`attacks.py`); per image the worst over the attacks (`worst`: the highest outlier score of an
+  MNIST image, the lowest of an OOD image);
 - rows per OOD set: `clean`, and per attack (and `worst`) three directions: `id` (ID attacked,
   OOD clean), `ood` (OOD attacked, ID clean) and `joint` (both attacked: the robust AUROC), with
   pytorch-ood's metrics and the shares of ID and OOD images the rejector accepts at its threshold;
-- models with the attractor's rejector: the project's rejection-aware attack and the K+1 attack
-  through ART's DetectorClassifier on the OOD images (direction `ood`), and per image the stronger
-  of the two (`stronger`: accepted if either gets the image accepted);
+- models whose own rejector is that of a fixed-point defence (the attractor's): the project's
+  rejection-aware attack and the K+1 attack through ART's DetectorClassifier on the OOD images
+  (direction `ood`), and per image the stronger of the two (`stronger`: accepted if either gets
+  the image accepted);
 - the accuracy/coverage curves (figures): clean, and under the classification attack PGD
   (cross-entropy through the pipeline, the registry's `pgd`) at each eps;
 - the validation images (`validation_sets`: MNIST validation images after those that calibrate the
@@ -47,6 +49,7 @@ from attractor_bench.cells import Defended, Target
 from attractor_bench.determinism import deterministic
 from attractor_bench.device import activate, resolve_device
 from attractor_bench.errors import ConfigError
+from attractor_bench.metrics import KEYS, ood_metrics
 from attractor_bench.files import array_fingerprint, atomic_write, key
 from attractor_bench import components
 from attractor_bench.provenance import environment
@@ -55,7 +58,6 @@ from attractor_bench.progress import Log
 
 from . import synthetic
 from .attacks import BUDGETS, k_plus_one, score_attack
-from .metrics import KEYS, ood_metrics
 from .rejectors import BATCH, rejectors_for
 from .suite import OODSuite
 
@@ -119,18 +121,18 @@ def _model_arrays(d: Defended, suite: OODSuite, sets: dict, val_x: np.ndarray, l
     for r in rejectors:
         out[f"threshold/{r.name}"] = np.array([r.threshold])
         for ds, split in sets.items():
-            out[f"score/{r.name}/{ds}/clean"] = r.scores(split.x)
+            out[f"score/{r.name}/{ds}/clean"] = r.score(split.x)
     for e in suite.eps:
         x_pgd = ATTACKS["pgd"].build(d.classifiers[Target.PIPELINE], eps=e).generate(mnist.x, mnist.y)
         out[f"correct/pgd_ce/{e:g}"] = _predict(d, x_pgd) == mnist.y
         for r in rejectors:
-            out[f"score/{r.name}/mnist/pgd_ce/{e:g}"] = r.scores(x_pgd)
+            out[f"score/{r.name}/mnist/pgd_ce/{e:g}"] = r.score(x_pgd)
     for r in rejectors:
         clean_all = np.concatenate([out[f"score/{r.name}/{ds}/clean"] for ds in sets])
         for e in suite.eps:
             out.update(_score_attacks(r, suite, sets, e, clean_all, "score", "", log, task))
-    similarity = next((r for r in rejectors if r.name == "similarity" and not r.calibrated), None)
-    if suite.k_plus_one and similarity is not None and d.rejector is not None:
+    own = d.rejector  # the rejection-aware attack is written for a fixed-point defence's rejector
+    if suite.k_plus_one and own is not None and hasattr(getattr(own, "defence", None), "iterate"):
         logits = _Logits(d)
         for e in suite.eps:
             for ds, split in sets.items():
@@ -138,9 +140,10 @@ def _model_arrays(d: Defended, suite: OODSuite, sets: dict, val_x: np.ndarray, l
                     continue
                 log.bar.update(task, description=f"cross-check: rejection-aware and K+1 on {ds} at eps {e:g}")
                 log.line(f"cross-check: rejection-aware and K+1 on {ds} at eps {e:g}")
-                ra = RejectionAwarePGD(d.classifiers[Target.PIPELINE], d.rejector, eps=e).generate(split.x)
-                out[f"score/similarity/{ds}/rejection_aware/{e:g}"] = similarity.scores(ra)
-                out[f"score/similarity/{ds}/k_plus_one/{e:g}"] = similarity.scores(k_plus_one(logits, similarity, split.x, e, suite.budgets.get("k_plus_one")))
+                ra = RejectionAwarePGD(d.classifiers[Target.PIPELINE], own, eps=e).generate(split.x)
+                out[f"score/{own.name}/{ds}/rejection_aware/{e:g}"] = own.score(ra)
+                x_k1 = k_plus_one(logits, own, split.x, e, suite.budgets.get("k_plus_one"))
+                out[f"score/{own.name}/{ds}/k_plus_one/{e:g}"] = own.score(x_k1)
                 log.bar.advance(task)
     return {**out, **_validation_arrays(rejectors, suite, val_sets, log, task)}
 
@@ -151,7 +154,7 @@ def _validation_arrays(rejectors: list, suite: OODSuite, val_sets: dict, log: Lo
     out, e = {}, suite.eps[0]
     for r in rejectors:
         for ds, split in val_sets.items():
-            out[f"val/score/{r.name}/{ds}/clean"] = r.scores(split.x)
+            out[f"val/score/{r.name}/{ds}/clean"] = r.score(split.x)
         clean_all = np.concatenate([out[f"val/score/{r.name}/{ds}/clean"] for ds in val_sets])
         out.update(_score_attacks(r, suite, val_sets, e, clean_all, "val/score", " (validation)", log, task))
     return out
@@ -159,16 +162,16 @@ def _validation_arrays(rejectors: list, suite: OODSuite, val_sets: dict, log: Lo
 
 def _score_attacks(r, suite: OODSuite, sets: dict, e: float, clean_all: np.ndarray, prefix: str, where: str, log: Log,
                    task) -> dict[str, np.ndarray]:
-    """Rejector `r`'s scores of every set under each score attack at eps `e` (MNIST attacked down, the
-    OOD sets up), keyed `<prefix>/<rejector>/<set>/<attack>/<eps>`."""
+    """Rejector `r`'s scores of every set under each score attack at eps `e` (MNIST attacked to be rejected, the
+    OOD sets to be accepted), keyed `<prefix>/<rejector>/<set>/<attack>/<eps>`."""
     out = {}
     for a in suite.attacks:
         for ds, split in sets.items():
-            direction = "down" if ds == "mnist" else "up"
+            direction = "reject" if ds == "mnist" else "accept"
             log.bar.update(task, description=f"{r.name}: {a} {direction} on {ds}{where} at eps {e:g}")
             log.line(f"score attack {a} ({r.name}, {direction}) on {ds}{where} at eps {e:g}")
             x_adv = score_attack(a, r, split.x, e, direction, clean_all, suite.seed, suite.budgets.get(a))
-            out[f"{prefix}/{r.name}/{ds}/{a}/{e:g}"] = r.scores(x_adv)
+            out[f"{prefix}/{r.name}/{ds}/{a}/{e:g}"] = r.score(x_adv)
             log.bar.advance(task)
     return out
 
@@ -179,8 +182,8 @@ def selection(arrays: dict, suite: OODSuite) -> dict[str, float]:
     e, out = suite.eps[0], {}
     for r in (k.split("/")[1] for k in arrays if k.startswith("threshold/")):
         v = lambda ds: [arrays[f"val/score/{r}/{ds}/{a}/{e:g}"] for a in suite.attacks]
-        id_worst = np.min(v("mnist"), axis=0)
-        out[r] = float(np.mean([ood_metrics(id_worst, np.max(v(ds), axis=0))["AUROC"] for ds in suite.ood]))
+        id_worst = np.max(v("mnist"), axis=0)
+        out[r] = float(np.mean([ood_metrics(id_worst, np.min(v(ds), axis=0))["AUROC"] for ds in suite.ood]))
     return out
 
 
@@ -198,7 +201,7 @@ class _Logits(torch.nn.Module):
 def _jobs(d: Defended, suite: OODSuite, n_sets: int) -> int:
     """The attack jobs of one model, for the progress bar's total (the validation images' at one eps)."""
     n_rejectors = 2 + (getattr(d.defence, "dae", None) is not None or d.rejector is not None)
-    cross = len(suite.eps) * (n_sets - 1) if suite.k_plus_one and d.rejector is not None else 0
+    cross = len(suite.eps) * (n_sets - 1) if suite.k_plus_one and hasattr(getattr(d.rejector, "defence", None), "iterate") else 0
     return n_rejectors * (len(suite.eps) + 1) * len(suite.attacks) * n_sets + cross
 
 
@@ -219,8 +222,8 @@ def _cached(path: Path, compute) -> tuple[dict[str, np.ndarray], bool]:
 
 def _metric_row(model, r, threshold, ds, e, direction, attack, id_s, ood_s) -> dict:
     return {"model": model, "rejector": r, "threshold": threshold, "dataset": ds, "eps": e, "direction": direction,
-            "attack": attack, **ood_metrics(id_s, ood_s), "id_accepted": float(np.mean(id_s >= threshold)),
-            "ood_accepted": float(np.mean(ood_s >= threshold))}
+            "attack": attack, **ood_metrics(id_s, ood_s), "id_accepted": float(np.mean(id_s <= threshold)),
+            "ood_accepted": float(np.mean(ood_s <= threshold))}
 
 
 def rows(model: str, arrays: dict, suite: OODSuite) -> list[dict]:
@@ -237,15 +240,15 @@ def rows(model: str, arrays: dict, suite: OODSuite) -> list[dict]:
             for e in suite.eps:
                 id_att = {a: s("mnist", f"{a}/{e:g}") for a in suite.attacks}
                 ood_att = {a: s(ds, f"{a}/{e:g}") for a in suite.attacks}
-                id_att["worst"] = np.min(list(id_att.values()), axis=0)
-                ood_att["worst"] = np.max(list(ood_att.values()), axis=0)
+                id_att["worst"] = np.max(list(id_att.values()), axis=0)
+                ood_att["worst"] = np.min(list(ood_att.values()), axis=0)
                 for a in [*suite.attacks, "worst"]:
                     out.append(_metric_row(model, r, t, ds, e, "id", a, id_att[a], ood_clean))
                     out.append(_metric_row(model, r, t, ds, e, "ood", a, id_clean, ood_att[a]))
                     out.append(_metric_row(model, r, t, ds, e, "joint", a, id_att[a], ood_att[a]))
                 if f"score/{r}/{ds}/k_plus_one/{e:g}" in arrays:
                     ra, k1 = s(ds, f"rejection_aware/{e:g}"), s(ds, f"k_plus_one/{e:g}")
-                    for a, sc in zip(CROSS_CHECK, (ra, k1, np.maximum(ra, k1))):
+                    for a, sc in zip(CROSS_CHECK, (ra, k1, np.minimum(ra, k1))):
                         out.append(_metric_row(model, r, t, ds, e, "ood", a, id_clean, sc))
     return out
 

@@ -21,10 +21,10 @@ import pandas as pd
 from attractor_bench import plots, tables
 from attractor_bench.data import DISPLAY_NAMES as REAL_NAMES
 from attractor_bench.files import replace_folder
+from attractor_bench.metrics import accuracy_coverage
 from attractor_bench.summary import dumps
 
 from . import synthetic
-from .metrics import accuracy_coverage
 
 DISPLAY_NAMES = {**REAL_NAMES, **synthetic.DISPLAY_NAMES}
 TABLE, META, FIGURE = "ood.csv", "ood.json", "accuracy_coverage.png"
@@ -41,7 +41,7 @@ def best_rejectors(validation: dict[str, dict[str, float]]) -> dict[str, str]:
 def _curve(scores: np.ndarray, correct: np.ndarray, threshold: float) -> dict:
     cov, acc = accuracy_coverage(scores, correct)
     idx = np.unique(np.clip(np.round(np.linspace(0, len(cov) - 1, GRID)).astype(int), 0, len(cov) - 1))
-    accepted = scores >= threshold
+    accepted = scores <= threshold
     at_t = [float(accepted.mean()), float(correct[accepted].mean()) if accepted.any() else None]
     return {"coverage": cov[idx].tolist(), "accuracy": acc[idx].tolist(), "at_threshold": at_t}
 
@@ -66,7 +66,7 @@ def auroc_summary(table: pd.DataFrame, eps: float) -> dict:
 
 def meta_doc(result, command: str, commit: str | None, date: str) -> dict:
     eps0 = result.suite.eps[0]
-    return {"format": FORMAT, "kind": "ood", "suite": result.suite.name, "command": command, "commit": commit,
+    return {"format": FORMAT, "kind": "ood", "scores": "outlier", "suite": result.suite.name, "command": command, "commit": commit,
             "date": date, **result.meta, "best_rejector": best_rejectors(result.meta["validation"]["robust_auroc"]),
             "auroc": {"eps": eps0, "attacks": list(result.suite.attacks), "models": auroc_summary(result.table, eps0)},
             "curves": summarize_curves(result.curves, result.table)}
@@ -89,6 +89,19 @@ def _v(t, metric, **where) -> str:
     return tables.DASH if row is None else _pct(row[metric])
 
 
+# what the scores and thresholds of ood.csv are: outlier scores (this code's, pytorch-ood's convention), or
+# the ID scores of the runs made before (issue 37), whose README re-renders as it was written
+_SCORES = {
+    "outlier": ("Scores are outlier scores (higher = more OOD: minus the similarity, minus the maximum softmax "
+                "probability, the energy); a rejector accepts an image whose score is at most its threshold T: the "
+                "suite's for a model's own rejector (the attractor's: minus its similarity threshold), else the score "
+                "that accepts 95% of 2,000 MNIST validation images.", "ID images pushed to be rejected, OOD images to be accepted"),
+    "id": ("A rejector accepts an image whose score is at least its threshold T: the suite's threshold for the attractor's "
+           "own similarity, else the score that accepts 95% of 2,000 MNIST validation images.",
+           "ID images pushed down (to be rejected), OOD images pushed up (to be accepted)"),
+}
+
+
 def _intro(meta: dict) -> list[str]:
     sets, n = meta["ood"], meta["n_images"]
     return [f"# OOD detection under attack: `{meta['suite']}`", "",
@@ -98,11 +111,10 @@ def _intro(meta: dict) -> list[str]:
             "trains for its suite (the same weights, defence and threshold as on the leaderboard).", "",
             "Rejectors (attractor_bench/ood/rejectors.py): *similarity*, Pearson(reconstruction(x), x) where the defence "
             "reconstructs (the attractor's fixed point, a purifier's DAE); *msp*, the maximum softmax probability; *energy*, "
-            "logsumexp of the logits. A rejector accepts an image whose score is at least its threshold T: the suite's "
-            "threshold for the attractor's own similarity, else the score that accepts 95% of 2,000 MNIST validation images.", "",
+            "logsumexp of the logits. " + _SCORES[meta.get("scores", "id")][0], "",
             "Score attacks (attractor_bench/ood/attacks.py), L-inf, through the whole defended pipeline: "
             + ", ".join(f"{a} ({', '.join(f'{k} {v:g}' for k, v in meta['budgets'][a].items())})" for a in meta["attacks"])
-            + " on the rejector's score, ID images pushed down (to be rejected), OOD images pushed up (to be accepted); "
+            + " on the rejector's score, " + _SCORES[meta.get("scores", "id")][1] + "; "
             "*worst*: per image the worst score over the attacks. Directions: *ID attacked* (OOD clean), *OOD attacked* "
             "(ID clean), *joint* (both attacked: the **robust AUROC**). Metrics as pytorch-ood names them, OOD the positive "
             "class: AUROC, AUPR-IN, AUPR-OUT, FPR95TPR (the share of ID images rejected where 95% of the OOD images are). "
