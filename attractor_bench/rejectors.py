@@ -91,27 +91,27 @@ class Rejector(torch.nn.Module):
         return None if self.threshold is None else (-self.threshold if self.similarity else self.threshold)
 
 
-class MaxSoftmax(Rejector):
-    """Minus the maximum softmax probability of `logits(x)` (pytorch-ood's `MaxSoftmax`)."""
-
-    name = "msp"
+class FromLogits(Rejector):
+    """A score of a classifier's logits, `logits(x)` (the post-hoc detectors of pytorch-ood)."""
 
     def __init__(self, logits: Callable[[torch.Tensor], torch.Tensor], threshold=None, device="cpu"):
         super().__init__(threshold, device)
         self.logits = logits
+
+
+class MaxSoftmax(FromLogits):
+    """Minus the maximum softmax probability of `logits(x)` (pytorch-ood's `MaxSoftmax`)."""
+
+    name = "msp"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -torch.softmax(self.logits(x), 1).amax(1)
 
 
-class Energy(Rejector):
+class Energy(FromLogits):
     """The energy -logsumexp(logits(x)) at temperature 1 (pytorch-ood's `EnergyBased`)."""
 
     name = "energy"
-
-    def __init__(self, logits: Callable[[torch.Tensor], torch.Tensor], threshold=None, device="cpu"):
-        super().__init__(threshold, device)
-        self.logits = logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -torch.logsumexp(self.logits(x), 1)
