@@ -69,6 +69,24 @@ def smoke_run(tmp_path_factory, data_root):
     return _run_once(tmp_path_factory.mktemp("smoke"), SMOKE, data_root)
 
 
+def rebuilt_by_report(folder: Path, tmp_path: Path, name: str) -> tuple[bytes, bytes]:
+    """A copy of the run `folder` with its file `name` removed, then `attractor-bench report` on the copy:
+    (the file as the run wrote it, the file report wrote back)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from attractor_bench.cli import app
+
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    written = (copy / name).read_bytes()
+    (copy / name).unlink()
+    result = CliRunner().invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    return written, (copy / name).read_bytes()
+
+
 def as_current(results: Path) -> Path:
     """Mark every record in a copy of results/ as made with the current component versions, in place.
 

@@ -17,7 +17,7 @@ from attractor_bench import schema
 from attractor_bench.cli import app
 from attractor_bench.summary import decode_samples, interval
 
-from conftest import MICRO
+from conftest import MICRO, rebuilt_by_report
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -58,15 +58,8 @@ def test_micro_run_writes_tables_records_and_a_readme(micro_run):
 
 
 def test_report_rerenders_the_same_readme(micro_run, tmp_path):
-    import shutil
-
-    folder = tmp_path / "micro"
-    shutil.copytree(micro_run.folder, folder)
-    before = (folder / "README.md").read_text()
-    (folder / "README.md").unlink()
-    result = runner.invoke(app, ["report", str(folder)])
-    assert result.exit_code == 0, result.output
-    assert (folder / "README.md").read_text() == before
+    written, rebuilt = rebuilt_by_report(micro_run.folder, tmp_path, "README.md")
+    assert rebuilt == written
 
 
 def test_report_rerenders_the_run_as_it_ran_after_its_suite_file_changed(micro_run, tmp_path):

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import MICRO
+from conftest import MICRO, rebuilt_by_report
 from typer.testing import CliRunner
 
 from attractor_bench import flags, robustness
@@ -20,13 +20,9 @@ runner = CliRunner()
 
 
 def test_a_runs_summary_is_rebuilt_from_its_files_byte_for_byte(micro_run, tmp_path):
-    folder = tmp_path / "micro"
-    shutil.copytree(micro_run.folder, folder)
-    written = (folder / "summary.json").read_bytes()
-    (folder / "summary.json").unlink()
-    result = runner.invoke(app, ["report", str(folder)])
-    assert result.exit_code == 0, result.output
-    assert (folder / "summary.json").read_bytes() == written
+    written, rebuilt = rebuilt_by_report(micro_run.folder, tmp_path, "summary.json")
+    assert rebuilt == written
+    folder = tmp_path / micro_run.folder.name
     # the record holds each worst case image by image, as summary.json shows it
     records, summary = flags.read(folder), json.loads(written)
     for m in summary["models"]:
