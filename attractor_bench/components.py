@@ -63,8 +63,10 @@ DECLARED: tuple[Component, ...] = (
     Component("defence.feature_dae", 1, (f"{_A}.defences.feature_dae",), "feature-space DAE purification (related paper 004)"),
     # rejector 1 (issue 37): the one rejector interface (outlier scores, threshold, fit, accept) and MSP, energy,
     # reconstruction similarity as implementations (the OOD runs' scores, before in ood/rejectors.py); 2: MSP and
-    # energy share their constructor (FromLogits; the same scores, bumped while no stored number used version 1)
-    Component("rejector", 2, (f"{_A}.rejectors",), "the rejector interface; max softmax, energy, reconstruction similarity"),
+    # energy share their constructor (FromLogits; the same scores, bumped while no stored number used version 1);
+    # 3: every rejector is ART's EvasionDetector again (detect, ART's fit signature; the same scores, bumped while
+    # no stored number used version 2)
+    Component("rejector", 3, (f"{_A}.rejectors",), "the rejector interface; max softmax, energy, reconstruction similarity"),
     # 2 (issue 37): an implementation of the rejector interface (score -Pearson, threshold -T, its outputs per cell)
     Component("rejector.pearson", 2, (f"{_A}.defences.ood",), "the attractor's Pearson-similarity rejector"),
     # classifier 2: loss summed over images, batches of at least 16 rows; 3: the training cost's pass without

@@ -8,6 +8,7 @@ accepts an input whose score is at most its `threshold`:
 >>> rejector.score(x)              # (N,) outlier scores, numpy in, numpy out, no gradients
 >>> rejector(x_tensor)             # the same score as a differentiable torch function (attacks on the score)
 >>> rejector.accept(x)             # (N,) bool: score <= threshold
+>>> report, is_ood = rejector.detect(x)   # ART's EvasionDetector: is_ood = ~accept(x)
 
 Implementations: `MaxSoftmax` (Hendrycks & Gimpel 2017: minus the highest softmax probability),
 `Energy` (Liu et al. 2020, T = 1: minus logsumexp of the logits), both of a logits function, and
@@ -27,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from art.defences.detector.evasion import EvasionDetector
 
 from .metrics import threshold_at_tpr
 
@@ -44,15 +46,18 @@ def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tenso
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
 
 
-class Rejector(torch.nn.Module):
+class Rejector(torch.nn.Module, EvasionDetector):
     """The interface. A subclass defines `forward(x) -> (B,)` outlier scores, differentiable in x;
-    it may set `threshold` (else `fit` sets it) and add per-image outputs a cell stores (`outputs`)."""
+    it may set `threshold` (else `fit` sets it) and add per-image outputs a cell stores (`outputs`).
+    Every rejector is also an ART `EvasionDetector` (`fit`, `detect`, `get_params`, `set_params`), so it
+    drops into ART code that takes a detector."""
 
     name = "rejector"
     similarity = False  # its score is minus a Pearson similarity (the histograms of the paper's Figures 8 and 13)
+    defence_params = ["threshold"]  # ART's EvasionDetector: what get_params / set_params read and write
 
     def __init__(self, threshold: float | None = None, device: torch.device | str = "cpu"):
-        super().__init__()
+        torch.nn.Module.__init__(self)
         self.threshold = threshold
         self.device = torch.device(device)
 
@@ -66,12 +71,22 @@ class Rejector(torch.nn.Module):
         return torch.cat([self(xt[i:i + batch_size].to(self.device)).float().cpu()
                           for i in range(0, len(xt), batch_size)]).numpy()
 
-    def fit(self, x: np.ndarray, target_tpr: float = TPR) -> "Rejector":
-        """Set the threshold that accepts at least `target_tpr` of the in-distribution images x."""
+    def fit(self, x: np.ndarray, y: np.ndarray | None = None, batch_size: int = BATCH, nb_epochs: int = 0,
+            target_tpr: float = TPR, **kwargs) -> "Rejector":
+        """Set the threshold that accepts at least `target_tpr` of the in-distribution images x (ART's
+        `fit` signature: the labels and epochs are not used, nothing is trained)."""
         if not 0.0 < target_tpr <= 1.0:
             raise ValueError(f"target_tpr must lie in (0, 1], got {target_tpr}.")
-        self.threshold = threshold_at_tpr(self.score(x), target_tpr)
+        self.threshold = threshold_at_tpr(self.score(x, batch_size), target_tpr)
         return self
+
+    def detect(self, x: np.ndarray, batch_size: int = BATCH, **kwargs) -> tuple[dict, np.ndarray]:
+        """ART's `EvasionDetector.detect`: `(report, is_ood)`, with the outlier scores and the threshold
+        in the report and `is_ood = score > threshold` (the complement of `accept`)."""
+        if self.threshold is None:
+            raise ValueError(f"rejector {self.name!r} has no threshold yet: fit it on in-distribution images.")
+        s = self.score(x, batch_size)
+        return {"score": s, "threshold": self.threshold}, s > self.threshold
 
     def accept(self, x: np.ndarray) -> np.ndarray:
         """Which images the rejector accepts (score <= threshold)."""

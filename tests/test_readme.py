@@ -78,6 +78,22 @@ def test_readme_example_names_exist():
                 assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
 
 
+def test_readme_example_calls_bind_to_the_signatures():
+    """Each call of a name the example imports from the package binds to that name's signature (a renamed
+    keyword fails here, in the default run, not only in the slow run of the example)."""
+    import attractor_bench
+
+    tree = ast.parse(_example())
+    imported = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                and n.module.startswith("attractor_bench") for a in n.names}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in imported]
+    assert {c.func.id for c in calls} >= {"PearsonRejector", "AttractorDefence", "make_classifier", "load_model"}
+    namespace = {**vars(attractor_bench), "load": importlib.import_module("attractor_bench.data").load}
+    for call in calls:
+        target = namespace.get(call.func.id) or getattr(attractor_bench, call.func.id)
+        inspect.signature(target).bind(*[None] * len(call.args), **{k.arg: None for k in call.keywords})
+
+
 def test_api_page_attractor_defence_defaults_are_the_code_s():
     from attractor_bench import AttractorDefence
 

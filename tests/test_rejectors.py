@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attractor_bench.config import DefenceSpec, RejectorSpec
-from attractor_bench.defences import AttractorDefence, PearsonRejector, rejector_of
+from attractor_bench.defences import AttractorDefence, PearsonRejector, pearson, rejector_of
 from attractor_bench.models import AttractorNet
 from attractor_bench.rejectors import Energy, MaxSoftmax, ReconstructionSimilarity, Rejector
 
@@ -50,6 +50,33 @@ def test_the_attractors_rejector_is_a_reconstruction_similarity(images):
     np.testing.assert_allclose(r.score(images), generic.score(images), atol=1e-6)
     out = r.outputs(images)
     assert (out["score"] == r.score(images)).all() and np.isfinite(out["score_single"]).all()
+
+
+def test_every_rejector_is_an_art_evasion_detector(logits, images):
+    """ART code that takes an `EvasionDetector` takes a rejector: `detect` says OOD exactly where `accept`
+    refuses, ART's `fit` signature fits the threshold, `set_params` / `get_params` reach it."""
+    from art.defences.detector.evasion import EvasionDetector
+
+    torch.manual_seed(0)
+    attractor = PearsonRejector(AttractorDefence(AttractorNet().eval(), max_iter=2), similarity=0.8)
+    for r in (MaxSoftmax(logits), attractor):
+        assert isinstance(r, EvasionDetector)
+        r.fit(images, np.zeros(len(images)), batch_size=5, nb_epochs=3, target_tpr=0.5)
+        report, is_ood = r.detect(images, batch_size=7)
+        assert is_ood.tolist() == (~r.accept(images)).tolist() and is_ood.sum() == 8
+        assert report["threshold"] == r.threshold and (report["score"] == r.score(images, batch_size=7)).all()
+        r.set_params(threshold=float(np.sort(report["score"])[-1]))  # accepts everything
+        assert r.get_params() == {"threshold": r.threshold} and not r.detect(images)[1].any()
+
+
+def test_the_readme_example_s_rejector_says_ood_below_the_similarity_threshold(images):
+    """`PearsonRejector(defence, similarity=T).detect(x)[1]` is Pearson(G^n(x), x) < T, as the README's comment says."""
+    torch.manual_seed(0)
+    defence = AttractorDefence(AttractorNet().eval(), max_iter=2)
+    x = torch.from_numpy(images)
+    similarity = pearson(defence.iterate(x)[0], x).numpy()
+    t = float(np.median(similarity))
+    assert PearsonRejector(defence, similarity=t).detect(images)[1].tolist() == (similarity < t).tolist()
 
 
 def test_which_defences_bring_a_rejector(logits):
