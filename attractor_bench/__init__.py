@@ -17,7 +17,7 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 __version__ = "0.1.0"
 
 _PUBLIC = {"load_model": "api", "load_defence": "api", "make_classifier": "api", "run_suite": "api", "benchmark": "benchmarking",
-           "ATTACKS": "attacks", "DEFENCES": "defences", "AttractorDefence": "defences", "PearsonRejector": "defences",
+           "ATTACKS": "attacks", "DEFENCES": "defenses", "AttractorDefence": "defenses", "PearsonRejector": "defenses",
            "MODELS": "models", "AttractorNet": "models"}
 __all__ = list(_PUBLIC)
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .api import load_defence, load_model, make_classifier, run_suite
     from .attacks import ATTACKS
     from .benchmarking import benchmark
-    from .defences import DEFENCES, AttractorDefence, PearsonRejector
+    from .defenses import DEFENCES, AttractorDefence, PearsonRejector
     from .models import MODELS, AttractorNet
 
 

@@ -18,7 +18,7 @@ from .cache import Context, get_or_fit, get_or_train
 from .classifier import make_classifier
 from .config import DefenceSpec
 from .data import mnist_train_val
-from .defences import DEFENCES
+from .defenses import DEFENCES
 from .device import resolve_device
 from .errors import ConfigError
 from .models import MODELS

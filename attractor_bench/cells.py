@@ -32,7 +32,7 @@ from . import components
 from .attacks import perturbation_norms, within_budget
 from .classifier import TrainingCost, make_classifier
 from .config import AttackSpec, Suite, Target
-from .defences import straight_through
+from .defenses import straight_through
 from .rejectors import Rejector
 from .plugins import BUILT_IN
 from .errors import AttractorBenchError
@@ -66,7 +66,7 @@ def defended_code(used: list[str], *factories) -> str:
 @dataclass
 class Defended:
     """One trained model with its defence, rejector (None unless its defence brings one:
-    `defences.rejector_of`) and the classifiers attacks see (built on first use, and again after unpickling in a worker);
+    `defenses.rejector_of`) and the classifiers attacks see (built on first use, and again after unpickling in a worker);
     `fingerprint` identifies all of that for the cell store, `network_fingerprint` the undefended
     network alone (transfer examples are made on it)."""
 

@@ -16,7 +16,7 @@ from art.defences.preprocessor.preprocessor import Preprocessor
 from art.estimators.classification import PyTorchClassifier
 
 from .batch_invariance import MIN_ROWS, chunk_padding, pad_rows
-from .defences import check_images
+from .defenses import check_images
 from .losses import RecReduction
 from .models import N_CLASSES
 

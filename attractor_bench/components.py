@@ -28,7 +28,7 @@ from functools import lru_cache
 
 from . import lock
 from .attacks import ATTACKS, AttackEntry
-from .defences import DEFENCES, MODELS_INTERNAL
+from .defenses import DEFENCES, MODELS_INTERNAL
 from .lock import PACKAGE
 from .models import MODELS
 from .presets import PRESETS
@@ -54,13 +54,13 @@ DECLARED: tuple[Component, ...] = (
               "the attractor network (784-500-300-300, heads, Chain)"),
     Component("train.attractor", 1, (f"{_A}.training", f"{_A}.losses"),
               "the paper's staged training of the attractor presets and its losses (Eq. 4)"),
-    Component("defence.attractor", 2, (f"{_A}.defences.attractor",),  # 2: the last few moving samples padded to 16 rows
+    Component("defence.attractor", 2, (f"{_A}.defenses.attractor",),  # 2: the last few moving samples padded to 16 rows
               "the fixed-point iteration as an ART preprocessor"),
-    Component("defence.bpda", 1, (f"{_A}.defences:StraightThrough", f"{_A}.defences:straight_through",
-                                  f"{_A}.defences:no_defence"), "BPDA with the identity, and no defence"),
-    Component("defence.dae", 1, (f"{_A}.defences.dae",), "the denoising autoencoders inside the purifiers"),
-    Component("defence.apudae", 1, (f"{_A}.defences.apudae",), "APuDAE purification (related paper 003)"),
-    Component("defence.feature_dae", 1, (f"{_A}.defences.feature_dae",), "feature-space DAE purification (related paper 004)"),
+    Component("defence.bpda", 1, (f"{_A}.defenses:StraightThrough", f"{_A}.defenses:straight_through",
+                                  f"{_A}.defenses:no_defence"), "BPDA with the identity, and no defence"),
+    Component("defence.dae", 1, (f"{_A}.defenses.dae",), "the denoising autoencoders inside the purifiers"),
+    Component("defence.apudae", 1, (f"{_A}.defenses.apudae",), "APuDAE purification (related paper 003)"),
+    Component("defence.feature_dae", 1, (f"{_A}.defenses.feature_dae",), "feature-space DAE purification (related paper 004)"),
     # rejector 1 (issue 37): the one rejector interface (outlier scores, threshold, fit, accept) and MSP, energy,
     # reconstruction similarity as implementations (the OOD runs' scores, before in ood/rejectors.py); 2: MSP and
     # energy share their constructor (FromLogits; the same scores, bumped while no stored number used version 1);
@@ -68,7 +68,7 @@ DECLARED: tuple[Component, ...] = (
     # no stored number used version 2)
     Component("rejector", 3, (f"{_A}.rejectors",), "the rejector interface; max softmax, energy, reconstruction similarity"),
     # 2 (issue 37): an implementation of the rejector interface (score -Pearson, threshold -T, its outputs per cell)
-    Component("rejector.pearson", 2, (f"{_A}.defences.ood",), "the attractor's Pearson-similarity rejector"),
+    Component("rejector.pearson", 2, (f"{_A}.defenses.ood",), "the attractor's Pearson-similarity rejector"),
     # classifier 2: loss summed over images, batches of at least 16 rows; 3: the training cost's pass without
     # derivative masks (the same bits; issue 38)
     Component("classifier", 3, (f"{_A}.classifier",),

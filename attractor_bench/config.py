@@ -34,7 +34,7 @@ from typing import Any
 
 from .attacks import ATTACKS, AttackEntry
 from .classifier import TrainingCost
-from .defences import DEFENCES, REJECTORS, rejector_of
+from .defenses import DEFENCES, REJECTORS, rejector_of
 from .rejectors import TPR, Rejector
 from .errors import ConfigError
 from .plugins import BUILT_IN, PluginError, resolve
@@ -86,7 +86,7 @@ class DefenceSpec:
     @property
     def may_reject(self) -> bool:
         """Whether a model with this defence can have a rejector: a registered defence that brings one
-        (`defences.REJECTORS`), or an outside defence (known once it is built: `defences.rejector_of`)."""
+        (`defenses.REJECTORS`), or an outside defence (known once it is built: `defenses.rejector_of`)."""
         return self.origin != BUILT_IN or DEFENCES.get(self.name) in REJECTORS
 
 
@@ -117,7 +117,7 @@ class RejectorSpec:
     target_tpr: float | None = None
 
     def build(self, defence, val_x) -> Rejector | None:
-        """The rejector `defence` brings (`defences.rejector_of`; None: it brings none), its threshold
+        """The rejector `defence` brings (`defenses.rejector_of`; None: it brings none), its threshold
         fitted on the validation images `val_x` where a target TPR is set or it has none of its own."""
         rejector = rejector_of(defence, None if self.target_tpr is not None else self.threshold)
         if rejector is not None and (self.target_tpr is not None or rejector.threshold is None):

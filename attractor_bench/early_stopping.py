@@ -1,7 +1,7 @@
 """The one early-stopping training loop of every network the benchmark trains: the paper's
 layer-wise stages and fine-tuning (`attractor_bench.training`), the comparison classifiers
 (`models.mlp.fit_classifier`: MLP, PGD-AT, stochastic MLP, the feature CNN) and the denoisers
-(`defences.dae.fit_denoiser`).
+(`defenses.dae.fit_denoiser`).
 
 `fit` runs epochs of one optimizer step per batch, in a fresh random order of the training
 samples each epoch (`torch.randperm` of the caller's generator), then measures the caller's

@@ -12,7 +12,8 @@ no hash. `components.lock.json` (beside this module) records `{name: {version, h
 `check()` compares it with the code (a test in the default run does), and `write()` updates it
 (`scripts/lock.py`): for a component whose version was bumped freely, for one whose version stayed
 only with the record of a same-numbers check that found the same bytes (`scripts/same_numbers.py
---record`).
+--record`) or of a move (`moved()`, `scripts/lock.py --moved OLD=NEW`: the code is the lock's code
+once the moved modules are named back, so no number can change).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -276,6 +278,41 @@ def _hash(nodes) -> str:
     return h.hexdigest()[:16]
 
 
+def _moved_back(nodes, moves: dict[str, str]):
+    """`nodes` with each moved module renamed back: `moves` is {old module: new module}
+    (`attractor_bench.defences` -> `attractor_bench.defenses`); the new names go back to the old in the
+    nodes' module names, in module names written as text, and where the module's last part is an
+    identifier (`defenses.REJECTORS`). Nothing else in the text changes."""
+    def back(text: str, new: str, old: str) -> str:
+        text = re.sub(rf"{re.escape(new)}(?=[.:'])", old, text)
+        last_new, last_old = new.rpartition(".")[2], old.rpartition(".")[2]
+        return re.sub(rf"\b(id|attr|name|module)='{re.escape(last_new)}'", rf"\1='{last_old}'", text)
+
+    out = []
+    for (mod, qual), text in nodes:
+        for old, new in moves.items():
+            if mod == new or mod.startswith(new + "."):
+                mod = old + mod[len(new):]
+            text = back(text, new, old)
+        out.append(((mod, qual), text))
+    return sorted(out, key=lambda kv: (kv[0][0], kv[0][1] or ""))
+
+
+def moved(registry: "Registry", lock: dict, moves: dict[str, str]) -> dict[str, dict]:
+    """The components whose code changed at the same version only because modules moved: with the
+    moved modules renamed back (`_moved_back`), their code hashes to the lock's hash. {name: the
+    record `write` keeps beside it}. A component whose code differs in anything else is not in it."""
+    out = {}
+    for n, c in registry.comps.items():
+        old = lock.get(n)
+        if old is None or old["version"] != c.version:
+            continue
+        nodes = registry.closure(n)[0]
+        if _hash(nodes) != old["hash"] and _hash(_moved_back(nodes, moves)) == old["hash"]:
+            out[n] = {"moved": {o: m for o, m in sorted(moves.items())}, "from_hash": old["hash"]}
+    return out
+
+
 def _closure(name: str, comps: dict, entry_of, source_of) -> tuple[tuple[tuple[Node, str], ...], tuple[str, ...]]:
     """((node, normalized text) of every node of component `name`, sorted; the components it requires)."""
     owners, comp = _owner_map(comps), comps[name]
@@ -339,7 +376,8 @@ def problems(lock: dict, now: dict) -> list[str]:
         elif s["hash"] != old["hash"]:
             out.append(f"component {n}: its code changed (hash {old['hash']} -> {s['hash']}) at version {s['version']}. If its "
                        f"numbers change, bump its version in {_where(n)}; if they do not, run `python scripts/same_numbers.py "
-                       f"--old <commit> --record`, which updates the lock only when the numbers are the same byte for byte.")
+                       f"--old <commit> --record`, which updates the lock only when the numbers are the same byte for byte (a module that "
+                       f"only moved: `python scripts/lock.py --moved OLD.MODULE=NEW.MODULE`).")
         elif s["requires"] != old.get("requires", s["requires"]):
             out.append(f"component {n}: now requires {s['requires']} (lock: {old.get('requires')}); run `python scripts/lock.py`.")
     for n in sorted(set(lock) - set(now)):

@@ -6,7 +6,7 @@ installed distributions, or a `module:callable` reference written in a suite.
     my_attack = "my_pkg.attacks:make_attack"
 
 The contract of each kind (what the callable takes and returns) is in docs/plugins.md
-and in `attacks.AttackEntry`, `defences.DEFENCES` and `config.ModelSpec`.
+and in `attacks.AttackEntry`, `defenses.DEFENCES` and `config.ModelSpec`.
 A name is looked up in that order: built in, then entry points; a reference containing ':' is
 imported. Built-in names win over entry points of the same name (the clash is shown by `list`).
 
@@ -25,17 +25,19 @@ import importlib.machinery
 import importlib.util
 import re
 import sys
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Iterator, Literal
 
 from .attacks import ATTACKS, RENAMED
-from .defences import DEFENCES
+from .defenses import DEFENCES
 from .models import MODELS
 from .presets import PRESETS
 
-GROUPS = {"attack": "attractor_bench.attacks", "defence": "attractor_bench.defences", "model": "attractor_bench.models"}
+GROUPS = {"attack": "attractor_bench.attacks", "defence": "attractor_bench.defenses", "model": "attractor_bench.models"}
+OLD_GROUPS = {"defence": "attractor_bench.defences"}  # read with a warning until the next release
 BUILT_IN = "built-in"
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 Mode = Literal["import", "find", "refuse"]
@@ -68,7 +70,15 @@ def _builtins(kind: str) -> dict[str, Any]:
 
 
 def _entry_points(kind: str) -> dict:
-    return {ep.name: ep for ep in entry_points(group=GROUPS[kind])}
+    found = {ep.name: ep for ep in entry_points(group=GROUPS[kind])}
+    if kind in OLD_GROUPS:  # the group was renamed with the folder (docs/release-notes.md): read the old one too
+        old = {ep.name: ep for ep in entry_points(group=OLD_GROUPS[kind]) if ep.name not in found}
+        if old:
+            warnings.warn(f"entry points {', '.join(sorted(old))} are registered in the group {OLD_GROUPS[kind]!r}, "
+                          f"renamed {GROUPS[kind]!r}: register them there (docs/plugins.md); the old group is read "
+                          "until the next release.", DeprecationWarning, stacklevel=3)
+        found = {**old, **found}
+    return found
 
 
 def _origin(ep) -> str:

@@ -13,11 +13,11 @@ accepts an input whose score is at most its `threshold`:
 Implementations: `MaxSoftmax` (Hendrycks & Gimpel 2017: minus the highest softmax probability),
 `Energy` (Liu et al. 2020, T = 1: minus logsumexp of the logits), both of a logits function, and
 `ReconstructionSimilarity` (minus Pearson(reconstruction(x), x), the purifiers' denoising
-autoencoders). The attractor's rejector (`defences/ood.py`: `PearsonRejector`) is a
+autoencoders). The attractor's rejector (`defenses/ood.py`: `PearsonRejector`) is a
 `ReconstructionSimilarity` with the fixed-point iteration as its reconstruction.
 
 A model *has* a rejector when its defence brings one: a registered defence through the registry
-`defences.REJECTORS`, an outside defence through a `rejector()` method of the object its factory
+`defenses.REJECTORS`, an outside defence through a `rejector()` method of the object its factory
 returns (docs/plugins.md). The classification cells' end-to-end metrics and the OOD evaluation
 both read it through this interface.
 """

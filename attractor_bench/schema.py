@@ -33,7 +33,7 @@ LOSSES = ("cross_entropy", "training")  # what a gradient attack differentiates 
 OOD_DATASETS = ("fashion_mnist", "cifar10_bw")  # data.DATASETS but mnist
 SYNTHETIC_SETS = ("uniform_noise", "smooth_noise")  # ood.synthetic.DISPLAY_NAMES
 SCORE_ATTACKS = ("pgd", "apgd", "square")  # ood.attacks.SCORE_ATTACKS
-BACKWARDS = ("unrolled", "bpda")  # defences.Backward
+BACKWARDS = ("unrolled", "bpda")  # defenses.Backward
 # The largest meaningful budget per norm: the diameter of [0, 1]^784 in that norm.
 EPS_MAX = {"linf": 1.0, "l2": 28.0}
 SEED_MAX = 2**63 - 1  # torch's generators take 64 bits; further seeds add small offsets
@@ -289,7 +289,7 @@ class TrainDoc(Doc):
 
 
 class AttractorDefenceDoc(Doc):
-    """The attractor defence: the fixed-point iteration (attractor_bench.defences.AttractorDefence)."""
+    """The attractor defence: the fixed-point iteration (attractor_bench.defenses.AttractorDefence)."""
 
     name: one_of("attractor") = "attractor"
     tol: number(1e-12, 1.0) = None

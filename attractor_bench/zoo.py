@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .defences import MODELS_INTERNAL
+from .defenses import MODELS_INTERNAL
 from .errors import AttractorBenchError, ConfigError
 from .files import atomic_write, weights_fingerprint, write_text
 from .models import MODELS, Activation, AttractorNet

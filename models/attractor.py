@@ -3,7 +3,7 @@
 A fully connected autoencoder 784-500-300-300-300-500-784 with ReLU hidden units and a 10-way
 classification head on the 300-unit bottleneck: it reconstructs and classifies at once. At test
 time the autoencoder G is iterated, x_{k+1} = G(x_k), until it reaches a fixed point (see
-`attractor_bench.defences.AttractorDefence`).
+`attractor_bench.defenses.AttractorDefence`).
 
 `forward(x)` returns the logits of a single pass (no iteration), so the module can be handed to
 ART's `PyTorchClassifier` as it is; `reconstruct(x)` is G.

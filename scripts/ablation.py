@@ -36,7 +36,7 @@ from attractor_bench.classifier import make_classifier
 from attractor_bench import schema
 from attractor_bench.config import train_config
 from attractor_bench.data import load, mnist_train_val
-from attractor_bench.defences import AttractorDefence, pearson
+from attractor_bench.defenses import AttractorDefence, pearson
 from attractor_bench.errors import ConfigError
 from attractor_bench.metrics import ood_metrics
 from attractor_bench.presets import PRESETS

@@ -34,7 +34,7 @@ from attractor_bench.attacks.rejection_aware import RejectionAwarePGD
 from attractor_bench.classifier import make_classifier
 from attractor_bench.cache import Context
 from attractor_bench.data import load, mnist_train_val
-from attractor_bench.defences import AttractorDefence, PearsonRejector, pearson
+from attractor_bench.defenses import AttractorDefence, PearsonRejector, pearson
 from attractor_bench.metrics import ood_metrics
 from attractor_bench.models import AttractorNet
 from attractor_bench.models.attractor_at import Pipeline, fit_attractor_at, pipeline

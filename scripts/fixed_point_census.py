@@ -13,7 +13,7 @@ import torch
 
 from attractor_bench.cache import load_model
 from attractor_bench.data import load
-from attractor_bench.defences import AttractorDefence
+from attractor_bench.defenses import AttractorDefence
 
 
 def main() -> None:

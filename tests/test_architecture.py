@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"attractor_bench": ROOT / "attractor_bench", "attractor_bench.models": ROOT / "models",
-            "attractor_bench.defences": ROOT / "defences", "attractor_bench.attacks": ROOT / "attacks",
+            "attractor_bench.defenses": ROOT / "defenses", "attractor_bench.attacks": ROOT / "attacks",
             "attractor_bench.ood": ROOT / "attractor_bench" / "ood"}
 MAX_FUNCTION_LINES = 60
 # The package's public names (attractor_bench/__init__.py) load on first use (PEP 562); nothing imports it back.

@@ -13,7 +13,7 @@ from attractor_bench import ATTACKS, AttractorDefence, PearsonRejector, make_cla
 from attractor_bench.attacks import ClampedPGD, perturbation_norms, within_budget
 from attractor_bench.cache import get_or_train
 from attractor_bench.data import load, mnist_train_val
-from attractor_bench.defences import pearson
+from attractor_bench.defenses import pearson
 from attractor_bench.presets import PRESETS
 
 # Small budgets so that every attack runs in seconds on 8 images.

@@ -7,7 +7,7 @@ import torch
 
 from attractor_bench.cache import Context, get_or_fit
 from attractor_bench.data import Split
-from attractor_bench.defences import AttractorDefence
+from attractor_bench.defenses import AttractorDefence
 from attractor_bench.models import MODELS, AttractorNet
 from attractor_bench.models import attractor_at as at
 

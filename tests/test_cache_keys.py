@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from attractor_bench.cache import recipe_key, training_key
 from attractor_bench.cli import app
-from attractor_bench.defences import MODELS_INTERNAL
+from attractor_bench.defenses import MODELS_INTERNAL
 from attractor_bench.models import MODELS
 from attractor_bench.presets import PRESETS
 
@@ -107,7 +107,7 @@ def test_a_recipe_retrains_only_when_a_component_its_training_requires_is_bumped
     mlp, dae = MODELS["mlp"], MODELS_INTERNAL["apudae_dae"]
     keys = lambda: (recipe_key(MODELS["mlp"], {"max_epochs": 1}, 0), recipe_key(MODELS_INTERNAL["apudae_dae"], {"max_epochs": 1}, 0))
     before = keys()
-    for unrelated in (REPO / "defences" / "ood.py", REPO / "attractor_bench" / "runner.py", REPO / "models" / "mlp.py"):
+    for unrelated in (REPO / "defenses" / "ood.py", REPO / "attractor_bench" / "runner.py", REPO / "models" / "mlp.py"):
         with edited(unrelated, "\n\n", "\n# unrelated edit\n"):
             components.reset()
             assert keys() == before, unrelated

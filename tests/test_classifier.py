@@ -9,7 +9,7 @@ from art.attacks.evasion import SquareAttack
 from attractor_bench import AttractorDefence, make_classifier
 from attractor_bench.batch_invariance import MIN_ROWS
 from attractor_bench.classifier import networks
-from attractor_bench.defences import straight_through
+from attractor_bench.defenses import straight_through
 from attractor_bench.models import MODELS, AttractorNet
 from attractor_bench.models.cnn import MadryCNN
 from attractor_bench.models.mlp import MLP

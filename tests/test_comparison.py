@@ -11,9 +11,9 @@ from attractor_bench.cache import Context, get_or_fit
 from attractor_bench.classifier import CheckedClassifier, EoTClassifier, make_classifier
 from attractor_bench.data import Split
 from attractor_bench.models import MODELS
-from attractor_bench.defences import DEFENCES, APuDAE, FeatureDAE
-from attractor_bench.defences.apudae import reconstruction_error
-from attractor_bench.defences.dae import DAE
+from attractor_bench.defenses import DEFENCES, APuDAE, FeatureDAE
+from attractor_bench.defenses.apudae import reconstruction_error
+from attractor_bench.defenses.dae import DAE
 from attractor_bench.models.mlp import MLP, pgd
 from attractor_bench.models.stochastic import StochasticLinear, StochasticMLP
 from attractor_bench.recipes import Recipe

@@ -66,6 +66,24 @@ def test_the_lock_agrees_with_the_code():
     assert not problems, "\n".join(problems)
 
 
+def test_a_module_that_only_moved_is_recorded_without_a_bump_and_a_move_with_an_edit_is_not():
+    """`lock.moved` (scripts/lock.py --moved OLD=NEW) accepts a component whose code is the lock's once the moved
+    module is named back: here the lock as it would read had `attractor_bench.defenses` been called
+    `attractor_bench.elsewhere`. A component whose code moved and also changed is refused."""
+    reg, move = components.registry(), {"attractor_bench.elsewhere": "attractor_bench.defenses"}
+    now = reg.state()
+    before = {n: {**s, "hash": lock._hash(lock._moved_back(reg.closure(n)[0], move))} for n, s in now.items()}
+    changed = {n for n in now if before[n]["hash"] != now[n]["hash"]}
+    assert {"defence.attractor", "defence.dae", "rejector.pearson", "recipe.apudae_dae"} <= changed
+    assert "attack.fgsm" not in changed and "cell" not in changed
+    assert len(lock.problems(before, now)) == len(changed)  # without the record, each is refused
+    assert set(lock.moved(reg, before, move)) == changed
+    edited = [(node, text.replace("Constant(value=1)", "Constant(value=2)", 1)) for node, text in reg.closure("defence.dae")[0]]
+    assert edited != list(reg.closure("defence.dae")[0])
+    before["defence.dae"]["hash"] = lock._hash(lock._moved_back(edited, move))
+    assert set(lock.moved(reg, before, move)) == changed - {"defence.dae"}
+
+
 def _comments_and_messages(src: str) -> str:
     """`src` with a comment before every definition, its docstrings and error messages reworded."""
     src = re.sub(r"^(\s*)(def |class )", r"\1# an edited comment\n\1\2", src, flags=re.M)

@@ -22,7 +22,7 @@ from attractor_bench.cache import Context, get_or_fit
 from attractor_bench.classifier import make_classifier
 from attractor_bench.config import DefenceSpec
 from attractor_bench.data import Split
-from attractor_bench.defences import DEFENCES, MODELS_INTERNAL, AttractorDefence, PearsonRejector
+from attractor_bench.defenses import DEFENCES, MODELS_INTERNAL, AttractorDefence, PearsonRejector
 from attractor_bench.models import MODELS, N_CLASSES, AttractorNet
 from attractor_bench.recipes import TRAINING_KEYS
 from attractor_bench.presets import PRESETS

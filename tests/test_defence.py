@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from attractor_bench.classifier import make_classifier
-from attractor_bench.defences import AttractorDefence, PearsonRejector, pearson
+from attractor_bench.defenses import AttractorDefence, PearsonRejector, pearson
 
 
 class Contraction(torch.nn.Module):

@@ -89,7 +89,7 @@ def _split(n, seed):
 
 @pytest.mark.parametrize("name", ["mlp", "apudae_dae"])
 def test_tiny_recipe_trains_reproducibly(tmp_path, name):
-    from attractor_bench.defences import MODELS_INTERNAL
+    from attractor_bench.defenses import MODELS_INTERNAL
     from attractor_bench.models import MODELS
 
     recipe = {**MODELS, **MODELS_INTERNAL}[name]

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from attractor_bench import AttractorNet
 from attractor_bench.cli import app
-from attractor_bench.defences import AttractorDefence, PearsonRejector
+from attractor_bench.defenses import AttractorDefence, PearsonRejector
 from attractor_bench.errors import ConfigError
 from attractor_bench.data import mnist_train_val
 from attractor_bench.ood import synthetic

@@ -142,3 +142,17 @@ def test_a_broken_entry_point_is_reported(installed, wide, tmp_path, data_root):
     result = runner.invoke(app, run_args(suite, data_root, tmp_path / "cache", tmp_path / "results"))
     assert result.exit_code == 2
     assert "the attack entry point 'uniform_noise' (tiny_plugins:uniform_noise) failed to load" in " ".join(result.output.split())
+
+
+def test_a_defence_registered_under_the_old_group_still_resolves_with_a_warning(installed):
+    """The entry-point group followed the folder's rename (defences -> defenses, docs/release-notes.md):
+    a distribution that still registers under the old group keeps working for a release, with a warning."""
+    from attractor_bench import plugins
+
+    entry_points = next(installed.glob("*.dist-info")) / "entry_points.txt"
+    text = entry_points.read_text()
+    assert "[attractor_bench.defenses]" in text
+    entry_points.write_text(text.replace("[attractor_bench.defenses]", "[attractor_bench.defences]"))
+    with pytest.warns(DeprecationWarning, match="attractor_bench.defences"):
+        found = plugins.resolve("defence", "quantize")
+    assert found.origin == "entry point tiny-plugins (tiny_plugins:quantize)" and callable(found.obj)

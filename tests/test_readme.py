@@ -157,7 +157,7 @@ def test_plugin_example_in_docs_is_the_tested_one():
     assert shown == (example / "tiny_plugins.py").read_text()
     toml = re.search(r"```toml\n# examples/plugins/pyproject.toml[^\n]*\n(.*?)```", text, re.S).group(1)
     assert toml in (example / "pyproject.toml").read_text()
-    assert "attractor_bench.defences" in toml
+    assert "attractor_bench.defenses" in toml
 
 
 def test_readme_leaderboard_is_the_committed_one():

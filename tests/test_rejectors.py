@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attractor_bench.config import DefenceSpec, RejectorSpec
-from attractor_bench.defences import AttractorDefence, PearsonRejector, pearson, rejector_of
+from attractor_bench.defenses import AttractorDefence, PearsonRejector, pearson, rejector_of
 from attractor_bench.models import AttractorNet
 from attractor_bench.rejectors import Energy, MaxSoftmax, ReconstructionSimilarity, Rejector
 

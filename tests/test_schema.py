@@ -12,7 +12,7 @@ import yaml
 from attractor_bench import schema
 from attractor_bench.config import Target, load_suite
 from attractor_bench.data import DATASETS
-from attractor_bench.defences import Backward
+from attractor_bench.defenses import Backward
 from attractor_bench.errors import ConfigError
 from attractor_bench.losses import PenaltyMethod, RecReduction
 from attractor_bench.models import Activation

@@ -6,7 +6,7 @@ reconstruction.
 What the text gives: a DAE trained to remove noise purifies adversarial inputs before the target
 classifier; using it adaptively beats using it directly and resists attacks designed against
 it. What it leaves open, and what is chosen here (`APuDAE`):
-- the DAE: `defences.dae.DAE` trained on Gaussian noise (std `noise_std`, 0.3 by default) to
+- the DAE: `defenses.dae.DAE` trained on Gaussian noise (std `noise_std`, 0.3 by default) to
   give back the clean image, mean squared error;
 - "adaptively": the input is moved towards images the DAE reconstructs well, only as far as
   needed. Its reconstruction error r(x) = mean (DAE(x) - x)^2 is compared with `tau`, the
@@ -47,7 +47,7 @@ def fit_gaussian_dae(model: DAE, ctx, noise_std: float, max_epochs: int, patienc
 
 DAE_RECIPE = Recipe("apudae_dae", make_dae, fit_gaussian_dae, "APuDAE's denoiser (Gaussian noise)",
                     {"noise_std": 0.3, "max_epochs": 10, "patience": 2, "n_train": None},
-                    depends=("attractor_bench.defences.dae", "attractor_bench.early_stopping"))
+                    depends=("attractor_bench.defenses.dae", "attractor_bench.early_stopping"))
 
 
 def reconstruction_error(dae: DAE, x: torch.Tensor) -> torch.Tensor:

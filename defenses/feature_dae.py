@@ -13,7 +13,7 @@ leaves open, and what is chosen here:
   the output tied to the image;
 - the corrupted inputs x~: adversarial, as the feature-noise argument requires: FGSM examples
   of the feature CNN at an eps drawn uniformly from [0, `max_eps`] (0.3) per image;
-- the autoencoder: `defences.dae.DAE`;
+- the autoencoder: `defenses.dae.DAE`;
 - the classifier behind it: any suite model (the suite uses the undefended `mlp`).
 
 The preprocessor is differentiable: white-box attacks on the `pipeline` target differentiate
@@ -84,7 +84,7 @@ def fit_feature_dae(model: DAE, ctx, max_eps: float, pixel_weight: float, max_ep
     return fit_denoiser(model, ctx, corrupt, loss, max_epochs, patience, name="feature-loss DAE", n_train=n_train)
 
 
-_DEPENDS = ("attractor_bench.defences.dae", "attractor_bench.early_stopping")
+_DEPENDS = ("attractor_bench.defenses.dae", "attractor_bench.early_stopping")
 CNN_RECIPE = Recipe("feature_cnn", make_feature_cnn, fit_feature_cnn, "feature extractor of the feature-loss DAE",
                     {"max_epochs": 3, "patience": 1, "n_train": None}, depends=_DEPENDS)
 DAE_RECIPE = Recipe("feature_dae_net", make_feature_dae, fit_feature_dae, "the feature-loss DAE's denoiser",
