@@ -2,7 +2,8 @@
 manifest, committed under `zoo/` at the repository root (RobustBench's `load_model` idea).
 
 Layout: `zoo/manifest.json` and one `zoo/<network>.safetensors` per trained network (each once:
-the undefended `mlp` behind `mlp`, `apudae`, `feature_dae` and the transfer attacks is one file).
+the undefended `mlp` behind `mlp`, `apudae`, `feature_dae` and the transfer attacks is one file;
+two networks trained under different keys that ended with equal weights share one file).
 The manifest has two tables:
 
 - `networks`: per file, its SHA-256, the weights fingerprint (`files.weights_fingerprint`, the one
@@ -160,23 +161,39 @@ class Network:
 
 def write(networks: dict[str, Network], models: dict[str, dict], protocol: dict | None,
           path: str | os.PathLike | None = None, budget: int = BUDGET_BYTES) -> dict:
-    """Write `networks` (by file stem) as safetensors and the manifest; refuses past `budget` bytes."""
+    """Write `networks` (by file stem) as safetensors and the manifest; refuses past `budget` bytes.
+    Networks trained under different keys whose weights are equal tensor for tensor (a longer training
+    that early stopping ended at the same epoch) share one file, named after the first of them."""
     folder = zoo_dir(path)
     tensors = {stem: {k: v.detach().cpu().contiguous().clone() for k, v in net.module.state_dict().items()}
                for stem, net in networks.items()}
-    need = sum(t.nbytes for d in tensors.values() for t in d.values())
+    file_of = _shared_files(tensors)
+    need = sum(t.nbytes for stem in set(file_of.values()) for t in tensors[stem].values())
     if need > budget:
         raise ZooError(f"the zoo would hold {need / 2**20:.1f} MiB of weights, over its budget of {budget / 2**20:.0f} MiB; "
                        "drop networks or store them in half precision before committing.")
     folder.mkdir(parents=True, exist_ok=True)
-    entries = {}
-    for stem, net in networks.items():
+    written = {}
+    for stem in sorted(set(file_of.values())):
         f = folder / f"{stem}.safetensors"
-        atomic_write(f, lambda tmp: save_file(tensors[stem], str(tmp), metadata={"cache_key": net.cache_key}))
-        entries[stem] = {**net.entry(f.name), "sha256": sha256(f), "bytes": f.stat().st_size}
-    total = sum(e["bytes"] for e in entries.values())
+        keys = ",".join(sorted(networks[s].cache_key for s, owner in file_of.items() if owner == stem))
+        atomic_write(f, lambda tmp: save_file(tensors[stem], str(tmp), metadata={"cache_keys": keys}))
+        written[stem] = {"sha256": sha256(f), "bytes": f.stat().st_size}
+    entries = {stem: {**net.entry(f"{file_of[stem]}.safetensors"), **written[file_of[stem]]} for stem, net in networks.items()}
+    total = sum(w["bytes"] for w in written.values())
     models = {name: {**m, **{k: entries[m["network"]][k] for k in ("file", "sha256", "weights")}} for name, m in models.items()}
     doc = {"format": FORMAT, "protocol": protocol, "bytes": total, "networks": dict(sorted(entries.items())),
            "models": dict(sorted(models.items()))}
     write_text(folder / MANIFEST, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc
+
+
+def _shared_files(tensors: dict[str, dict[str, torch.Tensor]]) -> dict[str, str]:
+    """{stem: the stem whose file holds its weights}: the first stem with equal tensors (same names, shapes,
+    dtypes and values), else itself."""
+    owner: dict[str, str] = {}
+    for stem, ts in tensors.items():
+        owner[stem] = next((o for o in dict.fromkeys(owner.values()) if tensors[o].keys() == ts.keys()
+                            and all(tensors[o][k].dtype == v.dtype and tensors[o][k].shape == v.shape
+                                    and torch.equal(tensors[o][k], v) for k, v in ts.items())), stem)
+    return owner

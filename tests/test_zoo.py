@@ -49,6 +49,28 @@ def test_round_trip_keeps_the_weights_and_the_manifest_says_what_they_are(filled
     assert b"__reduce__" not in (tmp_path / "zoo" / "mlp.safetensors").read_bytes()[:200]  # not a pickle
 
 
+def test_equal_weights_under_two_keys_are_one_file_and_both_keys_hit(tmp_path, monkeypatch):
+    """A longer training that early stopping ended at the same epoch has the same weights under another key:
+    the zoo stores them once, and each key is served its (hash-checked) weights."""
+    ctx = _ctx(tmp_path)
+    module, blob, _ = cache.get_or_fit(MODELS["mlp"], PARAMS, ctx)
+    other = MODELS["mlp"].make(**MODELS["mlp"].split(PARAMS)[0])
+    other.load_state_dict(module.state_dict())
+    changed = MODELS["mlp"].make(**MODELS["mlp"].split(PARAMS)[0])
+    changed.load_state_dict({k: v + (k.endswith("bias") and v.numel() == 10) for k, v in module.state_dict().items()})
+    nets = {stem: zoo.Network(m, blob, f"mlp-{stem}", "recipe", "mlp", MODELS["mlp"].split(PARAMS)[0], {})
+            for stem, m in (("short", module), ("long", other), ("changed", changed))}
+    monkeypatch.setenv(zoo.ENV_VAR, str(tmp_path / "zoo"))
+    doc = zoo.write(nets, {}, None)
+    assert sorted(f.name for f in (tmp_path / "zoo").glob("*.safetensors")) == ["changed.safetensors", "short.safetensors"]
+    assert doc["networks"]["long"]["file"] == doc["networks"]["short"]["file"] == "short.safetensors"
+    assert doc["networks"]["changed"]["weights"] != doc["networks"]["short"]["weights"]
+    assert doc["bytes"] == sum(f.stat().st_size for f in (tmp_path / "zoo").glob("*.safetensors"))
+    for stem in nets:
+        entry, weights = zoo.lookup(f"mlp-{stem}")
+        assert zoo.fill(zoo.build(entry), entry, weights) is not None and entry["cache_key"] == f"mlp-{stem}"
+
+
 def test_a_zoo_hit_is_not_trained_and_another_key_is(filled, tmp_path, monkeypatch):
     ctx, module, _ = filled
     fresh = cache.Context(ctx.train, ctx.val, 0, tmp_path / "empty")  # another machine: an empty model cache
