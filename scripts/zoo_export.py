@@ -26,7 +26,7 @@ def main() -> None:
         run = m["run"] or {}
         print(f"{name}: {m['file']} sha256 {m['sha256'][:16]}... weights {m['weights']} "
               f"(evaluated by {run.get('suite', 'no committed run')}, protocol {run.get('protocol')})")
-    print(f"{len(doc['networks'])} files, {doc['bytes'] / 2**20:.1f} MiB, in {time.perf_counter() - t0:.1f} s.")
+    print(f"{len({n['file'] for n in doc['networks'].values()})} files for {len(doc['networks'])} networks, {doc['bytes'] / 2**20:.1f} MiB, in {time.perf_counter() - t0:.1f} s.")
 
 
 if __name__ == "__main__":

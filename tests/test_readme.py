@@ -1,5 +1,5 @@
-"""The README is true as written: its ART example runs unedited (slow: it trains the attractor
-network), and the commands, links, files, suite and plugin code it and docs/ show exist and work."""
+"""The README is true as written: its ART example runs unedited (slow: it attacks 500 images, and trains the
+attractor network where the zoo lacks it), and the commands, links, files, suite and plugin code it and docs/ show exist and work."""
 
 import ast
 import importlib
@@ -44,7 +44,8 @@ def _shown_output() -> str:
 @pytest.mark.slow
 def test_readme_art_example_runs_as_written(data_root, tmp_path):
     """Unedited, in a fresh process from the repository root, with the datasets and an empty cache
-    given the way a user gives them: trains the paper's attractor preset (minutes), attacks, prints."""
+    given the way a user gives them: loads the paper's attractor preset from the zoo (trains it where the zoo
+    lacks it), attacks, prints."""
     env = {**os.environ, "ATTRACTOR_BENCH_DATA": str(data_root), "ATTRACTOR_BENCH_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-c", _example()], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=3600)
@@ -52,11 +53,11 @@ def test_readme_art_example_runs_as_written(data_root, tmp_path):
     rows = {m["name"]: {k: float(m[k]) for k in ("acc", "accepted", "e2e")} for m in RESULT_LINE.finditer(done.stdout)}
     assert set(rows) == {m["name"] for m in RESULT_LINE.finditer(_shown_output())}, done.stdout
     clean, attacked = rows["clean"], rows[next(n for n in rows if n != "clean")]
-    assert clean["acc"] > 75, done.stdout  # 81.0% measured on 500 images
+    assert clean["acc"] > 75, done.stdout  # 84.0% measured on 500 images
     shown = {m["name"]: {k: float(m[k]) for k in ("acc", "accepted", "e2e")} for m in RESULT_LINE.finditer(_shown_output())}
-    for name, r in rows.items():  # the README shows what the code prints (training is deterministic on one
-        for k, v in r.items():    # machine; other CPUs' kernels train other weights: 84.0% clean on an AMD EPYC
-            assert abs(v - shown[name][k]) <= 4.0, (name, k, v, shown[name][k], done.stdout)  # machine, 4 points slack
+    for name, r in rows.items():  # the README shows what the code prints: the zoo's weights on every machine
+        for k, v in r.items():    # (another CPU's inference kernels may flip an image or two of 500 under PGD)
+            assert abs(v - shown[name][k]) <= 1.0, (name, k, v, shown[name][k], done.stdout)
     for r in rows.values():
         assert 0 <= r["e2e"] <= min(r["acc"], r["accepted"]) + 1e-9 and r["accepted"] <= 100, done.stdout
     assert attacked["acc"] < clean["acc"], done.stdout
