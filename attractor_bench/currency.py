@@ -33,6 +33,10 @@ def attack_names(summary_path: Path, doc: dict) -> dict[str, str]:
 
 
 def _model_components(m: dict) -> list[str]:
+    """The components model record `m` used: as its run recorded them, else (a run from before that
+    record) worked out from its preset and defence."""
+    if m.get("components"):
+        return m["components"]
     defence = (m.get("identity") or {}).get("defence") or {}
     return components.for_model(m.get("preset"), defence.get("name"), bool(m.get("has_rejector")),
                                 defence_origin=defence.get("origin") or "built-in")

@@ -39,15 +39,20 @@ def _read(path: Path, results_dir: Path) -> dict:
 
 
 def _protocols(path: Path, doc: dict) -> None:
-    """Each model's `protocol`: the current protocol's label where its run.json evaluated it so, else None."""
+    """Each model's `protocol` (the current protocol's label where its run.json evaluated it so, else None)
+    and `components` (the components its run.json says it used: training, defence, rejector; None where
+    the run predates that record)."""
     try:
         meta = json.loads((path.parent / "run.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         meta = None
+    models = meta.get("models") if isinstance(meta, dict) and isinstance(meta.get("models"), dict) else {}
     for m in doc.get("models") if isinstance(doc.get("models"), list) else []:
         if isinstance(m, dict):
             m["protocol"] = (protocol.satisfied(meta, m.get("name"), bool(m.get("has_rejector")))
                              if isinstance(meta, dict) else None)
+            used = (models.get(m.get("name")) or {}).get("components")
+            m["components"] = used if isinstance(used, list) and all(isinstance(c, str) for c in used) else None
 
 
 def read_summaries(results_dir: Path) -> tuple[list[dict], list[str]]:

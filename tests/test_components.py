@@ -206,3 +206,23 @@ def test_a_run_records_the_versions_it_used_and_its_environment():
     assert "attack.square" not in used and "recipe.mlp" not in used
     assert components.for_model("mlp", "none", False) == ["defence.bpda", "recipe.mlp"]  # `none` lives beside BPDA
     assert components.for_model("my_pkg:build", "my_pkg:defend", False, origin="my_pkg", defence_origin="my_pkg") == []
+
+
+def test_a_model_is_stale_by_the_components_its_run_recorded_not_by_a_guess():
+    """A model record carries the components its run.json says it used (records.py); a bump of one of them
+    stales it, though its preset and defence alone would not name it (a purifier's own rejector). A record
+    from before that list falls back to what its preset and defence imply."""
+    from attractor_bench.currency import current_run
+
+    now = components.current()
+    used = dict(now)
+    model = {"name": "apudae", "preset": "mlp", "identity": {"defence": {"name": "apudae", "origin": "built-in"}},
+             "has_rejector": True, "worst_case": [], "ood": [], "verdict": {}}
+    recorded = {**model, "components": sorted(components.for_model("mlp", "apudae", None) + ["rejector"])}
+    run = {"components": used, "models": [recorded, {**model, "name": "guessed"}], "attack_names": {}}
+    bumped = {**now, "rejector": now["rejector"] + 1}
+    kept, notes = current_run(run, {"components": {}, "checks": []}, bumped)
+    assert [m["name"] for m in kept["models"]] == ["guessed"]
+    assert notes == [f"`apudae`: trained or defended with older versions of rejector v{now['rejector']} -> v{now['rejector'] + 1}"]
+    kept, notes = current_run(run, {"components": {}, "checks": []}, now)
+    assert [m["name"] for m in kept["models"]] == ["apudae", "guessed"] and notes == []
