@@ -286,7 +286,7 @@ def train(
         for spec in specs:
             t0 = time.perf_counter()
             models = train_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
-                                 progress=progress, device=device)
+                                 progress=progress, device=device, workers=_cap_workers(workers))
             trained = [n for n, m in models.items() if not m.get("from_cache")]
             out.print(f"{spec.name}: {len(models)} models ready ({len(trained)} trained now"
                       f"{': ' + ', '.join(trained) if trained else ''}) in {time.perf_counter() - t0:.0f} s.", highlight=False)
@@ -302,6 +302,8 @@ def ood(
     progress: ShowProgress = True,
     device: Annotated[str | None, typer.Option("--device", metavar="auto|cpu|cuda[:i]",
                       help="Where training and attacks run (default auto: CUDA when present).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Compute the cells in N local worker processes "
+                                         "(models are trained once, here). The tables equal the sequential run's.")] = 1,
     debug: Debug = False,
 ) -> None:
     """OOD detection under attack: every model of the suites the OOD suite names, with every rejector it
@@ -310,7 +312,8 @@ def ood(
     ood.json, README.md and the accuracy/coverage figure. The leaderboard reads ood.json.
 
     Models come from the model cache (trained on first use, as `attractor-bench run` would); each
-    finished model's numbers are stored in the cache, so an interrupted run resumes."""
+    finished cell (model, rejector, attack, eps, dataset, split) is stored in the cell store, so an
+    interrupted run resumes."""
     from .contracts import check_suite, plugin_errors
     from .ood.evaluate import run_ood
     from .ood.report import write_ood
@@ -324,7 +327,7 @@ def ood(
             check_suite(s, attacks=False)
         with plugin_errors(*spec.suites):
             result = run_ood(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
-                             progress=progress, device=device)
+                             progress=progress, device=device, workers=_cap_workers(workers))
         folder = write_ood(result, results_dir / spec.name, _command("ood", suite, results_dir, data_root, device),
                            git_commit(), now())
         out.print(f"Wrote {folder}/ood.csv, ood.json, README.md, accuracy_coverage.png ({result.meta['wall_seconds']:.0f} s).")

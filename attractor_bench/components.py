@@ -109,7 +109,10 @@ DECLARED: tuple[Component, ...] = (
     # 2 (issue 38): the best rejector is chosen on validation images apart from the test images, not on the test
     # sets; autoattack_standard's Pipeline, which its code reaches, pads batches below 16 rows
     # 3 (issue 37): outlier scores (the worst case is the highest ID score, the lowest OOD score)
-    Component("ood.evaluate", 3, (f"{_A}.ood.evaluate", f"{_A}.ood.synthetic", f"{_A}.ood.report:best_rejectors"),
+    # 4 (issue 37): OOD cells (ood/cells.py) in the one cell store, each seeded with cells.cell_seed: the score
+    # attacks' random starts and the accuracy/coverage PGD's are drawn from the cell's seed, not the suite's
+    Component("ood.evaluate", 4, (f"{_A}.ood.evaluate", f"{_A}.ood.cells", f"{_A}.ood.synthetic",
+                                  f"{_A}.ood.report:best_rejectors"),
               "an OOD run's cells, its noise sets and the best-rejector choice on validation images"),
 )
 

@@ -7,7 +7,8 @@ train. Jobs are groups of cells that share an intermediate (the examples of a tr
 of a minimal-perturbation attack), so an intermediate is computed once. A worker computes a
 cell exactly as the sequential run does (`cells.compute_cell`: the same per-cell seeds, the same
 deterministic algorithms) and stores it atomically in the cell store; the main process then reads
-every cell from the store in the suite's order, so the tables equal the sequential run's.
+every cell from the store in the suite's order, so the tables equal the sequential run's. An OOD
+run's cells (`attractor_bench.ood.cells`) travel the same way; their workspace computes them.
 
 Threads: each local worker gets an equal share of this machine's torch threads (at least one).
 A cell computed with one thread gave the same bits as with two on the development machine (the
@@ -39,7 +40,7 @@ import cloudpickle
 
 import torch
 
-from .cells import Cell, compute_cell
+from .cells import Cell, Workspace, compute_cell
 from .contracts import plugin_errors
 from .errors import AttractorBenchError, ConfigError
 from .store import CellStore
@@ -84,8 +85,11 @@ def _init_local(payload: bytes, threads: int, store_root: str, fresh: bool) -> N
     _STATE["store"] = (store_root, fresh)
 
 
-def _light(ws, job: list) -> list[tuple]:
-    """A job as plain values (the attack as its index in the suite): what travels per job."""
+def _light(ws, job: list) -> list:
+    """A job as plain values (the attack as its index in the suite): what travels per job. The cells
+    of another kind of workspace (an OOD run's: `attractor_bench.ood.cells`) are plain values already."""
+    if not isinstance(ws, Workspace):
+        return job
     index = {id(a): i for i, a in enumerate(ws.suite.attacks)}
 
     def one(c):  # a cascade cell travels with the cells before it
@@ -94,20 +98,34 @@ def _light(ws, job: list) -> list[tuple]:
     return [one(c) for c in job]
 
 
-def _cells(ws, light: list[tuple]) -> list:
+def _cells(ws, light: list) -> list:
+    if not isinstance(ws, Workspace):
+        return light
     return [Cell(m, None if a is None else ws.suite.attacks[a], e, d, k, s, sh, tuple(_cells(ws, after)))
             for m, a, e, d, k, s, sh, after in light]
 
 
-def _compute(ws, store, job: list[tuple], send_back: bool = False) -> list[tuple[str, float, dict | None]]:
+def _compute_one(ws, c, store) -> tuple[dict, float]:
+    """A cell computed by its kind: a classification run's by `cells.compute_cell`, another kind's by its
+    workspace (`compute`)."""
+    if isinstance(ws, Workspace):
+        with plugin_errors(ws.suite):  # an exception of outside code, named here, before it is pickled
+            return compute_cell(ws, c, store)
+    with plugin_errors(*ws.suite.suites):  # an OOD run's workspace: its suite names the suites of its models
+        return ws.compute(c, store)
+
+
+def _where(c) -> list:
+    return c.where if hasattr(c, "where") else [c.model, c.attack.label if c.attack else "none", c.eps, c.dataset]
+
+
+def _compute(ws, store, job: list, send_back: bool = False) -> list[tuple[str, float, dict | None]]:
     """Compute and store a job's cells; with `send_back`, also return their arrays (the main
     process stores them: this worker's store is a scratch folder the main process cannot see)."""
     done = []
     for c in _cells(ws, job):
-        with plugin_errors(ws.suite):  # an exception of outside code, named here, before it is pickled
-            out, seconds = compute_cell(ws, c, store)
-        done.append((c.key, seconds, {"out": out, "header": {"seconds": seconds, "cell": [
-            c.model, c.attack.label if c.attack else "none", c.eps, c.dataset]}} if send_back else None))
+        out, seconds = _compute_one(ws, c, store)
+        done.append((c.key, seconds, {"out": out, "header": {"seconds": seconds, "cell": _where(c)}} if send_back else None))
     return done
 
 

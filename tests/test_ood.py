@@ -2,8 +2,10 @@
 the synthetic sets, the rejectors against the project's PearsonRejector, the score attacks'
 directions and budgets, the K+1 model's decision rule, the suite's errors, the best rejector chosen
 on validation images apart from the test images, and one CLI run whose README re-renders from its
-files and whose log says which models it computed."""
+files; its cells: in the one cell store with its integrity record, all read from there by a second
+run, recomputed only for a bumped rejector, computed alike by worker processes."""
 
+import io
 import json
 from types import SimpleNamespace
 
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from rich.console import Console
 from typer.testing import CliRunner
 
 from attractor_bench import AttractorNet
@@ -19,7 +22,13 @@ from attractor_bench.defenses import AttractorDefence, PearsonRejector
 from attractor_bench.errors import ConfigError
 from attractor_bench.data import mnist_train_val
 from attractor_bench.ood import synthetic
-from attractor_bench.ood.evaluate import COLUMNS, N_VALIDATION, OODResult, load_sets, rows, selection, validation_sets
+from attractor_bench import parallel
+from attractor_bench.determinism import deterministic
+from attractor_bench.ood.cells import PGD_CE, compute_ood_cell, plan
+from attractor_bench.ood.evaluate import (COLUMNS, N_VALIDATION, OODResult, load_sets, load_workspace, rows, selection,
+                                          validation_sets)
+from attractor_bench.progress import Log
+from attractor_bench.store import CellStore
 from attractor_bench.ood.attacks import ScoreModel, bounds, score_attack, _Detector, _Softmax
 from attractor_bench.metrics import accuracy_coverage, ood_metrics, threshold_at_tpr
 from attractor_bench.ood.rejectors import reconstruction
@@ -28,6 +37,7 @@ from attractor_bench.ood.suite import load_ood_suite
 from attractor_bench.rejectors import ReconstructionSimilarity, Rejector
 
 from conftest import REPO
+from test_cache_keys import bumped
 
 
 @pytest.fixture
@@ -245,20 +255,82 @@ def test_ood_run_writes_every_set_rejector_direction_and_cross_check(ood_run):
     assert (ood_run / "README.md").read_text() == rerender(ood_run)
 
 
-def test_ood_run_resumes_from_the_cache(ood_run, data_root, monkeypatch):
+def test_a_second_ood_run_computes_no_cell(ood_run, data_root, monkeypatch):
+    """Every OOD cell of the second run is read from the cell store: computing one fails the test."""
+    import attractor_bench.ood.cells as ood_cells
     import attractor_bench.ood.evaluate as evaluate
 
-    def recompute(*args, **kwargs):
-        raise AssertionError("a model's numbers were computed again instead of read from the cache")
-    monkeypatch.setattr(evaluate, "_model_arrays", recompute)
+    def recompute(ws, c, store):
+        raise AssertionError(f"cell {c.label} was computed again instead of read from the cell store")
+    monkeypatch.setattr(evaluate, "compute_ood_cell", recompute)
+    monkeypatch.setattr(ood_cells, "compute_ood_cell", recompute)
     tmp = ood_run.parent.parent
     again = CliRunner().invoke(app, ["ood", str(REPO / "suites" / "ood_micro.yaml"), "--data-root", str(data_root),
                                      "--cache-dir", str(tmp / "cache"), "--results-dir", str(tmp / "again"),
                                      "--no-download"])
     assert again.exit_code == 0, again.output
-    for m in ("baseline", "attractor"):  # the log says which it computed and which it read
-        assert f"{m}: done (computed)" in (tmp / "log.txt").read_text() and f"{m}: done (from the cache)" in again.output
+    first, second = (json.loads((f / "ood.json").read_text())["cells"] for f in (ood_run, tmp / "again" / "ood_micro"))
+    assert first["computed"] == first["total"] > 200 and first["from_store"] == 0
+    assert second == {"total": first["total"], "from_store": first["total"], "computed": 0, "failed_verification": 0}
+    assert f"{first['total']} cells: {first['total']} in the cell store, 0 to compute" in " ".join(again.output.split())
     assert (tmp / "again" / "ood_micro" / "ood.csv").read_bytes() == (ood_run / "ood.csv").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def ood_cells(ood_run, data_root):
+    """The OOD run's workspace, loaded again from its cache (models, images, rejectors), its cell store and cells."""
+    suite = load_ood_suite(REPO / "suites" / "ood_micro.yaml")
+    cache = ood_run.parent.parent / "cache"
+    log = Log(Console(file=io.StringIO()), False)
+    with deterministic(), log:
+        ws, _ = load_workspace(suite, data_root, cache, False, log, torch.device("cpu"))
+    return ws, CellStore(cache / "cells"), [c for cs in plan(ws).values() for c in cs]
+
+
+def test_a_bumped_rejector_recomputes_only_its_own_cells(ood_cells):
+    """A new version of the attractor's rejector (rejector.pearson) changes the keys of the similarity
+    cells alone (its scores, its cross-checks); the msp and energy cells and the stored PGD examples stay."""
+    ws, store, cells = ood_cells
+    assert all(store.path(c.key).is_file() for c in cells)  # the run stored every cell
+    with bumped("rejector.pearson"):
+        again = [c for cs in plan(ws).values() for c in cs]
+    missing = [c for c in again if not store.path(c.key).is_file()]
+    assert [c.where for c in missing] == [c.where for c in cells if c.rejector == "similarity"]
+    assert {c.attack for c in missing} >= {"none", "pgd", "rejection_aware", "k_plus_one", PGD_CE}
+    assert all(store.path(c.shared).is_file() for c in again if c.shared)
+    with bumped("summary"):  # a component no OOD cell uses: every cell stays
+        assert all(store.path(c.key).is_file() for cs in plan(ws).values() for c in cs)
+
+
+def test_an_ood_cell_is_in_the_one_cell_store_with_its_integrity_record(ood_cells, tmp_path):
+    """An OOD cell is a file of the classification cells' store (`<cache>/cells`), checked the same way: a
+    changed score is caught by its integrity record, counted as rejected and computed again, to the same bits."""
+    ws, store, cells = ood_cells
+    c = next(c for c in cells if (c.model, c.rejector, c.attack, c.split) == ("baseline", "msp", "none", "validation"))
+    assert store.path(c.key).parent.name == "cells" and store.path(c.key).is_file()
+    out, header = store.get(c.key)
+    assert header["cell"] == c.where and set(out) == {"score", "threshold"}
+    copy = CellStore(tmp_path / "cells")
+    copy.root.mkdir()
+    with np.load(store.path(c.key)) as z:  # the same file, one score changed, its integrity record kept
+        arrays = {k: z[k] for k in z.files}
+    arrays["score"] = arrays["score"] + np.float32(1)
+    with open(copy.path(c.key), "wb") as f:
+        np.savez(f, **arrays)
+    assert copy.get(c.key) is None and copy.rejected == 1
+    again, _ = compute_ood_cell(ws, c, copy)
+    assert np.array_equal(again["score"], out["score"]) and copy.get(c.key) is not None
+
+
+def test_ood_cells_computed_by_worker_processes_equal_the_sequential_ones(ood_cells, tmp_path):
+    """The workers compute OOD cells by their kind (`parallel.compute`), their rejectors rebuilt there."""
+    ws, store, cells = ood_cells
+    job = [c for c in cells if (c.model, c.rejector, c.split) == ("baseline", "energy", "validation")]
+    assert len(job) == 5 * 4 and len({c.attack for c in job}) == 4  # clean and three score attacks, five sets
+    fresh = CellStore(tmp_path / "cells")
+    assert parallel.compute(ws, job, fresh, workers=2) == {c.key for c in job}
+    for c in job:
+        assert np.array_equal(fresh.get(c.key)[0]["score"], store.get(c.key)[0]["score"]), c.label
 
 
 @pytest.mark.parametrize("folder", sorted(p.name for p in (REPO / "results").iterdir() if (p / "ood.json").is_file()))

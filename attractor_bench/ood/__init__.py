@@ -5,7 +5,8 @@ with pytorch-ood's metric names, the K+1 cross-check through ART's DetectorClass
 OOD sets and the accuracy/coverage curves.
 
 Data flow: suite (`suite`) -> the models as `attractor-bench run` builds them (`runner.prepare`)
--> rejectors (`rejectors`) -> score attacks (`attacks`) -> per-image arrays -> rows (`evaluate`,
+-> rejectors (`rejectors`) -> cells (`cells`: per-image scores, clean and under the score attacks
+(`attacks`), in the one cell store) -> rows (`evaluate`,
 metrics from `attractor_bench.metrics`) -> ood.csv, ood.json, README.md and figures (`report`). Its
 own components (`ood.scores`, `ood.attacks`, `ood.evaluate`: attractor_bench/components.py): a bump
 of one stales OOD runs, not classification runs.

@@ -18,47 +18,43 @@ it), each rejector (`rejectors.rejectors_for`) and each eps:
   (cross-entropy through the pipeline, the registry's `pgd`) at each eps;
 - the validation images (`validation_sets`: MNIST validation images after those that calibrate the
   thresholds, and per OOD set images apart from the test images), scored clean and under the score
-  attacks at the first eps, after everything above (the test numbers do not depend on them):
+  attacks at the first eps, in cells of their own (the test numbers do not depend on them):
   `selection` gives each rejector's robust AUROC on them, on which `report.best_rejectors` chooses
   the model's best rejector, so that no choice is made on the test sets.
 
-Each model's arrays are stored in the cache (`<cache>/ood/<key>.npz`, the key covers the model's
-cell fingerprint, this package's code and the suite's images and budgets), so an interrupted run
-redoes only the models it had not finished.
+Every per-image number is an OOD cell (`ood/cells.py`: model, rejector, attack or none, eps,
+dataset, split), stored in the one cell store with its integrity record and seeded per cell, so an
+interrupted run computes only the cells it had not finished; `--workers N` computes them in the
+same worker processes as a classification run's cells (`parallel.py`). The rows, the selection,
+the curves and each model's record are read from the cells' outputs (`model_arrays`).
 """
 
 from __future__ import annotations
 
-import io
-import zlib
 import time
+import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
 
+from attractor_bench import components, parallel
 from attractor_bench import data as data_mod
-from attractor_bench.attacks import ATTACKS
-from attractor_bench.attacks.autoattack_standard import Pipeline
-from attractor_bench.attacks.rejection_aware import RejectionAwarePGD
 from attractor_bench.cache import resolve_cache_dir
-from attractor_bench.cells import Defended, Target
 from attractor_bench.determinism import deterministic
 from attractor_bench.device import activate, resolve_device
 from attractor_bench.errors import ConfigError
 from attractor_bench.metrics import KEYS, ood_metrics
-from attractor_bench.files import array_fingerprint, atomic_write, key
-from attractor_bench import components
-from attractor_bench.provenance import environment
 from attractor_bench.preparation import prepare
 from attractor_bench.progress import Log
+from attractor_bench.provenance import environment
+from attractor_bench.store import CellStore
 
 from . import synthetic
-from .attacks import BUDGETS, k_plus_one, score_attack
-from .rejectors import BATCH, rejectors_for
+from .attacks import BUDGETS
+from .cells import PGD_CE, OODCell, OODWorkspace, compute_ood_cell, model_identity, plan
 from .suite import OODSuite
 
 COLUMNS = ["model", "rejector", "threshold", "dataset", "eps", "direction", "attack", *KEYS, "id_accepted", "ood_accepted"]
@@ -106,74 +102,31 @@ def validation_sets(suite: OODSuite, mnist_val: data_mod.Split, data_root, downl
     return sets
 
 
-def _predict(d: Defended, x: np.ndarray) -> np.ndarray:
-    return d.classifiers[Target.PIPELINE].predict(x, batch_size=BATCH).argmax(1)
+def _name(c: OODCell) -> str:
+    """Where a cell's scores go in a model's arrays (what `rows`, `selection` and `curves` read)."""
+    cond = "clean" if c.attack == "none" else f"{c.attack}/{c.eps:g}"
+    return f"{'score' if c.split == 'test' else 'val/score'}/{c.rejector}/{c.dataset}/{cond}"
 
 
-def _model_arrays(d: Defended, suite: OODSuite, sets: dict, val_x: np.ndarray, log: Log, task,
-                  val_sets: dict) -> dict[str, np.ndarray]:
-    """Every per-image number of one model: scores clean and attacked, predictions, cross-checks,
-    then the validation images' scores (`val/...`)."""
-    out: dict[str, np.ndarray] = {}
-    mnist = sets["mnist"]
-    out["correct/clean"] = _predict(d, mnist.x) == mnist.y
-    rejectors = rejectors_for(d, val_x)
-    for r in rejectors:
-        out[f"threshold/{r.name}"] = np.array([r.threshold])
-        for ds, split in sets.items():
-            out[f"score/{r.name}/{ds}/clean"] = r.score(split.x)
-    for e in suite.eps:
-        x_pgd = ATTACKS["pgd"].build(d.classifiers[Target.PIPELINE], eps=e).generate(mnist.x, mnist.y)
-        out[f"correct/pgd_ce/{e:g}"] = _predict(d, x_pgd) == mnist.y
-        for r in rejectors:
-            out[f"score/{r.name}/mnist/pgd_ce/{e:g}"] = r.score(x_pgd)
-    for r in rejectors:
-        clean_all = np.concatenate([out[f"score/{r.name}/{ds}/clean"] for ds in sets])
-        for e in suite.eps:
-            out.update(_score_attacks(r, suite, sets, e, clean_all, "score", "", log, task))
-    own = d.rejector  # the rejection-aware attack is written for a fixed-point defence's rejector
-    if suite.k_plus_one and own is not None and hasattr(getattr(own, "defence", None), "iterate"):
-        logits = _Logits(d)
-        for e in suite.eps:
-            for ds, split in sets.items():
-                if ds == "mnist":
-                    continue
-                log.bar.update(task, description=f"cross-check: rejection-aware and K+1 on {ds} at eps {e:g}")
-                log.line(f"cross-check: rejection-aware and K+1 on {ds} at eps {e:g}")
-                ra = RejectionAwarePGD(d.classifiers[Target.PIPELINE], own, eps=e).generate(split.x)
-                out[f"score/{own.name}/{ds}/rejection_aware/{e:g}"] = own.score(ra)
-                x_k1 = k_plus_one(logits, own, split.x, e, suite.budgets.get("k_plus_one"))
-                out[f"score/{own.name}/{ds}/k_plus_one/{e:g}"] = own.score(x_k1)
-                log.bar.advance(task)
-    return {**out, **_validation_arrays(rejectors, suite, val_sets, log, task)}
-
-
-def _validation_arrays(rejectors: list, suite: OODSuite, val_sets: dict, log: Log, task) -> dict[str, np.ndarray]:
-    """Every rejector's scores of the validation images, clean and under each score attack at the
-    first eps (`val/score/<rejector>/<set>/...`): what the best rejector is chosen on."""
-    out, e = {}, suite.eps[0]
-    for r in rejectors:
-        for ds, split in val_sets.items():
-            out[f"val/score/{r.name}/{ds}/clean"] = r.score(split.x)
-        clean_all = np.concatenate([out[f"val/score/{r.name}/{ds}/clean"] for ds in val_sets])
-        out.update(_score_attacks(r, suite, val_sets, e, clean_all, "val/score", " (validation)", log, task))
-    return out
-
-
-def _score_attacks(r, suite: OODSuite, sets: dict, e: float, clean_all: np.ndarray, prefix: str, where: str, log: Log,
-                   task) -> dict[str, np.ndarray]:
-    """Rejector `r`'s scores of every set under each score attack at eps `e` (MNIST attacked to be rejected, the
-    OOD sets to be accepted), keyed `<prefix>/<rejector>/<set>/<attack>/<eps>`."""
-    out = {}
-    for a in suite.attacks:
-        for ds, split in sets.items():
-            direction = "reject" if ds == "mnist" else "accept"
-            log.bar.update(task, description=f"{r.name}: {a} {direction} on {ds}{where} at eps {e:g}")
-            log.line(f"score attack {a} ({r.name}, {direction}) on {ds}{where} at eps {e:g}")
-            x_adv = score_attack(a, r, split.x, e, direction, clean_all, suite.seed, suite.budgets.get(a))
-            out[f"{prefix}/{r.name}/{ds}/{a}/{e:g}"] = r.score(x_adv)
-            log.bar.advance(task)
-    return out
+def model_arrays(ws: OODWorkspace, cells: list[OODCell], store: CellStore, log: Log, task) -> tuple[dict, int]:
+    """One model's per-image numbers from its cells (each read from the store, else computed here), keyed
+    as `rows`, `selection` and `curves` read them; and how many cells came from the store."""
+    arrays, n_stored, y = {}, 0, ws.sets["test"]["mnist"].y
+    for c in cells:
+        log.bar.update(task, description=c.label)
+        hit = store.get(c.key)
+        n_stored += hit is not None and not store.written(c.key)  # not computed by this run (here or by workers)
+        out, seconds = (hit[0], None) if hit is not None else compute_ood_cell(ws, c, store)
+        if seconds is not None:
+            log.line(f"{c.label}: done in {seconds:.1f} s")
+        arrays[_name(c)] = out["score"]
+        if c.attack == "none" and (c.split, c.dataset) == ("test", "mnist"):
+            arrays[f"threshold/{c.rejector}"] = np.atleast_1d(out["threshold"])
+            arrays["correct/clean"] = out["pred"] == y
+        elif c.attack == PGD_CE:
+            arrays[f"correct/pgd_ce/{c.eps:g}"] = out["pred"] == y
+        log.bar.advance(task)
+    return arrays, n_stored
 
 
 def selection(arrays: dict, suite: OODSuite) -> dict[str, float]:
@@ -185,39 +138,6 @@ def selection(arrays: dict, suite: OODSuite) -> dict[str, float]:
         id_worst = np.max(v("mnist"), axis=0)
         out[r] = float(np.mean([ood_metrics(id_worst, np.min(v(ds), axis=0))["AUROC"] for ds in suite.ood]))
     return out
-
-
-class _Logits(torch.nn.Module):
-    """The defended pipeline's logits as a module (the classifier half of the K+1 model)."""
-
-    def __init__(self, d: Defended):
-        super().__init__()
-        self.pipeline = Pipeline(d.classifiers[Target.PIPELINE])
-
-    def forward(self, x):
-        return self.pipeline(x)
-
-
-def _jobs(d: Defended, suite: OODSuite, n_sets: int) -> int:
-    """The attack jobs of one model, for the progress bar's total (the validation images' at one eps)."""
-    n_rejectors = 2 + (getattr(d.defence, "dae", None) is not None or d.rejector is not None)
-    cross = len(suite.eps) * (n_sets - 1) if suite.k_plus_one and hasattr(getattr(d.rejector, "defence", None), "iterate") else 0
-    return n_rejectors * (len(suite.eps) + 1) * len(suite.attacks) * n_sets + cross
-
-
-def _cached(path: Path, compute) -> tuple[dict[str, np.ndarray], bool]:
-    """The arrays stored at `path`, else computed and stored; and whether they came from the cache."""
-    if path.is_file():
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}, True
-    arrays = compute()
-
-    def write(tmp: Path) -> None:
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        tmp.write_bytes(buf.getvalue())
-    atomic_write(path, write)
-    return arrays, False
 
 
 def _metric_row(model, r, threshold, ds, e, direction, attack, id_s, ood_s) -> dict:
@@ -272,51 +192,86 @@ def identity(info: dict) -> dict:
             "defence": {k: info.get("defence", {}).get(k) for k in ("name", "origin", "params", "weights")}}
 
 
+def load_workspace(suite: OODSuite, data_root, cache_dir, download: bool, log: Log,
+                   dev: torch.device) -> tuple[OODWorkspace, dict]:
+    """The run's images (`load_sets`, `validation_sets`) and every model trained or loaded as
+    `attractor-bench run` prepares it, in one OOD workspace; and what each model's record says about it."""
+    splits = data_mod.mnist_train_val(data_root, download)
+    sets = load_sets(suite, data_root, download)
+    val_sets = validation_sets(suite, splits[1], data_root, download)
+    prepared, infos, identities = {}, {}, {}
+    for s in suite.suites:
+        ws, meta = prepare(s, splits, (sets, {}, {}), cache_dir, log, dev)
+        for spec in s.models:
+            prepared[spec.name], infos[spec.name] = ws.prepared[spec.name], meta[spec.name]
+            identities[spec.name] = model_identity(ws.prepared[spec.name], spec, meta[spec.name])
+    calibration = splits[1].x[:N_VALIDATION]
+    return OODWorkspace(suite, {"test": sets, "validation": val_sets}, calibration, prepared, identities), infos
+
+
+def _compute_elsewhere(ws: OODWorkspace, grid: dict, store: CellStore, log: Log, workers: int) -> None:
+    """Say how many cells are stored; with `workers` > 1, compute the missing ones in worker processes."""
+    cells = [c for cs in grid.values() for c in cs]
+    todo = [c for c in cells if not store.path(c.key).is_file()]
+    log.say(f"{len(cells)} cells: {len(cells) - len(todo)} in the cell store, {len(todo)} to compute.")
+    if workers <= 1 or not todo:
+        return
+    task = log.bar.add_task(f"cells on {workers} worker processes", total=len(todo))
+
+    def done(c: OODCell, seconds: float) -> None:
+        log.bar.advance(task)
+        log.line(f"{c.label}: done in {seconds:.1f} s (worker)")
+    computed = parallel.compute(ws, todo, store, workers=workers, on_done=done)
+    store.mark_written(computed | {c.shared for c in todo if c.shared is not None and c.key in computed})
+    log.bar.remove_task(task)
+
+
+def _model_record(s_name: str, info: dict, arrays: dict, eps: tuple) -> dict:
+    return {"suite": s_name, "preset": info.get("preset"), "identity": identity(info),
+            "randomized": info.get("randomized", False), "components": info["components"],
+            "clean_accuracy": float(arrays["correct/clean"].mean()),
+            **{f"pgd_accuracy_{e:g}": float(arrays[f"correct/pgd_ce/{e:g}"].mean()) for e in eps}}
+
+
 def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = True, console: Console | None = None,
-            progress: bool = True, device: str | None = None) -> OODResult:
+            progress: bool = True, device: str | None = None, workers: int = 1) -> OODResult:
+    """Every cell of the OOD suite (`cells.plan`), read from the cell store or computed (in `workers`
+    processes when more than one), then per model its rows, its best rejector's validation AUROCs, its
+    curves and its record."""
     dev = resolve_device(device)
     log = Log(console or Console(stderr=True), progress)
     t0 = time.perf_counter()
-    splits = data_mod.mnist_train_val(data_root, download)
-    sets = load_sets(suite, data_root, download)
-    val_x = splits[1].x[:N_VALIDATION]
-    val_sets = validation_sets(suite, splits[1], data_root, download)
-    code = key(components=components.versions(*components.OOD_WIDE))
-    folder = resolve_cache_dir(cache_dir) / "ood"
-    images = array_fingerprint(*(s.x for s in sets.values()), sets["mnist"].y, val_x, *(s.x for s in val_sets.values()))
-    spec = {k: getattr(suite, k) for k in ("eps", "attacks", "k_plus_one", "seed", "budgets")}
-    table, models, all_curves, seconds, chosen_on = [], {}, {}, {}, {}
+    store = CellStore(resolve_cache_dir(cache_dir) / "cells")
+    store.remove_stale_temporaries()
+    table, models, all_curves, seconds, chosen_on, n_stored = [], {}, {}, {}, {}, 0
     log.say(f"{suite.name}: {len(suite.model_names)} models ({', '.join(suite.model_names)}), "
             f"MNIST against {', '.join(suite.ood)}, score attacks {', '.join(suite.attacks)} at eps "
             f"{', '.join(f'{e:g}' for e in suite.eps)}.")
     with deterministic(), log:
         activate(dev)
+        ws, infos = load_workspace(suite, data_root, cache_dir, download, log, dev)
+        grid = plan(ws)
+        _compute_elsewhere(ws, grid, store, log, workers)
         for s in suite.suites:
-            ws, meta = prepare(s, splits, (sets, {}, {}), cache_dir, log, dev)
             for spec_m in s.models:
-                d = ws.prepared[spec_m.name]
-                task = log.bar.add_task(f"{spec_m.name}", total=_jobs(d, suite, len(sets)))
-                start = time.perf_counter()
-                torch.manual_seed(suite.seed)
-                path = folder / f"{key(code=code, model=d.fingerprint, images=images, spec=spec)}.npz"
-                arrays, hit = _cached(path, lambda: _model_arrays(d, suite, sets, val_x, log, task, val_sets))
-                log.bar.update(task, description=f"{spec_m.name}: done", completed=_jobs(d, suite, len(sets)))
-                log.line(f"{spec_m.name}: done ({'from the cache' if hit else 'computed'})")
-                seconds[spec_m.name] = round(time.perf_counter() - start, 1)
-                table += rows(spec_m.name, arrays, suite)
-                chosen_on[spec_m.name] = selection(arrays, suite)
-                all_curves[spec_m.name] = curves(arrays, suite)
-                info = meta[spec_m.name]
-                models[spec_m.name] = {"suite": s.name, "preset": info.get("preset"), "identity": identity(info),
-                                       "randomized": info.get("randomized", False), "components": info["components"],
-                                       "clean_accuracy": float(arrays["correct/clean"].mean()),
-                                       **{f"pgd_accuracy_{e:g}": float(arrays[f"correct/pgd_ce/{e:g}"].mean())
-                                          for e in suite.eps}}
-    used = [c for s in suite.suites for spec_m in s.models for c in models[spec_m.name]["components"]]
+                name, start = spec_m.name, time.perf_counter()
+                task = log.bar.add_task(name, total=len(grid[name]))
+                arrays, stored = model_arrays(ws, grid[name], store, log, task)
+                log.line(f"{name}: done ({stored} of {len(grid[name])} cells from the store)")
+                seconds[name], n_stored = round(time.perf_counter() - start, 1), n_stored + stored
+                table += rows(name, arrays, suite)
+                chosen_on[name] = selection(arrays, suite)
+                all_curves[name] = curves(arrays, suite)
+                models[name] = _model_record(s.name, infos[name], arrays, suite.eps)
+    n_cells, (sets, val_sets) = sum(len(cs) for cs in grid.values()), ws.sets.values()
+    used = [c for m in models.values() for c in m["components"]]
     meta = {"components": components.versions(*components.OOD_WIDE, *used), "environment": environment(dev.type),
             "models": models, "model_seconds": seconds, "n_images": {k: len(v) for k, v in sets.items()},
             "ood": list(suite.ood), "eps": list(suite.eps), "attacks": list(suite.attacks), "k_plus_one": suite.k_plus_one, "budgets": {a: {**b, **suite.budgets.get(a, {})} for a, b in BUDGETS.items()},
             "seed": suite.seed, "device": str(dev), "wall_seconds": round(time.perf_counter() - t0, 1),
+            "cells": {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored,
+                      "failed_verification": store.rejected},
             "validation": {"n_images": {k: len(v) for k, v in val_sets.items()}, "eps": suite.eps[0],
                            "robust_auroc": chosen_on}}
     return OODResult(suite, pd.DataFrame(table, columns=COLUMNS), meta, all_curves)
+
