@@ -271,6 +271,19 @@ class Registry:
         return out
 
 
+def canonical(v) -> str:
+    """The text of a plain value, the same in every process: a set's elements sorted (`repr` of a set of
+    strings follows PYTHONHASHSEED, which would give the lock another hash in every run)."""
+    if isinstance(v, (set, frozenset)):
+        return f"{type(v).__name__}({{{', '.join(sorted(canonical(e) for e in v))}}})"
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(canonical(e) for e in v)
+        return f"[{inner}]" if isinstance(v, list) else f"({inner}{',' if len(v) == 1 else ''})"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{canonical(k)}: {canonical(e)}" for k, e in v.items()) + "}"
+    return repr(v)
+
+
 def _hash(nodes) -> str:
     h = hashlib.sha256()
     for (mod, qual), text in nodes:
@@ -335,7 +348,7 @@ def _closure(name: str, comps: dict, entry_of, source_of) -> tuple[tuple[tuple[N
             scope = obj.__dict__ if isinstance(obj, ModuleType) else sys.modules[_module_of(obj)].__dict__
             found = _targets(_names(_Normalize().visit(ast.parse(textwrap.dedent(src)))), scope, entry_of)
         else:
-            texts[node] = repr(obj)
+            texts[node] = canonical(obj)
             found = []
         for n2, o2 in found:
             if n2[0] == "component":

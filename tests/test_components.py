@@ -226,3 +226,20 @@ def test_a_model_is_stale_by_the_components_its_run_recorded_not_by_a_guess():
     assert notes == [f"`apudae`: trained or defended with older versions of rejector v{now['rejector']} -> v{now['rejector'] + 1}"]
     kept, notes = current_run(run, {"components": {}, "checks": []}, now)
     assert [m["name"] for m in kept["models"]] == ["apudae", "guessed"] and notes == []
+
+
+def test_a_plain_value_s_text_is_the_same_under_every_hash_seed():
+    """A component that reaches a module-level set of strings hashes its text: that text must not follow
+    PYTHONHASHSEED (repr of a set does), or the lock would disagree with itself from one process to the next."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from attractor_bench.lock import canonical; print(canonical({'torch', 'numpy', 'art', ('b', frozenset('xyz'))}))"
+    out = [subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                          capture_output=True, text=True, check=True).stdout for seed in range(6)]
+    reprs = [subprocess.run([sys.executable, "-c", "print(repr({'torch', 'numpy', 'art', 'scipy'}))"],
+                            env={**os.environ, "PYTHONHASHSEED": str(seed)}, capture_output=True, text=True).stdout
+             for seed in range(6)]
+    assert len(set(reprs)) > 1  # what the canonical text guards against
+    assert len(set(out)) == 1, out
