@@ -286,7 +286,7 @@ def train(
         for spec in specs:
             t0 = time.perf_counter()
             models = train_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
-                                 progress=progress, device=device, workers=_cap_workers(workers))
+                                 progress=progress, device=device)
             trained = [n for n, m in models.items() if not m.get("from_cache")]
             out.print(f"{spec.name}: {len(models)} models ready ({len(trained)} trained now"
                       f"{': ' + ', '.join(trained) if trained else ''}) in {time.perf_counter() - t0:.0f} s.", highlight=False)

@@ -322,3 +322,26 @@ def test_list_json_has_what_list_shows():
     assert attacks["square"]["kind"] == "score"
     assert models["baseline"]["type"] == "attractor preset" and models["baseline"]["train"]["weights"][1] == 0.0
     assert models["mlp"]["type"] == "recipe" and "max_epochs" in models["mlp"]["params"]
+
+
+def test_the_train_command_hands_each_suite_to_train_suite_and_says_what_it_trained(tmp_path, data_root, monkeypatch):
+    """The `train` command's own lines, in the default run (the trainings themselves are in the slow
+    test_checkpoints): each suite goes to `preparation.train_suite` with the options given, and the line
+    it prints counts what was trained now."""
+    from typer.testing import CliRunner
+
+    from attractor_bench import preparation
+    from attractor_bench.cli import app
+
+    seen = []
+
+    def fake(spec, **kw):
+        seen.append((spec.name, kw["device"], kw["cache_dir"]))
+        return {"a": {"from_cache": True}, "b": {}}
+
+    monkeypatch.setattr(preparation, "train_suite", fake)
+    result = CliRunner().invoke(app, ["train", "suites/micro.yaml", "--data-root", str(data_root), "--cache-dir",
+                                      str(tmp_path / "cache"), "--no-download", "--no-progress", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("micro", "cpu", tmp_path / "cache")]
+    assert "micro: 2 models ready (1 trained now: b)" in result.output
