@@ -65,8 +65,9 @@ DECLARED: tuple[Component, ...] = (
     # reconstruction similarity as implementations (the OOD runs' scores, before in ood/rejectors.py); 2: MSP and
     # energy share their constructor (FromLogits; the same scores, bumped while no stored number used version 1);
     # 3: every rejector is ART's EvasionDetector again (detect, ART's fit signature; the same scores, bumped while
-    # no stored number used version 2)
-    Component("rejector", 3, (f"{_A}.rejectors",), "the rejector interface; max softmax, energy, reconstruction similarity"),
+    # no stored number used version 2); 4: `accept` is the complement of `detect` (one threshold check; a NaN
+    # score, which `accept` rejected, is now OOD in `detect` too; the same scores, no stored number used 3)
+    Component("rejector", 4, (f"{_A}.rejectors",), "the rejector interface; max softmax, energy, reconstruction similarity"),
     # 2 (issue 37): an implementation of the rejector interface (score -Pearson, threshold -T, its outputs per cell)
     Component("rejector.pearson", 2, (f"{_A}.defenses.ood",), "the attractor's Pearson-similarity rejector"),
     # classifier 2: loss summed over images, batches of at least 16 rows; 3: the training cost's pass without

@@ -82,17 +82,15 @@ class Rejector(torch.nn.Module, EvasionDetector):
 
     def detect(self, x: np.ndarray, batch_size: int = BATCH, **kwargs) -> tuple[dict, np.ndarray]:
         """ART's `EvasionDetector.detect`: `(report, is_ood)`, with the outlier scores and the threshold
-        in the report and `is_ood = score > threshold` (the complement of `accept`)."""
+        in the report; `is_ood` is the complement of `accept`."""
         if self.threshold is None:
             raise ValueError(f"rejector {self.name!r} has no threshold yet: fit it on in-distribution images.")
         s = self.score(x, batch_size)
-        return {"score": s, "threshold": self.threshold}, s > self.threshold
+        return {"score": s, "threshold": self.threshold}, ~(s <= self.threshold)
 
     def accept(self, x: np.ndarray) -> np.ndarray:
         """Which images the rejector accepts (score <= threshold)."""
-        if self.threshold is None:
-            raise ValueError(f"rejector {self.name!r} has no threshold yet: fit it on in-distribution images.")
-        return self.score(x) <= self.threshold
+        return ~self.detect(x)[1]
 
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """The per-image outputs a cell stores: `score`, and what an implementation adds (`score_single`,
