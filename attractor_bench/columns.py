@@ -164,13 +164,27 @@ def _n_notes(cols: list[Column], usual: dict[str, int | None], n_ood: int | None
             + "; each set's clean and robust AUROC are in the cards and LEADERBOARD.json."]
 
 
+def _same_model_notes(board: Leaderboard) -> list[str]:
+    """A line for each set of rows that are one model under several names: the same weights, defence and
+    threshold (two trainings that ended on the same weights, say, one of them stopped early)."""
+    groups: dict[str, list[Row]] = {}
+    for r in board.rows:
+        ident = {k: v for k, v in _ident(r).items() if k != "name"}
+        if ident.get("weights"):
+            groups.setdefault(repr(sorted(ident.items(), key=lambda kv: kv[0])), []).append(r)
+    return [f"{' and '.join(f'`{r.display}`' for r in rows)} are one model under {len(rows)} names: the same weights "
+            f"(sha256 {str(_ident(rows[0])['weights'])[:12]}...), defence and threshold; their numbers differ only where "
+            "their runs attacked other images or drew other seeds."
+            for rows in groups.values() if len(rows) > 1]
+
+
 def table(board: Leaderboard) -> tuple[list[Column], list[list[Cell]], list[str]]:
     """The leaderboard table (`TABLE`; the rest is in LEADERBOARD.json and the page's cards): its
-    columns, one row of cells per model, and the notes that say each column's n."""
+    columns, one row of cells per model, and the notes under it: each column's n, the rows that are one model."""
     cols = view(TABLE)
     usual = {c.name: _usual_n(board, c.name, c.n) for c in cols if c.cell == "number"}
     rows = [[_cell(c, r, usual) for c in cols] for r in board.rows]
-    return cols, rows, _n_notes(cols, usual, _usual_n(board, "ood_robust_lowest", "n_ood"))
+    return cols, rows, _n_notes(cols, usual, _usual_n(board, "ood_robust_lowest", "n_ood")) + _same_model_notes(board)
 
 
 def _csv_fields(c: Column, r: Row, position: int) -> dict:

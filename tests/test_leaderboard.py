@@ -13,6 +13,7 @@ from scipy.stats import binomtest
 from typer.testing import CliRunner
 
 from attractor_bench.cli import app
+from attractor_bench import columns
 from attractor_bench.errors import AttractorBenchError
 from attractor_bench.leaderboard import UNRELIABLE
 from attractor_bench.page import write_leaderboard
@@ -766,3 +767,16 @@ def test_the_table_has_nine_columns_one_n_each_and_clean_on_the_worst_cases_imag
     assert md_cells(md, "net")[3] == "90.00 [{:.2f}, {:.2f}]".format(*(100 * x for x in exact(0.9, 100)))
     assert md_cells(md, "b")[5].endswith(" (n=50)") and not md_cells(md, "a")[5].endswith(")")
     assert "n = 100 test images behind every clean, worst-case and e2e number" in md
+
+
+def test_rows_that_are_one_model_under_two_names_say_so(tmp_path):
+    """Two names with the same weights, defence and threshold (a longer training that stopped on the first
+    one's weights) are one model: a note under the table says so; other weights get no note."""
+    wc = {0.1: (0.6, 0.5, 100)}
+    write_run(tmp_path, "s", {"short": model(weights="aaaa", wc=wc), "long": model(weights="aaaa", wc=wc),
+                              "other": model(weights="bbbb", wc=wc), "other_th": model(weights="bbbb", threshold=0.7, wc=wc)},
+              {"pgd": attack(eps=(0.1,))})
+    board, _ = write_leaderboard(tmp_path)
+    notes = [n for n in columns.table(board)[2] if "one model" in n]
+    assert len(notes) == 1 and "`short`" in notes[0] and "`long`" in notes[0] and "`other" not in notes[0]
+    assert notes[0] in (tmp_path / "LEADERBOARD.md").read_text()
