@@ -60,14 +60,16 @@ def protocol_suite(model, name: str, defence: dict | None, threshold: float | No
     if defence is not None:
         entry["defence"] = defence
     doc["models"] = {name: entry, **{s: doc["models"][s] for s in sorted(sources)}}
-    if (entry.get("defence") or {}).get("name", "attractor") != "attractor":  # no rejector: the protocol's plain part
-        doc["attacks"] = [a for a in doc["attacks"] if not (a["name"] in ATTACKS and ATTACKS[a["name"]].needs_rejector)]
     if n is not None:
         doc["data"] = {**doc.get("data", {}), "n_test": n, "n_ood": n}
     if threshold is not None:
         doc["rejector"] = {"threshold": threshold}
     doc["name"] = f"benchmark_{name}"
-    suite = parse_suite(doc, path.with_name(f"benchmark_{name}.yaml"))
+    where = path.with_name(f"benchmark_{name}.yaml")
+    plain = {**doc, "attacks": [a for a in doc["attacks"] if not (a["name"] in ATTACKS and ATTACKS[a["name"]].needs_rejector)]}
+    suite = parse_suite(plain, where)  # the protocol's attacks on the classifier alone
+    if suite.models[0].defence.may_reject:  # a defence that may bring a rejector: the attacks on it too
+        suite = parse_suite(doc, where)
     if isinstance(model, torch.nn.Module):  # not nameable in a suite file: its builder returns it
         spec = suite.models[0]
         given = ModelSpec(name, f"python:{type(model).__name__}", None, spec.defence, _given(model.eval()), {},

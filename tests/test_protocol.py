@@ -105,3 +105,19 @@ def test_benchmark_of_the_example_plugin_writes_a_card_and_places_the_row(micro,
 def test_benchmark_command_refuses_an_unknown_model_in_one_line(tmp_path):
     out = CliRunner().invoke(app, ["benchmark", "nope_not_a_model", "--results-dir", str(tmp_path), "--no-progress"])
     assert out.exit_code == 2 and "nope_not_a_model" in out.output and "Traceback" not in out.output
+
+
+def test_the_protocols_attacks_on_a_rejector_run_where_the_defence_may_bring_one(monkeypatch):
+    """By capability, not by name: a registered defence that brings a rejector (the attractor's) and an outside
+    defence (known once built) keep the protocol's attacks on the rejector; no defence, or one that brings none,
+    runs the classifier's attacks alone."""
+    from attractor_bench.benchmarking import protocol_suite
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+
+    def on_rejector(defence):
+        suite = protocol_suite("tiny_plugins:small_mlp", "tiny", defence, None, None)
+        return {a.label for a in suite.attacks if a.entry.needs_rejector}
+
+    assert on_rejector({"name": "none"}) == set() and on_rejector({"name": "apudae"}) == set()
+    assert on_rejector({"name": "attractor"}) == {"rejection_aware"}
+    assert on_rejector({"name": "tiny_plugins:quantize"}) == {"rejection_aware"}
