@@ -3,7 +3,8 @@
 The suite is generated from the protocol's own suite document (`protocol.PROTOCOL.suite`): its attacks,
 seed, cascade and OOD sets as they are, its models replaced by the one under test (plus the models its
 transfer attacks take their examples from: `mlp`, which the zoo serves), `n` images if asked. The run is
-`runner.run_suite` and `report.write_results` as for any suite; beside them, `MODEL_CARD.md` says what was
+`runner.run_suite` and `report.write_results` as for any suite, then the protocol's OOD part (its OOD suite's
+sets and score attacks on the model under test: `ood.evaluate.run_ood`, `<suite>_ood/`); beside them, `MODEL_CARD.md` says what was
 evaluated, the weights' hash, the numbers with their intervals, the verdict, the environment and whether the
 run satisfies the protocol, and `placement` sets the row among the committed leaderboard's rows.
 
@@ -26,7 +27,11 @@ from . import protocol, suitefile
 from .attacks import ATTACKS
 from .config import ModelSpec, Suite, parse_suite
 from .errors import ConfigError
-from .report import write_results
+from .ood.evaluate import run_ood
+from .ood.report import META as OOD_META
+from .ood.report import write_ood
+from .ood.suite import VALIDATION_MAX, OODSuite, load_ood_suite
+from .report import git_commit, now, write_results
 from .runner import run_suite
 from .tables import pct
 
@@ -78,6 +83,15 @@ def protocol_suite(model, name: str, defence: dict | None, threshold: float | No
     return suite
 
 
+def protocol_ood_suite(suite: Suite, n: int | None, p: protocol.Protocol = protocol.PROTOCOL) -> OODSuite:
+    """The protocol's OOD part (its OOD suite's sets, score attacks, budgets, cross-check and seed) on the model
+    under test (`suite`'s first model), on `n` images of each set if asked."""
+    part = load_ood_suite(protocol.ROOT / p.ood_suite)
+    sizes = {} if n is None else {"n_test": n, "n_ood": n, "n_validation": max(1, min(n // 4, VALIDATION_MAX))}
+    return dataclasses.replace(part, name=f"{suite.name}_ood", suites=(dataclasses.replace(suite, models=suite.models[:1]),),
+                               **sizes)
+
+
 def placement(row: dict, board_json: Path) -> list[dict]:
     """The committed rows of LEADERBOARD.json and `row`, ordered by worst case at L-inf 0.3, then 0.1, then
     clean accuracy (by value: the leaderboard's own ranks use paired tests, which need its per-image records)."""
@@ -85,7 +99,8 @@ def placement(row: dict, board_json: Path) -> list[dict]:
     rows = []
     if board_json.is_file():
         for r in json.loads(board_json.read_text(encoding="utf-8")).get("rows", []):
-            rows.append({"model": r["model"], "rank": r["rank"], **{k: r["numbers"].get(k, {}).get("value") for k in keys}})
+            rows.append({"model": r["model"], "rank": r["rank"],
+                         **{k: r["numbers"].get(k, {}).get("value") for k in (*keys, "ood_robust_lowest")}})
     rows.append({**row, "rank": None, "new": True})
     return sorted(rows, key=lambda r: [(1, 0.0) if r.get(k) is None else (0, -r[k]) for k in keys])
 
@@ -104,12 +119,40 @@ def _interval(iv) -> str:
     return "" if not iv else f" [{pct(iv[0])}, {pct(iv[1])}]"
 
 
-def model_card(folder: Path, name: str, model_ref: str, p: protocol.Protocol = protocol.PROTOCOL) -> dict:
-    """Write MODEL_CARD.md into the run's folder from its summary.json and run.json; return the card's data."""
+def _ood_numbers(ood_folder: Path, name: str) -> dict:
+    """The OOD part's numbers of model `name` (its ood.json): the best rejector (chosen on validation images),
+    per set its clean and robust AUROC at the first eps, the lowest robust AUROC."""
+    doc = json.loads((ood_folder / OOD_META).read_text(encoding="utf-8"))
+    best = doc["best_rejector"][name]
+    sets = doc["auroc"]["models"][name][best]
+    return {"ood_rejector": best, "ood_eps": doc["auroc"]["eps"], "ood_folder": str(ood_folder), "ood_meta": doc,
+            "ood_sets": {d: {"clean": v["clean"], "robust": v["robust"]} for d, v in sets.items()},
+            "ood_robust_lowest": min(v["robust"] for v in sets.values())}
+
+
+def _ood_lines(o: dict, label: str | None) -> list[str]:
+    doc = o["ood_meta"]
+    lines = ["", f"## OOD detection under attack ({label or 'a custom evaluation of the OOD part'})", "",
+             f"Best rejector `{o['ood_rejector']}` (chosen on validation images, none of them a test image); AUROC, "
+             f"outlier scores, OOD positive; robust: the worst over {', '.join(doc['attacks'])} on the score at L-inf "
+             f"{o['ood_eps']:g}, in-distribution and OOD images attacked together; {doc['n_images']['mnist']} MNIST test "
+             f"images against each set; `{Path(o['ood_folder']).name}/README.md` has every rejector and attack.", "",
+             "| OOD set | clean AUROC | robust AUROC |", "|---|---|---|"]
+    lines += [f"| {d} | {v['clean']:.4f} | {v['robust']:.4f} |" for d, v in o["ood_sets"].items()]
+    return lines + ["", f"Lowest robust AUROC: {o['ood_robust_lowest']:.4f}.", ""]
+
+
+def model_card(folder: Path, name: str, model_ref: str, p: protocol.Protocol = protocol.PROTOCOL,
+               ood_folder: Path | None = None) -> dict:
+    """Write MODEL_CARD.md into the run's folder from its summary.json and run.json (and the OOD part's ood.json in
+    `ood_folder`); return the card's data. The card names the protocol only if both parts were its evaluation."""
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     info, nums = meta["models"][name], _numbers(summary, name)
     label = protocol.satisfied(meta, name, meta["models"][name].get("threshold") is not None, p)
+    ood = _ood_numbers(ood_folder, name) if ood_folder is not None else None
+    ood_label = None if ood is None else protocol.ood_satisfied(ood["ood_meta"], p)
+    label = label if ood_label == label else None
     env = meta.get("environment") or meta.get("versions") or {}
     lines = [f"# Model card: `{name}`", "",
              f"- evaluated: `{model_ref}`, defence `{info['defence']['name']}` {info['defence']['params'] or ''}".rstrip(),
@@ -126,8 +169,11 @@ def model_card(folder: Path, name: str, model_ref: str, p: protocol.Protocol = p
     verdict = "not checked" if v["potentially_unreliable"] is None else (
         "potentially unreliable: " + "; ".join(v["reasons"]) if v["potentially_unreliable"] else "reliable")
     lines += ["", f"Verdict: {verdict}.", ""]
+    if ood is not None:
+        lines += _ood_lines(ood, ood_label)
     (folder / CARD).write_text("\n".join(lines), encoding="utf-8")
-    return {"name": name, "protocol": label, "weights": info["weights"], "folder": str(folder), **nums}
+    out = {k: v for k, v in (ood or {}).items() if k != "ood_meta"}
+    return {"name": name, "protocol": label, "weights": info["weights"], "folder": str(folder), **nums, **out}
 
 
 def benchmark(model, name: str | None = None, defence: dict | None = None, threshold: float | None = None,
@@ -138,10 +184,16 @@ def benchmark(model, name: str | None = None, defence: dict | None = None, thres
     return the card's data with `placement` (the committed leaderboard's rows and this one, in order)."""
     name = name or (model if isinstance(model, str) and ":" not in model else "submitted")
     suite = protocol_suite(model, name, defence, threshold, n, p, params)
-    result = run_suite(suite, data_root=data_root, cache_dir=cache_dir, download=download, progress=progress, device=device)
+    ood_suite = protocol_ood_suite(suite, n, p)
+    common = dict(data_root=data_root, cache_dir=cache_dir, download=download, progress=progress, device=device)
+    result = run_suite(suite, **common)
     ref = model if isinstance(model, str) else suite.models[0].origin
-    folder = write_results(result, results_dir, command or f"attractor_bench.benchmark({ref!r}, n={n})")
-    card = model_card(folder, name, ref, p)
-    card["placement"] = placement({k: card[k] for k in ("worst_case_0.3", "worst_case_0.1", "clean")} | {"model": name},
+    command = command or f"attractor_bench.benchmark({ref!r}, n={n})"
+    folder = write_results(result, results_dir, command)
+    ood = run_ood(ood_suite, **common)  # the model is in the cache now: the OOD part trains nothing
+    ood_folder = write_ood(ood, Path(results_dir) / ood_suite.name, command, git_commit(), now())
+    card = model_card(folder, name, ref, p, ood_folder)
+    card["placement"] = placement({k: card.get(k) for k in ("worst_case_0.3", "worst_case_0.1", "clean", "ood_robust_lowest")}
+                                  | {"model": name},
                                   protocol.ROOT / "results" / "LEADERBOARD.json")
     return card

@@ -391,17 +391,20 @@ def benchmark(
     progress: ShowProgress = True,
     debug: Debug = False,
 ) -> None:
-    """Evaluate one model under the leaderboard's protocol (attractor_bench/protocol.py): write its results
-    folder with MODEL_CARD.md and show the row among the committed leaderboard's rows."""
+    """Evaluate one model under the leaderboard's protocol (attractor_bench/protocol.py), its classification part
+    and its OOD part (score attacks on its best rejector): write the results folders with MODEL_CARD.md and show
+    the row among the committed leaderboard's rows."""
     from .benchmarking import benchmark as run_benchmark
 
     with _errors(debug):
         command = f"attractor-bench benchmark {model}" + (f" --n {n}" if n else "") + (f" --defence {defence}" if defence else "")
         card = run_benchmark(model, name, None if defence is None else {"name": defence}, threshold, n, device, results_dir,
                              data_root, cache_dir, download, progress=progress, command=command)
-        table = Table("#", "model", "clean", "worst case 0.1", "worst case 0.3", title="Among the committed leaderboard")
+        table = Table("#", "model", "clean", "worst case 0.1", "worst case 0.3", "OOD robust AUROC",
+                      title="Among the committed leaderboard")
         for i, r in enumerate(card["placement"], 1):
             row = [str(i), r["model"]] + [_pct(r.get(k)) for k in ("clean", "worst_case_0.1", "worst_case_0.3")]
+            row.append("—" if r.get("ood_robust_lowest") is None else f"{r['ood_robust_lowest']:.3f}")
             table.add_row(*(f"[bold]{c}[/]" for c in row) if r.get("new") else row)
         out.print(table)
         out.print(f"Protocol: {card['protocol'] or 'custom evaluation (not ranked)'}; weights {card['weights']}; "

@@ -112,6 +112,23 @@ def ood_part(p: Protocol) -> dict:
             "k_plus_one": o.k_plus_one, "seed": o.seed, "budgets": o.budgets}
 
 
+def ood_satisfied(meta: dict, p: Protocol = PROTOCOL) -> str | None:
+    """`p.label` when the OOD run (its ood.json `meta`) made the protocol's OOD evaluation (`ood_part`: the same
+    image counts, sets, eps, score attacks with their budgets, cross-check and seed), else None."""
+    from .ood.attacks import BUDGETS
+
+    part = ood_part(p)
+    want = {**part, "budgets": {a: {**b, **part["budgets"].get(a, {})} for a, b in BUDGETS.items()}}
+    try:
+        sets, n = list(meta["ood"]), meta["n_images"]
+        made = {"n_test": n["mnist"], "n_ood": n[sets[0]] if sets else want["n_ood"], "ood": sets, "eps": list(meta["eps"]),
+                "attacks": list(meta["attacks"]), "k_plus_one": meta["k_plus_one"], "seed": meta["seed"],
+                "budgets": meta["budgets"]}
+    except (KeyError, TypeError):  # another shape of ood.json
+        return None
+    return p.label if made == want and all(n[d] == want["n_ood"] for d in sets) else None
+
+
 def fingerprint(p: Protocol) -> str:
     """The hash of everything the protocol fixes, derived from its suites as parsed."""
     return key(plain=expected(p, False), rejector=expected(p, True), ood=ood_part(p))

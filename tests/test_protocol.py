@@ -77,10 +77,23 @@ def test_the_leaderboard_ranks_the_protocol_runs_and_lists_the_others(tmp_path):
     assert not everything.custom and "mnist_fgsm" in {s for r in everything.rows for s in r.suites}
 
 
+MICRO_OOD = """models_from: [micro_protocol.yaml]
+n_test: 8
+n_ood: 8
+n_validation: 4
+ood: [fashion_mnist, uniform_noise]
+eps: [0.1]
+attacks: [pgd]
+k_plus_one: false
+budgets: {pgd: {max_iter: 2}}
+"""
+
+
 @pytest.fixture
 def micro(tmp_path) -> protocol.Protocol:
     (tmp_path / "micro_protocol.yaml").write_text(MICRO)
-    return protocol.micro(protocol.PROTOCOL, str(tmp_path / "micro_protocol.yaml"))
+    (tmp_path / "micro_protocol_ood.yaml").write_text(MICRO_OOD)
+    return protocol.micro(protocol.PROTOCOL, str(tmp_path / "micro_protocol.yaml"), str(tmp_path / "micro_protocol_ood.yaml"))
 
 
 def test_benchmark_of_the_example_plugin_writes_a_card_and_places_the_row(micro, data_root, tmp_path, monkeypatch):
@@ -97,6 +110,12 @@ def test_benchmark_of_the_example_plugin_writes_a_card_and_places_the_row(micro,
     assert "tiny" in placed and set(committed) <= set(placed) and len(placed) == len(committed) + 1
     run = json.loads((Path(card["folder"]) / "run.json").read_text())
     assert set(run["models"]) == {"tiny", "mlp"}  # the model and the protocol's transfer source
+    ood = json.loads((Path(card["ood_folder"]) / "ood.json").read_text())  # the protocol's OOD part, on the model alone
+    assert set(ood["models"]) == {"tiny"} and ood["n_images"] == {"mnist": 8, "fashion_mnist": 8, "uniform_noise": 8}
+    assert ood["best_rejector"]["tiny"] == card["ood_rejector"] in {"msp", "energy"}
+    assert set(card["ood_sets"]) == {"fashion_mnist", "uniform_noise"}
+    assert card["ood_robust_lowest"] == min(v["robust"] for v in card["ood_sets"].values())
+    assert f"Lowest robust AUROC: {card['ood_robust_lowest']:.4f}" in text and "(mnist-linf-micro v1)" in text
     other = benchmark("tiny_plugins:small_mlp", name="tiny", n=4, params={"n_train": 300}, **common)
     assert other["protocol"] is None and other["n"] == 4  # other images: a custom evaluation
     assert "custom evaluation" in (Path(other["folder"]) / "MODEL_CARD.md").read_text()
