@@ -241,6 +241,11 @@ class Cell:
     def label(self) -> str:
         return self.attack.label if self.attack else "none"
 
+    @property
+    def where(self) -> list:
+        """The cell's coordinates, stored in its header."""
+        return [self.model, self.label, self.eps, self.dataset]
+
 
 @dataclass
 class Workspace:
@@ -264,6 +269,30 @@ class Workspace:
     def inputs(self, dataset: str, attack: AttackSpec | None) -> np.ndarray:
         """The clean images themselves."""
         return self.sets[dataset].x[self.indices(dataset, attack)]
+
+    # The workspace protocol of `parallel.py` (an OOD run's `OODWorkspace` implements it too).
+    @property
+    def suites(self) -> tuple:
+        """The suites whose outside code a cell may run (`contracts.plugin_errors`)."""
+        return (self.suite,)
+
+    def light(self, job: list[Cell]) -> list:
+        """A job as plain values (an attack as its index in the suite): what travels per job."""
+        index = {id(a): i for i, a in enumerate(self.suite.attacks)}
+
+        def one(c: Cell) -> tuple:  # a cascade cell travels with the cells before it
+            return (c.model, None if c.attack is None else index[id(c.attack)], c.eps, c.dataset, c.key, c.seed, c.shared,
+                    tuple(one(b) for b in c.after))
+        return [one(c) for c in job]
+
+    def cells(self, light: list) -> list[Cell]:
+        """The cells of a job sent by `light`."""
+        return [Cell(m, None if a is None else self.suite.attacks[a], e, d, k, s, sh, tuple(self.cells(after)))
+                for m, a, e, d, k, s, sh, after in light]
+
+    def compute(self, c: Cell, store: CellStore) -> tuple[dict[str, np.ndarray], float]:
+        """Cell `c` computed and stored (`compute_cell`)."""
+        return compute_cell(self, c, store)
 
 
 def attack_identity(attack: AttackSpec) -> dict:
@@ -457,5 +486,5 @@ def compute_cell(ws: Workspace, c: Cell, store: CellStore) -> tuple[dict[str, np
     attacked_n = int(todo.sum()) if c.attack is not None and c.eps > 0 else 0
     out.update({"n_attacked": np.array(attacked_n), **{k: np.array(v) for k, v in passes.items()}})
     seconds = round(time.perf_counter() - t0, 2)
-    store.put(c.key, out, {"seconds": seconds, "cell": [c.model, c.label, c.eps, c.dataset]})
+    store.put(c.key, out, {"seconds": seconds, "cell": c.where})
     return out, seconds

@@ -77,7 +77,11 @@ DECLARED: tuple[Component, ...] = (
     # 2: a randomized model's predictions are the majority of 21 draws, the same in every cell (issue 38);
     # 3 (issue 37): a cascade cell's images narrowed through the robust-flags record (flags.py); the rejector's
     # outputs through the rejector interface; the attractor's prediction through its pipeline classifier like every model's
-    Component("cell", 3, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
+    # 4 (issue 37): both workspaces implement parallel.py's workspace protocol (a job as plain values and back, a
+    # cell computed) instead of parallel.py testing the workspace's class; the same numbers (suites/micro.yaml and
+    # ood_micro.yaml, 1 and 2 workers, gave the same tables as version 3), bumped rather than recorded because no
+    # stored number uses 3: the regeneration (issue 38) computes every cell after this change
+    Component("cell", 4, (f"{_A}.cells:compute_cell", f"{_A}.cells:evaluate", f"{_A}.cells:Defended", f"{_A}.cells:Workspace",
                           f"{_A}.cells:plan", f"{_A}.cells:chain", f"{_A}.cells:points", f"{_A}.cells:applies",
                           f"{_A}.cells:datasets", f"{_A}.cells:EVAL_BATCH", f"{_A}.attacks:AttackEntry",
                           f"{_A}.attacks:within_budget", f"{_A}.attacks:perturbation_norms", f"{_A}.attacks:NORMS",
@@ -104,7 +108,9 @@ DECLARED: tuple[Component, ...] = (
               "the attack-failure probes and the reliability verdict"),
     # 2: autoattack_standard's Pipeline pads batches below 16 rows; 3 (issue 37): the model's own rejector and the
     # implementations of the rejector interface (outlier scores)
-    Component("ood.scores", 3, (f"{_A}.ood.rejectors",), "which rejectors an OOD run evaluates for a model"),
+    # 4 (issue 37): the rejectors can be built unfitted, to name and key an OOD run's cells (the same scores and
+    # thresholds: fitted where a cell is computed; bumped while no stored number uses 3)
+    Component("ood.scores", 4, (f"{_A}.ood.rejectors",), "which rejectors an OOD run evaluates for a model"),
     # 2: PGD's loss summed; 3 (issue 37): on outlier scores (directions reject / accept)
     Component("ood.attacks", 3, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),
     # 2 (issue 38): the best rejector is chosen on validation images apart from the test images, not on the test
@@ -112,7 +118,10 @@ DECLARED: tuple[Component, ...] = (
     # 3 (issue 37): outlier scores (the worst case is the highest ID score, the lowest OOD score)
     # 4 (issue 37): OOD cells (ood/cells.py) in the one cell store, each seeded with cells.cell_seed: the score
     # attacks' random starts and the accuracy/coverage PGD's are drawn from the cell's seed, not the suite's
-    Component("ood.evaluate", 4, (f"{_A}.ood.evaluate", f"{_A}.ood.cells", f"{_A}.ood.synthetic",
+    # 5 (issue 37): the workspace protocol above (the same numbers); a notice for an older version's <cache>/ood;
+    # a clean OOD cell's key no longer holds the score attacks' version (an attacked cell's attack identity does),
+    # so a new score attack recomputes the attacked cells only
+    Component("ood.evaluate", 5, (f"{_A}.ood.evaluate", f"{_A}.ood.cells", f"{_A}.ood.synthetic",
                                   f"{_A}.ood.report:best_rejectors"),
               "an OOD run's cells, its noise sets and the best-rejector choice on validation images"),
 )

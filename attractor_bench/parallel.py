@@ -8,7 +8,8 @@ of a minimal-perturbation attack), so an intermediate is computed once. A worker
 cell exactly as the sequential run does (`cells.compute_cell`: the same per-cell seeds, the same
 deterministic algorithms) and stores it atomically in the cell store; the main process then reads
 every cell from the store in the suite's order, so the tables equal the sequential run's. An OOD
-run's cells (`attractor_bench.ood.cells`) travel the same way; their workspace computes them.
+run's cells (`attractor_bench.ood.cells`) travel the same way: both workspaces implement
+`CellWorkspace` (a job as plain values and back, a cell computed), so this module knows no kind of cell.
 
 Threads: each local worker gets an equal share of this machine's torch threads (at least one).
 A cell computed with one thread gave the same bits as with two on the development machine (the
@@ -33,14 +34,13 @@ import socket
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable
+from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
 import cloudpickle
 
 import torch
 
-from .cells import Cell, Workspace, compute_cell
 from .contracts import plugin_errors
 from .errors import AttractorBenchError, ConfigError
 from .store import CellStore
@@ -85,47 +85,29 @@ def _init_local(payload: bytes, threads: int, store_root: str, fresh: bool) -> N
     _STATE["store"] = (store_root, fresh)
 
 
-def _light(ws, job: list) -> list:
-    """A job as plain values (the attack as its index in the suite): what travels per job. The cells
-    of another kind of workspace (an OOD run's: `attractor_bench.ood.cells`) are plain values already."""
-    if not isinstance(ws, Workspace):
-        return job
-    index = {id(a): i for i, a in enumerate(ws.suite.attacks)}
+class CellWorkspace(Protocol):
+    """What `compute` needs of a run's workspace (`cells.Workspace`, `ood.cells.OODWorkspace`): a job as
+    plain values and back (`light`, `cells`), a cell computed and stored (`compute`), the suites whose
+    outside code may fail inside it (`suites`). A cell names its coordinates (`where`) and its `key`."""
 
-    def one(c):  # a cascade cell travels with the cells before it
-        return (c.model, None if c.attack is None else index[id(c.attack)], c.eps, c.dataset, c.key, c.seed, c.shared,
-                tuple(one(b) for b in c.after))
-    return [one(c) for c in job]
+    @property
+    def suites(self) -> tuple: ...
 
+    def light(self, job: list) -> list: ...
 
-def _cells(ws, light: list) -> list:
-    if not isinstance(ws, Workspace):
-        return light
-    return [Cell(m, None if a is None else ws.suite.attacks[a], e, d, k, s, sh, tuple(_cells(ws, after)))
-            for m, a, e, d, k, s, sh, after in light]
+    def cells(self, light: list) -> list: ...
+
+    def compute(self, c, store: CellStore) -> tuple[dict, float]: ...
 
 
-def _compute_one(ws, c, store) -> tuple[dict, float]:
-    """A cell computed by its kind: a classification run's by `cells.compute_cell`, another kind's by its
-    workspace (`compute`)."""
-    if isinstance(ws, Workspace):
-        with plugin_errors(ws.suite):  # an exception of outside code, named here, before it is pickled
-            return compute_cell(ws, c, store)
-    with plugin_errors(*ws.suite.suites):  # an OOD run's workspace: its suite names the suites of its models
-        return ws.compute(c, store)
-
-
-def _where(c) -> list:
-    return c.where if hasattr(c, "where") else [c.model, c.attack.label if c.attack else "none", c.eps, c.dataset]
-
-
-def _compute(ws, store, job: list, send_back: bool = False) -> list[tuple[str, float, dict | None]]:
+def _compute(ws: CellWorkspace, store, job: list, send_back: bool = False) -> list[tuple[str, float, dict | None]]:
     """Compute and store a job's cells; with `send_back`, also return their arrays (the main
     process stores them: this worker's store is a scratch folder the main process cannot see)."""
     done = []
-    for c in _cells(ws, job):
-        out, seconds = _compute_one(ws, c, store)
-        done.append((c.key, seconds, {"out": out, "header": {"seconds": seconds, "cell": _where(c)}} if send_back else None))
+    for c in ws.cells(job):
+        with plugin_errors(*ws.suites):  # an exception of outside code, named here, before it is pickled
+            out, seconds = ws.compute(c, store)
+        done.append((c.key, seconds, {"out": out, "header": {"seconds": seconds, "cell": c.where}} if send_back else None))
     return done
 
 
@@ -171,7 +153,7 @@ def check_cluster(cluster: str | None) -> None:
                           "workers with `dask worker ADDRESS`, or use --cluster local.") from None
 
 
-def compute(ws, cells: list, store, workers: int = 2, cluster: str | None = None,
+def compute(ws: CellWorkspace, cells: list, store, workers: int = 2, cluster: str | None = None,
             on_done: Callable | None = None) -> set[str]:
     """Compute `cells` in worker processes or on a cluster; return the keys computed. A worker that
     dies stops the run with an error; the cells finished until then stay stored (atomically), so
@@ -189,7 +171,7 @@ def compute(ws, cells: list, store, workers: int = 2, cluster: str | None = None
             if on_done is not None:
                 on_done(by_key[key], seconds)
 
-    work = [_light(ws, job) for job in jobs(cells)]
+    work = [ws.light(job) for job in jobs(cells)]
     workers = min(workers, len(work))  # no more processes than jobs
     if cluster:
         _dask(ws, work, str(store.root), store.fresh, workers, cluster, finished)

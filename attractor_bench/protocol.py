@@ -28,6 +28,7 @@ from .cells import applies
 from .config import Suite, load_suite
 from .errors import ConfigError
 from .files import key
+from .ood.attacks import BUDGETS
 from .ood.suite import load_ood_suite
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: the protocol's suites ship with a checkout
@@ -115,8 +116,6 @@ def ood_part(p: Protocol) -> dict:
 def ood_satisfied(meta: dict, p: Protocol = PROTOCOL) -> str | None:
     """`p.label` when the OOD run (its ood.json `meta`) made the protocol's OOD evaluation (`ood_part`: the same
     image counts, sets, eps, score attacks with their budgets, cross-check and seed), else None."""
-    from .ood.attacks import BUDGETS
-
     part = ood_part(p)
     want = {**part, "budgets": {a: {**b, **part["budgets"].get(a, {})} for a, b in BUDGETS.items()}}
     try:

@@ -256,14 +256,20 @@ def test_ood_run_writes_every_set_rejector_direction_and_cross_check(ood_run):
 
 
 def test_a_second_ood_run_computes_no_cell(ood_run, data_root, monkeypatch):
-    """Every OOD cell of the second run is read from the cell store: computing one fails the test."""
+    """Every OOD cell of the second run is read from the cell store: computing one, or fitting a rejector's
+    threshold (which only computing a cell needs), fails the test."""
     import attractor_bench.ood.cells as ood_cells
     import attractor_bench.ood.evaluate as evaluate
+    from attractor_bench.rejectors import Rejector
 
     def recompute(ws, c, store):
         raise AssertionError(f"cell {c.label} was computed again instead of read from the cell store")
+
+    def fit(self, *args, **kwargs):
+        raise AssertionError(f"rejector {self.name} was fitted although every cell is stored")
     monkeypatch.setattr(evaluate, "compute_ood_cell", recompute)
     monkeypatch.setattr(ood_cells, "compute_ood_cell", recompute)
+    monkeypatch.setattr(Rejector, "fit", fit)
     tmp = ood_run.parent.parent
     again = CliRunner().invoke(app, ["ood", str(REPO / "suites" / "ood_micro.yaml"), "--data-root", str(data_root),
                                      "--cache-dir", str(tmp / "cache"), "--results-dir", str(tmp / "again"),
@@ -298,6 +304,9 @@ def test_a_bumped_rejector_recomputes_only_its_own_cells(ood_cells):
     assert [c.where for c in missing] == [c.where for c in cells if c.rejector == "similarity"]
     assert {c.attack for c in missing} >= {"none", "pgd", "rejection_aware", "k_plus_one", PGD_CE}
     assert all(store.path(c.shared).is_file() for c in again if c.shared)
+    with bumped("ood.attacks"):  # the score attacks: their cells (and K+1's) recomputed, the clean cells kept
+        missing = {c.attack for cs in plan(ws).values() for c in cs if not store.path(c.key).is_file()}
+    assert missing == {"pgd", "apgd", "square", "k_plus_one"}
     with bumped("summary"):  # a component no OOD cell uses: every cell stays
         assert all(store.path(c.key).is_file() for cs in plan(ws).values() for c in cs)
 
@@ -343,3 +352,15 @@ def test_validate_checks_an_ood_suite():
     assert result.exit_code == 0, result.output
     assert ("ood.yaml: OK (OOD suite: 7 models, 4 OOD sets, 3 score attacks at 1 eps; contracts checked: 7 models "
             "dry-run).") in " ".join(result.output.split())  # their defences built and run on untrained networks
+
+
+def test_an_older_versions_ood_cache_is_named_with_its_size_and_kept(tmp_path):
+    from attractor_bench.ood.evaluate import _old_cache_notice
+    (tmp_path / "ood" / "m").mkdir(parents=True)
+    (tmp_path / "ood" / "m" / "x.npz").write_bytes(b"0" * 2**20)
+    out = io.StringIO()
+    _old_cache_notice(tmp_path / "ood", Log(Console(file=out, width=300), True))
+    assert "no longer reads" in out.getvalue() and "free 1.0 MiB" in out.getvalue() and (tmp_path / "ood").is_dir()
+    quiet = io.StringIO()
+    _old_cache_notice(tmp_path / "none", Log(Console(file=quiet, width=300), True))
+    assert quiet.getvalue() == ""

@@ -100,18 +100,34 @@ class OODWorkspace:
                            for s, sets in self.sets.items() for ds, v in sets.items()}
         self.images["calibration"] = array_fingerprint(self.calibration)
 
-    def rejectors(self, model: str) -> dict[str, Rejector]:
-        """Model `model`'s rejectors by name (`rejectors.rejectors_for`), built and fitted on first use."""
-        built = self.__dict__.setdefault("_rejectors", {})
+    def rejectors(self, model: str, fitted: bool = True) -> dict[str, Rejector]:
+        """Model `model`'s rejectors by name (`rejectors.rejectors_for`), built on first use and fitted where a
+        cell is computed (`fitted=False`: to name and key the cells, as planning does: a run whose cells are all
+        stored fits none)."""
+        which = "_rejectors" if fitted else "_named"
+        built = self.__dict__.setdefault(which, {})
         if model not in built:
-            built[model] = {r.name: r for r in rejectors_for(self.prepared[model], self.calibration)}
+            built[model] = {r.name: r for r in rejectors_for(self.prepared[model], self.calibration if fitted else None)}
         return built[model]
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_rejectors"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_rejectors", "_named")}
+
+    # The workspace protocol of `parallel.py` (a classification run's `cells.Workspace` implements it too).
+    @property
+    def suites(self) -> tuple:
+        """The suites whose outside code a cell may run (`contracts.plugin_errors`): its models' suites."""
+        return tuple(self.suite.suites)
+
+    def light(self, job: list[OODCell]) -> list[OODCell]:
+        """A job as it travels: OOD cells are plain values already."""
+        return job
+
+    def cells(self, light: list[OODCell]) -> list[OODCell]:
+        return light
 
     def compute(self, c: OODCell, store: CellStore) -> tuple[dict[str, np.ndarray], float]:
-        """Cell `c` computed (by a worker: `parallel.py`)."""
+        """Cell `c` computed and stored (`compute_ood_cell`)."""
         return compute_ood_cell(self, c, store)
 
 
@@ -144,10 +160,17 @@ def _attack_identity(ws: OODWorkspace, attack: str) -> dict | None:
         "pgd" if attack == PGD_CE else attack))}
 
 
+def _code() -> dict[str, int]:
+    """The versions of the code every OOD cell runs: `ood.evaluate` and what it requires, without the score
+    attacks' code (an attacked cell's attack identity holds it), so that a new version of the score attacks
+    recomputes the attacked cells alone, not the clean ones."""
+    return {n: v for n, v in components.versions("ood.evaluate").items() if n != "ood.attacks"}
+
+
 def _cell(ws: OODWorkspace, model: str, r: Rejector, attack: str, eps: float, ds: str, split: str,
           after: tuple = (), shared: str | None = None) -> OODCell:
     seed = cell_seed(ws.suite.seed, "ood", model, r.name, attack, eps, ds, split)
-    k = key(stage="ood", code=components.versions("ood.evaluate"), model=ws.identities[model],
+    k = key(stage="ood", code=_code(), model=ws.identities[model],
             rejector=rejector_identity(ws, model, r), attack=_attack_identity(ws, attack), eps=eps, dataset=ds,
             split=split, images=ws.images[(split, ds)], seed=seed, after=[b.key for b in after], shared=shared)
     return OODCell(model, r.name, attack, eps, ds, split, k, seed, tuple(after), shared)
@@ -176,7 +199,7 @@ def plan(ws: OODWorkspace) -> dict[str, list[OODCell]]:
     grid = {}
     for model in ws.suite.model_names:
         cells = []
-        for r in ws.rejectors(model).values():
+        for r in ws.rejectors(model, fitted=False).values():
             for split, sets in ws.sets.items():
                 clean = tuple(_cell(ws, model, r, "none", 0.0, ds, split) for ds in sets)
                 cells += clean

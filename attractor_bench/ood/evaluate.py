@@ -34,6 +34,7 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -233,6 +234,15 @@ def _model_record(s_name: str, info: dict, arrays: dict, eps: tuple) -> dict:
             **{f"pgd_accuracy_{e:g}": float(arrays[f"correct/pgd_ce/{e:g}"].mean()) for e in eps}}
 
 
+def _old_cache_notice(folder: Path, log: Log) -> None:
+    """Say once per run that an older version's OOD cache (`<cache>/ood`, before OOD cells were in the one cell
+    store) is no longer read, and how much deleting it frees; it is the user's folder: not deleted here."""
+    if folder.is_dir():
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        log.say(f"{folder} holds an older version's OOD results, which this version no longer reads (OOD cells are "
+                f"in {folder.parent / 'cells'}); delete it to free {size / 2**20:.1f} MiB.")
+
+
 def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = True, console: Console | None = None,
             progress: bool = True, device: str | None = None, workers: int = 1) -> OODResult:
     """Every cell of the OOD suite (`cells.plan`), read from the cell store or computed (in `workers`
@@ -243,6 +253,7 @@ def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = Tr
     t0 = time.perf_counter()
     store = CellStore(resolve_cache_dir(cache_dir) / "cells")
     store.remove_stale_temporaries()
+    _old_cache_notice(store.root.parent / "ood", log)
     table, models, all_curves, seconds, chosen_on, n_stored = [], {}, {}, {}, {}, 0
     log.say(f"{suite.name}: {len(suite.model_names)} models ({', '.join(suite.model_names)}), "
             f"MNIST against {', '.join(suite.ood)}, score attacks {', '.join(suite.attacks)} at eps "

@@ -28,8 +28,9 @@ def reconstruction(defence) -> torch.nn.Module | None:
     return dae if isinstance(dae, torch.nn.Module) else None
 
 
-def rejectors_for(d: Defended, val_x: np.ndarray) -> list[Rejector]:
-    """Every rejector of model `d` (see the module docstring), each with its threshold."""
+def rejectors_for(d: Defended, val_x: np.ndarray | None) -> list[Rejector]:
+    """Every rejector of model `d` (see the module docstring), each with its threshold: its own, or fitted on
+    `val_x` (None: not fitted, enough to name and key its cells)."""
     dev = next(d.model.parameters()).device
     pipeline = Pipeline(d.classifiers[Target.PIPELINE])
     own = [] if d.rejector is None else [d.rejector]
@@ -37,4 +38,4 @@ def rejectors_for(d: Defended, val_x: np.ndarray) -> list[Rejector]:
     others = [ReconstructionSimilarity(recon, device=dev)] if recon is not None else []
     others += [MaxSoftmax(pipeline, device=dev), Energy(pipeline, device=dev)]
     taken = {r.name for r in own}
-    return own + [r.fit(val_x, TPR) for r in others if r.name not in taken]
+    return own + [r if val_x is None else r.fit(val_x, TPR) for r in others if r.name not in taken]
