@@ -17,7 +17,8 @@
 # this call's start) and printed; docs/reproducing.md gives a whole run's times.
 # suites/leaderboard_full.yaml (all 10,000 test images) is not part of it: it is the run for a GPU
 # machine (SUITES="leaderboard_full" bash scripts/reproduce.sh). The cells are computed in WORKERS
-# processes (default: one per core; the tables are those of one process: docs/performance.md).
+# processes, a classification suite's and an OOD suite's alike (default: one per core; the tables are those of
+# one process: docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/datasets}"
@@ -47,7 +48,7 @@ for s in $suites; do
 done
 if [[ -z "${SUITES:-}" ]]; then
     for s in $oods; do  # OOD detection under attack, on the same trainings
-        step "$s" attractor-bench ood "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --no-download
+        step "$s" attractor-bench ood "suites/$s.yaml" --data-root "$data" --cache-dir "$cache" --workers "$workers" --no-download
     done
     for s in $readings; do  # the paper's other readings and their seed spread (docs/REPRODUCTION.md, docs/results.md)
         step "$s" attractor-bench run "suites/$s.yaml" --results-dir results/readings --data-root "$data" \
