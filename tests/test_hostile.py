@@ -365,10 +365,10 @@ def test_workers_are_capped_by_the_cores_and_the_jobs(tmp_path, data_root, monke
     assert seen["workers"] == os.cpu_count()
     spawned = {}
     monkeypatch.setattr(parallel, "_processes", lambda payload, work, root, fresh, workers, finished: spawned.update(n=workers))
-    monkeypatch.setattr(parallel, "_light", lambda ws, job: job)
     monkeypatch.setattr(parallel, "_payload", lambda ws: b"")
     cells = [SimpleNamespace(key=f"k{i}", group=f"g{i % 3}", after=()) for i in range(6)]
-    parallel.compute(None, cells, SimpleNamespace(root="cells", fresh=False), workers=64)
+    workspace = SimpleNamespace(light=lambda job: job)  # the part of parallel.CellWorkspace that dispatching reads
+    parallel.compute(workspace, cells, SimpleNamespace(root="cells", fresh=False), workers=64)
     assert spawned["n"] == 3  # three jobs: no more processes than that
 
 
