@@ -29,6 +29,7 @@ from .paper import GOALS, PAPER
 from .result import COLUMNS, RunResult
 from .summary import interval, read_table, rebuild as rebuild_summary
 from .errors import AttractorBenchError
+from .indicators import PROBE_IMAGES
 from .provenance import environment
 
 
@@ -338,8 +339,9 @@ def _verdict_section(result: RunResult) -> list[str]:
     parts = ["### Reliability verdict", "",
              "Per (norm, eps) of the worst case: **potentially unreliable** where an attack-failure indicator was raised "
              "(attractor_bench/indicators.py; what each measures and its threshold: docs/reliability.md), else reliable. "
-             "The indicators probe, per cell, the first images that are robust in the worst case (an image some attack "
-             "broke cannot be overstated): the attack is run again with every point it asks about recorded, continued "
+             "The indicators probe, per cell, a random sample of the images that are robust in the worst case (an image "
+             f"some attack broke cannot be overstated; {PROBE_IMAGES} images, drawn with the cell's seed): the attack "
+             "is run again with every point it asks about recorded, continued "
              "by PGD, its gradient compared with finite differences, its points shaken by noise; per model, AutoAttack's "
              "checks and PGD at eps 1; across eps, monotonicity. Where no image is robust in the worst case, nothing "
              "can be overstated and the verdict is reliable.", ""]
