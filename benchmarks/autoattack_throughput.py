@@ -2,6 +2,7 @@
 issue 38 before and after, side by side in one run.
 
     python benchmarks/autoattack_throughput.py --data-root ../shared/datasets [--n 48] [--eps 0.3]
+        [--zoo] [--profile N] [--aa-only]
 
 No model from a cache: Madry et al.'s CNN (`models/cnn.py`) and the MLP (`models/mlp.py`) are
 trained here for `--train-steps` Adam steps of 128 MNIST training images (seconds; plainly, not
@@ -22,6 +23,11 @@ adversarially), then:
     built (before) and without (after), the same bits;
   - PGD without ART's closing success-rate passes: ART's ProjectedGradientDescent against the
     registry's, forward passes counted and seconds, the same bits.
+
+With `--zoo`, AutoAttack runs on the zoo's robust `cnn_at` and `pgd_at` (an MLP) instead, where all four
+of its attacks run on most images (the leaderboard's case); `--profile N` adds torch's operator profile
+of AutoAttack on N images of each (the share of self CPU time in matrix products and convolutions, the
+top operators); `--aa-only` skips the levers.
 
 The last line is
 
@@ -165,6 +171,31 @@ def success_line(clf, x, y, steps: int) -> float:
     return f_art / f_reg
 
 
+def profile_line(name: str, net, x, y, eps: float, rows: int) -> None:
+    """Where standard AutoAttack's time goes on `net`: torch's profiler over one run on `x`, the operators
+    with the most self CPU time (the matrix products and convolutions against everything else)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    attack = ATTACKS["autoattack_standard"].build(make_classifier(net), eps, seed=0)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        attack.generate(x, y)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    compute = ("addmm", "mm", "bmm", "matmul", "linear", "convolution", "conv2d", "mkldnn_convolution",
+               "convolution_backward", "_convolution", "mkldnn_convolution_backward")
+    heavy = sum(e.self_cpu_time_total for e in events if e.key.split("::")[-1] in compute)
+    print(f"profile of AutoAttack standard, {name}, {len(x)} images: {total / 1e6:.1f} s of self CPU time, "
+          f"{heavy / total:.1%} in matrix products and convolutions")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+def zoo_models() -> list[tuple[str, torch.nn.Module]]:
+    """The zoo's `cnn_at` (Madry et al.'s CNN, trained adversarially) and `pgd_at` (the MLP, trained
+    adversarially): robust models, on which AutoAttack runs all four of its attacks on most images."""
+    from attractor_bench import load_model
+    return [("cnn_at", load_model("cnn_at").eval()), ("pgd_at", load_model("pgd_at").eval())]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", type=Path, required=True)
@@ -174,6 +205,11 @@ def main() -> None:
     p.add_argument("--pgd-n", type=int, default=1000, help="images of the lever measurements")
     p.add_argument("--pgd-steps", type=int, default=10)
     p.add_argument("--reps", type=int, default=3, help="repetitions of the Chain step (the best is kept)")
+    p.add_argument("--zoo", action="store_true", help="AutoAttack on the zoo's robust cnn_at and pgd_at instead of "
+                                                      "the quickly trained CNN and MLP")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile AutoAttack on the first N images of each model (0: no profile)")
+    p.add_argument("--aa-only", action="store_true", help="AutoAttack (and its profile) only, not the levers")
     args = p.parse_args()
 
     with deterministic():
@@ -184,11 +220,20 @@ def main() -> None:
         peak = matmul_peak()
         print(f"{torch.get_num_threads()} torch threads; matmul peak {peak / 1e9:.1f} GFLOP/s")
         rates = {}
-        for name, net in (("cnn", MadryCNN()), ("mlp", MLP())):
-            t0 = time.perf_counter()
-            quick_train(net, train.x, train.y, args.train_steps)
-            print(f"{name}: {args.train_steps} training steps in {time.perf_counter() - t0:.1f} s")
-            rates[name] = autoattack_line(name, net, x, y, args.eps, peak)
+        models = zoo_models() if args.zoo else [("cnn", MadryCNN()), ("mlp", MLP())]
+        for (name, net), kind in zip(models, ("cnn", "mlp")):
+            if not args.zoo:
+                t0 = time.perf_counter()
+                quick_train(net, train.x, train.y, args.train_steps)
+                print(f"{name}: {args.train_steps} training steps in {time.perf_counter() - t0:.1f} s")
+            rates[kind] = autoattack_line(name, net, x, y, args.eps, peak)
+            if args.profile:
+                profile_line(name, net, x[:args.profile], y[:args.profile], args.eps, 12)
+        if args.aa_only:
+            (cnn_rate, cnn_share), (mlp_rate, mlp_share) = rates["cnn"], rates["mlp"]
+            print(f"aa_cnn_images_per_s={cnn_rate:.2f} aa_cnn_flop_share={cnn_share:.3f} "
+                  f"aa_mlp_images_per_s={mlp_rate:.2f} aa_mlp_flop_share={mlp_share:.3f}")
+            return
 
         net = AttractorNet().eval()
         d = AttractorDefence(net)
