@@ -168,5 +168,5 @@ def test_readme_leaderboard_is_the_committed_one():
     start = next(i for i, line in enumerate(lines) if line.startswith("| # | model |"))
     end = next(i for i in range(start, len(lines) + 1) if i == len(lines) or not lines[i].startswith("|"))
     assert len(table) >= 2 and table == lines[start:end]  # the whole table, not a prefix of it
-    if len(table) == 2:  # no current row (every committed run stale until a regeneration): the README says why
-        assert "every committed run waits for the regeneration" in README.read_text()
+    if len(table) == 2:  # no ranked row (the leaderboard's runs stale until a regeneration): the README says why
+        assert "Why the table is empty today: the leaderboard's runs wait for the regeneration" in README.read_text()
