@@ -116,9 +116,6 @@ def test_benchmark_of_the_example_plugin_writes_a_card_and_places_the_row(micro,
     assert set(card["ood_sets"]) == {"fashion_mnist", "uniform_noise"}
     assert card["ood_robust_lowest"] == min(v["robust"] for v in card["ood_sets"].values())
     assert f"Lowest robust AUROC: {card['ood_robust_lowest']:.4f}" in text and "(mnist-linf-micro v1)" in text
-    other = benchmark("tiny_plugins:small_mlp", name="tiny", n=4, params={"n_train": 300}, **common)
-    assert other["protocol"] is None and other["n"] == 4  # other images: a custom evaluation
-    assert "custom evaluation" in (Path(other["folder"]) / "MODEL_CARD.md").read_text()
 
 
 def test_benchmark_command_refuses_an_unknown_model_in_one_line(tmp_path):
@@ -140,3 +137,13 @@ def test_the_protocols_attacks_on_a_rejector_run_where_the_defence_may_bring_one
     assert on_rejector({"name": "none"}) == set() and on_rejector({"name": "apudae"}) == set()
     assert on_rejector({"name": "attractor"}) == {"rejection_aware"}
     assert on_rejector({"name": "tiny_plugins:quantize"}) == {"rejection_aware"}
+
+
+@pytest.mark.slow
+def test_benchmark_on_other_images_is_a_custom_evaluation(micro, data_root, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+    common = dict(results_dir=tmp_path / "res", data_root=data_root, cache_dir=tmp_path / "cache", download=False, p=micro)
+    other = benchmark("tiny_plugins:small_mlp", name="tiny", n=4, params={"n_train": 300}, **common)
+    assert other["protocol"] is None and other["n"] == 4  # other images: a custom evaluation
+    text = (Path(other["folder"]) / "MODEL_CARD.md").read_text()
+    assert "custom evaluation" in text and "a custom evaluation of the OOD part" in text
