@@ -119,19 +119,17 @@ def _interval(iv) -> str:
     return "" if not iv else f" [{pct(iv[0])}, {pct(iv[1])}]"
 
 
-def _ood_numbers(ood_folder: Path, name: str) -> dict:
-    """The OOD part's numbers of model `name` (its ood.json): the best rejector (chosen on validation images),
+def _ood_numbers(doc: dict, ood_folder: Path, name: str) -> dict:
+    """The OOD part's numbers of model `name` (its ood.json `doc`): the best rejector (chosen on validation images),
     per set its clean and robust AUROC at the first eps, the lowest robust AUROC."""
-    doc = json.loads((ood_folder / OOD_META).read_text(encoding="utf-8"))
     best = doc["best_rejector"][name]
     sets = doc["auroc"]["models"][name][best]
-    return {"ood_rejector": best, "ood_eps": doc["auroc"]["eps"], "ood_folder": str(ood_folder), "ood_meta": doc,
+    return {"ood_rejector": best, "ood_eps": doc["auroc"]["eps"], "ood_folder": str(ood_folder),
             "ood_sets": {d: {"clean": v["clean"], "robust": v["robust"]} for d, v in sets.items()},
             "ood_robust_lowest": min(v["robust"] for v in sets.values())}
 
 
-def _ood_lines(o: dict, label: str | None) -> list[str]:
-    doc = o["ood_meta"]
+def _ood_lines(o: dict, doc: dict, label: str | None) -> list[str]:
     lines = ["", f"## OOD detection under attack ({label or 'a custom evaluation of the OOD part'})", "",
              f"Best rejector `{o['ood_rejector']}` (chosen on validation images, none of them a test image); AUROC, "
              f"outlier scores, OOD positive; robust: the worst over {', '.join(doc['attacks'])} on the score at L-inf "
@@ -142,16 +140,16 @@ def _ood_lines(o: dict, label: str | None) -> list[str]:
     return lines + ["", f"Lowest robust AUROC: {o['ood_robust_lowest']:.4f}.", ""]
 
 
-def model_card(folder: Path, name: str, model_ref: str, p: protocol.Protocol = protocol.PROTOCOL,
-               ood_folder: Path | None = None) -> dict:
-    """Write MODEL_CARD.md into the run's folder from its summary.json and run.json (and the OOD part's ood.json in
-    `ood_folder`); return the card's data. The card names the protocol only if both parts were its evaluation."""
+def model_card(folder: Path, ood_folder: Path, name: str, model_ref: str,
+               p: protocol.Protocol = protocol.PROTOCOL) -> dict:
+    """Write MODEL_CARD.md into the run's folder from its summary.json and run.json and the OOD part's ood.json in
+    `ood_folder`; return the card's data. The card names the protocol only if both parts were its evaluation."""
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     info, nums = meta["models"][name], _numbers(summary, name)
     label = protocol.satisfied(meta, name, meta["models"][name].get("threshold") is not None, p)
-    ood = _ood_numbers(ood_folder, name) if ood_folder is not None else None
-    ood_label = None if ood is None else protocol.ood_satisfied(ood["ood_meta"], p)
+    ood_doc = json.loads((ood_folder / OOD_META).read_text(encoding="utf-8"))
+    ood, ood_label = _ood_numbers(ood_doc, ood_folder, name), protocol.ood_satisfied(ood_doc, p)
     label = label if ood_label == label else None
     env = meta.get("environment") or meta.get("versions") or {}
     lines = [f"# Model card: `{name}`", "",
@@ -168,12 +166,9 @@ def model_card(folder: Path, name: str, model_ref: str, p: protocol.Protocol = p
     v = nums["verdict"]
     verdict = "not checked" if v["potentially_unreliable"] is None else (
         "potentially unreliable: " + "; ".join(v["reasons"]) if v["potentially_unreliable"] else "reliable")
-    lines += ["", f"Verdict: {verdict}.", ""]
-    if ood is not None:
-        lines += _ood_lines(ood, ood_label)
+    lines += ["", f"Verdict: {verdict}.", "", *_ood_lines(ood, ood_doc, ood_label)]
     (folder / CARD).write_text("\n".join(lines), encoding="utf-8")
-    out = {k: v for k, v in (ood or {}).items() if k != "ood_meta"}
-    return {"name": name, "protocol": label, "weights": info["weights"], "folder": str(folder), **nums, **out}
+    return {"name": name, "protocol": label, "weights": info["weights"], "folder": str(folder), **nums, **ood}
 
 
 def benchmark(model, name: str | None = None, defence: dict | None = None, threshold: float | None = None,
@@ -192,7 +187,7 @@ def benchmark(model, name: str | None = None, defence: dict | None = None, thres
     folder = write_results(result, results_dir, command)
     ood = run_ood(ood_suite, **common)  # the model is in the cache now: the OOD part trains nothing
     ood_folder = write_ood(ood, Path(results_dir) / ood_suite.name, command, git_commit(), now())
-    card = model_card(folder, name, ref, p, ood_folder)
+    card = model_card(folder, ood_folder, name, ref, p)
     card["placement"] = placement({k: card.get(k) for k in ("worst_case_0.3", "worst_case_0.1", "clean", "ood_robust_lowest")}
                                   | {"model": name},
                                   protocol.ROOT / "results" / "LEADERBOARD.json")

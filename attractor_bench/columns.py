@@ -166,14 +166,15 @@ def _n_notes(cols: list[Column], usual: dict[str, int | None], n_ood: int | None
 
 def _same_model_notes(board: Leaderboard) -> list[str]:
     """A line for each set of rows that are one model under several names: the same weights, defence and
-    threshold (two trainings that ended on the same weights, say, one of them stopped early)."""
+    threshold, whatever training settings made them (two trainings that ended on the same weights, say, one of
+    them stopped early)."""
     groups: dict[str, list[Row]] = {}
     for r in board.rows:
-        ident = {k: v for k, v in _ident(r).items() if k != "name"}
-        if ident.get("weights"):
-            groups.setdefault(repr(sorted(ident.items(), key=lambda kv: kv[0])), []).append(r)
+        ident = _ident(r)
+        if ident["weights"]:
+            groups.setdefault(repr((ident["weights"], ident["defence"], ident["threshold"])), []).append(r)
     return [f"{' and '.join(f'`{r.display}`' for r in rows)} are one model under {len(rows)} names: the same weights "
-            f"(sha256 {str(_ident(rows[0])['weights'])[:12]}...), defence and threshold; their numbers differ only where "
+            f"(fingerprint {_ident(rows[0])['weights'][:12]}...), defence and threshold; their numbers differ only where "
             "their runs attacked other images or drew other seeds."
             for rows in groups.values() if len(rows) > 1]
 

@@ -773,7 +773,8 @@ def test_rows_that_are_one_model_under_two_names_say_so(tmp_path):
     """Two names with the same weights, defence and threshold (a longer training that stopped on the first
     one's weights) are one model: a note under the table says so; other weights get no note."""
     wc = {0.1: (0.6, 0.5, 100)}
-    write_run(tmp_path, "s", {"short": model(weights="aaaa", wc=wc), "long": model(weights="aaaa", wc=wc),
+    write_run(tmp_path, "s", {"short": model(weights="aaaa", wc=wc, params={"max_epochs": 12}),
+                              "long": model(weights="aaaa", wc=wc, params={"max_epochs": 30}),  # trained longer, same end
                               "other": model(weights="bbbb", wc=wc), "other_th": model(weights="bbbb", threshold=0.7, wc=wc)},
               {"pgd": attack(eps=(0.1,))})
     board, _ = write_leaderboard(tmp_path)
