@@ -72,9 +72,20 @@ def _vs_goal(v: float | None, goal: float) -> str:
     return "n/a" if v is None else "met" if 100 * v >= goal else f"{goal - 100 * v:.2f} short"
 
 
+_lookup: tuple[pd.DataFrame, int, dict] | None = None  # the last table's index: the renderers read one table thousands of times
+
+
 def table_value(t: pd.DataFrame, model: str, attack: str, eps: float, ds: str, metric: str) -> float | None:
-    sel = t[(t.model == model) & (t.attack == attack) & np.isclose(t.eps, eps) & (t.dataset == ds) & (t.metric == metric)]
-    return float(sel.value.iloc[0]) if len(sel) else None
+    """The first value of `t` (a results.csv table) for the model, attack, dataset and metric at an eps close to
+    `eps` (numpy's `isclose`: results.csv holds eps to a few digits), else None."""
+    global _lookup
+    if _lookup is None or _lookup[0] is not t or _lookup[1] != len(t):
+        index: dict = {}
+        for m, a, e, d, k, v in zip(t.model, t.attack, t.eps, t.dataset, t.metric, t.value):
+            index.setdefault((m, a, d, k), []).append((float(e), float(v)))
+        _lookup = (t, len(t), index)
+    return next((v for e, v in _lookup[2].get((model, attack, ds, metric), ())
+                 if abs(e - eps) <= 1e-8 + 1e-5 * abs(eps)), None)
 
 
 def render_readme(result: RunResult, command: str) -> str:

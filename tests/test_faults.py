@@ -55,10 +55,11 @@ def test_rerun_takes_every_cell_from_the_store(micro_run, data_root, tmp_path):
 
 
 def test_killed_run_restarts_to_the_uninterrupted_tables(micro_run, data_root, tmp_path):
-    """SIGKILL in the middle of a cell on an empty cache (models trained again in another process),
-    restart: the tables are byte-identical to the uninterrupted run's."""
+    """SIGKILL in the middle of a cell on an empty cell store (the models are the uninterrupted run's: a killed
+    training's resume is tests/test_checkpoints.py's), restart: the tables are byte-identical to the uninterrupted
+    run's."""
     assert micro_run.result.exit_code == 0, micro_run.result.output
-    cache, results = tmp_path / "cache", tmp_path / "results"
+    cache, results = _cache_sharing_models(tmp_path, micro_run), tmp_path / "results"
     args = run_args(MICRO, data_root, cache, results)
     proc = _start(args)
     _wait_for_cells(proc, cache, 3)
