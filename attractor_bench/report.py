@@ -460,10 +460,10 @@ def _count(v: float) -> str:
     return f"{v / 1e6:.3f}M" if v >= 1e6 else f"{int(v):,}"
 
 
-def rerender(folder: str | Path) -> Path:
+def rerender(folder: str | Path, suite: Suite | None = None) -> Path:
     """Write `folder/README.md` again from its results.csv and run.json (e.g. after a change to
     this module), and its summary.json from those and robust_flags.json (`summary.rebuild`); the
-    numbers are not recomputed."""
+    numbers are not recomputed. `suite`: the suite the run ran (default: `run_suite`, from the folder)."""
     folder = Path(folder)
     try:
         meta = json.loads((folder / "run.json").read_text())
@@ -475,7 +475,7 @@ def rerender(folder: str | Path) -> Path:
                                   f"version ({', '.join(COLUMNS)}): rerun its suite ({meta.get('command', 'attractor-bench run')}).")
     if (folder / flags.FILE).is_file():  # a run written before the robust flags were stored keeps its summary.json
         rebuild_summary(folder)
-    return write_text(folder / "README.md", render_readme(RunResult(run_suite(folder, meta), table, meta), meta["command"]))
+    return write_text(folder / "README.md", render_readme(RunResult(suite or run_suite(folder, meta), table, meta), meta["command"]))
 
 
 def run_suite(folder: Path, meta: dict) -> Suite:
@@ -562,9 +562,10 @@ def write_results(result: RunResult, results_dir: str | Path, command: str) -> P
         result.meta["figures"] = draw_figures(result, tmp)
         result.table.to_csv(tmp / "results.csv", index=False, float_format=_csv_number)
         (tmp / flags.FILE).write_text(flags.dumps(result.robust_flags, result.meta["n_images"]["mnist"]), encoding="utf-8")
-        (tmp / "README.md").write_text(render_readme(result, command), encoding="utf-8")
         (tmp / "run.json").write_text(json.dumps(result.meta, indent=2, default=_plain) + "\n")
-        rebuild_summary(tmp)  # from the files just written: `attractor-bench report` rebuilds the same bytes
         if result.suite.path.is_file():  # what `rerender` reads: the suite as it ran
             shutil.copyfile(result.suite.path, tmp / SUITE_COPY)
+        # README.md and summary.json from the files just written, as `attractor-bench report` writes them: a number
+        # rounded from memory could differ in its last digit from the same number rounded from results.csv
+        rerender(tmp, result.suite)
     return final

@@ -62,6 +62,28 @@ def test_report_rerenders_the_same_readme(micro_run, tmp_path):
     assert rebuilt == written
 
 
+def test_a_run_writes_the_readme_that_report_renders_from_its_files(micro_run, tmp_path):
+    """A README number is rounded from results.csv (6 significant digits), not from memory: an acceptance rate of
+    0.9945504 is 0.99455 in the file, 99.45% in the README (rounded from memory it read 99.46%, and the committed
+    mnist_adaptive README differed from `attractor-bench report`'s in that digit)."""
+    from attractor_bench import flags
+    from attractor_bench.report import run_suite, write_results
+    from attractor_bench.result import RunResult
+    from attractor_bench.summary import read_table
+
+    meta = json.loads((micro_run.folder / "run.json").read_text())
+    table = read_table(micro_run.folder / "results.csv")
+    row = (table.model == "attractor") & (table.attack == "none") & (table.dataset == "mnist") & (table.metric == "accepted")
+    assert row.sum() == 1
+    table.loc[row, "value"] = 0.9945504
+    result = RunResult(run_suite(micro_run.folder, meta), table, meta, robust_flags=flags.read(micro_run.folder))
+    folder = write_results(result, tmp_path / "written", meta["command"])
+    readme = (folder / "README.md").read_text()
+    assert "99.45" in readme and "99.46" not in readme
+    written, rebuilt = rebuilt_by_report(folder, tmp_path, "README.md")
+    assert rebuilt == written
+
+
 def test_report_rerenders_the_run_as_it_ran_after_its_suite_file_changed(micro_run, tmp_path):
     """The run's folder keeps the suite it ran (suite.yaml): an edit to the suite file since (an attack
     dropped, a model added) does not change, or break, the re-rendered README."""
