@@ -110,9 +110,12 @@ DECLARED: tuple[Component, ...] = (
     # implementations of the rejector interface (outlier scores)
     # 4 (issue 37): the rejectors can be built unfitted, to name and key an OOD run's cells (the same scores and
     # thresholds: fitted where a cell is computed; bumped while no stored number uses 3)
-    Component("ood.scores", 4, (f"{_A}.ood.rejectors",), "which rejectors an OOD run evaluates for a model"),
+    # 5: `fit_thresholds`, so that an OOD run builds one set of rejectors per model and fits it in place (the same
+    # thresholds and scores: suites/ood_micro.yaml's ood.csv byte-identical; bumped while no stored number uses 4)
+    Component("ood.scores", 5, (f"{_A}.ood.rejectors",), "which rejectors an OOD run evaluates for a model"),
     # 2: PGD's loss summed; 3 (issue 37): on outlier scores (directions reject / accept)
-    Component("ood.attacks", 3, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),
+    # 4: `budgets`, the one merge of BUDGETS with a suite's overrides (the same budgets; bumped with ood.scores 5)
+    Component("ood.attacks", 4, (f"{_A}.ood.attacks",), "PGD, APGD and Square on an OOD score"),
     # 2 (issue 38): the best rejector is chosen on validation images apart from the test images, not on the test
     # sets; autoattack_standard's Pipeline, which its code reaches, pads batches below 16 rows
     # 3 (issue 37): outlier scores (the worst case is the highest ID score, the lowest OOD score)
@@ -121,7 +124,9 @@ DECLARED: tuple[Component, ...] = (
     # 5 (issue 37): the workspace protocol above (the same numbers); a notice for an older version's <cache>/ood;
     # a clean OOD cell's key no longer holds the score attacks' version (an attacked cell's attack identity does),
     # so a new score attack recomputes the attacked cells only
-    Component("ood.evaluate", 5, (f"{_A}.ood.evaluate", f"{_A}.ood.cells", f"{_A}.ood.synthetic",
+    # 6: one set of rejectors per model in the workspace (was two: unfitted to plan, fitted to compute), budgets
+    # from ood.attacks.budgets (the same numbers; bumped with ood.scores 5)
+    Component("ood.evaluate", 6, (f"{_A}.ood.evaluate", f"{_A}.ood.cells", f"{_A}.ood.synthetic",
                                   f"{_A}.ood.report:best_rejectors"),
               "an OOD run's cells, its noise sets and the best-rejector choice on validation images"),
 )

@@ -28,7 +28,7 @@ from .cells import applies
 from .config import Suite, load_suite
 from .errors import ConfigError
 from .files import key
-from .ood.attacks import BUDGETS
+from .ood.attacks import budgets
 from .ood.suite import load_ood_suite
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: the protocol's suites ship with a checkout
@@ -117,7 +117,7 @@ def ood_satisfied(meta: dict, p: Protocol = PROTOCOL) -> str | None:
     """`p.label` when the OOD run (its ood.json `meta`) made the protocol's OOD evaluation (`ood_part`: the same
     image counts, sets, eps, score attacks with their budgets, cross-check and seed), else None."""
     part = ood_part(p)
-    want = {**part, "budgets": {a: {**b, **part["budgets"].get(a, {})} for a, b in BUDGETS.items()}}
+    want = {**part, "budgets": budgets(part["budgets"])}
     try:
         sets, n = list(meta["ood"]), meta["n_images"]
         made = {"n_test": n["mnist"], "n_ood": n[sets[0]] if sets else want["n_ood"], "ood": sets, "eps": list(meta["eps"]),

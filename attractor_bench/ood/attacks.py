@@ -40,6 +40,13 @@ BUDGETS = {"pgd": {"max_iter": 40, "eps_step_ratio": 0.25}, "apgd": {"n_iter": 1
            "k_plus_one": {"max_iter": 50, "eps_step_ratio": 0.1}}
 
 
+def budgets(overrides: dict | None = None) -> dict[str, dict]:
+    """Every score attack's and the K+1 cross-check's budget: `BUDGETS` with an OOD suite's `overrides` (attack ->
+    parameters) over it. The one place the two are merged: the cells' keys, the attacks, ood.json and the
+    protocol's check all read it."""
+    return {a: {**b, **(overrides or {}).get(a, {})} for a, b in BUDGETS.items()}
+
+
 class ScoreModel(torch.nn.Module):
     """Logits (margin, 0) with margin = (bound - score) / spread going `reject`, (score - bound) /
     spread going `accept` (score: the outlier score); the label is always 0, so an untargeted attack
@@ -71,10 +78,10 @@ def _batches(x: np.ndarray):
 def score_attack(name: str, rejector: Rejector, x: np.ndarray, eps: float, direction: str, clean_all: np.ndarray,
                  seed: int, budget: dict | None = None) -> np.ndarray:
     """Images x attacked by `name` on `rejector`'s score in `direction` within the L-inf eps-ball;
-    `budget` overrides `BUDGETS[name]`."""
+    `budget` overrides `BUDGETS[name]` (`budgets`)."""
     if name not in SCORE_ATTACKS:
         raise ValueError(f"unknown score attack {name!r}; known: {', '.join(SCORE_ATTACKS)}")
-    b = {**BUDGETS[name], **(budget or {})}
+    b = budgets({name: budget or {}})[name]
     model = ScoreModel(rejector, direction, *bounds(clean_all, direction))
     dev = rejector.device
     y = np.zeros(len(x), np.int64)
@@ -137,7 +144,7 @@ def k_plus_one(logits: torch.nn.Module, rejector: Rejector, x: np.ndarray, eps: 
     det = PyTorchClassifier(_Detector(rejector), nb_classes=2, **kw)
     k1 = DetectorClassifier(clf, det)
     K = k1.nb_classes - 1
-    b = {**BUDGETS["k_plus_one"], **(budget or {})}
+    b = budgets({"k_plus_one": budget or {}})["k_plus_one"]
     step = eps * b["eps_step_ratio"]
     x0 = x.astype(np.float32)
     xa, kept = x0.copy(), x0.copy()

@@ -43,8 +43,8 @@ from attractor_bench.plugins import BUILT_IN
 from attractor_bench.rejectors import Rejector
 from attractor_bench.store import CellStore
 
-from .attacks import BUDGETS, SCORE_ATTACKS, k_plus_one, score_attack
-from .rejectors import BATCH, TPR, rejectors_for
+from .attacks import SCORE_ATTACKS, budgets, k_plus_one, score_attack
+from .rejectors import BATCH, TPR, fit_thresholds, rejectors_for
 
 PGD_CE, CROSS_CHECKS = "pgd_ce", ("rejection_aware", "k_plus_one")
 
@@ -101,17 +101,19 @@ class OODWorkspace:
         self.images["calibration"] = array_fingerprint(self.calibration)
 
     def rejectors(self, model: str, fitted: bool = True) -> dict[str, Rejector]:
-        """Model `model`'s rejectors by name (`rejectors.rejectors_for`), built on first use and fitted where a
-        cell is computed (`fitted=False`: to name and key the cells, as planning does: a run whose cells are all
-        stored fits none)."""
-        which = "_rejectors" if fitted else "_named"
-        built = self.__dict__.setdefault(which, {})
+        """Model `model`'s rejectors by name (`rejectors.rejectors_for`): one set per model, built on first use,
+        their thresholds fitted on the calibration images the first time a cell is computed (`fitted=False`: to name
+        and key the cells, as planning does: a run whose cells are all stored fits none)."""
+        built, fitted_for = self.__dict__.setdefault("_rejectors", {}), self.__dict__.setdefault("_fitted", set())
         if model not in built:
-            built[model] = {r.name: r for r in rejectors_for(self.prepared[model], self.calibration if fitted else None)}
+            built[model] = {r.name: r for r in rejectors_for(self.prepared[model], None)}
+        if fitted and model not in fitted_for:
+            fit_thresholds(self.prepared[model], list(built[model].values()), self.calibration)
+            fitted_for.add(model)
         return built[model]
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_rejectors", "_named")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_rejectors", "_fitted")}
 
     # The workspace protocol of `parallel.py` (a classification run's `cells.Workspace` implements it too).
     @property
@@ -154,7 +156,7 @@ def _attack_identity(ws: OODWorkspace, attack: str) -> dict | None:
     if attack == "none":
         return None
     if attack in (*SCORE_ATTACKS, "k_plus_one"):
-        return {"name": attack, "budget": {**BUDGETS[attack], **ws.suite.budgets.get(attack, {})},
+        return {"name": attack, "budget": budgets(ws.suite.budgets)[attack],
                 "code": components.versions("ood.attacks")}
     return {"name": attack, "code": components.versions(components.attack_component(
         "pgd" if attack == PGD_CE else attack))}

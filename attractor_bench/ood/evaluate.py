@@ -54,7 +54,7 @@ from attractor_bench.provenance import environment
 from attractor_bench.store import CellStore
 
 from . import synthetic
-from .attacks import BUDGETS
+from .attacks import budgets
 from .cells import PGD_CE, OODCell, OODWorkspace, compute_ood_cell, model_identity, plan
 from .suite import OODSuite
 
@@ -278,7 +278,7 @@ def run_ood(suite: OODSuite, data_root=None, cache_dir=None, download: bool = Tr
     used = [c for m in models.values() for c in m["components"]]
     meta = {"components": components.versions(*components.OOD_WIDE, *used), "environment": environment(dev.type),
             "models": models, "model_seconds": seconds, "n_images": {k: len(v) for k, v in sets.items()},
-            "ood": list(suite.ood), "eps": list(suite.eps), "attacks": list(suite.attacks), "k_plus_one": suite.k_plus_one, "budgets": {a: {**b, **suite.budgets.get(a, {})} for a, b in BUDGETS.items()},
+            "ood": list(suite.ood), "eps": list(suite.eps), "attacks": list(suite.attacks), "k_plus_one": suite.k_plus_one, "budgets": budgets(suite.budgets),
             "seed": suite.seed, "device": str(dev), "wall_seconds": round(time.perf_counter() - t0, 1),
             "cells": {"total": n_cells, "from_store": n_stored, "computed": n_cells - n_stored,
                       "failed_verification": store.rejected},

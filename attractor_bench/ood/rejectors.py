@@ -38,4 +38,14 @@ def rejectors_for(d: Defended, val_x: np.ndarray | None) -> list[Rejector]:
     others = [ReconstructionSimilarity(recon, device=dev)] if recon is not None else []
     others += [MaxSoftmax(pipeline, device=dev), Energy(pipeline, device=dev)]
     taken = {r.name for r in own}
-    return own + [r if val_x is None else r.fit(val_x, TPR) for r in others if r.name not in taken]
+    return fit_thresholds(d, own + [r for r in others if r.name not in taken], val_x)
+
+
+def fit_thresholds(d: Defended, rejectors: list[Rejector], val_x: np.ndarray | None) -> list[Rejector]:
+    """`rejectors` (model `d`'s, from `rejectors_for`), each but the model's own (which has the suite's threshold)
+    fitted on `val_x` in place, at `TPR`; None: left as they are."""
+    if val_x is not None:
+        for r in rejectors:
+            if r is not d.rejector:
+                r.fit(val_x, TPR)
+    return rejectors
