@@ -58,3 +58,16 @@ def test_autoattack_throughput_benchmark_last_line(data_root):
     m = re.fullmatch(" ".join(rf"{n}=([\d.]+)" for n in names), last)
     assert m, last
     assert all(float(v) > 0 for v in m.groups())
+
+
+@pytest.mark.slow
+def test_autoattack_second_seed_benchmark_last_line(data_root):
+    """The zoo's pgd_at on 4 images at L-inf 0.3: both seeds timed, the second on what the first left robust."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "autoattack_second_seed.py"), "--data-root", str(data_root),
+         "--n", "4", "--eps", "0.3"],
+        capture_output=True, text=True, timeout=900, check=True,
+    ).stdout
+    m = re.search(r"pgd_at L-inf 0.3: 4 images, (\d+) left robust by seed 0 \(or wrong clean\), seed 1 broke (\d+);", out)
+    assert m and int(m[2]) <= int(m[1]) <= 4, out
+    assert re.fullmatch(r"second_seed_cost_pgd_at_0.3=[\d.]+", out.strip().splitlines()[-1]), out
