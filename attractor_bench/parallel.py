@@ -194,13 +194,24 @@ def _processes(payload: bytes, work: list, store_root: str, fresh: bool, workers
     except BrokenProcessPool as e:
         # Seen on Python 3.11.7: after a worker was killed, another stayed blocked on the job queue's
         # lock and the pool waited for it for ever (its own terminate had missed it). End them all.
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
+        _terminate(pool)
         raise AttractorBenchError(
             f"A worker process died ({e}); {done} of {len(work)} jobs had finished. Every cell finished so far is "
             "stored; run the same command again to compute the rest.") from None
+    except BaseException:
+        # Ctrl-C, SIGTERM sent to this process alone (`kill PID`: the CLI raises it here), a cell's error: the
+        # cells in progress are given up (a cell is stored whole or not at all), not waited for; a standard
+        # AutoAttack cell can take an hour.
+        _terminate(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """End the pool's worker processes now (SIGTERM), whatever they are doing."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
 
 
 def _dask(ws, work: list, store_root: str, fresh: bool, workers: int, cluster: str, finished: Callable) -> None:

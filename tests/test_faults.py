@@ -91,6 +91,47 @@ def test_ctrl_c_or_sigterm_exits_and_writes_no_results(micro_run, data_root, tmp
     assert not results.exists()
 
 
+@pytest.mark.slow  # a run in a subprocess with two workers (about 20 s idle)
+def test_sigterm_to_the_run_alone_ends_it_without_waiting_for_the_cells_in_progress(micro_run, data_root, tmp_path):
+    """SIGTERM sent to the run's process only (`kill PID`, not a terminal's Ctrl-C, which reaches every process of
+    the group) while a worker is in a cell that would take ten minutes: the run ends at once (143, its message, no
+    results) and so does the worker. Before, the pool waited for the cell: with standard AutoAttack, an hour."""
+    import yaml
+
+    doc = yaml.safe_load(MICRO.read_text())
+    marker = tmp_path / "started"
+    doc["attacks"] = [{"name": "broken_plugins:sleeps_above", "label": "slow", "eps": [0.1, 0.3], "ood": False,
+                       "params": {"above": 0.2, "marker": str(marker)}}]
+    suite = tmp_path / "micro.yaml"  # micro's models: from the uninterrupted run's model cache, no training
+    suite.write_text(yaml.safe_dump(doc, sort_keys=False))
+    cache, results = _cache_sharing_models(tmp_path, micro_run), tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "attractor_bench.cli", *run_args(suite, data_root, cache, results,
+                                                                                   "--workers", "2")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 600
+    while not (marker.is_file() and marker.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the slow cell did not start"
+        time.sleep(0.1)
+    worker = int(marker.read_text())
+    assert worker != proc.pid  # the cell runs in a worker process
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert time.monotonic() - start < 60  # not the ten minutes of the cell
+    assert "Terminated (SIGTERM)" in err and not results.exists()
+    for _ in range(100):  # the worker ends with the run
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"worker {worker} still runs after the run ended")
+
+
 TINY = """
 name: tiny
 data: {n_test: 100, ood: []}
