@@ -144,3 +144,18 @@ def test_load_model_takes_a_ranked_name_from_the_zoo_without_training(filled, da
     monkeypatch.setattr(api, "get_or_fit", _no_training)
     got = api.load_model("mlp", data_root=data_root, download=False, device="cpu")
     assert weights_fingerprint(got) == weights_fingerprint(module)
+
+
+def test_every_ranked_row_loads_from_the_committed_zoo_with_the_weights_it_was_measured_with(data_root, tmp_path,
+                                                                                              monkeypatch):
+    """Issue 39: `load_model(name)` for each ranked row of the committed leaderboard returns, from zoo/ and without
+    training, the weights behind the row (their fingerprint in results/LEADERBOARD.json)."""
+    import json
+    from pathlib import Path
+
+    rows = json.loads((Path(__file__).parents[1] / "results" / "LEADERBOARD.json").read_text())["rows"]
+    assert rows  # a leaderboard without ranked rows would make this test vacuous
+    monkeypatch.setattr(api, "get_or_fit", _no_training)
+    for row in rows:
+        got = api.load_model(row["name"], data_root=data_root, cache_dir=tmp_path, download=False, device="cpu")
+        assert weights_fingerprint(got) == row["weights"], row["name"]
