@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -92,17 +93,23 @@ def protocol_ood_suite(suite: Suite, n: int | None, p: protocol.Protocol = proto
                                **sizes)
 
 
-def placement(row: dict, board_json: Path) -> list[dict]:
-    """The committed rows of LEADERBOARD.json and `row`, ordered by worst case at L-inf 0.3, then 0.1, then
-    clean accuracy (by value: the leaderboard's own ranks use paired tests, which need its per-image records)."""
-    keys = ("worst_case_0.3", "worst_case_0.1", "clean")
-    rows = []
-    if board_json.is_file():
-        for r in json.loads(board_json.read_text(encoding="utf-8")).get("rows", []):
-            rows.append({"model": r["model"], "rank": r["rank"],
-                         **{k: r["numbers"].get(k, {}).get("value") for k in (*keys, "ood_robust_lowest")}})
-    rows.append({**row, "rank": None, "new": True})
-    return sorted(rows, key=lambda r: [(1, 0.0) if r.get(k) is None else (0, -r[k]) for k in keys])
+PLACED = ("clean", "worst_case_0.1", "worst_case_0.3", "ood_robust_lowest")  # the numbers the placement shows
+
+
+def placement(name: str, folders: list[Path], committed: Path) -> list[dict]:
+    """The committed leaderboard's rows (the runs under `committed` evaluated under the leaderboard's protocol) and
+    model `name`'s row from the benchmark's `folders`, ranked together by the leaderboard's own rule
+    (`leaderboard.rank`: paired tests on the images two rows share), in rank order; the new row says `new`."""
+    from . import leaderboard
+
+    board = leaderboard.build(committed, protocol.PROTOCOL.label).rows if committed.is_dir() else []
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in folders:
+            (Path(tmp) / f.name).symlink_to(f.resolve(), target_is_directory=True)
+        mine = [r for r in leaderboard.build(tmp, None).rows if r.display == name]  # not the protocol's transfer source
+    new = {id(r) for r in mine}
+    return [{"model": r.display, "rank": r.rank, "new": id(r) in new, **{k: r.v(k) for k in PLACED}}
+            for r in leaderboard.rank(board + mine)]
 
 
 def _numbers(summary: dict, name: str) -> dict:
@@ -188,7 +195,5 @@ def benchmark(model, name: str | None = None, defence: dict | None = None, thres
     ood = run_ood(ood_suite, **common)  # the model is in the cache now: the OOD part trains nothing
     ood_folder = write_ood(ood, Path(results_dir) / ood_suite.name, command, git_commit(), now())
     card = model_card(folder, ood_folder, name, ref, p)
-    card["placement"] = placement({k: card.get(k) for k in ("worst_case_0.3", "worst_case_0.1", "clean", "ood_robust_lowest")}
-                                  | {"model": name},
-                                  protocol.ROOT / "results" / "LEADERBOARD.json")
+    card["placement"] = placement(name, [folder, ood_folder], protocol.ROOT / "results")
     return card

@@ -402,9 +402,9 @@ def benchmark(
                              data_root, cache_dir, download, progress=progress, command=command)
         table = Table("#", "model", "clean", "worst case 0.1", "worst case 0.3", "OOD robust AUROC",
                       title="Among the committed leaderboard")
-        for i, r in enumerate(card["placement"], 1):
-            row = [str(i), r["model"]] + [_pct(r.get(k)) for k in ("clean", "worst_case_0.1", "worst_case_0.3")]
-            row.append("—" if r.get("ood_robust_lowest") is None else f"{r['ood_robust_lowest']:.3f}")
+        for r in card["placement"]:  # ranked by the leaderboard's rule (equal #: not separated)
+            row = [str(r["rank"]), r["model"]] + [_pct(r.get(k)) for k in ("clean", "worst_case_0.1", "worst_case_0.3",
+                                                                           "ood_robust_lowest")]
             table.add_row(*(f"[bold]{c}[/]" for c in row) if r.get("new") else row)
         out.print(table)
         out.print(f"Protocol: {card['protocol'] or 'custom evaluation (not ranked)'}; weights {card['weights']}; "

@@ -190,6 +190,15 @@ def beats(r: Row, other: Row) -> bool:
     return False
 
 
+def rank(rows: list[Row]) -> list[Row]:
+    """Each row's # (1 + the rows that beat it: `beats`) and its tests, set in place; `rows` returned in rank order
+    (the leaderboard's; `attractor-bench benchmark` ranks a new row beside the committed ones with it)."""
+    for r in rows:
+        r.rank = 1 + sum(beats(o, r) for o in rows if o is not r)
+        r.tests = rank_tests(r, rows)
+    return sorted(rows, key=lambda r: (r.rank, _sort_key(r)))
+
+
 def rank_tests(r: Row, rows: list[Row]) -> dict[str, list[str]]:
     """Per ranked number, the tests (`compare`) that compared `r`'s with the other rows' (LEADERBOARD.json)."""
     return {k: sorted({t for o in rows if o is not r for t in [compare(r.numbers[k], o.numbers[k])[1]] if t})
@@ -237,9 +246,7 @@ def build(results_dir: str | Path, protocol: str | None = None) -> Leaderboard:
                      if e["potentially_unreliable"]})
         rows.append(Row(name, entries[0][1], suites, numbers, any(checked) if checked else None, reasons,
                         unreliable_at=[f"{'L-inf' if n == 'linf' else 'L2'} {tables.fmt_eps(e, n)}" for n, e in at]))
-    for r in rows:
-        r.rank = 1 + sum(beats(o, r) for o in rows if o is not r)
-        r.tests = rank_tests(r, rows)
+    rank(rows)
     ood_runs, ood_stale = records.read_ood(Path(results_dir))
     for r in rows:
         r.numbers.update({k: Number(None) for k in ("ood_rejector", *[f"ood_{d}_{w}" for d in ROBUST_SETS

@@ -108,6 +108,11 @@ def test_benchmark_of_the_example_plugin_writes_a_card_and_places_the_row(micro,
     placed = [r["model"] for r in card["placement"]]
     committed = [r["model"] for r in json.loads((ROOT / "results" / "LEADERBOARD.json").read_text())["rows"]]
     assert "tiny" in placed and set(committed) <= set(placed) and len(placed) == len(committed) + 1
+    # ranked by the leaderboard's own rule: the committed rows keep their order and their # (one more below the new row)
+    board = json.loads((ROOT / "results" / "LEADERBOARD.json").read_text())["rows"]
+    assert [m for m in placed if m != "tiny"] == committed
+    for r, c in zip([r for r in card["placement"] if not r["new"]], board):
+        assert r["rank"] - c["rank"] in (0, 1)  # one more where the new row beats it
     run = json.loads((Path(card["folder"]) / "run.json").read_text())
     assert set(run["models"]) == {"tiny", "mlp"}  # the model and the protocol's transfer source
     ood = json.loads((Path(card["ood_folder"]) / "ood.json").read_text())  # the protocol's OOD part, on the model alone
