@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from . import protocol, suitefile
+from . import leaderboard, protocol, suitefile
 from .attacks import ATTACKS
 from .config import ModelSpec, Suite, parse_suite
 from .errors import ConfigError
@@ -100,8 +100,6 @@ def placement(name: str, folders: list[Path], committed: Path) -> list[dict]:
     """The committed leaderboard's rows (the runs under `committed` evaluated under the leaderboard's protocol) and
     model `name`'s row from the benchmark's `folders`, ranked together by the leaderboard's own rule
     (`leaderboard.rank`: paired tests on the images two rows share), in rank order; the new row says `new`."""
-    from . import leaderboard
-
     board = leaderboard.build(committed, protocol.PROTOCOL.label).rows if committed.is_dir() else []
     with tempfile.TemporaryDirectory() as tmp:
         for f in folders:
