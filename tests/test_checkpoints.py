@@ -130,21 +130,24 @@ def _script(tmp_path, cache) -> list[str]:
 def test_a_training_killed_mid_way_resumes_to_the_same_weights(tmp_path, sig):
     """A real process, killed (SIGKILL: nothing runs after it) or terminated (SIGTERM: unwinds like
     Ctrl-C) after its third epoch; run again, it ends with the uninterrupted training's weights."""
-    whole = subprocess.run(_script(tmp_path, tmp_path / "whole"), capture_output=True, text=True, timeout=300)
-    assert whole.returncode == 0, whole.stderr
+    # the uninterrupted training runs beside the one that is cut (two processes, two cores)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    whole = subprocess.Popen(_script(tmp_path, tmp_path / "whole"), **pipes)
     proc = subprocess.Popen(_script(tmp_path, tmp_path / "cut"), stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.startswith("epoch 3"):
             proc.send_signal(sig)
             break
     proc.wait(timeout=60)
+    whole_out, whole_err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, whole_err
     assert proc.returncode == -sig if sig == signal.SIGKILL else proc.returncode != 0
     assert list((tmp_path / "cut" / "models").glob("*.partial/fit-0.pt"))
     again = subprocess.run(_script(tmp_path, tmp_path / "cut"), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "resuming from checkpoint" in again.stdout + again.stderr
-    assert again.stdout.splitlines()[-1] == whole.stdout.splitlines()[-1]
-    assert again.stdout.count("epoch ") < whole.stdout.count("epoch ")  # it did not start over
+    assert again.stdout.splitlines()[-1] == whole_out.splitlines()[-1]
+    assert again.stdout.count("epoch ") < whole_out.count("epoch ")  # it did not start over
 
 
 @pytest.mark.slow  # two trainings of the micro suite's models through the CLI (about 10 s idle, minutes under load)
