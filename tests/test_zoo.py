@@ -159,3 +159,21 @@ def test_every_ranked_row_loads_from_the_committed_zoo_with_the_weights_it_was_m
     for row in rows:
         got = api.load_model(row["name"], data_root=data_root, cache_dir=tmp_path, download=False, device="cpu")
         assert weights_fingerprint(got) == row["weights"], row["name"]
+
+
+def test_a_leaderboard_suite_trains_nothing_on_an_empty_cache_and_says_where_the_weights_came_from(data_root, tmp_path):
+    """Issue 39's "`run suites/leaderboard.yaml` on a fresh clone trains nothing", for the suite with the largest
+    network (`cnn_at`, 13 MB): `train` on an empty cache serves both models from zoo/ and says so."""
+    from typer.testing import CliRunner
+
+    from attractor_bench.cli import app
+
+    from pathlib import Path
+
+    suite = Path(__file__).parents[1] / "suites" / "leaderboard_sota.yaml"
+    result = CliRunner().invoke(app, ["train", str(suite), "--data-root", str(data_root),
+                                      "--cache-dir", str(tmp_path / "empty"), "--no-download"])
+    assert result.exit_code == 0, result.output
+    assert "leaderboard_sota: 2 models ready (0 trained now)" in result.output
+    assert result.output.count("from the zoo, SHA-256 checked") == 2  # cnn_at and the transfer source mlp
+    assert not (tmp_path / "empty" / "models").exists()
