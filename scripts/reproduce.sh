@@ -14,7 +14,7 @@
 # every suite); 2. each classification suite; 3. the OOD suites; 4. the paper's other readings and
 # their seed spread (results/readings); 5. the leaderboard and the reproduction document.
 # Each step's wall time is appended to CACHE_DIR/reproduce-times.tsv (step, seconds, finished at,
-# this call's start) and printed; docs/reproducing.md gives a whole run's times.
+# this call's start, and "stopped" for the part of a step a stopped call ran) and printed; docs/reproducing.md gives a whole run's times.
 # suites/leaderboard_full.yaml (all 10,000 test images) is not part of it: it is the run for a GPU
 # machine (SUITES="leaderboard_full" bash scripts/reproduce.sh). The cells are computed in WORKERS
 # processes, a classification suite's and an OOD suite's alike (default: one per core; the tables are those of
@@ -31,12 +31,22 @@ mkdir -p "$cache"
 times="$cache/reproduce-times.tsv"
 call="$(date -u +%FT%TZ)"
 echo "data: $data; cache: $cache; suites: $suites; workers: $workers; step times: $times"
+running="" running_start=0
+record() {  # record NAME START [stopped]: append the step's seconds so far to the times file
+    local row
+    row="$(printf '%s\t%s\t%s\t%s' "$1" "$(( SECONDS - $2 ))" "$(date -u +%FT%TZ)" "$call")"
+    printf '%s%s\n' "$row" "${3:+$'\t'$3}" >> "$times"
+}
+# a call stopped mid-step (Ctrl-C, SIGTERM, an error) still records that step's part, marked "stopped", so that
+# the parts of a step spread over several calls add up to its whole time
+trap '[[ -n "$running" ]] && record "$running" "$running_start" stopped' EXIT
 step() {  # step NAME COMMAND...: run it, record its wall time
-    local name="$1" start=$SECONDS
+    running="$1" running_start=$SECONDS
     shift
     "$@"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$(( SECONDS - start ))" "$(date -u +%FT%TZ)" "$call" >> "$times"
-    echo "step $name: $(( SECONDS - start )) s"
+    record "$running" "$running_start"
+    echo "step $running: $(( SECONDS - running_start )) s"
+    running=""
 }
 total=$SECONDS
 all_suites="$suites"
@@ -58,3 +68,7 @@ fi
 step leaderboard attractor-bench leaderboard --results-dir results
 step reproduction attractor-bench reproduction --results-dir results
 echo "all (this call): $(( SECONDS - total )) s; every call's steps: $times"
+# each step's seconds summed over every call of this cache (a resumed step counts each call's part)
+awk -F'\t' '!($1 in s) {order[++n] = $1} {s[$1] += $2; all += $2}
+    END {print "every call, per step:"; for (i = 1; i <= n; i++) printf "  %-28s %7d s\n", order[i], s[order[i]];
+         printf "  %-28s %7d s\n", "all", all}' "$times"

@@ -90,3 +90,26 @@ def test_redraw_figures_redraws_what_the_committed_files_hold_and_changes_no_num
     assert (res / "leaderboard_attractor_at" / "iterates.png").read_bytes() == b"untouched"
     assert not (res / "leaderboard_attractor_at" / "similarity.svg").exists() and "left as they are" in out
     assert not list(res.glob("LEADERBOARD*"))  # the figure only, not the leaderboard's tables
+
+
+def test_reproduce_records_a_stopped_steps_part_and_sums_every_calls_parts(tmp_path):
+    """scripts/reproduce.sh with a stand-in `attractor-bench` (it fails on the first `run`, as a stopped call would):
+    the stopped step's part is recorded and marked, and the next call's summary adds both parts of that step."""
+    fake = tmp_path / "bin" / "attractor-bench"
+    fake.parent.mkdir()
+    fake.write_text('#!/usr/bin/env bash\nif [[ "$1" == run && ! -e "$STOP_ONCE" ]]; then touch "$STOP_ONCE"; exit 3; fi\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "SUITES": "leaderboard", "STOP_ONCE": str(tmp_path / "stopped"),
+           "HOME": str(tmp_path)}
+    cmd = ["bash", str(REPO / "scripts" / "reproduce.sh"), "data", str(tmp_path / "cache")]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert first.returncode == 3
+    rows = [l.split("\t") for l in (tmp_path / "cache" / "reproduce-times.tsv").read_text().splitlines()]
+    assert [(r[0], r[4:]) for r in rows] == [("train", []), ("leaderboard", ["stopped"])]
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert second.returncode == 0, second.stderr
+    rows = [l.split("\t") for l in (tmp_path / "cache" / "reproduce-times.tsv").read_text().splitlines()]
+    assert [(r[0], r[4:]) for r in rows][2:] == [("train", []), ("leaderboard", []), ("leaderboard", []),
+                                                 ("reproduction", [])]
+    summary = second.stdout.split("every call, per step:")[1].split()
+    assert summary[0::3] == ["train", "leaderboard", "reproduction", "all"] and summary[2::3] == ["s"] * 4
