@@ -288,8 +288,11 @@ def train(
             models = train_suite(spec, data_root=data_root, cache_dir=cache_dir, download=download, console=err,
                                  progress=progress, device=device)
             trained = [n for n, m in models.items() if not m.get("from_cache")]
+            zoo = [n for n, m in models.items() if m.get("from_zoo")]  # a cache hit served by zoo/ (SHA-256 checked)
             out.print(f"{spec.name}: {len(models)} models ready ({len(trained)} trained now"
-                      f"{': ' + ', '.join(trained) if trained else ''}) in {time.perf_counter() - t0:.0f} s.", highlight=False)
+                      f"{': ' + ', '.join(trained) if trained else ''}"
+                      f"{f'; {len(zoo)} from the zoo: ' + ', '.join(zoo) if zoo else ''}) in {time.perf_counter() - t0:.0f} s.",
+                      highlight=False)
 
 
 @app.command()

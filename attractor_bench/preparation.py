@@ -104,9 +104,8 @@ def _prepare_one(spec: ModelSpec, suite: Suite, ctx: Context, log: Log, dev: tor
     ctx.progress = on_epoch
     model, info = _build_model(spec, suite, ctx)
     model.to(dev)
-    how = ("from the zoo, SHA-256 checked" if info.get("from_zoo")
-           else "loaded from the cache" if info.get("from_cache") else "ready")
-    log.bar.update(task, description=f"{spec.name}: {how}", total=1, completed=1)
+    log.bar.update(task, description=f"{spec.name}: {'loaded from cache' if info.get('from_cache') else 'ready'}",
+                   total=1, completed=1)
     try:
         defence = spec.defence.build(model, ctx)
     except (TypeError, ValueError) as e:

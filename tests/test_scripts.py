@@ -42,8 +42,15 @@ def test_same_numbers_records_a_link_only_when_every_table_and_weight_is_identic
                                                                                     new_weights, same):
     """The run itself (two installs, two suites from empty caches) takes half an hour; this checks what it
     decides from the two sides' hashes: a single differing weight means exit 1 and nothing recorded."""
+    from attractor_bench import components, lock
+
     sn = _same_numbers()
     monkeypatch.setattr(sn, "side", lambda name, *a: _side("old", "w1") if name == "old" else _side("new", new_weights))
+    # one component whose code changed at its version, and a lock written here, never to the repository's file
+    monkeypatch.setattr(lock, "read", lambda *a: {"cell": {"version": 1, "hash": "h0"}})
+    monkeypatch.setattr(components, "lock_state", lambda *a: {"cell": {"version": 1, "hash": "h1"}})
+    written = []
+    monkeypatch.setattr(lock, "write", lambda now, locked, checked, *a: written.append(checked) or list(checked))
     results = tmp_path / "results"
     results.mkdir()
     code = sn.main(["--old", "HEAD", "--record", "--keep", str(tmp_path / "work"), "--results-dir", str(results)])
@@ -57,8 +64,9 @@ def test_same_numbers_records_a_link_only_when_every_table_and_weight_is_identic
         assert link["code"] == {"from": "old", "to": "component versions"}
         assert link["ood"] == {"from": "o-old", "to": "component versions"}
         assert link["command"].startswith("python scripts/same_numbers.py --old ") and doc["components"] == {"cell": 1}
+        assert [list(w) for w in written] == [["cell"]] and "Lock updated for: cell" in out
     else:
-        assert "weights attractor" in out and "DIFFERENT" in out and not lineage.exists()
+        assert "weights attractor" in out and "DIFFERENT" in out and not lineage.exists() and not written
 
 
 def test_redraw_figures_redraws_what_the_committed_files_hold_and_changes_no_number(tmp_path):
