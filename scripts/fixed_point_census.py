@@ -3,7 +3,7 @@ predictions at the fixed point, and how far apart the fixed points are.
 
     python scripts/fixed_point_census.py --data-root ../shared/datasets [--n 2000] [--presets attractor baseline]
 
-Uses the models of the presets as `attractor-bench run` trains and caches them (trains them on first use).
+Uses the leaderboard's models of those names (`attractor_bench.load_model`: from the zoo, else trained on first use).
 """
 
 import argparse
@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 import torch
 
-from attractor_bench.cache import load_model
+from attractor_bench.api import load_model
 from attractor_bench.data import load
 from attractor_bench.defenses import AttractorDefence
 

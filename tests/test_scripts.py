@@ -121,3 +121,14 @@ def test_reproduce_records_a_stopped_steps_part_and_sums_every_calls_parts(tmp_p
                                                  ("reproduction", [])]
     summary = second.stdout.split("every call, per step:")[1].split()
     assert summary[0::3] == ["train", "leaderboard", "reproduction", "all"] and summary[2::3] == ["s"] * 4
+
+
+def test_fixed_point_census_runs_on_the_zoo_models(data_root):
+    """docs/results.md quotes it; it had stopped importing (a helper it used had moved) without any test noticing."""
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "fixed_point_census.py"), "--data-root", str(data_root),
+                          "--n", "20", "--max-iter", "3", "--presets", "attractor"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [line] = [l for l in out.stdout.splitlines() if l.startswith("attractor:")]
+    counts = [int(c) for c in re.search(r"fixed point \[([\d, ]+)\]", line).group(1).split(",")]
+    assert len(counts) == 10 and sum(counts) == 20 and "mean iterations" in line
