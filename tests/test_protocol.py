@@ -50,7 +50,10 @@ def test_committed_runs_are_judged_by_their_evaluation():
     assert protocol.satisfied(lb, "attractor", True) == "mnist-linf v1"
     assert protocol.satisfied(lb, "mlp", False) == "mnist-linf v1"
     assert protocol.satisfied(lb, "attractor", False) is None  # compared without the rejector's attack: not equal
-    assert protocol.satisfied(sota, "cnn_at", False) is None  # no transfer or BPDA attack
+    assert protocol.satisfied(sota, "cnn_at", False) == "mnist-linf v1"  # the regenerated run: every protocol attack
+    no_transfer = copy.deepcopy(sota)
+    no_transfer["attacks"].pop("transfer_pgd")
+    assert protocol.satisfied(no_transfer, "cnn_at", False) is None  # one attack fewer: not the protocol
     assert protocol.satisfied(fgsm, "attractor", True) is None
     for change in (lambda m: m["attacks"]["pgd"]["eps"].pop(), lambda m: m["n_images"].update(mnist=999),
                    lambda m: m["attacks"]["apgd_ce"].update(params={"max_iter": 10}), lambda m: m.update(seed=1),
