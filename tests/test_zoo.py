@@ -3,6 +3,8 @@ cache by the cache key they were trained under, and `load_model` of the leaderbo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -151,7 +153,6 @@ def test_every_ranked_row_loads_from_the_committed_zoo_with_the_weights_it_was_m
     """Issue 39: `load_model(name)` for each ranked row of the committed leaderboard returns, from zoo/ and without
     training, the weights behind the row (their fingerprint in results/LEADERBOARD.json)."""
     import json
-    from pathlib import Path
 
     rows = json.loads((Path(__file__).parents[1] / "results" / "LEADERBOARD.json").read_text())["rows"]
     assert rows  # a leaderboard without ranked rows would make this test vacuous
@@ -167,8 +168,6 @@ def test_a_leaderboard_suite_trains_nothing_on_an_empty_cache_and_says_where_the
     from typer.testing import CliRunner
 
     from attractor_bench.cli import app
-
-    from pathlib import Path
 
     suite = Path(__file__).parents[1] / "suites" / "leaderboard_sota.yaml"
     result = CliRunner().invoke(app, ["train", str(suite), "--data-root", str(data_root),
