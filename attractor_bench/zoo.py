@@ -184,7 +184,12 @@ def write(networks: dict[str, Network], models: dict[str, dict], protocol: dict 
     models = {name: {**m, **{k: entries[m["network"]][k] for k in ("file", "sha256", "weights")}} for name, m in models.items()}
     doc = {"format": FORMAT, "protocol": protocol, "bytes": total, "networks": dict(sorted(entries.items())),
            "models": dict(sorted(models.items()))}
-    write_text(folder / MANIFEST, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return write_manifest(doc, path)
+
+
+def write_manifest(doc: dict, path: str | os.PathLike | None = None) -> dict:
+    """Write the manifest `doc` (sorted keys, one per line) into the zoo folder; returns it."""
+    write_text(zoo_dir(path) / MANIFEST, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc
 
 

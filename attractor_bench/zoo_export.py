@@ -103,3 +103,13 @@ def export(names: list[str] | None = None, cache_dir: str | os.PathLike | None =
                         "run": evaluated_by(name, zoo.weights_fingerprint(net.module), Path(results_dir))}
     p = protocol.PROTOCOL
     return zoo.write(networks, models, {"name": p.name, "version": p.version, "fingerprint": p.fingerprint}, path, budget)
+
+
+def refresh_runs(path: str | os.PathLike | None = None,
+                 results_dir: str | os.PathLike = protocol.ROOT / "results") -> dict:
+    """Point each zoo model's `run` at the newest committed run that evaluated its weights (after a run is
+    regenerated), without a model cache: the weights and their files are left as they are; returns the manifest."""
+    doc = zoo.read_manifest(path)
+    for name, m in doc["models"].items():
+        m["run"] = evaluated_by(name, m["weights"], Path(results_dir))
+    return zoo.write_manifest(doc, path)

@@ -3,6 +3,7 @@
 
     attractor-bench train suites/leaderboard.yaml suites/leaderboard_attractor_at.yaml suites/leaderboard_sota.yaml
     python scripts/zoo_export.py --cache-dir ~/.cache/attractor-bench [--data-root DIR] [NAME ...]
+    python scripts/zoo_export.py --runs-only   # after a run is regenerated: each model's `run`, no cache needed
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from attractor_bench.zoo_export import export
+from attractor_bench.zoo_export import export, refresh_runs
 
 
 def main() -> None:
@@ -19,9 +20,13 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None, help="the model cache the runs used (default: $ATTRACTOR_BENCH_CACHE)")
     ap.add_argument("--data-root", default=None, help="the datasets (default: $ATTRACTOR_BENCH_DATA)")
     ap.add_argument("--zoo", default=None, help="the zoo folder (default: zoo/ of this checkout)")
+    ap.add_argument("--runs-only", action="store_true", help="only point each model's `run` at the newest committed "
+                    "run that evaluated its weights (the weights and files stay as they are; no cache needed)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    doc = export(args.names or None, args.cache_dir, args.data_root, path=args.zoo)
+    if args.runs_only and args.names:
+        ap.error("--runs-only refreshes every model; give no names")
+    doc = refresh_runs(args.zoo) if args.runs_only else export(args.names or None, args.cache_dir, args.data_root, path=args.zoo)
     for name, m in doc["models"].items():
         run = m["run"] or {}
         print(f"{name}: {m['file']} sha256 {m['sha256'][:16]}... weights {m['weights']} "

@@ -15,7 +15,7 @@ from attractor_bench.errors import ConfigError
 from attractor_bench.files import weights_fingerprint
 from attractor_bench.models import MODELS
 from attractor_bench.protocol import leaderboard_models
-from attractor_bench.zoo_export import export
+from attractor_bench.zoo_export import export, refresh_runs
 
 PARAMS = {"n_train": 64, "max_epochs": 1}
 
@@ -111,6 +111,26 @@ def test_the_budget_is_checked_before_writing(filled, tmp_path):
     with pytest.raises(zoo.ZooError, match="over its budget"):
         zoo.write({"big": net}, {"big": {"network": "big"}}, None, tmp_path / "z2", budget=1000)
     assert not (tmp_path / "z2").exists()
+
+
+def test_refreshing_runs_points_each_model_at_the_newest_run_of_its_weights_and_leaves_the_files(filled, tmp_path):
+    """After a regeneration, `scripts/zoo_export.py --runs-only` fills each model's `run` from the committed runs
+    without a cache: the newest run whose model has the zoo's weights; another model's weights do not count."""
+    import json
+
+    _, module, doc = filled
+    before = (tmp_path / "zoo" / "mlp.safetensors").read_bytes()
+    fp = weights_fingerprint(module)
+    for suite, date, weights in [("old", "2026-01-01", fp), ("new", "2026-02-01", fp), ("other", "2026-03-01", "f" * 32)]:
+        (tmp_path / "results" / suite).mkdir(parents=True)
+        (tmp_path / "results" / suite / "run.json").write_text(json.dumps(
+            {"date": date, "commit": "c0ffee", "models": {"tiny": {"weights": weights}}}))
+    assert doc["models"]["tiny"].get("run") is None
+    got = refresh_runs(results_dir=tmp_path / "results")
+    assert got["models"]["tiny"]["run"] == {"suite": "new", "commit": "c0ffee", "date": "2026-02-01", "protocol": None}
+    assert zoo.read_manifest()["models"]["tiny"]["run"]["suite"] == "new"
+    assert (tmp_path / "zoo" / "mlp.safetensors").read_bytes() == before
+    assert zoo.read_manifest()["networks"] == doc["networks"]
 
 
 def test_export_refuses_what_the_cache_lacks_and_names_the_command(data_root, tmp_path):
