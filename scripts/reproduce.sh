@@ -16,7 +16,9 @@
 # Each step's wall time is appended to CACHE_DIR/reproduce-times.tsv (step, seconds, finished at,
 # this call's start, and "stopped" for the part of a step a stopped call ran) and printed; docs/reproducing.md gives a whole run's times.
 # suites/leaderboard_full.yaml (all 10,000 test images) is not part of it: it is the run for a GPU
-# machine (SUITES="leaderboard_full" bash scripts/reproduce.sh). The cells are computed in WORKERS
+# machine (SUITES="leaderboard_full" bash scripts/reproduce.sh). SKIP="mnist_fgsm leaderboard ..." skips the steps it
+# names: on a machine whose cache was lost, the steps already committed, which an empty cache would compute again
+# (`train` then takes the zoo's weights, the regeneration's own). The cells are computed in WORKERS
 # processes, a classification suite's and an OOD suite's alike (default: one per core; the tables are those of
 # one process: docs/performance.md).
 set -euo pipefail
@@ -40,7 +42,8 @@ record() {  # record NAME START [stopped]: append the step's seconds so far to t
 # a call stopped mid-step (Ctrl-C, SIGTERM, an error) still records that step's part, marked "stopped", so that
 # the parts of a step spread over several calls add up to its whole time
 trap '[[ -n "$running" ]] && record "$running" "$running_start" stopped' EXIT
-step() {  # step NAME COMMAND...: run it, record its wall time
+step() {  # step NAME COMMAND...: run it, record its wall time (or skip it when SKIP names it)
+    if [[ " ${SKIP:-} " == *" $1 "* ]]; then echo "step $1: skipped (SKIP)"; return; fi
     running="$1" running_start=$SECONDS
     shift
     "$@"
@@ -65,7 +68,7 @@ if [[ -z "${SUITES:-}" ]]; then
             --cache-dir "$cache" --workers "$workers" --no-download
     done
 fi
-step leaderboard attractor-bench leaderboard --results-dir results
+step leaderboard_tables attractor-bench leaderboard --results-dir results  # its own name: `leaderboard` is a suite step
 step reproduction attractor-bench reproduction --results-dir results
 echo "all (this call): $(( SECONDS - total )) s; every call's steps: $times"
 # each step's seconds summed over every call of this cache (a resumed step counts each call's part)

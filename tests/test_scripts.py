@@ -118,10 +118,29 @@ def test_reproduce_records_a_stopped_steps_part_and_sums_every_calls_parts(tmp_p
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert second.returncode == 0, second.stderr
     rows = [l.split("\t") for l in (tmp_path / "cache" / "reproduce-times.tsv").read_text().splitlines()]
-    assert [(r[0], r[4:]) for r in rows][2:] == [("train", []), ("leaderboard", []), ("leaderboard", []),
+    assert [(r[0], r[4:]) for r in rows][2:] == [("train", []), ("leaderboard", []), ("leaderboard_tables", []),
                                                  ("reproduction", [])]
     summary = second.stdout.split("every call, per step:")[1].split()
-    assert summary[0::3] == ["train", "leaderboard", "reproduction", "all"] and summary[2::3] == ["s"] * 4
+    assert summary[0::3] == ["train", "leaderboard", "leaderboard_tables", "reproduction", "all"] and summary[2::3] == ["s"] * 5
+
+
+def test_reproduce_skips_the_steps_skip_names_and_records_none_of_them(tmp_path):
+    """SKIP (a lost cache: the committed steps are not computed again): the named steps neither run nor get a time."""
+    fake = tmp_path / "bin" / "attractor-bench"
+    fake.parent.mkdir()
+    fake.write_text('#!/usr/bin/env bash\necho "$*" >> "$CALLS"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "SUITES": "leaderboard leaderboard_sota", "SKIP": "leaderboard",
+           "CALLS": str(tmp_path / "calls"), "HOME": str(tmp_path)}
+    out = subprocess.run(["bash", str(REPO / "scripts" / "reproduce.sh"), "data", str(tmp_path / "cache")],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "step leaderboard: skipped (SKIP)" in out.stdout
+    calls = [c.split()[:2] for c in (tmp_path / "calls").read_text().splitlines()]
+    assert calls == [["train", "suites/leaderboard.yaml"], ["run", "suites/leaderboard_sota.yaml"],
+                     ["leaderboard", "--results-dir"], ["reproduction", "--results-dir"]]
+    steps = [l.split("\t")[0] for l in (tmp_path / "cache" / "reproduce-times.tsv").read_text().splitlines()]
+    assert steps == ["train", "leaderboard_sota", "leaderboard_tables", "reproduction"]
 
 
 def test_fixed_point_census_runs_on_the_zoo_models(data_root):
