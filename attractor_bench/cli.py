@@ -81,8 +81,8 @@ def _errors(debug: bool, report: Callable[[str], None] | None = None) -> Iterato
         _fail(_storage_message(e), 1, report)
     except KeyboardInterrupt as e:
         how = "Terminated (SIGTERM)" if isinstance(e, _Terminated) else "Interrupted"
-        err.print(f"[yellow]{how}: no result files were written. The cells finished so far are stored in the cache; "
-                  "run the same command again to resume from them.[/]")
+        err.print(f"[yellow]{how}: no result files were written. What was finished is kept (the cells in the cell "
+                  "store, a training in progress at its last saved epoch); run the same command again to resume from it.[/]")
         raise typer.Exit(143 if isinstance(e, _Terminated) else 130) from None
     finally:
         if previous is not None:

@@ -386,6 +386,17 @@ def test_sigterm_ends_a_run_like_ctrl_c(tmp_path, data_root, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
 
 
+def test_sigterm_ends_a_training_and_says_it_resumes_from_its_last_epoch(tmp_path, data_root, monkeypatch):
+    """`train` has no cells: its message names what it keeps, a training's last saved epoch (a real training
+    killed and resumed: tests/test_checkpoints.py::test_a_training_killed_mid_way_resumes_to_the_same_weights)."""
+    monkeypatch.setattr("attractor_bench.preparation.train_suite", lambda *a, **k: signal.raise_signal(signal.SIGTERM))
+    result = runner.invoke(app, ["train", str(_write(tmp_path, _with())), "--data-root", str(data_root), "--cache-dir",
+                                 str(tmp_path / "cache"), "--no-download"])
+    assert result.exit_code == 143, result.output
+    _no_traceback(result)
+    assert "a training in progress at its last saved epoch); run the same command again" in " ".join(result.output.split())
+
+
 def test_progress_says_the_plan_and_the_totals(tmp_path, data_root):
     suite = _write(tmp_path, yaml.safe_dump({**GOOD, "models": {"m": {"preset": "baseline", "train": {
         "n_train": 64, "n_val": 64, "max_epochs": 2, "patience": 5, "pretrain": False}}}}))
