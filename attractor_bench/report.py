@@ -22,6 +22,7 @@ import pandas as pd
 
 from .config import Suite, load_suite, paper_attack, parse_suite
 from .data import DISPLAY_NAMES
+from .defenses import DESCRIPTIONS
 from .files import inside, replace_folder, write_text
 from .tables import fmt_eps, markdown, pct
 from . import flags, plots, suitefile
@@ -58,14 +59,11 @@ _TARGETS = {
 
 
 def _defence_text(spec) -> str:
-    p = spec.params
-    if spec.name == "attractor" and spec.origin == "built-in":
-        return (f"`attractor`: iterate x <- G(x) until max|x_(k+1) - x_k| < {p['tol']:g} per sample, at most {p['max_iter']} "
-                f"iterations, iterates clipped to [0, 1]: {p.get('clip', True)}; backward pass for `pipeline` attacks: "
-                f"`{p['backward']}`.")
-    if spec.name == "none":
-        return "none (the model's single pass; `pipeline` attacks see the network itself)."
-    return f"`{spec.name}` ({spec.origin}), parameters {p or {}}; `bpda` attacks see it as the identity in the backward pass."
+    """The defence in words: a built-in one describes itself (defenses.DESCRIPTIONS), any other by its parameters."""
+    if spec.origin == "built-in" and spec.name in DESCRIPTIONS:
+        return DESCRIPTIONS[spec.name](spec.params)
+    return (f"`{spec.name}` ({spec.origin}), parameters {spec.params or {}}; `bpda` attacks see it as the identity in the "
+            "backward pass.")
 
 
 def _vs_goal(v: float | None, goal: float) -> str:

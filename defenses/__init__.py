@@ -61,6 +61,19 @@ def straight_through(defence: Preprocessor | None) -> Preprocessor | None:
     return StraightThrough(defence) if isinstance(defence, PreprocessorPyTorch) else defence
 
 
+def _attractor_text(p: dict) -> str:
+    return (f"`attractor`: iterate x <- G(x) until max|x_(k+1) - x_k| < {p['tol']:g} per sample, at most {p['max_iter']} "
+            f"iterations, iterates clipped to [0, 1]: {p.get('clip', True)}; backward pass for `pipeline` attacks: "
+            f"`{p['backward']}`.")
+
+
+# a built-in defence's parameters in words, for a run's README (report.py); the others are described generically
+DESCRIPTIONS: dict[str, Callable[[dict], str]] = {
+    "attractor": _attractor_text,
+    "none": lambda p: "none (the model's single pass; `pipeline` attacks see the network itself).",
+}
+
+
 DEFENCES: dict[str, Callable[..., Preprocessor | None]] = {
     "attractor": AttractorDefence,
     "none": no_defence,
@@ -89,5 +102,5 @@ def rejector_of(defence, threshold: float | None) -> Rejector | None:
 
 MODELS_INTERNAL: dict[str, Recipe] = {r.name: r for r in (_apudae.DAE_RECIPE, _feature_dae.CNN_RECIPE, _feature_dae.DAE_RECIPE)}
 
-__all__ = ["APuDAE", "FeatureDAE", "MODELS_INTERNAL", "AttractorDefence", "Backward", "PearsonRejector", "REJECTORS", "Rejector", "pearson", "rejector_of", "check_images", "DEFENCES", "StraightThrough",
+__all__ = ["APuDAE", "DESCRIPTIONS", "FeatureDAE", "MODELS_INTERNAL", "AttractorDefence", "Backward", "PearsonRejector", "REJECTORS", "Rejector", "pearson", "rejector_of", "check_images", "DEFENCES", "StraightThrough",
            "no_defence", "straight_through"]

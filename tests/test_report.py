@@ -90,3 +90,18 @@ def test_details_give_each_accuracy_its_interval_and_say_which_attacks_run_in_th
     assert f"| 0 (clean) | 90.00 [{100 * ci(90).low:.2f}, {100 * ci(90).high:.2f}] |" in details  # clean, on the run's 100 images
     fgsm, pgd = (next(line for line in text.splitlines() if line.startswith(f"  - `{a}`:")) for a in ("fgsm", "pgd"))
     assert "worst-case cascade" in fgsm and "worst-case cascade" not in pgd  # pgd says full: true
+
+
+def test_a_defence_is_described_by_itself_when_built_in_and_by_its_parameters_otherwise():
+    """The run README's defence line: the built-in attractor and `none` describe themselves (defenses.DESCRIPTIONS);
+    an outside defence, even one named `attractor`, is shown with its origin and parameters."""
+    from attractor_bench.config import DefenceSpec
+    from attractor_bench.report import _defence_text
+
+    assert _defence_text(DefenceSpec()) == ("`attractor`: iterate x <- G(x) until max|x_(k+1) - x_k| < 0.001 per sample, "
+                                            "at most 1 iterations, iterates clipped to [0, 1]: True; backward pass for "
+                                            "`pipeline` attacks: `unrolled`.")
+    assert _defence_text(DefenceSpec("none", {})).startswith("none (the model's single pass")
+    outside = DefenceSpec("attractor", {"k": 2}, object(), "mypkg:attractor")
+    assert _defence_text(outside) == ("`attractor` (mypkg:attractor), parameters {'k': 2}; `bpda` attacks see it as the "
+                                      "identity in the backward pass.")
