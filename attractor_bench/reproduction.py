@@ -64,8 +64,8 @@ _READINGS = "readings/mnist_fgsm_readings"
 _PAPER_MODELS = (("baseline", "baseline_paper"), ("attractor", "attractor_paper"))
 READINGS = (
     Reading("best weights, cross-entropy", "mnist_fgsm", "fgsm", True, stopping=_BEST, cost=_CE),
-    Reading("best weights retrained here, cross-entropy", _READINGS, "fgsm", True, stopping=_BEST, cost=_CE),
-    Reading("best weights retrained here, own cost", _READINGS, "fgsm_own_cost", False, stopping=_BEST, cost=_OWN),
+    Reading("best weights, cross-entropy, the readings run (the same weights, evaluated again)", _READINGS, "fgsm", True, stopping=_BEST, cost=_CE),
+    Reading("best weights, own cost", _READINGS, "fgsm_own_cost", False, stopping=_BEST, cost=_OWN),
     Reading("paper's stopping, cross-entropy", _READINGS, "fgsm", True, stopping=_PAPER_STOP, cost=_CE,
             models=_PAPER_MODELS),
     Reading("paper's stopping, own cost", _READINGS, "fgsm_own_cost", False, stopping=_PAPER_STOP, cost=_OWN,
