@@ -24,6 +24,7 @@ from .config import Suite, load_suite, paper_attack, parse_suite
 from .data import DISPLAY_NAMES
 from .defenses import DESCRIPTIONS
 from .files import inside, replace_folder, write_text
+from .plugins import BUILT_IN
 from .tables import fmt_eps, markdown, pct
 from . import flags, plots, suitefile
 from .paper import GOALS, PAPER
@@ -60,7 +61,7 @@ _TARGETS = {
 
 def _defence_text(spec) -> str:
     """The defence in words: a built-in one describes itself (defenses.DESCRIPTIONS), any other by its parameters."""
-    if spec.origin == "built-in" and spec.name in DESCRIPTIONS:
+    if spec.origin == BUILT_IN and spec.name in DESCRIPTIONS:
         return DESCRIPTIONS[spec.name](spec.params)
     return (f"`{spec.name}` ({spec.origin}), parameters {spec.params or {}}; `bpda` attacks see it as the identity in the "
             "backward pass.")
